@@ -1,0 +1,247 @@
+//! The daemon core: owns the state and the store, resolves a request to a method, runs the
+//! generic checks in the reference's order (admin-api.md §1.5), runs the handler, and commits:
+//! save `qubes.xml`, then publish events. A failed call puts the old state back.
+
+use std::path::PathBuf;
+
+use qubes_api::exc::py_repr;
+use qubes_api::{Event, ExcKind, QubesError, Request};
+
+use crate::events::EventHub;
+use crate::handlers::{self, Method, Want};
+use crate::model::{Class, State};
+use crate::names;
+use crate::store::Store;
+
+/// Which socket a request came in on; each has its own method table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Socket {
+    /// `qubesd.sock`: `admin.*`.
+    Admin,
+    /// `qubesd.internal.sock`: `internal.*`.
+    Internal,
+    /// `qubesd.misc.sock`: `qubes.*`.
+    Misc,
+}
+
+/// What a successful call produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// An OK message with this content.
+    Ok(Vec<u8>),
+    /// Start an event stream (`admin.Events`) for this destination.
+    Events {
+        /// Destination qube (`dom0` = everything).
+        dest: String,
+    },
+}
+
+/// A call that passed the generic checks, as handlers see it.
+pub struct Ctx<'a> {
+    /// The state to read and change.
+    pub st: &'a mut State,
+    /// Caller's qube name.
+    pub src: String,
+    /// Destination qube name.
+    pub dest: String,
+    /// Method name.
+    pub method: &'static str,
+    /// Argument (ASCII).
+    pub arg: String,
+    /// Payload (untrusted bytes).
+    pub untrusted_payload: Vec<u8>,
+    /// Events to publish if the call succeeds, in order.
+    pub events: Vec<Event>,
+    /// Whether qubes.xml must be written.
+    pub save: bool,
+    /// Files to write after the state is saved (notes): path, contents.
+    pub side_files: Vec<(PathBuf, Vec<u8>)>,
+    /// Directory of per-qube files.
+    pub state_dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    /// Records an event on a qube (subject = qube name) or globally (subject empty).
+    pub fn fire(&mut self, subject: &str, name: impl Into<String>, kwargs: &[(&str, &str)]) {
+        let mut e = Event::new(subject, name);
+        for (k, v) in kwargs {
+            e = e.kw(k, *v);
+        }
+        self.events.push(e);
+    }
+
+    /// The destination qube (it exists: checked before the handler runs).
+    pub fn dest_domain(&self) -> &crate::model::Domain {
+        self.st
+            .domain(&self.dest)
+            .expect("destination checked before the handler")
+    }
+}
+
+/// The core: state, store, event hub.
+pub struct Core {
+    /// Current state.
+    pub state: State,
+    store: Store,
+    /// Where events go.
+    pub hub: EventHub,
+    /// Directory of per-qube side files (`appvms/`, `vm-templates/`).
+    pub state_dir: PathBuf,
+}
+
+/// The outcome of one call, with the log line the reference would write.
+pub type CallResult = Result<Reply, QubesError>;
+
+impl Core {
+    /// A core over a loaded store.
+    pub fn new(state: State, store: Store, state_dir: PathBuf, hub: EventHub) -> Core {
+        Core {
+            state,
+            store,
+            hub,
+            state_dir,
+        }
+    }
+
+    /// Runs one request end to end (checks, handler, commit).
+    pub fn call(&mut self, socket: Socket, req: &Request) -> CallResult {
+        let (src, dest, method, arg) = self.resolve(socket, req)?;
+        let snapshot = self.state.clone();
+        let mut ctx = Ctx {
+            st: &mut self.state,
+            src,
+            dest,
+            method: method.name,
+            arg,
+            untrusted_payload: req.payload.clone(),
+            events: Vec::new(),
+            save: false,
+            side_files: Vec::new(),
+            state_dir: self.state_dir.clone(),
+        };
+        let result = (method.handler)(&mut ctx);
+        let Ctx {
+            events,
+            save,
+            side_files,
+            ..
+        } = ctx;
+        match result {
+            Ok(reply) => {
+                for (path, data) in &side_files {
+                    let written = path
+                        .parent()
+                        .map(std::fs::create_dir_all)
+                        .unwrap_or(Ok(()))
+                        .and_then(|_| crate::store::write_atomic(path, data, 0o664));
+                    if let Err(e) = written {
+                        self.state = snapshot;
+                        return Err(QubesError::qubes(format!(
+                            "Failed to write notes file: {e}"
+                        )));
+                    }
+                }
+                if save && let Err(e) = self.store.save(&self.state) {
+                    tracing::error!("saving {}: {e}", self.store.path().display());
+                    self.state = snapshot;
+                    return Err(QubesError::qubes(format!("Failed to save qubes.xml: {e}")));
+                }
+                self.hub.publish(events);
+                Ok(reply)
+            }
+            Err(e) => {
+                // The reference delivers pre-events before the handler that vetoes them.
+                self.state = snapshot;
+                self.hub
+                    .publish(events.into_iter().filter(|e| is_pre_event(&e.name)));
+                Err(e)
+            }
+        }
+    }
+
+    /// Decodes and checks src, dest, method, payload, arg and destination class, in that
+    /// order.
+    fn resolve(
+        &self,
+        socket: Socket,
+        req: &Request,
+    ) -> Result<(String, String, &'static Method, String), QubesError> {
+        let src = self.decode_vm(&req.src)?;
+        let dest = self.decode_vm(&req.dest)?;
+        let method = std::str::from_utf8(&req.method)
+            .ok()
+            .filter(|m| m.is_ascii())
+            .ok_or_else(|| QubesError::silent("method is not ASCII"))?;
+        let arg = std::str::from_utf8(&req.arg)
+            .ok()
+            .filter(|a| a.is_ascii())
+            .ok_or_else(|| QubesError::silent("argument is not ASCII"))?;
+        let m = handlers::lookup(socket, method)
+            .ok_or_else(|| QubesError::protocol(format!("no such method: {}", py_repr(method))))?;
+        match (m.payload, req.payload.is_empty()) {
+            (Want::Yes, true) => return Err(QubesError::protocol("expected payload")),
+            (Want::No, false) => return Err(QubesError::protocol("unexpected payload")),
+            _ => {}
+        }
+        match (m.arg, arg.is_empty()) {
+            (Want::Yes, true) => return Err(QubesError::protocol("expected an argument")),
+            (Want::No, false) => return Err(QubesError::protocol("unexpected argument")),
+            _ => {}
+        }
+        let dest_is_admin = self
+            .state
+            .domain(&dest)
+            .is_some_and(|d| d.class == Class::AdminVM);
+        match m.dest_adminvm {
+            Some(true) if !dest_is_admin => {
+                return Err(QubesError::protocol(
+                    "expected destination to be AdminVM",
+                ));
+            }
+            Some(false) if dest_is_admin => {
+                return Err(QubesError::protocol(
+                    "expected destination to not be AdminVM",
+                ));
+            }
+            _ => {}
+        }
+        Ok((src, dest, m, arg.to_string()))
+    }
+
+    /// `decode_vm`: a name or `uuid:<uuid>` to an existing qube's name.
+    fn decode_vm(&self, untrusted: &[u8]) -> Result<String, QubesError> {
+        let s = std::str::from_utf8(untrusted)
+            .ok()
+            .filter(|s| s.is_ascii())
+            .ok_or_else(|| QubesError::silent("qube name is not ASCII"))?;
+        if let Some(rest) = s.strip_prefix("uuid:") {
+            if s.len() != 41 || !names::is_canonical_uuid(rest) {
+                return Err(QubesError::new(
+                    ExcKind::QubesVMInvalidUUIDError,
+                    format!("VM UUID is not valid: {}", py_repr(rest)),
+                ));
+            }
+            return self
+                .state
+                .domain_by_uuid(rest)
+                .map(|d| d.name.clone())
+                .ok_or_else(|| QubesError::no_such_vm(s));
+        }
+        names::validate_name(s)?;
+        if self.state.domain(s).is_none() {
+            return Err(QubesError::no_such_vm(s));
+        }
+        Ok(s.to_string())
+    }
+
+    /// Writes the current state (used at shutdown).
+    pub fn save(&self) -> std::io::Result<()> {
+        self.store.save(&self.state)
+    }
+}
+
+/// Whether an event is a "pre" event (delivered even when the call then fails).
+pub fn is_pre_event(name: &str) -> bool {
+    let base = name.split(':').next().unwrap_or(name);
+    base.contains("-pre-")
+}

@@ -1,0 +1,19 @@
+//! Our `qubesd`: a Qubes OS Admin API daemon that answers byte for byte like the reference.
+//!
+//! Layers, from the socket inwards: [`server`] (sockets, framing, streams) → [`core`] (checks
+//! in the reference's order, commit or roll back) → [`handlers`] (one function per method) →
+//! [`model`], [`props`], [`setters`] (the qube model) → [`store`] (`qubes.xml`).
+
+pub mod core;
+pub mod daemon;
+pub mod events;
+pub mod handlers;
+pub mod model;
+pub mod names;
+pub mod props;
+pub mod server;
+pub mod setters;
+pub mod store;
+pub mod volumes;
+
+pub use daemon::{Config, Daemon};

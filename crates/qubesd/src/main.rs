@@ -1,0 +1,65 @@
+//! `qubesd`: the Admin API daemon.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use qubesd::{Config, Daemon};
+
+/// Qubes OS Admin API daemon.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Directory of qubes.xml and per-qube files.
+    #[arg(long, env = "QUBESD_STATE_DIR", default_value = "/var/lib/qubes")]
+    state_dir: PathBuf,
+    /// Directory where qubesd.sock, qubesd.internal.sock and qubesd.misc.sock are created.
+    #[arg(long, env = "QUBESD_SOCKET_DIR", default_value = "/var/run")]
+    socket_dir: PathBuf,
+    /// Hypervisor connection.
+    #[arg(long, env = "QUBESD_LIBVIRT_URI", default_value = "xen:///")]
+    libvirt_uri: String,
+    /// Send a traceback text with every exception.
+    #[arg(long)]
+    debug: bool,
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, env = "QUBESD_LOG", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config {
+        state_dir: args.state_dir,
+        socket_dir: args.socket_dir,
+        libvirt_uri: args.libvirt_uri,
+        debug: args.debug,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        // The reference creates sockets with umask 007.
+        // SAFETY: umask only changes this process's file creation mask.
+        unsafe { libc::umask(0o007) };
+        let daemon = Daemon::start(&config).context("qubesd cannot start")?;
+        tracing::info!(
+            "qubesd ready: store {}, sockets in {}",
+            config.store_path().display(),
+            config.socket_dir.display()
+        );
+        qubesd::daemon::notify_ready();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        daemon.shutdown();
+        Ok(())
+    })
+}

@@ -1,0 +1,235 @@
+//! Sockets and connections (admin-api.md §1.1, §1.4).
+//!
+//! Each connection is its own task: it reads at most 64 KiB + 1 bytes until the client
+//! half-closes, so a client that never sends EOF holds only its own task and buffer.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use qubes_api::framing::{encode_exception, encode_ok};
+use qubes_api::{exc::ExcBase, Event, QubesError, Request, MAX_REQUEST_SIZE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::core::{Core, Reply, Socket};
+use crate::handlers;
+
+/// Socket file names inside the socket directory.
+pub const SOCKET_NAMES: [(Socket, &str); 3] = [
+    (Socket::Admin, "qubesd.sock"),
+    (Socket::Internal, "qubesd.internal.sock"),
+    (Socket::Misc, "qubesd.misc.sock"),
+];
+
+/// State shared by all connections.
+pub struct Shared {
+    /// The core, behind one lock: calls are applied one at a time, in arrival order.
+    pub core: Mutex<Core>,
+    /// Whether EXCEPTION messages carry a traceback text.
+    pub debug: bool,
+}
+
+impl Shared {
+    /// Locks the core. A panic inside a handler must not take the daemon down with it, so a
+    /// poisoned lock is taken over (the failed call's state was already restored).
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Binds a socket like the reference: a stale file is removed, a live daemon is an error, the
+/// socket gets mode 0770 and group `qubes` when that group exists.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if path.exists() {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{}: another daemon is listening", path.display()),
+                ));
+            }
+            Err(_) => std::fs::remove_file(path)?,
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))?;
+    if let Some(gid) = group_id("qubes") {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::other("socket path contains NUL"))?;
+        // SAFETY: chown with a valid NUL-terminated path; -1 keeps the owner.
+        unsafe {
+            libc::chown(c.as_ptr(), u32::MAX, gid);
+        }
+    }
+    Ok(listener)
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    let content = std::fs::read_to_string("/etc/group").ok()?;
+    content.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
+}
+
+/// Accepts connections forever.
+pub async fn accept_loop(listener: UnixListener, socket: Socket, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((conn, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { handle(conn, socket, shared).await });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads a request until EOF; `None` if it is too long or the connection broke.
+pub async fn read_request<R: AsyncReadExt + Unpin>(conn: &mut R) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 8192];
+    loop {
+        match conn.read(&mut chunk).await {
+            Ok(0) => return Some(buf),
+            Ok(n) => {
+                if buf.len() + n > MAX_REQUEST_SIZE {
+                    tracing::warn!("request too long");
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) => {
+                tracing::debug!("reading request: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+/// Serves one connection.
+pub async fn handle<S>(mut conn: S, socket: Socket, shared: Arc<Shared>)
+where
+    S: AsyncReadExt + AsyncWriteExt + Unpin,
+{
+    let Some(raw) = read_request(&mut conn).await else {
+        return;
+    };
+    let req = match Request::parse(&raw) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return;
+        }
+    };
+    let write = std::str::from_utf8(&req.method)
+        .ok()
+        .and_then(|m| handlers::lookup(socket, m))
+        .is_some_and(|m| m.write);
+    let (result, subscription) = if write {
+        // Writes fsync under the lock: keep them off the async workers.
+        let shared2 = shared.clone();
+        let req2 = req.clone();
+        match tokio::task::spawn_blocking(move || (shared2.lock().call(socket, &req2), None)).await
+        {
+            Ok(r) => r,
+            Err(_) => return,
+        }
+    } else {
+        let mut core = shared.lock();
+        let r = core.call(socket, &req);
+        // Subscribe while still holding the lock so no committed change falls in between.
+        let sub = matches!(r, Ok(Reply::Events { .. })).then(|| core.hub.subscribe());
+        (r, sub)
+    };
+    let method = String::from_utf8_lossy(&req.method).into_owned();
+    match result {
+        Ok(Reply::Ok(content)) => {
+            let _ = conn.write_all(&encode_ok(&content)).await;
+            let _ = conn.shutdown().await;
+        }
+        Ok(Reply::Events { dest }) => {
+            if let Some(rx) = subscription {
+                stream_events(&mut conn, rx, &dest).await;
+            }
+        }
+        Err(QubesError::Exception { kind, message }) => {
+            match kind.base() {
+                ExcBase::Qubes => tracing::info!("call {method} failed: {}: {message}", kind.name()),
+                _ => tracing::warn!("call {method} refused: {}: {message}", kind.name()),
+            }
+            let tb = if shared.debug {
+                format!(
+                    "Traceback (qubesd):\n  method {method}, src {}, dest {}\n{}: {message}\n",
+                    String::from_utf8_lossy(&req.src),
+                    String::from_utf8_lossy(&req.dest),
+                    kind.name()
+                )
+            } else {
+                String::new()
+            };
+            let _ = conn
+                .write_all(&encode_exception(kind.name(), &tb, &message))
+                .await;
+            let _ = conn.shutdown().await;
+        }
+        Err(QubesError::Silent(why)) => {
+            tracing::error!("call {method} failed with no response: {why}");
+        }
+    }
+}
+
+/// Forwards events to one `admin.Events` subscriber until it goes away or lags too far.
+async fn stream_events<S: AsyncWriteExt + Unpin>(
+    conn: &mut S,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
+    dest: &str,
+) {
+    let hello = Event::new("", "connection-established").encode();
+    if conn.write_all(&hello).await.is_err() {
+        return;
+    }
+    let all = dest == "dom0";
+    loop {
+        match rx.recv().await {
+            Ok(ev) => {
+                if !all && (ev.global || ev.event.subject != dest) {
+                    continue;
+                }
+                if conn.write_all(&ev.bytes).await.is_err() {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("events subscriber lagged by {n} events; disconnecting");
+                return;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Paths of the three sockets in `dir`.
+pub fn socket_paths(dir: &Path) -> Vec<(Socket, PathBuf)> {
+    SOCKET_NAMES
+        .iter()
+        .map(|(s, n)| (*s, dir.join(n)))
+        .collect()
+}
+
+/// Serves one connection that is not a socket file (embedded mode's socketpair).
+pub async fn handle_stream(conn: UnixStream, shared: Arc<Shared>) {
+    handle(conn, Socket::Admin, shared).await
+}

@@ -1,0 +1,760 @@
+//! Property Set rules: the payload sanitizer, per-property validation, and the side effects
+//! that the reference's event handlers produce (admin-api.md §3.2, §4.4).
+
+use qubes_api::exc::py_repr;
+use qubes_api::{ExcKind, QubesError};
+
+use crate::core::Ctx;
+use crate::handlers::{remove_feature, set_feature};
+use crate::model::{Class, Domain, State};
+use crate::names;
+use crate::props::{self, Access, PType, Parse, PropDef};
+
+/// Python's `string.printable`.
+fn printable(c: char) -> bool {
+    c.is_ascii_graphic() || matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
+/// Python `int()` of a string: surrounding whitespace, sign, `_` between digits.
+pub fn py_int(s: &str) -> Option<i64> {
+    let t = s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    // Python forbids leading zeros in non-zero decimal literals only for literals, not int().
+    let v: i64 = clean.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Boolean words of `qubes.property.bool`.
+pub fn py_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "0" | "no" | "false" | "off" => Some(false),
+        "1" | "yes" | "true" | "on" => Some(true),
+        _ => None,
+    }
+}
+
+fn parse_ipv4(s: &str) -> Option<String> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() != 4 {
+        return None;
+    }
+    for p in &parts {
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if p.len() > 1 && p.starts_with('0') {
+            return None;
+        }
+        if p.parse::<u16>().ok()? > 255 {
+            return None;
+        }
+    }
+    Some(s.to_string())
+}
+
+/// `property.sanitize`: ASCII, then the type's parser. Returns the canonical string.
+pub fn sanitize(def: &PropDef, untrusted: &[u8]) -> Result<String, QubesError> {
+    let s = std::str::from_utf8(untrusted)
+        .ok()
+        .filter(|s| s.is_ascii())
+        .ok_or_else(|| QubesError::value("Non-ASCII bytes in property value"))?;
+    let fail = |t: &str| QubesError::value(format!("Failed to parse property value as {t}"));
+    match def.parse {
+        Parse::Bool => py_bool(s)
+            .map(|b| if b { "True" } else { "False" }.to_string())
+            .ok_or_else(|| {
+                QubesError::value(format!(
+                    "Invalid literal for boolean property: {}",
+                    py_repr(s)
+                ))
+            }),
+        Parse::Int => py_int(s).map(|v| v.to_string()).ok_or_else(|| fail("int")),
+        Parse::Uuid => uuid::Uuid::parse_str(s.trim())
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| fail("UUID")),
+        Parse::Ipv4 => parse_ipv4(s).ok_or_else(|| fail("IPv4Address")),
+        Parse::Ipv6 => s
+            .parse::<std::net::Ipv6Addr>()
+            .map(|a| a.to_string())
+            .map_err(|_| fail("IPv6Address")),
+        Parse::Text | Parse::Vm => {
+            if s.chars().all(printable) {
+                Ok(s.to_string())
+            } else {
+                Err(QubesError::value("Invalid characters in property value"))
+            }
+        }
+    }
+}
+
+fn prop_err(msg: impl Into<String>) -> QubesError {
+    QubesError::new(ExcKind::QubesPropertyValueError, msg)
+}
+
+/// `QubesPropertyValueError` without a custom text (the reference adds a Python repr).
+fn invalid_value(def: &PropDef, value: &str, holder: &str) -> QubesError {
+    prop_err(format!(
+        "Invalid value {} for property {} of {holder}",
+        if value.is_empty() {
+            "None".to_string()
+        } else {
+            py_repr(value)
+        },
+        py_repr(def.name)
+    ))
+}
+
+/// The class a qube reference property must point at, with its reference class name.
+fn vm_ref_class(class: Option<Class>, prop: &str) -> (fn(&Domain) -> bool, &'static str) {
+    match (class, prop) {
+        (Some(Class::AppVM), "template") | (None, "default_template") => {
+            (|d| d.class == Class::TemplateVM, "TemplateVM")
+        }
+        (Some(Class::DispVM), "template") => (|d| d.class.is_local_qube(), "QubesVM"),
+        _ => (|d| d.class != Class::RemoteVM, "LocalVM"),
+    }
+}
+
+/// Checks a qube reference value: `""` is None, else an existing qube of the right class.
+pub fn validate_vm_ref(
+    st: &State,
+    holder: &Domain,
+    def: &PropDef,
+    value: &str,
+) -> Result<String, QubesError> {
+    check_vm_ref(st, Some(holder.class), &holder.name, def, value)
+}
+
+fn check_vm_ref(
+    st: &State,
+    class: Option<Class>,
+    holder_name: &str,
+    def: &PropDef,
+    value: &str,
+) -> Result<String, QubesError> {
+    if value.is_empty() {
+        if def.allow_none {
+            return Ok(String::new());
+        }
+        return Err(invalid_value(def, value, holder_name));
+    }
+    names::validate_name(value)?;
+    let Some(target) = st.domain(value) else {
+        return Err(prop_err(format!(
+            "Can't set {} to non-existing qube {value}",
+            def.name
+        )));
+    };
+    let (ok, want) = vm_ref_class(class, def.name);
+    if !ok(target) {
+        return Err(prop_err(format!(
+            "wrong VM class: domains[{}] is of type {} and not {want}",
+            py_repr(value),
+            target.class.name()
+        )));
+    }
+    Ok(value.to_string())
+}
+
+fn positive(def: &PropDef, v: &str) -> Result<String, QubesError> {
+    if v.parse::<i64>().unwrap_or(0) <= 0 {
+        return Err(prop_err(format!("{} must be positive", def.name)));
+    }
+    Ok(v.to_string())
+}
+
+fn check_kernel(st: &State, k: &str) -> Result<String, QubesError> {
+    if k.is_empty() {
+        return Ok(String::new());
+    }
+    if k.contains('/') {
+        return Err(prop_err("Kernel name cannot contain '/'"));
+    }
+    let dir = st.host.kernels_dir.join(k);
+    if !dir.join("vmlinuz").exists() {
+        return Err(prop_err(format!("Kernel {} not installed", py_repr(k))));
+    }
+    Ok(k.to_string())
+}
+
+fn check_disposable_template(
+    st: &State,
+    target_desc: &str,
+    prop: &str,
+    value: &str,
+) -> Result<(), QubesError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let ok = st
+        .domain(value)
+        .is_some_and(|d| props::vm_flag(st, d, "template_for_dispvms"));
+    if !ok {
+        return Err(prop_err(format!(
+            "Cannot set invalid property to {target_desc}, {prop} {} has template_for_dispvms set to False",
+            py_repr(value)
+        )));
+    }
+    Ok(())
+}
+
+/// Qubes whose netvm chain would reach `vm` (so `vm` may not use them as netvm).
+fn connected_to(st: &State, vm: &str, candidate: &str) -> bool {
+    let mut cur = st.domain(candidate);
+    let mut steps = 0;
+    while let Some(d) = cur {
+        if d.name == vm {
+            return true;
+        }
+        steps += 1;
+        if steps > st.domains.len() + 1 {
+            return true;
+        }
+        cur = if d.class.is_local_qube() {
+            props::vm_ref(st, d, "netvm")
+        } else {
+            None
+        };
+    }
+    false
+}
+
+fn check_keyboard_layout(v: &str) -> Result<(), QubesError> {
+    let parts: Vec<&str> = v.split('+').collect();
+    if parts.len() != 3 {
+        return Err(prop_err("invalid number of keyboard layout parameters"));
+    }
+    if parts[0].is_empty() || !parts[0].bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(prop_err("Invalid keyboard layout provided"));
+    }
+    if !parts[1]
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(prop_err("Invalid layout variant provided"));
+    }
+    if !parts[2]
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b','))
+    {
+        return Err(prop_err("Invalid layout options provided"));
+    }
+    Ok(())
+}
+
+fn normalize_denied(v: &str) -> Result<String, QubesError> {
+    if v.is_empty() {
+        return Ok(String::new());
+    }
+    if v.len() % 7 != 0 {
+        return Err(prop_err(format!("Invalid denied list: {v}")));
+    }
+    let mut codes: Vec<&str> = (0..v.len() / 7).map(|i| &v[i * 7..i * 7 + 7]).collect();
+    codes.sort();
+    codes.dedup();
+    let joined = codes.concat();
+    let ok = codes.iter().all(|c| {
+        let b = c.as_bytes();
+        matches!(b[0], b'b' | b'u' | b'm' | b'p' | b'*')
+            && b[1..]
+                .iter()
+                .all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(x) || *x == b'*')
+    });
+    if !ok {
+        return Err(prop_err(format!("Invalid denied list: {joined}")));
+    }
+    Ok(joined)
+}
+
+/// The qube-property setter rules. `value` is already sanitized.
+pub fn validate_vm_prop(
+    st: &State,
+    d: &Domain,
+    def: &PropDef,
+    value: String,
+) -> Result<String, QubesError> {
+    match def.access(d.class) {
+        Access::ReadOnly => {
+            return Err(prop_err(format!(
+                "property {} on {} instance cannot be set",
+                py_repr(def.name),
+                d.class.name()
+            )));
+        }
+        Access::WriteOnce if d.props.contains_key(def.name) => {
+            return Err(QubesError::silent(format!(
+                "write-once property {} already set",
+                def.name
+            )));
+        }
+        _ => {}
+    }
+    if def.ty == PType::Vm {
+        let v = validate_vm_ref(st, d, def, &value)?;
+        return match def.name {
+            "netvm" => {
+                if v.is_empty() {
+                    return Ok(v);
+                }
+                let target = st.domain(&v).expect("checked");
+                if !props::vm_flag(st, target, "provides_network") {
+                    return Err(QubesError::value(format!(
+                        "The {v} qube does not provide network"
+                    )));
+                }
+                if connected_to(st, &d.name, &v) {
+                    return Err(QubesError::value("Loops in network are unsupported"));
+                }
+                Ok(v)
+            }
+            "default_dispvm" | "management_dispvm" => {
+                check_disposable_template(st, &format!("qube {}", py_repr(&d.name)), def.name, &v)?;
+                Ok(v)
+            }
+            "template" => {
+                if d.power != crate::model::PowerState::Halted {
+                    return Err(QubesError::new(
+                        ExcKind::QubesVMNotHaltedError,
+                        "Cannot change template while qube is running",
+                    ));
+                }
+                if d.class == Class::DispVM
+                    && !st
+                        .domain(&v)
+                        .is_some_and(|t| props::vm_flag(st, t, "template_for_dispvms"))
+                {
+                    return Err(prop_err(
+                        "template for disposable must have template_for_dispvms=True",
+                    ));
+                }
+                Ok(v)
+            }
+            _ => Ok(v),
+        };
+    }
+    match def.name {
+        "label" => st
+            .find_label(&value)
+            .map(|l| l.name.clone())
+            .ok_or_else(|| {
+                QubesError::new(
+                    ExcKind::QubesLabelNotFoundError,
+                    format!("Label does not exist: {value}"),
+                )
+            }),
+        "memory" | "vcpus" | "qrexec_timeout" | "shutdown_timeout" | "stubdom_mem" => {
+            positive(def, &value)
+        }
+        "maxmem" => {
+            if value.parse::<i64>().unwrap_or(-1) < 0 {
+                return Err(prop_err("maxmem must be positive or zero"));
+            }
+            Ok(value)
+        }
+        "qid" => match value.parse::<i64>() {
+            Ok(q) if (0..=10000).contains(&q) => Ok(value),
+            _ => Err(QubesError::silent("qid out of range")),
+        },
+        "dispid" => Ok(value),
+        "name" => {
+            names::validate_name(&value)?;
+            Ok(value)
+        }
+        "kernel" => check_kernel(st, &value),
+        "kernelopts" => {
+            if value.len() > 512 {
+                return Err(prop_err("Kernelopts value too long (512 chars max)"));
+            }
+            Ok(value)
+        }
+        "default_user" => {
+            let allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+,.";
+            if !value.chars().all(|c| allowed.contains(c)) {
+                return Err(prop_err(format!(
+                    "Username can contain only those characters: {allowed}"
+                )));
+            }
+            Ok(value)
+        }
+        "virt_mode" => {
+            let v = value.to_ascii_lowercase();
+            if !matches!(v.as_str(), "hvm" | "pv" | "pvh") {
+                return Err(prop_err(
+                    "Invalid virtualization mode, supported values: hvm, pv, pvh",
+                ));
+            }
+            Ok(v)
+        }
+        "keyboard_layout" => {
+            check_keyboard_layout(&value)?;
+            Ok(value)
+        }
+        "devices_denied" => normalize_denied(&value),
+        "mac" => {
+            let v = value.to_ascii_lowercase();
+            let ok = v.len() == 17
+                && v.split(':').count() == 6
+                && v.split(':').all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok {
+                // The reference raises a plain ValueError here: no response bytes.
+                return Err(QubesError::silent(format!("invalid MAC {value:?}")));
+            }
+            Ok(v)
+        }
+        "provides_network" if value == "False" => {
+            let used = st.domains.values().any(|o| {
+                o.class.is_local_qube()
+                    && o.name != d.name
+                    && props::vm_get(st, o, "netvm").as_deref() == Some(d.name.as_str())
+            });
+            if used {
+                return Err(QubesError::value(
+                    "The qube is still used by other qubes, change theirs 'netvm' first",
+                ));
+            }
+            Ok(value)
+        }
+        "template_for_dispvms" if value == "False" => {
+            if let Some(why) = dispvm_template_users(st, &d.name) {
+                return Err(QubesError::value(why));
+            }
+            Ok(value)
+        }
+        _ => Ok(value),
+    }
+}
+
+fn dispvm_template_users(st: &State, name: &str) -> Option<String> {
+    if props::global_get(st, "default_dispvm").as_deref() == Some(name) {
+        return Some(format!(
+            "Cannot set template_for_dispvms to False while {name} is the system's default_dispvm"
+        ));
+    }
+    for o in st.domains.values() {
+        if o.name == name {
+            continue;
+        }
+        for p in ["default_dispvm", "management_dispvm"] {
+            if props::vm_prop(o.class, p).is_some()
+                && o.props.get(p).map(String::as_str) == Some(name)
+            {
+                return Some(format!(
+                    "Cannot set template_for_dispvms to False while {name} is {p} of {}",
+                    o.name
+                ));
+            }
+        }
+        if o.class == Class::DispVM && o.props.get("template").map(String::as_str) == Some(name) {
+            return Some(format!(
+                "Cannot set template_for_dispvms to False while {name} has disposables ({})",
+                o.name
+            ));
+        }
+    }
+    None
+}
+
+/// Vetoes that apply after a Reset changed the effective value.
+pub fn check_after_reset(st: &State, vm: &str, def: &PropDef) -> Result<(), QubesError> {
+    let Some(d) = st.domain(vm) else {
+        return Ok(());
+    };
+    if def.name == "provides_network" && !props::vm_flag(st, d, "provides_network") {
+        validate_vm_prop(st, &Domain { props: Default::default(), ..d.clone() }, def, "False".into())
+            .map(|_| ())?;
+    }
+    Ok(())
+}
+
+/// Global-property setter rules.
+pub fn validate_global_prop(
+    st: &State,
+    def: &PropDef,
+    value: String,
+) -> Result<String, QubesError> {
+    if def.read_only_for & props::cls::GLOBAL != 0 {
+        return Err(prop_err(format!(
+            "property {} on Qubes instance cannot be set",
+            py_repr(def.name)
+        )));
+    }
+    if def.ty == PType::Vm {
+        let v = check_vm_ref(st, None, "Qubes", def, &value)?;
+        match def.name {
+            "default_dispvm" | "management_dispvm" => {
+                check_disposable_template(st, "system", def.name, &v)?
+            }
+            "default_netvm" if !v.is_empty() => {
+                let target = st.domain(&v).expect("checked");
+                if !props::vm_flag(st, target, "provides_network") {
+                    return Err(QubesError::value(format!(
+                        "The {v} qube does not provide network"
+                    )));
+                }
+                // A qube that uses the default netvm must not end up in a loop.
+                for d in st.domains.values() {
+                    if d.class.is_local_qube()
+                        && d.class != Class::TemplateVM
+                        && !d.props.contains_key("netvm")
+                        && connected_to(st, &d.name, &v)
+                    {
+                        return Err(prop_err(format!("Network loop on {}", py_repr(&d.name))));
+                    }
+                }
+            }
+            _ => {}
+        }
+        return Ok(v);
+    }
+    match def.name {
+        "default_kernel" => check_kernel(st, &value),
+        n if n.starts_with("default_pool") => {
+            if st.pool(&value).is_none() {
+                return Err(prop_err(format!("No such storage pool: {value}")));
+            }
+            Ok(value)
+        }
+        _ => Ok(value),
+    }
+}
+
+/// Events and changes the reference's handlers add after a qube property changed; they are
+/// fired before the `property-set` event itself.
+pub fn vm_side_effects(c: &mut Ctx, vm: &str, prop: &str, value: &str) -> Result<(), QubesError> {
+    match prop {
+        "label" | "template_for_dispvms" => c.fire(vm, "property-reset:icon", &[("name", "icon")]),
+        "provides_network" => {
+            let has = c.st.domain(vm).and_then(|d| d.feature("servicevm")).is_some();
+            if value == "True" {
+                set_feature(c, vm, "servicevm", "1")?;
+            } else if has {
+                remove_feature(c, vm, "servicevm");
+            }
+            for p in ["icon", "gateway", "gateway6"] {
+                c.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
+            }
+        }
+        "netvm" => {
+            for p in ["visible_ip", "visible_ip6", "visible_gateway", "visible_gateway6", "visible_netmask", "dns", "ip", "ip6"] {
+                c.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
+            }
+        }
+        "guivm" | "audiovm" => {
+            let prefix = format!("{prop}-");
+            let old: Vec<String> = c
+                .st
+                .domain(vm)
+                .map(|d| d.tags.iter().filter(|t| t.starts_with(&prefix)).cloned().collect())
+                .unwrap_or_default();
+            let effective = c
+                .st
+                .domain(vm)
+                .and_then(|d| props::vm_get(c.st, d, prop))
+                .unwrap_or_default();
+            for t in old {
+                if t != format!("{prefix}{effective}")
+                    && let Some(d) = c.st.domain_mut(vm)
+                {
+                    d.tags.remove(&t);
+                    c.fire(vm, format!("domain-tag-delete:{t}"), &[("tag", &t)]);
+                }
+            }
+            if !effective.is_empty() {
+                let t = format!("{prefix}{effective}");
+                if let Some(d) = c.st.domain_mut(vm)
+                    && d.tags.insert(t.clone())
+                {
+                    c.fire(vm, format!("domain-tag-add:{t}"), &[("tag", &t)]);
+                }
+            }
+        }
+        _ => {}
+    }
+    // Qubes that inherit this value from their template see it change.
+    let is_template = c.st.domain(vm).is_some_and(|d| d.class == Class::TemplateVM);
+    if is_template && INHERITED.contains(&prop) {
+        let children: Vec<String> = c
+            .st
+            .domains
+            .values()
+            .filter(|d| {
+                d.class.has_template()
+                    && d.props.get("template").map(String::as_str) == Some(vm)
+                    && !d.props.contains_key(prop)
+            })
+            .map(|d| d.name.clone())
+            .collect();
+        for child in children {
+            c.fire(&child, format!("property-reset:{prop}"), &[("name", prop)]);
+        }
+    }
+    Ok(())
+}
+
+/// Properties a template-based qube takes from its template by default.
+const INHERITED: [&str; 10] = [
+    "default_user",
+    "kernel",
+    "kernelopts",
+    "maxmem",
+    "memory",
+    "qrexec_timeout",
+    "shutdown_timeout",
+    "vcpus",
+    "virt_mode",
+    "management_dispvm",
+];
+
+/// Side effects of a global property change.
+pub fn global_side_effects(
+    c: &mut Ctx,
+    prop: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Result<(), QubesError> {
+    match prop {
+        "clockvm" => {
+            if let Some(o) = old.filter(|o| !o.is_empty() && *o != new)
+                && c.st.domain(o).and_then(|d| d.feature("service.clocksync")).is_some()
+            {
+                remove_feature(c, o, "service.clocksync");
+            }
+            if !new.is_empty() {
+                set_feature(c, new, "service.clocksync", "1")?;
+            }
+        }
+        "default_netvm" | "default_dispvm" | "default_guivm" | "default_audiovm" => {
+            let vm_prop = prop.trim_start_matches("default_");
+            let users: Vec<String> = c
+                .st
+                .domains_sorted()
+                .filter(|d| {
+                    props::vm_prop(d.class, vm_prop).is_some()
+                        && !d.props.contains_key(vm_prop)
+                        && !(vm_prop == "netvm" && d.class == Class::TemplateVM)
+                        && !(vm_prop == "dispvm" && d.class == Class::DispVM)
+                })
+                .map(|d| d.name.clone())
+                .collect();
+            let vm_prop = if vm_prop == "dispvm" { "default_dispvm" } else { vm_prop };
+            for u in users {
+                c.fire(&u, format!("property-reset:{vm_prop}"), &[("name", vm_prop)]);
+                if matches!(vm_prop, "guivm" | "audiovm") {
+                    vm_side_effects(c, &u, vm_prop, new)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Why a qube cannot be removed: a non-default qube property of another qube or a global
+/// property points at it.
+pub fn referenced_by(st: &State, name: &str) -> Option<String> {
+    for (k, v) in &st.global {
+        if v == name
+            && props::global_prop(k).is_some_and(|d| d.ty == PType::Vm)
+        {
+            return Some(format!("global property {k}"));
+        }
+    }
+    for d in st.domains.values() {
+        if d.name == name {
+            continue;
+        }
+        for (k, v) in &d.props {
+            if v == name && props::vm_prop(d.class, k).is_some_and(|p| p.ty == PType::Vm) {
+                return Some(format!("{}.{k}", d.name));
+            }
+        }
+    }
+    None
+}
+
+/// `service.<name>` feature names (`qubes.ext.services`).
+pub fn validate_service_name(service: &str) -> Result<(), QubesError> {
+    if service.is_empty() {
+        return Err(QubesError::value("Service name cannot be empty"));
+    }
+    if service.contains('/') {
+        return Err(QubesError::value("Service name cannot contain a slash"));
+    }
+    if service == "." || service == ".." {
+        return Err(QubesError::value("Service name cannot be \".\" or \"..\""));
+    }
+    if service.len() > 48 && !service.starts_with("app-dispvm.") {
+        return Err(QubesError::value("Service name must not exceed 48 bytes"));
+    }
+    Ok(())
+}
+
+/// Whether a character may be shown to a user as it is (no controls, no invisible or
+/// direction-changing format characters, no unassigned surrogates/noncharacters).
+pub fn safe_for_display(c: char) -> bool {
+    let u = c as u32;
+    !(u < 0x20
+        || (0x7f..=0x9f).contains(&u)
+        || (0x200b..=0x200f).contains(&u)
+        || (0x2028..=0x202e).contains(&u)
+        || (0x2060..=0x206f).contains(&u)
+        || u == 0xfeff
+        || (0xfff9..=0xfffb).contains(&u)
+        || (0xfdd0..=0xfdef).contains(&u)
+        || (u & 0xfffe) == 0xfffe
+        || (0xe000..=0xf8ff).contains(&u)
+        || u >= 0xf0000
+        || (0xe0000..=0xe007f).contains(&u))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_int() {
+        assert_eq!(py_int(" +1_000 "), Some(1000));
+        assert_eq!(py_int("-5"), Some(-5));
+        assert_eq!(py_int("007"), Some(7));
+        assert_eq!(py_int("1__0"), None);
+        assert_eq!(py_int("_1"), None);
+        assert_eq!(py_int(""), None);
+        assert_eq!(py_int("0x10"), None);
+        assert_eq!(py_int("99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn python_bool() {
+        assert_eq!(py_bool("TRUE"), Some(true));
+        assert_eq!(py_bool("off"), Some(false));
+        assert_eq!(py_bool("2"), None);
+    }
+
+    #[test]
+    fn denied_list_normalized() {
+        assert_eq!(normalize_denied("u03**01b******u03**01").unwrap(), "b******u03**01");
+        assert!(normalize_denied("x000000").is_err());
+        assert!(normalize_denied("u0301").is_err());
+    }
+
+    #[test]
+    fn display_safety() {
+        assert!(safe_for_display('a'));
+        assert!(safe_for_display('ä'));
+        assert!(!safe_for_display('\u{202e}'));
+        assert!(!safe_for_display('\x1b'));
+    }
+}

@@ -1,0 +1,669 @@
+//! `qubes.xml`: load, and atomic save (admin-api.md §6).
+//!
+//! Save writes the whole file to `qubes.xml~<random>` in the same directory, fsyncs it, renames
+//! it over `qubes.xml` and fsyncs the directory, so a crash leaves either the old or the new
+//! file, never a mix. A lock file keeps a second daemon from writing the same store.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use quick_xml::events::{BytesStart, Event as XmlEvent};
+use quick_xml::Reader;
+
+use crate::model::{
+    default_labels, Class, DeviceClassXml, DeviceXml, Domain, HostInfo, Label, Pool, State,
+    VolumeConfig,
+};
+use crate::props;
+
+/// Why `qubes.xml` could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The file is not a valid store.
+    #[error("{path}: {msg}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// Largest `qubes.xml` we agree to read (a real one with thousands of qubes is a few MiB).
+pub const MAX_STORE_SIZE: u64 = 256 * 1024 * 1024;
+
+/// The on-disk store.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    /// Held for the daemon's lifetime: an exclusive `lockf` on `qubes.xml.lock`.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (locking) the store at `path`; returns the state loaded from it, or a fresh
+    /// system (written out at once) if the file does not exist.
+    pub fn open(path: &Path, host: HostInfo) -> Result<(Store, State), LoadError> {
+        let io_err = |source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(io_err)?;
+        let lock_path = path.with_extension("xml.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o660)
+            .open(&lock_path)
+            .map_err(io_err)?;
+        // SAFETY: plain lockf on a file descriptor we own.
+        if unsafe { libc::lockf(lock.as_raw_fd(), libc::F_TLOCK, 0) } != 0 {
+            return Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                msg: "another qubesd holds the lock on this store".into(),
+            });
+        }
+        let store = Store {
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        match fs::metadata(path) {
+            Ok(meta) => {
+                if meta.len() > MAX_STORE_SIZE {
+                    return Err(LoadError::Invalid {
+                        path: path.to_path_buf(),
+                        msg: "file too large".into(),
+                    });
+                }
+                let text = fs::read(path).map_err(io_err)?;
+                let state = parse(&text, host).map_err(|msg| LoadError::Invalid {
+                    path: path.to_path_buf(),
+                    msg,
+                })?;
+                Ok((store, state))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let state = State::new_system(host);
+                store.save(&state).map_err(io_err)?;
+                Ok((store, state))
+            }
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Path of `qubes.xml`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `state` atomically: temp file, fsync, rename, directory fsync.
+    pub fn save(&self, state: &State) -> io::Result<()> {
+        write_atomic(&self.path, serialize(state).as_bytes(), 0o660)
+    }
+}
+
+/// Replaces `path` with `data` so that a crash leaves the old or the new content.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{name}~{:016x}", rand::random::<u64>()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn esc_text(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn esc_attr(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn open_tag(out: &mut String, indent: usize, name: &str, attrs: &[(&str, &str)], empty: bool) {
+    for _ in 0..indent {
+        out.push_str("  ");
+    }
+    out.push('<');
+    out.push_str(name);
+    for (k, v) in attrs {
+        let _ = write!(out, " {k}=\"");
+        esc_attr(v, out);
+        out.push('"');
+    }
+    out.push_str(if empty { "/>\n" } else { ">" });
+}
+
+fn text_elem(out: &mut String, indent: usize, name: &str, attrs: &[(&str, &str)], text: &str) {
+    open_tag(out, indent, name, attrs, false);
+    esc_text(text, out);
+    let _ = writeln!(out, "</{name}>");
+}
+
+fn close_tag(out: &mut String, indent: usize, name: &str) {
+    for _ in 0..indent {
+        out.push_str("  ");
+    }
+    let _ = writeln!(out, "</{name}>");
+}
+
+/// Serialises `state` the way the reference writes `qubes.xml` (2-space indent, no declaration).
+pub fn serialize(st: &State) -> String {
+    let mut out = String::with_capacity(4096 + st.domains.len() * 1500);
+    out.push_str("<qubes>\n  <labels>\n");
+    for l in st.labels.values() {
+        let id = format!("label-{}", l.index);
+        text_elem(
+            &mut out,
+            2,
+            "label",
+            &[("id", &id), ("color", &l.color)],
+            &l.name,
+        );
+    }
+    out.push_str("  </labels>\n");
+    if st.pools.is_empty() {
+        out.push_str("  <pools/>\n");
+    } else {
+        out.push_str("  <pools>\n");
+        for p in &st.pools {
+            let attrs: Vec<(&str, &str)> = p
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            open_tag(&mut out, 2, "pool", &attrs, true);
+        }
+        out.push_str("  </pools>\n");
+    }
+    let globals: Vec<(&str, &str)> = props::global_props()
+        .iter()
+        .filter_map(|d| st.global.get(d.name).map(|v| (d.name, v.as_str())))
+        .collect();
+    write_props(&mut out, 1, &globals);
+    out.push_str("  <domains>\n");
+    for d in st.domains_sorted() {
+        write_domain(&mut out, d);
+    }
+    out.push_str("  </domains>\n</qubes>\n");
+    out
+}
+
+fn write_props(out: &mut String, indent: usize, list: &[(&str, &str)]) {
+    if list.is_empty() {
+        open_tag(out, indent, "properties", &[], true);
+        return;
+    }
+    open_tag(out, indent, "properties", &[], false);
+    out.push('\n');
+    for (k, v) in list {
+        text_elem(out, indent + 1, "property", &[("name", k)], v);
+    }
+    close_tag(out, indent, "properties");
+}
+
+fn write_domain(out: &mut String, d: &Domain) {
+    let id = format!("domain-{}", d.qid);
+    open_tag(
+        out,
+        2,
+        "domain",
+        &[("id", &id), ("class", d.class.name())],
+        false,
+    );
+    out.push('\n');
+    let list: Vec<(&str, &str)> = props::vm_props(d.class)
+        .iter()
+        .filter_map(|p| d.props.get(p.name).map(|v| (p.name, v.as_str())))
+        .collect();
+    write_props(out, 3, &list);
+    if d.features.is_empty() {
+        open_tag(out, 3, "features", &[], true);
+    } else {
+        open_tag(out, 3, "features", &[], false);
+        out.push('\n');
+        for (k, v) in &d.features {
+            text_elem(out, 4, "feature", &[("name", k)], v);
+        }
+        close_tag(out, 3, "features");
+    }
+    if d.tags.is_empty() {
+        open_tag(out, 3, "tags", &[], true);
+    } else {
+        open_tag(out, 3, "tags", &[], false);
+        out.push('\n');
+        for t in &d.tags {
+            open_tag(out, 4, "tag", &[("name", t)], true);
+        }
+        close_tag(out, 3, "tags");
+    }
+    for dc in &d.devices {
+        if dc.devices.is_empty() {
+            open_tag(out, 3, "devices", &[("class", &dc.class)], true);
+            continue;
+        }
+        open_tag(out, 3, "devices", &[("class", &dc.class)], false);
+        out.push('\n');
+        for dev in &dc.devices {
+            let attrs: Vec<(&str, &str)> = dev
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            if dev.options.is_empty() {
+                open_tag(out, 4, "device", &attrs, true);
+            } else {
+                open_tag(out, 4, "device", &attrs, false);
+                out.push('\n');
+                for (k, v) in &dev.options {
+                    text_elem(out, 5, "option", &[("name", k)], v);
+                }
+                close_tag(out, 4, "device");
+            }
+        }
+        close_tag(out, 3, "devices");
+    }
+    if d.class.is_local_qube() {
+        if d.volumes.is_empty() {
+            open_tag(out, 3, "volume-config", &[], true);
+        } else {
+            open_tag(out, 3, "volume-config", &[], false);
+            out.push('\n');
+            for v in &d.volumes {
+                let attrs: Vec<(&str, &str)> = v
+                    .attrs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                open_tag(out, 4, "volume", &attrs, true);
+            }
+            close_tag(out, 3, "volume-config");
+        }
+    }
+    close_tag(out, 2, "domain");
+}
+
+/// A parsed XML element: name, attributes, text, children.
+#[derive(Debug, Default)]
+struct Node {
+    name: String,
+    attrs: Vec<(String, String)>,
+    text: String,
+    children: Vec<Node>,
+}
+
+impl Node {
+    fn attr(&self, k: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+    }
+    fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|c| c.name == name)
+    }
+    fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+}
+
+/// Deepest element nesting accepted (qubes.xml needs 5).
+const MAX_DEPTH: usize = 16;
+
+fn node_from_start(e: &BytesStart) -> Result<Node, String> {
+    let name = String::from_utf8(e.name().as_ref().to_vec()).map_err(|_| "bad element name")?;
+    let mut attrs = Vec::new();
+    for a in e.attributes() {
+        let a = a.map_err(|e| format!("bad attribute: {e}"))?;
+        let key = String::from_utf8(a.key.as_ref().to_vec()).map_err(|_| "bad attribute name")?;
+        let value = a
+            .unescape_value()
+            .map_err(|e| format!("bad attribute value: {e}"))?
+            .into_owned();
+        attrs.push((key, value));
+    }
+    Ok(Node {
+        name,
+        attrs,
+        ..Node::default()
+    })
+}
+
+fn parse_tree(text: &[u8]) -> Result<Node, String> {
+    let mut reader = Reader::from_reader(text);
+    reader.config_mut().trim_text(false);
+    let mut stack: Vec<Node> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut buf = Vec::new();
+    loop {
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
+        match ev {
+            XmlEvent::Start(e) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err("elements nested too deeply".into());
+                }
+                stack.push(node_from_start(&e)?);
+            }
+            XmlEvent::Empty(e) => {
+                let n = node_from_start(&e)?;
+                match stack.last_mut() {
+                    Some(p) => p.children.push(n),
+                    None if root.is_none() => root = Some(n),
+                    None => return Err("more than one root element".into()),
+                }
+            }
+            XmlEvent::End(_) => {
+                let n = stack.pop().ok_or("unbalanced end tag")?;
+                match stack.last_mut() {
+                    Some(p) => p.children.push(n),
+                    None if root.is_none() => root = Some(n),
+                    None => return Err("more than one root element".into()),
+                }
+            }
+            XmlEvent::Text(t) => {
+                if let Some(n) = stack.last_mut() {
+                    let s = t.unescape().map_err(|e| format!("bad text: {e}"))?;
+                    n.text.push_str(&s);
+                }
+            }
+            XmlEvent::CData(t) => {
+                if let Some(n) = stack.last_mut() {
+                    n.text.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            XmlEvent::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !stack.is_empty() {
+        return Err("unexpected end of file".into());
+    }
+    root.ok_or_else(|| "empty file".into())
+}
+
+/// Parses a `qubes.xml` written by the reference daemon or by us.
+pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
+    let root = parse_tree(text)?;
+    if root.name != "qubes" {
+        return Err(format!("root element is <{}>, not <qubes>", root.name));
+    }
+    let mut labels: BTreeMap<u32, Label> = BTreeMap::new();
+    if let Some(ls) = root.child("labels") {
+        for l in ls.children("label") {
+            let id = l.attr("id").ok_or("label without id")?;
+            let index: u32 = id
+                .strip_prefix("label-")
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| format!("bad label id {id:?}"))?;
+            let mut color = l.attr("color").ok_or("label without color")?.to_string();
+            // The reference migrates the old gray.
+            if color == "0x555753" {
+                color = "0x555555".into();
+            }
+            labels.insert(
+                index,
+                Label {
+                    index,
+                    name: l.text.clone(),
+                    color,
+                },
+            );
+        }
+    }
+    if labels.is_empty() {
+        labels = default_labels();
+    }
+    let mut st = State {
+        labels,
+        pools: Vec::new(),
+        global: BTreeMap::new(),
+        domains: BTreeMap::new(),
+        host,
+    };
+    if let Some(ps) = root.child("pools") {
+        for p in ps.children("pool") {
+            let name = p.attr("name").ok_or("pool without name")?.to_string();
+            if st.pool(&name).is_some() {
+                return Err(format!("duplicate pool {name:?}"));
+            }
+            st.pools.push(Pool {
+                name,
+                attrs: p.attrs.clone(),
+            });
+        }
+    }
+    if let Some(ps) = root.child("properties") {
+        for p in ps.children("property") {
+            let name = p.attr("name").ok_or("property without name")?;
+            let def = props::global_prop(name)
+                .ok_or_else(|| format!("unknown global property {name:?}"))?;
+            let value = p.attr("ref").unwrap_or(&p.text);
+            st.global
+                .insert(def.name.to_string(), normalize_loaded(def.ty, value, &st));
+        }
+    }
+    if let Some(ds) = root.child("domains") {
+        for dn in ds.children("domain") {
+            let d = parse_domain(dn, &st)?;
+            if st.domains.contains_key(&d.name) {
+                return Err(format!("duplicate qube name {:?}", d.name));
+            }
+            if st.domains.values().any(|o| o.qid == d.qid) {
+                return Err(format!("duplicate qid {}", d.qid));
+            }
+            st.domains.insert(d.name.clone(), Arc::new(d));
+        }
+    }
+    // dom0 is always there.
+    if !st.domains.values().any(|d| d.class == Class::AdminVM) {
+        let mut dom0 = Domain::new(Class::AdminVM, "dom0", 0);
+        dom0.props.insert("label".into(), "black".into());
+        st.domains.insert("dom0".into(), Arc::new(dom0));
+    }
+    migrate_references(&mut st);
+    Ok(st)
+}
+
+/// Loaded label references are stored by name; qube references by name (`ref="domain-N"` too).
+fn normalize_loaded(ty: props::PType, value: &str, st: &State) -> String {
+    match ty {
+        props::PType::Label => st
+            .find_label(value)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| value.to_string()),
+        _ => value.to_string(),
+    }
+}
+
+fn parse_domain(dn: &Node, st: &State) -> Result<Domain, String> {
+    let class_name = dn.attr("class").ok_or("domain without class")?;
+    let class = Class::from_name(class_name)
+        .ok_or_else(|| format!("unknown qube class {class_name:?}"))?;
+    let mut explicit: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(ps) = dn.child("properties") {
+        for p in ps.children("property") {
+            let name = p.attr("name").ok_or("property without name")?;
+            let name = if name == "dispvm_allowed" && class == Class::AppVM {
+                "template_for_dispvms"
+            } else {
+                name
+            };
+            let Some(def) = props::vm_prop(class, name) else {
+                // The reference ignores properties that no longer exist.
+                continue;
+            };
+            let value = p.attr("ref").unwrap_or(&p.text);
+            explicit.insert(def.name.to_string(), normalize_loaded(def.ty, value, st));
+        }
+    }
+    let (name, qid) = if class == Class::AdminVM {
+        explicit.remove("name");
+        explicit.remove("qid");
+        explicit.remove("uuid");
+        ("dom0".to_string(), 0)
+    } else {
+        let name = explicit
+            .get("name")
+            .cloned()
+            .ok_or("qube without a name")?;
+        crate::names::validate_name(&name).map_err(|e| format!("qube {name:?}: {e}"))?;
+        let qid = explicit
+            .get("qid")
+            .and_then(|q| q.trim().parse::<u32>().ok())
+            .filter(|q| *q <= 10000)
+            .ok_or_else(|| format!("qube {name:?} has no valid qid"))?;
+        (name, qid)
+    };
+    let mut d = Domain::new(class, &name, qid);
+    d.props = explicit;
+    if let Some(fs) = dn.child("features") {
+        for f in fs.children("feature") {
+            let fname = f.attr("name").ok_or("feature without name")?;
+            d.set_feature(fname, &f.text);
+        }
+    }
+    if let Some(ts) = dn.child("tags") {
+        for t in ts.children("tag") {
+            d.tags
+                .insert(t.attr("name").ok_or("tag without name")?.to_string());
+        }
+    }
+    for dc in dn.children("devices") {
+        let class = dc.attr("class").ok_or("devices without class")?.to_string();
+        let devices = dc
+            .children("device")
+            .map(|dev| DeviceXml {
+                attrs: dev.attrs.clone(),
+                options: dev
+                    .children("option")
+                    .map(|o| (o.attr("name").unwrap_or("").to_string(), o.text.clone()))
+                    .collect(),
+            })
+            .collect();
+        d.devices.push(DeviceClassXml { class, devices });
+    }
+    if let Some(vc) = dn.child("volume-config") {
+        for v in vc.children("volume") {
+            d.volumes.push(VolumeConfig {
+                attrs: v.attrs.clone(),
+            });
+        }
+    }
+    Ok(d)
+}
+
+/// Clears references that point nowhere, as the reference's load-time fixups do, so that a
+/// hand-edited file cannot leave dangling qube references behind.
+fn migrate_references(st: &mut State) {
+    let names: std::collections::BTreeSet<String> = st.domains.keys().cloned().collect();
+    for key in ["default_dispvm", "management_dispvm"] {
+        if let Some(v) = st.global.get(key)
+            && !v.is_empty()
+            && !names.contains(v)
+        {
+            st.global.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostInfo {
+        HostInfo::detect("/var/lib/qubes", false)
+    }
+
+    #[test]
+    fn fresh_system_serializes_like_reference() {
+        let st = State::new_system(host());
+        let xml = serialize(&st);
+        assert!(xml.starts_with("<qubes>\n  <labels>\n    <label id=\"label-1\" color=\"0xcc0000\">red</label>\n"));
+        assert!(xml.contains("    <pool name=\"varlibqubes\" dir_path=\"/var/lib/qubes\" driver=\"file\" revisions_to_keep=\"1\" ephemeral_volatile=\"False\"/>\n"));
+        assert!(xml.contains("  <properties>\n    <property name=\"default_pool_kernel\">linux-kernel</property>\n  </properties>\n"));
+        assert!(xml.ends_with("    <domain id=\"domain-0\" class=\"AdminVM\">\n      <properties>\n        <property name=\"label\">black</property>\n      </properties>\n      <features/>\n      <tags/>\n    </domain>\n  </domains>\n</qubes>\n"));
+    }
+
+    #[test]
+    fn round_trip_escapes() {
+        let mut st = State::new_system(host());
+        let mut d = Domain::new(Class::StandaloneVM, "sa", 3);
+        d.props.insert("name".into(), "sa".into());
+        d.props.insert("qid".into(), "3".into());
+        d.props.insert("label".into(), "red".into());
+        d.props
+            .insert("kernelopts".into(), "a&b<c>\"d'e\\nx\nline2".into());
+        d.set_feature("foo", "x<y");
+        d.tags.insert("t1".into());
+        st.domains.insert("sa".into(), Arc::new(d));
+        let xml = serialize(&st);
+        assert!(xml.contains("<property name=\"kernelopts\">a&amp;b&lt;c&gt;\"d'e\\nx\nline2</property>"));
+        let back = parse(xml.as_bytes(), host()).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(serialize(&back), xml);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse(b"", host()).is_err());
+        assert!(parse(b"<qubes>", host()).is_err());
+        assert!(parse(b"<notqubes/>", host()).is_err());
+        let deep = "<a>".repeat(100);
+        assert!(parse(deep.as_bytes(), host()).is_err());
+        assert!(parse(b"<qubes><domains><domain class=\"AppVM\"><properties/></domain></domains></qubes>", host()).is_err());
+    }
+}
