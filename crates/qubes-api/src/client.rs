@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use crate::framing::{parse_event_body, Event, Request, Response};
+use crate::framing::{Event, Request, Response, parse_event_body};
 
 /// Sends raw request bytes and returns every byte of the answer.
 pub fn call_raw(socket: &Path, request: &[u8]) -> io::Result<Vec<u8>> {

@@ -3,7 +3,6 @@
 //! Request: `<method>[+<arg>] SP <src> SP <dest_type> SP <dest> NUL <payload>` then EOF.
 //! Responses start with one ASCII digit and a NUL: `0` OK, `1` EVENT, `2` EXCEPTION.
 
-
 /// Largest request (header and payload) the daemon accepts.
 pub const MAX_REQUEST_SIZE: usize = 65536;
 

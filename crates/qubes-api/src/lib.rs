@@ -9,4 +9,4 @@ pub mod exc;
 pub mod framing;
 
 pub use exc::{ExcKind, QubesError};
-pub use framing::{Event, Request, Response, MAX_REQUEST_SIZE};
+pub use framing::{Event, MAX_REQUEST_SIZE, Request, Response};

@@ -194,9 +194,7 @@ impl Core {
             .is_some_and(|d| d.class == Class::AdminVM);
         match m.dest_adminvm {
             Some(true) if !dest_is_admin => {
-                return Err(QubesError::protocol(
-                    "expected destination to be AdminVM",
-                ));
+                return Err(QubesError::protocol("expected destination to be AdminVM"));
             }
             Some(false) if dest_is_admin => {
                 return Err(QubesError::protocol(

@@ -7,7 +7,7 @@ use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
 use crate::core::{Ctx, Reply, Socket};
-use crate::model::{Class, Domain, Label, PowerState, MAX_DEFAULT_LABEL};
+use crate::model::{Class, Domain, Label, MAX_DEFAULT_LABEL, PowerState};
 use crate::names;
 use crate::props::{self, Access, PType, PropDef};
 use crate::setters;
@@ -75,7 +75,14 @@ const NOT_DOM0: Option<bool> = Some(false);
 
 static METHODS: &[Method] = &[
     m("admin.vmclass.List", No, No, DOM0, false, vmclass_list),
-    m("admin.deviceclass.List", No, No, DOM0, false, deviceclass_list),
+    m(
+        "admin.deviceclass.List",
+        No,
+        No,
+        DOM0,
+        false,
+        deviceclass_list,
+    ),
     m("admin.vm.List", No, No, ANY, false, vm_list),
     m("admin.label.List", No, No, DOM0, false, label_list),
     m("admin.label.Get", Yes, No, DOM0, false, label_get),
@@ -83,41 +90,258 @@ static METHODS: &[Method] = &[
     m("admin.label.Create", Yes, Yes, DOM0, true, label_create),
     m("admin.label.Remove", Yes, No, DOM0, true, label_remove),
     m("admin.vm.Create.AppVM", Any, Any, DOM0, true, create_appvm),
-    m("admin.vm.Create.TemplateVM", Any, Any, DOM0, true, create_templatevm),
-    m("admin.vm.Create.StandaloneVM", Any, Any, DOM0, true, create_standalonevm),
-    m("admin.vm.Create.AdminVM", Any, Any, DOM0, true, create_adminvm),
-    m("admin.vm.Create.DispVM", Any, Any, DOM0, true, create_dispvm),
-    m("admin.vm.Create.RemoteVM", Any, Any, DOM0, true, create_remotevm),
-    m("admin.vm.CreateInPool.AppVM", Any, Any, DOM0, true, create_in_pool_appvm),
-    m("admin.vm.CreateInPool.TemplateVM", Any, Any, DOM0, true, create_in_pool_templatevm),
-    m("admin.vm.CreateInPool.StandaloneVM", Any, Any, DOM0, true, create_in_pool_standalonevm),
-    m("admin.vm.CreateInPool.AdminVM", Any, Any, DOM0, true, create_in_pool_adminvm),
-    m("admin.vm.CreateInPool.DispVM", Any, Any, DOM0, true, create_in_pool_dispvm),
-    m("admin.vm.CreateInPool.RemoteVM", Any, Any, DOM0, true, create_in_pool_remotevm),
-    m("admin.vm.CreateDisposable", Any, Any, ANY, true, create_disposable),
+    m(
+        "admin.vm.Create.TemplateVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_templatevm,
+    ),
+    m(
+        "admin.vm.Create.StandaloneVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_standalonevm,
+    ),
+    m(
+        "admin.vm.Create.AdminVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_adminvm,
+    ),
+    m(
+        "admin.vm.Create.DispVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_dispvm,
+    ),
+    m(
+        "admin.vm.Create.RemoteVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_remotevm,
+    ),
+    m(
+        "admin.vm.CreateInPool.AppVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_in_pool_appvm,
+    ),
+    m(
+        "admin.vm.CreateInPool.TemplateVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_in_pool_templatevm,
+    ),
+    m(
+        "admin.vm.CreateInPool.StandaloneVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_in_pool_standalonevm,
+    ),
+    m(
+        "admin.vm.CreateInPool.AdminVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_in_pool_adminvm,
+    ),
+    m(
+        "admin.vm.CreateInPool.DispVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_in_pool_dispvm,
+    ),
+    m(
+        "admin.vm.CreateInPool.RemoteVM",
+        Any,
+        Any,
+        DOM0,
+        true,
+        create_in_pool_remotevm,
+    ),
+    m(
+        "admin.vm.CreateDisposable",
+        Any,
+        Any,
+        ANY,
+        true,
+        create_disposable,
+    ),
     m("admin.vm.Remove", No, No, ANY, true, vm_remove),
-    m("admin.property.List", No, No, DOM0, false, global_property_list),
-    m("admin.property.Get", Yes, No, DOM0, false, global_property_get),
-    m("admin.property.GetAll", No, No, DOM0, false, global_property_get_all),
-    m("admin.property.GetDefault", Yes, No, DOM0, false, global_property_get_default),
-    m("admin.property.Help", Yes, No, DOM0, false, global_property_help),
-    m("admin.property.Set", Yes, Any, DOM0, true, global_property_set),
-    m("admin.property.Reset", Yes, No, DOM0, true, global_property_reset),
-    m("admin.vm.property.List", No, No, ANY, false, vm_property_list),
-    m("admin.vm.property.Get", Yes, No, ANY, false, vm_property_get),
-    m("admin.vm.property.GetAll", No, No, ANY, false, vm_property_get_all),
-    m("admin.vm.property.GetDefault", Yes, No, ANY, false, vm_property_get_default),
-    m("admin.vm.property.Help", Yes, No, ANY, false, vm_property_help),
-    m("admin.vm.property.Set", Yes, Any, ANY, true, vm_property_set),
-    m("admin.vm.property.Reset", Yes, No, ANY, true, vm_property_reset),
+    m(
+        "admin.property.List",
+        No,
+        No,
+        DOM0,
+        false,
+        global_property_list,
+    ),
+    m(
+        "admin.property.Get",
+        Yes,
+        No,
+        DOM0,
+        false,
+        global_property_get,
+    ),
+    m(
+        "admin.property.GetAll",
+        No,
+        No,
+        DOM0,
+        false,
+        global_property_get_all,
+    ),
+    m(
+        "admin.property.GetDefault",
+        Yes,
+        No,
+        DOM0,
+        false,
+        global_property_get_default,
+    ),
+    m(
+        "admin.property.Help",
+        Yes,
+        No,
+        DOM0,
+        false,
+        global_property_help,
+    ),
+    m(
+        "admin.property.Set",
+        Yes,
+        Any,
+        DOM0,
+        true,
+        global_property_set,
+    ),
+    m(
+        "admin.property.Reset",
+        Yes,
+        No,
+        DOM0,
+        true,
+        global_property_reset,
+    ),
+    m(
+        "admin.vm.property.List",
+        No,
+        No,
+        ANY,
+        false,
+        vm_property_list,
+    ),
+    m(
+        "admin.vm.property.Get",
+        Yes,
+        No,
+        ANY,
+        false,
+        vm_property_get,
+    ),
+    m(
+        "admin.vm.property.GetAll",
+        No,
+        No,
+        ANY,
+        false,
+        vm_property_get_all,
+    ),
+    m(
+        "admin.vm.property.GetDefault",
+        Yes,
+        No,
+        ANY,
+        false,
+        vm_property_get_default,
+    ),
+    m(
+        "admin.vm.property.Help",
+        Yes,
+        No,
+        ANY,
+        false,
+        vm_property_help,
+    ),
+    m(
+        "admin.vm.property.Set",
+        Yes,
+        Any,
+        ANY,
+        true,
+        vm_property_set,
+    ),
+    m(
+        "admin.vm.property.Reset",
+        Yes,
+        No,
+        ANY,
+        true,
+        vm_property_reset,
+    ),
     m("admin.vm.feature.List", No, No, ANY, false, feature_list),
     m("admin.vm.feature.Get", Yes, No, ANY, false, feature_get),
-    m("admin.vm.feature.CheckWithTemplate", Yes, No, ANY, false, feature_check_template),
-    m("admin.vm.feature.CheckWithNetvm", Yes, No, ANY, false, feature_check_netvm),
-    m("admin.vm.feature.CheckWithAdminVM", Yes, No, ANY, false, feature_check_adminvm),
-    m("admin.vm.feature.CheckWithTemplateAndAdminVM", Yes, No, ANY, false, feature_check_template_adminvm),
+    m(
+        "admin.vm.feature.CheckWithTemplate",
+        Yes,
+        No,
+        ANY,
+        false,
+        feature_check_template,
+    ),
+    m(
+        "admin.vm.feature.CheckWithNetvm",
+        Yes,
+        No,
+        ANY,
+        false,
+        feature_check_netvm,
+    ),
+    m(
+        "admin.vm.feature.CheckWithAdminVM",
+        Yes,
+        No,
+        ANY,
+        false,
+        feature_check_adminvm,
+    ),
+    m(
+        "admin.vm.feature.CheckWithTemplateAndAdminVM",
+        Yes,
+        No,
+        ANY,
+        false,
+        feature_check_template_adminvm,
+    ),
     m("admin.vm.feature.Set", Yes, Any, ANY, true, feature_set),
-    m("admin.vm.feature.Remove", Yes, No, ANY, true, feature_remove),
+    m(
+        "admin.vm.feature.Remove",
+        Yes,
+        No,
+        ANY,
+        true,
+        feature_remove,
+    ),
     m("admin.vm.tag.List", No, No, ANY, false, tag_list),
     m("admin.vm.tag.Get", Yes, No, ANY, false, tag_get),
     m("admin.vm.tag.Set", Yes, No, ANY, true, tag_set),
@@ -126,13 +350,21 @@ static METHODS: &[Method] = &[
     m("admin.vm.notes.Set", No, Yes, NOT_DOM0, true, notes_set),
     m("admin.vm.CurrentState", No, No, ANY, false, current_state),
     m("admin.Events", No, No, ANY, false, events),
-    on(m("internal.GetSystemInfo", No, No, DOM0, false, system_info), Socket::Internal),
-    on(m("qubes.NotifyUpdates", No, Yes, DOM0, true, notify_updates), Socket::Misc),
+    on(
+        m("internal.GetSystemInfo", No, No, DOM0, false, system_info),
+        Socket::Internal,
+    ),
+    on(
+        m("qubes.NotifyUpdates", No, Yes, DOM0, true, notify_updates),
+        Socket::Misc,
+    ),
 ];
 
 /// Finds a method served on a socket.
 pub fn lookup(socket: Socket, name: &str) -> Option<&'static Method> {
-    METHODS.iter().find(|m| m.socket == socket && m.name == name)
+    METHODS
+        .iter()
+        .find(|m| m.socket == socket && m.name == name)
 }
 
 fn ok(s: impl Into<String>) -> Result<Reply, QubesError> {
@@ -169,11 +401,14 @@ fn arg_not_in(what: &str) -> QubesError {
 // ---- classes, qubes, labels -------------------------------------------------------------
 
 fn vmclass_list(_: &mut Ctx) -> Result<Reply, QubesError> {
-    ok(lines(Class::ALL.iter().map(|c| c.name())))
+    // The reference lists its entry points sorted by name.
+    let mut names: Vec<&str> = Class::ALL.iter().map(|c| c.name()).collect();
+    names.sort_unstable();
+    ok(lines(names))
 }
 
 fn deviceclass_list(_: &mut Ctx) -> Result<Reply, QubesError> {
-    ok("pci\nblock\n")
+    ok("block\npci\n")
 }
 
 /// One `admin.vm.List` line.
@@ -236,15 +471,14 @@ fn label_create(c: &mut Ctx) -> Result<Reply, QubesError> {
             format!("Label is still in use: {}", py_repr(&c.arg)),
         ));
     }
-    let index = c
-        .st
-        .labels
-        .keys()
-        .max()
-        .copied()
-        .unwrap_or(0)
-        .max(MAX_DEFAULT_LABEL)
-        + 1;
+    let index =
+        c.st.labels
+            .keys()
+            .max()
+            .copied()
+            .unwrap_or(0)
+            .max(MAX_DEFAULT_LABEL)
+            + 1;
     // The reference stores the raw payload (a bug that breaks label.Get until restart); we
     // store the validated colour.
     c.st.labels.insert(
@@ -500,10 +734,9 @@ fn default_template_for_create(c: &Ctx, global: &str) -> Result<String, QubesErr
 
 /// A new qube of `class` named `name` with a fresh qid and uuid and the automatic tags.
 fn new_domain(c: &Ctx, class: Class, name: &str) -> Result<Domain, QubesError> {
-    let qid = c
-        .st
-        .next_qid()
-        .ok_or_else(|| QubesError::qubes("No unused qube id left"))?;
+    let qid =
+        c.st.next_qid()
+            .ok_or_else(|| QubesError::qubes("No unused qube id left"))?;
     let mut d = Domain::new(class, name, qid);
     d.props.insert("name".into(), name.into());
     d.props.insert("qid".into(), qid.to_string());
@@ -551,11 +784,7 @@ fn add_created_by_tags(c: &mut Ctx, vm: &str, tag: &str) -> Result<(), QubesErro
         Some(creator) if tag.starts_with("created-by-") => (
             creator
                 .feature("tag-created-vm-with")
-                .map(|t| {
-                    t.split_whitespace()
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                })
+                .map(|t| t.split_whitespace().map(str::to_string).collect::<Vec<_>>())
                 .unwrap_or_default(),
             creator
                 .feature("set-created-guivm")
@@ -601,7 +830,9 @@ fn create_disposable(c: &mut Ctx) -> Result<Reply, QubesError> {
         }
     };
     let template = if c.dest == "dom0" {
-        let src = c.st.domain(&c.src).ok_or_else(|| QubesError::no_such_vm(&c.src))?;
+        let src =
+            c.st.domain(&c.src)
+                .ok_or_else(|| QubesError::no_such_vm(&c.src))?;
         props::vm_get(c.st, src, "default_dispvm").unwrap_or_default()
     } else {
         c.dest.clone()
@@ -644,8 +875,10 @@ fn create_disposable(c: &mut Ctx) -> Result<Reply, QubesError> {
     d.props.insert("auto_cleanup".into(), "True".into());
     // Properties explicitly set on the disposable template are cloned.
     for def in props::vm_props(Class::DispVM) {
-        if matches!(def.name, "name" | "qid" | "uuid" | "template" | "dispid" | "auto_cleanup")
-            || def.access(Class::DispVM) == Access::ReadOnly
+        if matches!(
+            def.name,
+            "name" | "qid" | "uuid" | "template" | "dispid" | "auto_cleanup"
+        ) || def.access(Class::DispVM) == Access::ReadOnly
         {
             continue;
         }
@@ -767,11 +1000,11 @@ fn serialize_prop(c: &Ctx, h: Holder, def: &PropDef) -> String {
 fn prop_list(c: &Ctx, h: Holder) -> Vec<&'static PropDef> {
     match h {
         Holder::Global => props::global_props().to_vec(),
-        Holder::Vm(n) => c
-            .st
-            .domain(n)
-            .map(|d| props::vm_props(d.class).to_vec())
-            .unwrap_or_default(),
+        Holder::Vm(n) => {
+            c.st.domain(n)
+                .map(|d| props::vm_props(d.class).to_vec())
+                .unwrap_or_default()
+        }
     }
 }
 
@@ -806,10 +1039,10 @@ fn property_get_default(c: &Ctx, h: Holder) -> Result<Reply, QubesError> {
     let def = holder_def(c, h)?;
     let value = match h {
         Holder::Global => props::global_default(c.st, def.name),
-        Holder::Vm(n) => c
-            .st
-            .domain(n)
-            .and_then(|d| props::vm_default(c.st, d, def.name)),
+        Holder::Vm(n) => {
+            c.st.domain(n)
+                .and_then(|d| props::vm_default(c.st, d, def.name))
+        }
     };
     match value {
         None => empty(),
@@ -873,7 +1106,10 @@ pub fn set_vm_property(
     prop: &str,
     untrusted: &[u8],
 ) -> Result<(), QubesError> {
-    let d = c.st.domain(vm).ok_or_else(|| QubesError::no_such_vm(vm))?.clone();
+    let d =
+        c.st.domain(vm)
+            .ok_or_else(|| QubesError::no_such_vm(vm))?
+            .clone();
     let def = props::vm_prop(d.class, prop).ok_or_else(|| {
         QubesError::new(
             ExcKind::QubesNoSuchPropertyError,
@@ -892,8 +1128,8 @@ pub fn set_vm_property(
     }
     let kw_ref: Vec<(&str, &str)> = kw.iter().map(|(k, v)| (*k, v.as_str())).collect();
     c.fire(vm, format!("property-pre-set:{}", def.name), &kw_ref);
-    c.st
-        .domain_mut(vm)
+    setters::pre_set_veto(c.st, vm, def.name, &value, old.as_deref())?;
+    c.st.domain_mut(vm)
         .expect("exists")
         .props
         .insert(def.name.to_string(), value.clone());
@@ -908,10 +1144,7 @@ fn vm_property_reset(c: &mut Ctx) -> Result<Reply, QubesError> {
     let d = c.dest_domain().clone();
     match def.access(d.class) {
         Access::ReadOnly => {
-            return Err(QubesError::silent(format!(
-                "{} cannot be reset",
-                def.name
-            )));
+            return Err(QubesError::silent(format!("{} cannot be reset", def.name)));
         }
         Access::WriteOnce if d.props.contains_key(def.name) => {
             return Err(QubesError::silent(format!(
@@ -921,33 +1154,57 @@ fn vm_property_reset(c: &mut Ctx) -> Result<Reply, QubesError> {
         }
         _ => {}
     }
-    if def.name == "template" && d.class.has_template() {
-        return Err(QubesError::value(match props::global_get(c.st, "default_template") {
-            Some(t) if !t.is_empty() && d.class == Class::AppVM => format!(
-                "Cannot unset template. You can set it to the current default ({t}) instead"
-            ),
-            _ => "Cannot unset template".to_string(),
-        }));
-    }
     let old = props::vm_get(c.st, &d, def.name);
-    c.st.domain_mut(&dest).expect("exists").props.remove(def.name);
-    let new = props::vm_get(c.st, c.dest_domain(), def.name).unwrap_or_default();
+    let mut with_default = d.clone();
+    with_default.props.remove(def.name);
+    let new = props::vm_get(c.st, &with_default, def.name).unwrap_or_default();
+    fire_reset_events(c, &dest, def, old.as_deref(), &["property-pre-reset"]);
+    if def.name == "template" && d.class.has_template() {
+        return Err(QubesError::value(
+            match props::global_get(c.st, "default_template") {
+                Some(t) if !t.is_empty() && d.class == Class::AppVM => format!(
+                    "Cannot unset template. You can set it to the current default ({t}) instead"
+                ),
+                _ => "Cannot unset template".to_string(),
+            },
+        ));
+    }
+    setters::pre_set_veto(c.st, &dest, def.name, &new, old.as_deref())?;
+    fire_reset_events(c, &dest, def, old.as_deref(), &["property-pre-del"]);
+    c.st.domain_mut(&dest)
+        .expect("exists")
+        .props
+        .remove(def.name);
     setters::check_after_reset(c.st, &dest, def)?;
-    fire_reset(c, &dest, def, old.as_deref());
+    fire_reset_post(c, &dest, def, old.as_deref());
     setters::vm_side_effects(c, &dest, def.name, &new)?;
     c.save = true;
     empty()
 }
 
-fn fire_reset(c: &mut Ctx, subject: &str, def: &PropDef, old: Option<&str>) {
+fn fire_reset_events(c: &mut Ctx, subject: &str, def: &PropDef, old: Option<&str>, names: &[&str]) {
     let old = old.map(|o| ev_str(def.ty, o));
     let mut kw: Vec<(&str, &str)> = vec![("name", def.name)];
     if let Some(o) = &old {
         kw.push(("oldvalue", o));
     }
-    for ev in ["property-pre-reset", "property-pre-del", "property-reset", "property-del"] {
+    for ev in names {
         c.fire(subject, format!("{ev}:{}", def.name), &kw);
     }
+}
+
+fn fire_reset_pre(c: &mut Ctx, subject: &str, def: &PropDef, old: Option<&str>) {
+    fire_reset_events(
+        c,
+        subject,
+        def,
+        old,
+        &["property-pre-reset", "property-pre-del"],
+    );
+}
+
+fn fire_reset_post(c: &mut Ctx, subject: &str, def: &PropDef, old: Option<&str>) {
+    fire_reset_events(c, subject, def, old, &["property-reset", "property-del"]);
 }
 
 fn global_property_set(c: &mut Ctx) -> Result<Reply, QubesError> {
@@ -980,7 +1237,8 @@ fn global_property_reset(c: &mut Ctx) -> Result<Reply, QubesError> {
     let old = props::global_get(c.st, def.name);
     c.st.global.remove(def.name);
     let new = props::global_get(c.st, def.name).unwrap_or_default();
-    fire_reset(c, "", def, old.as_deref());
+    fire_reset_pre(c, "", def, old.as_deref());
+    fire_reset_post(c, "", def, old.as_deref());
     setters::global_side_effects(c, def.name, old.as_deref(), &new)?;
     c.save = true;
     empty()
@@ -1025,9 +1283,7 @@ fn feature_chain(c: &Ctx, link: &str, with_adminvm: bool) -> Result<Reply, Qubes
             None => None,
         };
     }
-    if with_adminvm
-        && let Some(v) = c.st.domain("dom0").and_then(|d0| d0.feature(&c.arg))
-    {
+    if with_adminvm && let Some(v) = c.st.domain("dom0").and_then(|d0| d0.feature(&c.arg)) {
         return ok(v.to_string());
     }
     Err(feature_missing(&start.name, &c.arg))
@@ -1075,7 +1331,9 @@ fn feature_set(c: &mut Ctx) -> Result<Reply, QubesError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
     {
-        return Err(QubesError::protocol("feature name contains illegal characters"));
+        return Err(QubesError::protocol(
+            "feature name contains illegal characters",
+        ));
     }
     if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         return Err(QubesError::protocol(format!(
@@ -1092,11 +1350,10 @@ fn feature_set(c: &mut Ctx) -> Result<Reply, QubesError> {
 
 /// Sets a feature with its events and extension rules.
 pub fn set_feature(c: &mut Ctx, vm: &str, name: &str, value: &str) -> Result<(), QubesError> {
-    let old = c
-        .st
-        .domain(vm)
-        .and_then(|d| d.feature(name))
-        .map(str::to_string);
+    let old =
+        c.st.domain(vm)
+            .and_then(|d| d.feature(name))
+            .map(str::to_string);
     let mut kw: Vec<(&str, &str)> = vec![("feature", name), ("value", value)];
     if let Some(o) = &old {
         kw.push(("oldvalue", o));
@@ -1105,13 +1362,9 @@ pub fn set_feature(c: &mut Ctx, vm: &str, name: &str, value: &str) -> Result<(),
     if let Some(service) = name.strip_prefix("service.") {
         setters::validate_service_name(service)?;
     }
-    c.st
-        .domain_mut(vm)
+    c.st.domain_mut(vm)
         .ok_or_else(|| QubesError::no_such_vm(vm))?
         .set_feature(name, value);
-    if name == "servicevm" {
-        c.fire(vm, "property-reset:icon", &[("name", "icon")]);
-    }
     c.fire(vm, format!("domain-feature-set:{name}"), &kw);
     Ok(())
 }
@@ -1119,10 +1372,15 @@ pub fn set_feature(c: &mut Ctx, vm: &str, name: &str, value: &str) -> Result<(),
 fn feature_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
     protected_feature(&c.arg)?;
     let (vm, name) = (c.dest.clone(), c.arg.clone());
+    c.fire(
+        &vm,
+        format!("domain-feature-pre-delete:{name}"),
+        &[("feature", &name)],
+    );
     if c.dest_domain().feature(&name).is_none() {
         return Err(feature_missing(&vm, &name));
     }
-    remove_feature(c, &vm, &name);
+    remove_feature_after_pre(c, &vm, &name);
     c.save = true;
     empty()
 }
@@ -1134,11 +1392,12 @@ pub fn remove_feature(c: &mut Ctx, vm: &str, name: &str) {
         format!("domain-feature-pre-delete:{name}"),
         &[("feature", name)],
     );
+    remove_feature_after_pre(c, vm, name);
+}
+
+fn remove_feature_after_pre(c: &mut Ctx, vm: &str, name: &str) {
     if let Some(d) = c.st.domain_mut(vm) {
         d.remove_feature(name);
-    }
-    if name == "servicevm" {
-        c.fire(vm, "property-reset:icon", &[("name", "icon")]);
     }
     c.fire(
         vm,
@@ -1235,9 +1494,8 @@ fn notes_set(c: &mut Ctx) -> Result<Reply, QubesError> {
             "Maximum note size is {MAX_NOTES} bytes ({n} bytes received)"
         )));
     }
-    let text = std::str::from_utf8(&c.untrusted_payload).map_err(|e| {
-        QubesError::protocol(format!("Unable to sanitise qube notes: {e}"))
-    })?;
+    let text = std::str::from_utf8(&c.untrusted_payload)
+        .map_err(|e| QubesError::protocol(format!("Unable to sanitise qube notes: {e}")))?;
     let clean: String = text
         .chars()
         .map(|ch| {
@@ -1357,7 +1615,10 @@ fn notify_updates(c: &mut Ctx) -> Result<Reply, QubesError> {
     }
     let count: u64 = count.parse().unwrap_or(u64::MAX);
     // The caller reports for itself, or for its template when it has one.
-    let src = c.st.domain(&c.src).ok_or_else(|| QubesError::no_such_vm(&c.src))?.clone();
+    let src =
+        c.st.domain(&c.src)
+            .ok_or_else(|| QubesError::no_such_vm(&c.src))?
+            .clone();
     let target = if src.class.has_template() {
         props::vm_get(c.st, &src, "template").unwrap_or_else(|| src.name.clone())
     } else {
@@ -1369,7 +1630,12 @@ fn notify_updates(c: &mut Ctx) -> Result<Reply, QubesError> {
         .unwrap_or(0)
         .to_string();
     let flag = if count > 0 { "1" } else { "" };
-    if count > 0 || c.st.domain(&target).and_then(|d| d.feature("updates-available")).is_some() {
+    if count > 0
+        || c.st
+            .domain(&target)
+            .and_then(|d| d.feature("updates-available"))
+            .is_some()
+    {
         set_feature(c, &target, "updates-available", flag)?;
     }
     set_feature(c, &target, "last-updates-check", &now)?;

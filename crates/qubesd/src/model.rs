@@ -418,14 +418,8 @@ impl State {
 
     /// Qubes in the reference's order: dom0 first, then by name (byte order).
     pub fn domains_sorted(&self) -> impl Iterator<Item = &Domain> {
-        let dom0 = self
-            .domains
-            .values()
-            .filter(|d| d.class == Class::AdminVM);
-        let rest = self
-            .domains
-            .values()
-            .filter(|d| d.class != Class::AdminVM);
+        let dom0 = self.domains.values().filter(|d| d.class == Class::AdminVM);
+        let rest = self.domains.values().filter(|d| d.class != Class::AdminVM);
         dom0.chain(rest).map(|d| d.as_ref())
     }
 

@@ -54,7 +54,7 @@ pub fn validate_label_name(name: &str) -> Result<(), QubesError> {
     {
         return Err(QubesError::new(
             ExcKind::QubesInvalidLabelError,
-            "Label must be in safe set: <A-Za-z0-9-_.>",
+            "Label must be in safe set: abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.",
         ));
     }
     Ok(())
@@ -95,13 +95,31 @@ mod tests {
     fn names() {
         assert!(validate_name("work").is_ok());
         assert!(validate_name("a.b-c_1").is_ok());
-        assert_eq!(msg(validate_name(&"a".repeat(32))), "VM name must be shorter than 32 characters");
+        assert_eq!(
+            msg(validate_name(&"a".repeat(32))),
+            "VM name must be shorter than 32 characters"
+        );
         assert!(validate_name(&"a".repeat(31)).is_ok());
-        assert_eq!(msg(validate_name("1abc")), "VM name cannot start with hyphen, underscore, dot or numbers");
-        assert_eq!(msg(validate_name("")), "VM name contains illegal characters");
-        assert_eq!(msg(validate_name("a b")), "VM name contains illegal characters");
-        assert_eq!(msg(validate_name("none")), "VM name cannot be 'none' nor 'default'");
-        assert_eq!(msg(validate_name("Domain-0")), "VM name cannot be 'Domain-0'");
+        assert_eq!(
+            msg(validate_name("1abc")),
+            "VM name cannot start with hyphen, underscore, dot or numbers"
+        );
+        assert_eq!(
+            msg(validate_name("")),
+            "VM name contains illegal characters"
+        );
+        assert_eq!(
+            msg(validate_name("a b")),
+            "VM name contains illegal characters"
+        );
+        assert_eq!(
+            msg(validate_name("none")),
+            "VM name cannot be 'none' nor 'default'"
+        );
+        assert_eq!(
+            msg(validate_name("Domain-0")),
+            "VM name cannot be 'Domain-0'"
+        );
         assert_eq!(msg(validate_name("x-dm")), "VM name cannot end with -dm");
     }
 

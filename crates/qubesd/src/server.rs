@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use qubes_api::framing::{encode_exception, encode_ok};
-use qubes_api::{exc::ExcBase, Event, QubesError, Request, MAX_REQUEST_SIZE};
+use qubes_api::{Event, MAX_REQUEST_SIZE, QubesError, Request, exc::ExcBase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast::error::RecvError;
@@ -167,7 +167,9 @@ where
         }
         Err(QubesError::Exception { kind, message }) => {
             match kind.base() {
-                ExcBase::Qubes => tracing::info!("call {method} failed: {}: {message}", kind.name()),
+                ExcBase::Qubes => {
+                    tracing::info!("call {method} failed: {}: {message}", kind.name())
+                }
                 _ => tracing::warn!("call {method} refused: {}: {message}", kind.name()),
             }
             let tb = if shared.debug {

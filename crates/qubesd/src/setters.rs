@@ -176,13 +176,18 @@ fn positive(def: &PropDef, v: &str) -> Result<String, QubesError> {
     Ok(v.to_string())
 }
 
+fn check_kernel_name(k: &str) -> Result<String, QubesError> {
+    if k.contains('/') {
+        return Err(prop_err("Kernel name cannot contain '/'"));
+    }
+    Ok(k.to_string())
+}
+
 fn check_kernel(st: &State, k: &str) -> Result<String, QubesError> {
     if k.is_empty() {
         return Ok(String::new());
     }
-    if k.contains('/') {
-        return Err(prop_err("Kernel name cannot contain '/'"));
-    }
+    check_kernel_name(k)?;
     let dir = st.host.kernels_dir.join(k);
     if !dir.join("vmlinuz").exists() {
         return Err(prop_err(format!("Kernel {} not installed", py_repr(k))));
@@ -373,7 +378,7 @@ pub fn validate_vm_prop(
             names::validate_name(&value)?;
             Ok(value)
         }
-        "kernel" => check_kernel(st, &value),
+        "kernel" => check_kernel_name(&value),
         "kernelopts" => {
             if value.len() > 512 {
                 return Err(prop_err("Kernelopts value too long (512 chars max)"));
@@ -407,7 +412,8 @@ pub fn validate_vm_prop(
             let v = value.to_ascii_lowercase();
             let ok = v.len() == 17
                 && v.split(':').count() == 6
-                && v.split(':').all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+                && v.split(':')
+                    .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
             if !ok {
                 // The reference raises a plain ValueError here: no response bytes.
                 return Err(QubesError::silent(format!("invalid MAC {value:?}")));
@@ -427,44 +433,50 @@ pub fn validate_vm_prop(
             }
             Ok(value)
         }
-        "template_for_dispvms" if value == "False" => {
-            if let Some(why) = dispvm_template_users(st, &d.name) {
-                return Err(QubesError::value(why));
-            }
-            Ok(value)
-        }
         _ => Ok(value),
     }
 }
 
-fn dispvm_template_users(st: &State, name: &str) -> Option<String> {
-    if props::global_get(st, "default_dispvm").as_deref() == Some(name) {
-        return Some(format!(
-            "Cannot set template_for_dispvms to False while {name} is the system's default_dispvm"
-        ));
+/// Vetoes the reference runs in `property-pre-set` / `property-pre-reset` handlers, so the
+/// stream has already seen the pre-event when they refuse.
+pub fn pre_set_veto(
+    st: &State,
+    vm: &str,
+    prop: &str,
+    new: &str,
+    old: Option<&str>,
+) -> Result<(), QubesError> {
+    if prop == "kernel" {
+        check_kernel(st, new)?;
     }
-    for o in st.domains.values() {
-        if o.name == name {
-            continue;
+    if prop == "template_for_dispvms" && new != "True" && old == Some("True") {
+        let system: Vec<&str> = ["default_dispvm", "management_dispvm"]
+            .into_iter()
+            .filter(|p| st.global.get(*p).map(String::as_str) == Some(vm))
+            .collect();
+        if !system.is_empty() {
+            return Err(QubesError::new(
+                ExcKind::QubesVMInUseError,
+                "Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: default_dispvm, management_dispvm",
+            ));
         }
-        for p in ["default_dispvm", "management_dispvm"] {
-            if props::vm_prop(o.class, p).is_some()
-                && o.props.get(p).map(String::as_str) == Some(name)
-            {
-                return Some(format!(
-                    "Cannot set template_for_dispvms to False while {name} is {p} of {}",
-                    o.name
-                ));
-            }
-        }
-        if o.class == Class::DispVM && o.props.get("template").map(String::as_str) == Some(name) {
-            return Some(format!(
-                "Cannot set template_for_dispvms to False while {name} has disposables ({})",
-                o.name
+        let used = st.domains.values().any(|o| {
+            o.name != vm
+                && ["default_dispvm", "management_dispvm", "template"]
+                    .iter()
+                    .any(|p| {
+                        props::vm_prop(o.class, p).is_some_and(|d| d.ty == PType::Vm)
+                            && o.props.get(*p).map(String::as_str) == Some(vm)
+                    })
+        });
+        if used {
+            return Err(QubesError::new(
+                ExcKind::QubesVMInUseError,
+                "Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template",
             ));
         }
     }
-    None
+    Ok(())
 }
 
 /// Vetoes that apply after a Reset changed the effective value.
@@ -473,8 +485,16 @@ pub fn check_after_reset(st: &State, vm: &str, def: &PropDef) -> Result<(), Qube
         return Ok(());
     };
     if def.name == "provides_network" && !props::vm_flag(st, d, "provides_network") {
-        validate_vm_prop(st, &Domain { props: Default::default(), ..d.clone() }, def, "False".into())
-            .map(|_| ())?;
+        validate_vm_prop(
+            st,
+            &Domain {
+                props: Default::default(),
+                ..d.clone()
+            },
+            def,
+            "False".into(),
+        )
+        .map(|_| ())?;
     }
     Ok(())
 }
@@ -537,7 +557,10 @@ pub fn vm_side_effects(c: &mut Ctx, vm: &str, prop: &str, value: &str) -> Result
     match prop {
         "label" | "template_for_dispvms" => c.fire(vm, "property-reset:icon", &[("name", "icon")]),
         "provides_network" => {
-            let has = c.st.domain(vm).and_then(|d| d.feature("servicevm")).is_some();
+            let has =
+                c.st.domain(vm)
+                    .and_then(|d| d.feature("servicevm"))
+                    .is_some();
             if value == "True" {
                 set_feature(c, vm, "servicevm", "1")?;
             } else if has {
@@ -547,23 +570,22 @@ pub fn vm_side_effects(c: &mut Ctx, vm: &str, prop: &str, value: &str) -> Result
                 c.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
             }
         }
-        "netvm" => {
-            for p in ["visible_ip", "visible_ip6", "visible_gateway", "visible_gateway6", "visible_netmask", "dns", "ip", "ip6"] {
-                c.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
-            }
-        }
         "guivm" | "audiovm" => {
             let prefix = format!("{prop}-");
-            let old: Vec<String> = c
-                .st
-                .domain(vm)
-                .map(|d| d.tags.iter().filter(|t| t.starts_with(&prefix)).cloned().collect())
-                .unwrap_or_default();
-            let effective = c
-                .st
-                .domain(vm)
-                .and_then(|d| props::vm_get(c.st, d, prop))
-                .unwrap_or_default();
+            let old: Vec<String> =
+                c.st.domain(vm)
+                    .map(|d| {
+                        d.tags
+                            .iter()
+                            .filter(|t| t.starts_with(&prefix))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            let effective =
+                c.st.domain(vm)
+                    .and_then(|d| props::vm_get(c.st, d, prop))
+                    .unwrap_or_default();
             for t in old {
                 if t != format!("{prefix}{effective}")
                     && let Some(d) = c.st.domain_mut(vm)
@@ -584,19 +606,20 @@ pub fn vm_side_effects(c: &mut Ctx, vm: &str, prop: &str, value: &str) -> Result
         _ => {}
     }
     // Qubes that inherit this value from their template see it change.
-    let is_template = c.st.domain(vm).is_some_and(|d| d.class == Class::TemplateVM);
+    let is_template =
+        c.st.domain(vm)
+            .is_some_and(|d| d.class == Class::TemplateVM);
     if is_template && INHERITED.contains(&prop) {
-        let children: Vec<String> = c
-            .st
-            .domains
-            .values()
-            .filter(|d| {
-                d.class.has_template()
-                    && d.props.get("template").map(String::as_str) == Some(vm)
-                    && !d.props.contains_key(prop)
-            })
-            .map(|d| d.name.clone())
-            .collect();
+        let children: Vec<String> =
+            c.st.domains
+                .values()
+                .filter(|d| {
+                    d.class.has_template()
+                        && d.props.get("template").map(String::as_str) == Some(vm)
+                        && !d.props.contains_key(prop)
+                })
+                .map(|d| d.name.clone())
+                .collect();
         for child in children {
             c.fire(&child, format!("property-reset:{prop}"), &[("name", prop)]);
         }
@@ -628,7 +651,10 @@ pub fn global_side_effects(
     match prop {
         "clockvm" => {
             if let Some(o) = old.filter(|o| !o.is_empty() && *o != new)
-                && c.st.domain(o).and_then(|d| d.feature("service.clocksync")).is_some()
+                && c.st
+                    .domain(o)
+                    .and_then(|d| d.feature("service.clocksync"))
+                    .is_some()
             {
                 remove_feature(c, o, "service.clocksync");
             }
@@ -637,21 +663,32 @@ pub fn global_side_effects(
             }
         }
         "default_netvm" | "default_dispvm" | "default_guivm" | "default_audiovm" => {
-            let vm_prop = prop.trim_start_matches("default_");
-            let users: Vec<String> = c
-                .st
-                .domains_sorted()
-                .filter(|d| {
-                    props::vm_prop(d.class, vm_prop).is_some()
-                        && !d.props.contains_key(vm_prop)
-                        && !(vm_prop == "netvm" && d.class == Class::TemplateVM)
-                        && !(vm_prop == "dispvm" && d.class == Class::DispVM)
-                })
-                .map(|d| d.name.clone())
-                .collect();
-            let vm_prop = if vm_prop == "dispvm" { "default_dispvm" } else { vm_prop };
+            let vm_prop = match prop {
+                "default_netvm" => "netvm",
+                "default_guivm" => "guivm",
+                "default_audiovm" => "audiovm",
+                _ => "default_dispvm",
+            };
+            let users: Vec<String> =
+                c.st.domains_sorted()
+                    .filter(|d| {
+                        props::vm_prop(d.class, vm_prop).is_some()
+                            && !d.props.contains_key(vm_prop)
+                            && !(vm_prop == "netvm" && d.class == Class::TemplateVM)
+                            && !(vm_prop == "default_dispvm" && d.class == Class::DispVM)
+                    })
+                    .map(|d| d.name.clone())
+                    .collect();
+            let old = match old {
+                Some(o) if !o.is_empty() => o.to_string(),
+                _ => "None".to_string(),
+            };
             for u in users {
-                c.fire(&u, format!("property-reset:{vm_prop}"), &[("name", vm_prop)]);
+                c.fire(
+                    &u,
+                    format!("property-reset:{vm_prop}"),
+                    &[("name", vm_prop), ("oldvalue", &old)],
+                );
                 if matches!(vm_prop, "guivm" | "audiovm") {
                     vm_side_effects(c, &u, vm_prop, new)?;
                 }
@@ -666,9 +703,7 @@ pub fn global_side_effects(
 /// property points at it.
 pub fn referenced_by(st: &State, name: &str) -> Option<String> {
     for (k, v) in &st.global {
-        if v == name
-            && props::global_prop(k).is_some_and(|d| d.ty == PType::Vm)
-        {
+        if v == name && props::global_prop(k).is_some_and(|d| d.ty == PType::Vm) {
             return Some(format!("global property {k}"));
         }
     }
@@ -745,7 +780,10 @@ mod tests {
 
     #[test]
     fn denied_list_normalized() {
-        assert_eq!(normalize_denied("u03**01b******u03**01").unwrap(), "b******u03**01");
+        assert_eq!(
+            normalize_denied("u03**01b******u03**01").unwrap(),
+            "b******u03**01"
+        );
         assert!(normalize_denied("x000000").is_err());
         assert!(normalize_denied("u0301").is_err());
     }

@@ -13,12 +13,12 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event as XmlEvent};
 
 use crate::model::{
-    default_labels, Class, DeviceClassXml, DeviceXml, Domain, HostInfo, Label, Pool, State,
-    VolumeConfig,
+    Class, DeviceClassXml, DeviceXml, Domain, HostInfo, Label, Pool, State, VolumeConfig,
+    default_labels,
 };
 use crate::props;
 
@@ -531,8 +531,8 @@ fn normalize_loaded(ty: props::PType, value: &str, st: &State) -> String {
 
 fn parse_domain(dn: &Node, st: &State) -> Result<Domain, String> {
     let class_name = dn.attr("class").ok_or("domain without class")?;
-    let class = Class::from_name(class_name)
-        .ok_or_else(|| format!("unknown qube class {class_name:?}"))?;
+    let class =
+        Class::from_name(class_name).ok_or_else(|| format!("unknown qube class {class_name:?}"))?;
     let mut explicit: BTreeMap<String, String> = BTreeMap::new();
     if let Some(ps) = dn.child("properties") {
         for p in ps.children("property") {
@@ -556,10 +556,7 @@ fn parse_domain(dn: &Node, st: &State) -> Result<Domain, String> {
         explicit.remove("uuid");
         ("dom0".to_string(), 0)
     } else {
-        let name = explicit
-            .get("name")
-            .cloned()
-            .ok_or("qube without a name")?;
+        let name = explicit.get("name").cloned().ok_or("qube without a name")?;
         crate::names::validate_name(&name).map_err(|e| format!("qube {name:?}: {e}"))?;
         let qid = explicit
             .get("qid")
@@ -632,7 +629,9 @@ mod tests {
     fn fresh_system_serializes_like_reference() {
         let st = State::new_system(host());
         let xml = serialize(&st);
-        assert!(xml.starts_with("<qubes>\n  <labels>\n    <label id=\"label-1\" color=\"0xcc0000\">red</label>\n"));
+        assert!(xml.starts_with(
+            "<qubes>\n  <labels>\n    <label id=\"label-1\" color=\"0xcc0000\">red</label>\n"
+        ));
         assert!(xml.contains("    <pool name=\"varlibqubes\" dir_path=\"/var/lib/qubes\" driver=\"file\" revisions_to_keep=\"1\" ephemeral_volatile=\"False\"/>\n"));
         assert!(xml.contains("  <properties>\n    <property name=\"default_pool_kernel\">linux-kernel</property>\n  </properties>\n"));
         assert!(xml.ends_with("    <domain id=\"domain-0\" class=\"AdminVM\">\n      <properties>\n        <property name=\"label\">black</property>\n      </properties>\n      <features/>\n      <tags/>\n    </domain>\n  </domains>\n</qubes>\n"));
@@ -651,7 +650,11 @@ mod tests {
         d.tags.insert("t1".into());
         st.domains.insert("sa".into(), Arc::new(d));
         let xml = serialize(&st);
-        assert!(xml.contains("<property name=\"kernelopts\">a&amp;b&lt;c&gt;\"d'e\\nx\nline2</property>"));
+        assert!(
+            xml.contains(
+                "<property name=\"kernelopts\">a&amp;b&lt;c&gt;\"d'e\\nx\nline2</property>"
+            )
+        );
         let back = parse(xml.as_bytes(), host()).unwrap();
         assert_eq!(back, st);
         assert_eq!(serialize(&back), xml);
@@ -664,6 +667,12 @@ mod tests {
         assert!(parse(b"<notqubes/>", host()).is_err());
         let deep = "<a>".repeat(100);
         assert!(parse(deep.as_bytes(), host()).is_err());
-        assert!(parse(b"<qubes><domains><domain class=\"AppVM\"><properties/></domain></domains></qubes>", host()).is_err());
+        assert!(
+            parse(
+                b"<qubes><domains><domain class=\"AppVM\"><properties/></domain></domains></qubes>",
+                host()
+            )
+            .is_err()
+        );
     }
 }

@@ -14,7 +14,10 @@ fn b(v: bool) -> &'static str {
 
 /// The volume id a pool's driver gives a qube's volume.
 fn vid(st: &State, pool: &str, d: &Domain, vol: &str) -> String {
-    let driver = st.pool(pool).and_then(|p| p.attr("driver")).unwrap_or("file");
+    let driver = st
+        .pool(pool)
+        .and_then(|p| p.attr("driver"))
+        .unwrap_or("file");
     match driver {
         "lvm_thin" => {
             let vg = st
@@ -60,12 +63,8 @@ pub fn default_volume_config(
                 .cloned()
         })
     };
-    let attr = |v: &VolumeConfig, k: &str| {
-        v.attrs
-            .iter()
-            .find(|(a, _)| a == k)
-            .map(|(_, x)| x.clone())
-    };
+    let attr =
+        |v: &VolumeConfig, k: &str| v.attrs.iter().find(|(a, _)| a == k).map(|(_, x)| x.clone());
     let mut out = Vec::new();
     let (root_snap, private_snap) = match d.class {
         Class::AppVM => (true, false),
@@ -76,7 +75,8 @@ pub fn default_volume_config(
         let Some(p) = pool_for(vol) else {
             continue;
         };
-        let mut attrs: Vec<(String, String)> = vec![("name".into(), vol.into()), ("pool".into(), p.clone())];
+        let mut attrs: Vec<(String, String)> =
+            vec![("name".into(), vol.into()), ("pool".into(), p.clone())];
         let snap = (vol == "root" && root_snap) || (vol == "private" && private_snap);
         let save = matches!(vol, "root" | "private") && !snap;
         if vol == "kernel" {
@@ -103,7 +103,14 @@ pub fn default_volume_config(
                 .as_ref()
                 .and_then(|s| attr(s, "size"))
                 .or(Some((2 * GIB).to_string())),
-            "volatile" => Some(if d.class == Class::DispVM { 12 * GIB } else { 10 * GIB }.to_string()),
+            "volatile" => Some(
+                if d.class == Class::DispVM {
+                    12 * GIB
+                } else {
+                    10 * GIB
+                }
+                .to_string(),
+            ),
             _ => None,
         };
         if let Some(s) = size {
@@ -111,7 +118,9 @@ pub fn default_volume_config(
         }
         if let Some(src) = source {
             // A disposable's root comes from its template's source (the template chain).
-            let src_vid = attr(&src, "source").filter(|_| d.class == Class::DispVM && vol == "root").or_else(|| attr(&src, "vid"));
+            let src_vid = attr(&src, "source")
+                .filter(|_| d.class == Class::DispVM && vol == "root")
+                .or_else(|| attr(&src, "vid"));
             if let Some(v) = src_vid {
                 attrs.push(("source".into(), v));
             }

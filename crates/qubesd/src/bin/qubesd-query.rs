@@ -4,14 +4,19 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use clap::Parser;
-use qubes_api::{client, Response};
+use qubes_api::{Response, client};
 
 /// Send one Admin API request and print the answer.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Socket to connect to.
-    #[arg(short = 'c', long, env = "QUBESD_SOCKET", default_value = "/var/run/qubesd.sock")]
+    #[arg(
+        short = 'c',
+        long,
+        env = "QUBESD_SOCKET",
+        default_value = "/var/run/qubesd.sock"
+    )]
     connect: PathBuf,
     /// Read the payload from standard input.
     #[arg(short = 'e', long)]
@@ -54,7 +59,12 @@ fn main() -> std::process::ExitCode {
             let _ = out.write_all(&content);
             std::process::ExitCode::SUCCESS
         }
-        Ok(Response::Exception { kind, message, traceback, .. }) => {
+        Ok(Response::Exception {
+            kind,
+            message,
+            traceback,
+            ..
+        }) => {
             if !traceback.is_empty() {
                 eprint!("{traceback}");
             }
