@@ -83,6 +83,7 @@ impl Store {
             path: path.to_path_buf(),
             _lock: lock,
         };
+        store.remove_stale_temp_files(dir);
         match fs::metadata(path) {
             Ok(meta) => {
                 if meta.len() > MAX_STORE_SIZE {
@@ -104,6 +105,27 @@ impl Store {
                 Ok((store, state))
             }
             Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Removes `qubes.xml~*` files a save interrupted by a crash left behind; we hold the lock,
+    /// so nobody else is writing them.
+    fn remove_stale_temp_files(&self, dir: &Path) {
+        let Some(name) = self
+            .path
+            .file_name()
+            .map(|n| format!("{}~", n.to_string_lossy()))
+        else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&name) {
+                tracing::info!("removing interrupted save {}", e.path().display());
+                let _ = fs::remove_file(e.path());
+            }
         }
     }
 
