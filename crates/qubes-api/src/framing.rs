@@ -246,7 +246,7 @@ pub fn parse_event_body(untrusted: &[u8]) -> Result<(Event, usize), ResponseErro
         let field = &untrusted[pos..pos + end];
         pos += end + 1;
         // Subject and name always come first; after them an empty key ends the list.
-        if fields.len() >= 2 && fields.len() % 2 == 0 && field.is_empty() {
+        if fields.len() >= 2 && fields.len().is_multiple_of(2) && field.is_empty() {
             break;
         }
         fields.push(field);

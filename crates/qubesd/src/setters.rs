@@ -264,7 +264,7 @@ fn normalize_denied(v: &str) -> Result<String, QubesError> {
     if v.is_empty() {
         return Ok(String::new());
     }
-    if v.len() % 7 != 0 {
+    if !v.len().is_multiple_of(7) {
         return Err(prop_err(format!("Invalid denied list: {v}")));
     }
     let mut codes: Vec<&str> = (0..v.len() / 7).map(|i| &v[i * 7..i * 7 + 7]).collect();
@@ -671,12 +671,7 @@ pub fn global_side_effects(
             };
             let users: Vec<String> =
                 c.st.domains_sorted()
-                    .filter(|d| {
-                        props::vm_prop(d.class, vm_prop).is_some()
-                            && !d.props.contains_key(vm_prop)
-                            && !(vm_prop == "netvm" && d.class == Class::TemplateVM)
-                            && !(vm_prop == "default_dispvm" && d.class == Class::DispVM)
-                    })
+                    .filter(|d| uses_global_default(d, vm_prop))
                     .map(|d| d.name.clone())
                     .collect();
             let old = match old {
@@ -697,6 +692,18 @@ pub fn global_side_effects(
         _ => {}
     }
     Ok(())
+}
+
+/// Whether a qube's `vm_prop` currently follows the global default of the same name.
+fn uses_global_default(d: &Domain, vm_prop: &str) -> bool {
+    if props::vm_prop(d.class, vm_prop).is_none() || d.props.contains_key(vm_prop) {
+        return false;
+    }
+    // Templates have no default netvm; a disposable's default_dispvm is its template.
+    !matches!(
+        (vm_prop, d.class),
+        ("netvm", Class::TemplateVM) | ("default_dispvm", Class::DispVM)
+    )
 }
 
 /// Why a qube cannot be removed: a non-default qube property of another qube or a global
