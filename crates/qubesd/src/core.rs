@@ -106,6 +106,9 @@ impl Core {
     /// Runs one request end to end (checks, handler, commit).
     pub fn call(&mut self, socket: Socket, req: &Request) -> CallResult {
         let (src, dest, method, arg) = self.resolve(socket, req)?;
+        if !method.write {
+            return self.call_read(method, src, dest, arg, req);
+        }
         let snapshot = self.state.clone();
         let mut ctx = Ctx {
             st: &mut self.state,
@@ -157,6 +160,36 @@ impl Core {
                 Err(e)
             }
         }
+    }
+
+    /// A read-only call: no snapshot, nothing to save or publish.
+    fn call_read(
+        &mut self,
+        method: &'static Method,
+        src: String,
+        dest: String,
+        arg: String,
+        req: &Request,
+    ) -> CallResult {
+        let mut ctx = Ctx {
+            st: &mut self.state,
+            src,
+            dest,
+            method: method.name,
+            arg,
+            untrusted_payload: req.payload.clone(),
+            events: Vec::new(),
+            save: false,
+            side_files: Vec::new(),
+            state_dir: self.state_dir.clone(),
+        };
+        let result = (method.handler)(&mut ctx);
+        debug_assert!(
+            !ctx.save && ctx.events.is_empty(),
+            "{} is marked read-only",
+            method.name
+        );
+        result
     }
 
     /// Decodes and checks src, dest, method, payload, arg and destination class, in that
@@ -233,7 +266,7 @@ impl Core {
     }
 
     /// Writes the current state (used at shutdown).
-    pub fn save(&self) -> std::io::Result<()> {
+    pub fn save(&mut self) -> std::io::Result<()> {
         self.store.save(&self.state)
     }
 }

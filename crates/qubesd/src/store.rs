@@ -52,6 +52,10 @@ pub struct Store {
     path: PathBuf,
     /// Held for the daemon's lifetime: an exclusive `lockf` on `qubes.xml.lock`.
     _lock: File,
+    /// Each qube's serialised `<domain>` element, keyed by the `Arc` it was made from. The
+    /// cache keeps that `Arc` alive, so a qube changed through `Arc::make_mut` is always a
+    /// new allocation and never matches a stale entry.
+    fragments: std::collections::HashMap<String, (Arc<Domain>, String)>,
 }
 
 impl Store {
@@ -79,9 +83,10 @@ impl Store {
                 msg: "another qubesd holds the lock on this store".into(),
             });
         }
-        let store = Store {
+        let mut store = Store {
             path: path.to_path_buf(),
             _lock: lock,
+            fragments: Default::default(),
         };
         store.remove_stale_temp_files(dir);
         match fs::metadata(path) {
@@ -134,9 +139,29 @@ impl Store {
         &self.path
     }
 
-    /// Writes `state` atomically: temp file, fsync, rename, directory fsync.
-    pub fn save(&self, state: &State) -> io::Result<()> {
-        write_atomic(&self.path, serialize(state).as_bytes(), 0o660)
+    /// Writes `state` atomically: temp file, fsync, rename, directory fsync. Only qubes that
+    /// changed since the last save are serialised again.
+    pub fn save(&mut self, state: &State) -> io::Result<()> {
+        let fragments = &mut self.fragments;
+        fragments.retain(|name, _| state.domains.contains_key(name));
+        let xml = serialize_with(state, |out, name, d| {
+            let arc = &state.domains[name];
+            match fragments.get_mut(name) {
+                Some((cached, text)) if Arc::ptr_eq(cached, arc) => out.push_str(text),
+                slot => {
+                    let mut text = String::with_capacity(1500);
+                    write_domain(&mut text, d);
+                    out.push_str(&text);
+                    match slot {
+                        Some(entry) => *entry = (arc.clone(), text),
+                        None => {
+                            fragments.insert(name.to_string(), (arc.clone(), text));
+                        }
+                    }
+                }
+            }
+        });
+        write_atomic(&self.path, xml.as_bytes(), 0o660)
     }
 }
 
@@ -167,6 +192,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 }
 
 fn esc_text(s: &str, out: &mut String) {
+    if !s.contains(['&', '<', '>', '\r']) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -179,6 +208,10 @@ fn esc_text(s: &str, out: &mut String) {
 }
 
 fn esc_attr(s: &str, out: &mut String) {
+    if !s.contains(['&', '<', '>', '"', '\n', '\r', '\t']) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -222,6 +255,11 @@ fn close_tag(out: &mut String, indent: usize, name: &str) {
 
 /// Serialises `state` the way the reference writes `qubes.xml` (2-space indent, no declaration).
 pub fn serialize(st: &State) -> String {
+    serialize_with(st, |out, _, d| write_domain(out, d))
+}
+
+/// [`serialize`] with each `<domain>` element written by `domain_xml`.
+fn serialize_with(st: &State, mut domain_xml: impl FnMut(&mut String, &str, &Domain)) -> String {
     let mut out = String::with_capacity(4096 + st.domains.len() * 1500);
     out.push_str("<qubes>\n  <labels>\n");
     for l in st.labels.values() {
@@ -256,7 +294,7 @@ pub fn serialize(st: &State) -> String {
     write_props(&mut out, 1, &globals);
     out.push_str("  <domains>\n");
     for d in st.domains_sorted() {
-        write_domain(&mut out, d);
+        domain_xml(&mut out, &d.name, d);
     }
     out.push_str("  </domains>\n</qubes>\n");
     out
@@ -680,6 +718,38 @@ mod tests {
         let back = parse(xml.as_bytes(), host()).unwrap();
         assert_eq!(back, st);
         assert_eq!(serialize(&back), xml);
+    }
+
+    #[test]
+    fn cached_save_matches_full_serialization() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qubes.xml");
+        let (mut store, mut st) = Store::open(&path, host()).unwrap();
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            let mut d = Domain::new(Class::StandaloneVM, name, i as u32 + 1);
+            d.props.insert("name".into(), (*name).into());
+            d.props.insert("qid".into(), (i + 1).to_string());
+            st.domains.insert((*name).into(), Arc::new(d));
+        }
+        store.save(&st).unwrap();
+        // Changes made the way handlers make them: copy-on-write, with and without a
+        // snapshot holding the old version.
+        let snapshot = st.clone();
+        st.domain_mut("b").unwrap().tags.insert("t".into());
+        drop(snapshot);
+        store.save(&st).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), serialize(&st));
+        st.domain_mut("b").unwrap().set_feature("f", "1");
+        st.domain_mut("c")
+            .unwrap()
+            .props
+            .insert("label".into(), "red".into());
+        st.domains.remove("a");
+        store.save(&st).unwrap();
+        let on_disk = fs::read_to_string(&path).unwrap();
+        assert_eq!(on_disk, serialize(&st));
+        assert!(on_disk.contains("<feature name=\"f\">1</feature>"));
+        assert!(!on_disk.contains("<property name=\"name\">a</property>"));
     }
 
     #[test]
