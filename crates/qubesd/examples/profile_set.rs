@@ -1,0 +1,81 @@
+//! Where a property Set spends its time, in-process (no sockets): a developer's tool.
+use std::time::Instant;
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = qubesd::Config {
+        state_dir: dir.path().to_path_buf(),
+        socket_dir: dir.path().to_path_buf(),
+        libvirt_uri: "test:///default".into(),
+        debug: false,
+    };
+    let shared = qubesd::Daemon::load(&cfg).unwrap();
+    let mut core = shared.lock();
+    for i in 0..999 {
+        let r = qubes_api::Request::encode(
+            "admin.vm.Create.StandaloneVM",
+            "",
+            "dom0",
+            "dom0",
+            format!("name=q{i} label=red").as_bytes(),
+        );
+        core.call(
+            qubesd::core::Socket::Admin,
+            &qubes_api::Request::parse(&r).unwrap(),
+        )
+        .unwrap();
+    }
+    let n = 300;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(core.state.clone());
+    }
+    println!(
+        "state clone: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / n as f64
+    );
+    let t = Instant::now();
+    for i in 0..n {
+        let r = qubes_api::Request::encode(
+            "admin.vm.property.Set",
+            "memory",
+            "dom0",
+            &format!("q{}", i % 999),
+            (400 + i).to_string().as_bytes(),
+        );
+        core.call(
+            qubesd::core::Socket::Admin,
+            &qubes_api::Request::parse(&r).unwrap(),
+        )
+        .unwrap();
+    }
+    println!(
+        "Set via Core::call: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / n as f64
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        core.save().unwrap();
+    }
+    println!(
+        "save, nothing changed: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / n as f64
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(qubesd::store::serialize(&core.state));
+    }
+    println!(
+        "full serialize: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / n as f64
+    );
+    let xml = qubesd::store::serialize(&core.state);
+    let t = Instant::now();
+    for _ in 0..n {
+        qubesd::store::write_atomic(&dir.path().join("x.xml"), xml.as_bytes(), 0o660).unwrap();
+    }
+    println!(
+        "write_atomic alone: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / n as f64
+    );
+}
