@@ -11,29 +11,10 @@ use crate::framing::{Event, Request, Response, parse_event_body};
 
 /// Sends raw request bytes and returns every byte of the answer.
 pub fn call_raw(socket: &Path, request: &[u8]) -> io::Result<Vec<u8>> {
-    let mut stream = UnixStream::connect(socket)?;
-    // The daemon drops a request larger than it accepts while we may still be writing it:
-    // that is its answer ("no response"), not a transport failure.
-    let aborted = |e: &io::Error| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        )
-    };
-    match stream
-        .write_all(request)
-        .and_then(|_| stream.shutdown(std::net::Shutdown::Write))
-    {
-        Ok(()) => {}
-        Err(e) if aborted(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    }
-    let mut out = Vec::new();
-    match stream.read_to_end(&mut out) {
-        Ok(_) => Ok(out),
-        // An aborted connection (reset) is how the daemon says "no answer".
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(out),
-        Err(e) => Err(e),
+    let stream = UnixStream::connect(socket)?;
+    match crate::transport::send_on(stream, request)? {
+        Some(s) => crate::transport::read_answer(s),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -2,11 +2,15 @@
 //!
 //! A call is one connection: the client writes a request header, a NUL, an optional payload and
 //! half-closes; the daemon answers with one OK or EXCEPTION message, or with a stream of EVENT
-//! messages, and closes. Nothing here does I/O except [`client`].
+//! messages, and closes. Only [`client`], [`transport`] and [`api`] do I/O.
 
+pub mod api;
 pub mod client;
 pub mod exc;
 pub mod framing;
+pub mod transport;
 
+pub use api::{CallError, Client, EventReader, PropValue, VmEntry};
 pub use exc::{ExcKind, QubesError};
 pub use framing::{Event, MAX_REQUEST_SIZE, Request, Response};
+pub use transport::{LocalSocket, Qrexec, Transport};

@@ -6,6 +6,8 @@
 
 pub mod core;
 pub mod daemon;
+pub mod demo;
+pub mod embedded;
 pub mod events;
 pub mod handlers;
 pub mod model;
@@ -17,3 +19,4 @@ pub mod store;
 pub mod volumes;
 
 pub use daemon::{Config, Daemon};
+pub use embedded::Embedded;

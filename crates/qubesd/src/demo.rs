@@ -1,0 +1,174 @@
+//! A realistic demo system, created through the Admin API itself so that it passes every rule a
+//! real system does: dom0, two templates, sys-net, sys-firewall, sys-usb, work, personal,
+//! vault, untrusted and a disposable template.
+
+use std::path::Path;
+
+use qubes_api::Request;
+
+use crate::core::{Core, Socket};
+
+/// Kernel version installed in the demo's kernel directory.
+pub const DEMO_KERNEL: &str = "6.6.48-1.qubes";
+
+/// Creates what a Qubes dom0 has on disk before qubesd starts (an installed kernel).
+pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
+    let k = dir.join("vm-kernels").join(DEMO_KERNEL);
+    std::fs::create_dir_all(&k)?;
+    std::fs::write(k.join("vmlinuz"), b"")?;
+    std::fs::write(k.join("initramfs"), b"")?;
+    Ok(())
+}
+
+/// The calls that build the demo system, as (method, destination, argument, payload).
+const SEED: &[(&str, &str, &str, &str)] = &[
+    ("admin.property.Set", "dom0", "default_kernel", DEMO_KERNEL),
+    (
+        "admin.vm.Create.TemplateVM",
+        "dom0",
+        "",
+        "name=fedora-41 label=black",
+    ),
+    (
+        "admin.vm.Create.TemplateVM",
+        "dom0",
+        "",
+        "name=debian-12-xfce label=black",
+    ),
+    ("admin.vm.feature.Set", "fedora-41", "os", "Linux"),
+    ("admin.vm.feature.Set", "debian-12-xfce", "os", "Linux"),
+    (
+        "admin.property.Set",
+        "dom0",
+        "default_template",
+        "fedora-41",
+    ),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        "name=sys-net label=red",
+    ),
+    (
+        "admin.vm.property.Set",
+        "sys-net",
+        "provides_network",
+        "True",
+    ),
+    ("admin.vm.property.Set", "sys-net", "netvm", ""),
+    ("admin.vm.property.Set", "sys-net", "memory", "425"),
+    ("admin.vm.property.Set", "sys-net", "virt_mode", "hvm"),
+    ("admin.vm.property.Set", "sys-net", "autostart", "True"),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        "name=sys-firewall label=green",
+    ),
+    (
+        "admin.vm.property.Set",
+        "sys-firewall",
+        "provides_network",
+        "True",
+    ),
+    ("admin.vm.property.Set", "sys-firewall", "netvm", "sys-net"),
+    ("admin.vm.property.Set", "sys-firewall", "autostart", "True"),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        "name=sys-usb label=red",
+    ),
+    ("admin.vm.property.Set", "sys-usb", "netvm", ""),
+    ("admin.vm.property.Set", "sys-usb", "virt_mode", "hvm"),
+    (
+        "admin.property.Set",
+        "dom0",
+        "default_netvm",
+        "sys-firewall",
+    ),
+    ("admin.property.Set", "dom0", "clockvm", "sys-net"),
+    ("admin.property.Set", "dom0", "updatevm", "sys-firewall"),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        "name=default-dvm label=red",
+    ),
+    (
+        "admin.vm.property.Set",
+        "default-dvm",
+        "template_for_dispvms",
+        "True",
+    ),
+    (
+        "admin.vm.feature.Set",
+        "default-dvm",
+        "appmenus-dispvm",
+        "1",
+    ),
+    (
+        "admin.property.Set",
+        "dom0",
+        "default_dispvm",
+        "default-dvm",
+    ),
+    (
+        "admin.property.Set",
+        "dom0",
+        "management_dispvm",
+        "default-dvm",
+    ),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        "name=work label=blue",
+    ),
+    ("admin.vm.property.Set", "work", "memory", "800"),
+    ("admin.vm.feature.Set", "work", "service.cups", "1"),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "debian-12-xfce",
+        "name=personal label=yellow",
+    ),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        "name=vault label=black",
+    ),
+    ("admin.vm.property.Set", "vault", "netvm", ""),
+    (
+        "admin.vm.property.Set",
+        "vault",
+        "include_in_backups",
+        "True",
+    ),
+    (
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "debian-12-xfce",
+        "name=untrusted label=red",
+    ),
+    (
+        "admin.vm.property.Set",
+        "untrusted",
+        "default_dispvm",
+        "default-dvm",
+    ),
+    ("admin.vm.tag.Set", "work", "work", ""),
+    ("admin.vm.tag.Set", "personal", "personal", ""),
+];
+
+/// Builds the demo system in `core` (an empty, freshly created store).
+pub fn seed(core: &mut Core) {
+    for (method, dest, arg, payload) in SEED {
+        let raw = Request::encode(method, arg, "dom0", dest, payload.as_bytes());
+        let req = Request::parse(&raw).expect("seed requests are well formed");
+        if let Err(e) = core.call(Socket::Admin, &req) {
+            tracing::warn!("demo seed {method}+{arg} on {dest}: {e}");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The daemon core running inside another program (the GUI's demo mode, tests).
+//!
+//! Every call is a socketpair whose far end is served by the same connection code as the real
+//! sockets, so the bytes are exactly those a socket client would see.
+
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use qubes_api::transport::{read_answer, send_on};
+use qubes_api::{Request, Transport};
+
+use crate::core::Socket;
+use crate::daemon::{Config, Daemon, StartError};
+use crate::server::{self, Shared};
+
+/// An in-process daemon with its own small runtime.
+pub struct Embedded {
+    /// The core, for direct inspection in tests.
+    pub shared: Arc<Shared>,
+    runtime: tokio::runtime::Runtime,
+    /// Keeps a temporary state directory alive (demo mode).
+    _state: Option<tempfile::TempDir>,
+}
+
+impl Embedded {
+    /// Loads (or creates) the store of `config` and serves it in-process.
+    pub fn start(config: &Config) -> Result<Embedded, StartError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("qubesd-embedded")
+            .enable_all()
+            .build()?;
+        let shared = Daemon::load(config)?;
+        Ok(Embedded {
+            shared,
+            runtime,
+            _state: None,
+        })
+    }
+
+    /// A demo system in a fresh temporary directory (see [`crate::demo`]).
+    pub fn demo() -> Result<Embedded, StartError> {
+        let dir = tempfile::Builder::new().prefix("qubes-demo-").tempdir()?;
+        crate::demo::prepare_dir(dir.path())?;
+        let config = Config {
+            state_dir: dir.path().to_path_buf(),
+            socket_dir: dir.path().to_path_buf(),
+            libvirt_uri: "test:///default".into(),
+            debug: false,
+        };
+        let mut e = Embedded::start(&config)?;
+        crate::demo::seed(&mut e.shared.lock());
+        e._state = Some(dir);
+        Ok(e)
+    }
+
+    /// A connected stream whose other end the core serves as the admin socket.
+    fn connect(&self) -> io::Result<UnixStream> {
+        let (ours, theirs) = UnixStream::pair()?;
+        theirs.set_nonblocking(true)?;
+        let shared = self.shared.clone();
+        let _guard = self.runtime.enter();
+        let theirs = tokio::net::UnixStream::from_std(theirs)?;
+        self.runtime
+            .spawn(async move { server::handle(theirs, Socket::Admin, shared).await });
+        Ok(ours)
+    }
+}
+
+impl Transport for Embedded {
+    fn call_raw(&self, method: &str, dest: &str, arg: &str, payload: &[u8]) -> io::Result<Vec<u8>> {
+        match send_on(
+            self.connect()?,
+            &Request::encode(method, arg, "dom0", dest, payload),
+        )? {
+            Some(s) => read_answer(s),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn open_stream(&self, method: &str, dest: &str) -> io::Result<Box<dyn Read + Send>> {
+        match send_on(
+            self.connect()?,
+            &Request::encode(method, "", "dom0", dest, b""),
+        )? {
+            Some(s) => Ok(Box::new(s)),
+            None => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "stream refused",
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        "embedded demo qubesd".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_answers_like_a_socket() {
+        let e = Embedded::demo().unwrap();
+        let raw = e.call_raw("admin.vm.List", "dom0", "", b"").unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(
+            text.starts_with("0\0dom0 class=AdminVM state=Running"),
+            "{text}"
+        );
+        for q in [
+            "sys-net",
+            "sys-firewall",
+            "sys-usb",
+            "work",
+            "personal",
+            "vault",
+            "untrusted",
+            "default-dvm",
+            "fedora-41",
+            "debian-12-xfce",
+        ] {
+            assert!(
+                text.contains(&format!("\n{q} class=")),
+                "{q} missing: {text}"
+            );
+        }
+        assert_eq!(
+            e.call_raw("admin.vm.property.Get", "work", "netvm", b"")
+                .unwrap(),
+            b"0\0default=True type=vm sys-firewall"
+        );
+        let mut events =
+            qubes_api::EventReader::new(e.open_stream("admin.Events", "dom0").unwrap());
+        assert_eq!(
+            events.next_event().unwrap().unwrap().name,
+            "connection-established"
+        );
+        e.call_raw("admin.vm.tag.Set", "work", "t", b"").unwrap();
+        assert_eq!(
+            events.next_event().unwrap().unwrap().name,
+            "domain-tag-add:t"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("0 passed, 0 failed");
+}
