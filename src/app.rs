@@ -1,0 +1,421 @@
+//! The Qube Manager window: a live table of qubes.
+//!
+//! The main thread never waits on the daemon: loading, refetching and the event stream run on
+//! worker threads that send messages back. After the initial load only events change rows.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qubes_api::{CallError, Client, PropValue, VmEntry};
+use relm4::adw;
+use relm4::adw::prelude::*;
+use relm4::gtk;
+use relm4::prelude::*;
+use relm4::typed_view::column::TypedColumnView;
+
+use crate::i18n::tr;
+use crate::model::{Change, Column, QubeInfo, change_for};
+use crate::table::{QubeRow, new_table};
+
+/// Largest number of concurrent GetAll calls during the initial load.
+const LOAD_PARALLELISM: usize = 8;
+
+/// What starts the window.
+pub struct AppInit {
+    /// The daemon to talk to.
+    pub client: Client,
+}
+
+/// Messages to the window.
+#[derive(Debug)]
+pub enum Msg {
+    /// Label colours and every qube, read at start or after a reconnect.
+    Loaded(Result<(HashMap<String, String>, Vec<QubeInfo>), String>),
+    /// A qube was (re)read.
+    Qube(QubeInfo),
+    /// A property was read again.
+    Property {
+        /// Qube.
+        vm: String,
+        /// Property.
+        prop: String,
+        /// Value.
+        value: PropValue,
+    },
+    /// Something changed in the daemon.
+    Change(Change),
+    /// The search text changed.
+    Search(String),
+    /// A failure to show in the status line.
+    Error(String),
+}
+
+/// The window's state.
+pub struct App {
+    client: Client,
+    /// The rows (public for tests).
+    pub table: TypedColumnView<QubeRow, gtk::SingleSelection>,
+    infos: HashMap<String, QubeInfo>,
+    rows: HashMap<String, QubeRow>,
+    colors: HashMap<String, String>,
+    search: Rc<RefCell<String>>,
+    status: String,
+    loaded: bool,
+}
+
+/// Widgets that change after start.
+pub struct Widgets {
+    status: gtk::Label,
+}
+
+impl App {
+    /// Names of the qubes in the table, in model order.
+    pub fn row_names(&self) -> Vec<String> {
+        self.table.iter().map(|r| r.borrow().name.clone()).collect()
+    }
+
+    /// The text a cell shows.
+    pub fn cell(&self, vm: &str, col: Column) -> Option<String> {
+        self.rows.get(vm).map(|r| r.text(col))
+    }
+
+    /// Whether the first full load finished.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// The status line.
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    fn color_of(&self) -> impl Fn(&str) -> String + '_ {
+        |label: &str| {
+            self.colors
+                .get(label)
+                .cloned()
+                .unwrap_or_else(|| "0x888888".into())
+        }
+    }
+
+    fn upsert(&mut self, info: QubeInfo) {
+        if let Some(row) = self.rows.get(&info.name) {
+            row.update(&info, &self.color_of());
+        } else {
+            let row = QubeRow::new(&info, &self.color_of());
+            self.table.append(row.clone());
+            self.rows.insert(info.name.clone(), row);
+        }
+        self.infos.insert(info.name.clone(), info);
+    }
+
+    fn remove(&mut self, vm: &str) {
+        self.rows.remove(vm);
+        self.infos.remove(vm);
+        if let Some(pos) = self.table.find(|r| r.name == vm) {
+            self.table.remove(pos);
+        }
+    }
+
+    fn refresh_status(&mut self) {
+        self.status = format!(
+            "{} \u{2014} {}",
+            tr("%d qubes").replace("%d", &self.rows.len().to_string()),
+            self.client.describe()
+        );
+    }
+}
+
+/// Reads label colours and every qube (GetAll with bounded parallelism).
+fn load_all(client: &Client) -> Result<(HashMap<String, String>, Vec<QubeInfo>), CallError> {
+    let mut colors = HashMap::new();
+    for l in client.call("admin.label.List", "dom0", "", b"")?.lines() {
+        if let Ok(c) = client.call("admin.label.Get", "dom0", l, b"") {
+            colors.insert(l.to_string(), c);
+        }
+    }
+    let list = client.vm_list()?;
+    let chunk = list.len().div_ceil(LOAD_PARALLELISM).max(1);
+    let infos = std::thread::scope(|s| {
+        let handles: Vec<_> = list
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|e| read_qube(client, e))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .flatten()
+            .collect::<Vec<_>>()
+    });
+    Ok((colors, infos))
+}
+
+fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
+    // A qube removed meanwhile, or hidden by policy, is simply skipped.
+    client
+        .property_get_all(&e.name)
+        .ok()
+        .map(|p| QubeInfo::new(e, p))
+}
+
+/// Follows `admin.Events` forever, reconnecting one second after the stream ends.
+fn follow_events(client: Client, input: relm4::Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("qubes-events".into())
+        .spawn(move || {
+            loop {
+                match client.events("dom0") {
+                    Ok(mut reader) => {
+                        while let Ok(Some(ev)) = reader.next_event() {
+                            let change = change_for(&ev);
+                            if change != Change::None && input.send(Msg::Change(change)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if input.send(Msg::Error(e.to_string())).is_err() {
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .expect("spawning the events thread");
+}
+
+fn spawn_work(
+    client: &Client,
+    input: &relm4::Sender<Msg>,
+    work: impl FnOnce(&Client) -> Option<Msg> + Send + 'static,
+) {
+    let (client, input) = (client.clone(), input.clone());
+    std::thread::spawn(move || {
+        if let Some(msg) = work(&client) {
+            input.emit(msg);
+        }
+    });
+}
+
+impl SimpleComponent for App {
+    type Input = Msg;
+    type Output = ();
+    type Init = AppInit;
+    type Root = adw::ApplicationWindow;
+    type Widgets = Widgets;
+
+    fn init_root() -> Self::Root {
+        adw::ApplicationWindow::builder()
+            .title(tr("Qube Manager"))
+            .default_width(1100)
+            .default_height(640)
+            .build()
+    }
+
+    fn init(
+        init: AppInit,
+        root: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        let mut table = new_table();
+        let search = Rc::new(RefCell::new(String::new()));
+        {
+            let search = search.clone();
+            table.add_filter(move |row: &QubeRow| {
+                let needle = search.borrow().to_lowercase();
+                needle.is_empty()
+                    || [Column::Name, Column::Class, Column::Label]
+                        .iter()
+                        .any(|c| strip_markup(&row.text(*c)).to_lowercase().contains(&needle))
+            });
+        }
+        let view = table.view.clone();
+        view.set_show_row_separators(true);
+
+        let title = adw::WindowTitle::new(&tr("Qube Manager"), &init.client.describe());
+        let header = adw::HeaderBar::builder().title_widget(&title).build();
+        let search_entry = gtk::SearchEntry::builder()
+            .placeholder_text(tr("Search qubes by name, type or label"))
+            .hexpand(true)
+            .build();
+        search_entry.set_tooltip_text(Some(&tr("Search qubes")));
+        {
+            let input = sender.input_sender().clone();
+            search_entry
+                .connect_search_changed(move |e| input.emit(Msg::Search(e.text().to_string())));
+        }
+        let scroller = gtk::ScrolledWindow::builder()
+            .vexpand(true)
+            .child(&view)
+            .build();
+        let status = gtk::Label::builder()
+            .xalign(0.0)
+            .margin_start(8)
+            .margin_end(8)
+            .margin_top(4)
+            .margin_bottom(4)
+            .build();
+        let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        content.append(&header);
+        let bar = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+        bar.set_margin_start(8);
+        bar.set_margin_end(8);
+        bar.set_margin_top(6);
+        bar.set_margin_bottom(6);
+        bar.append(&search_entry);
+        content.append(&bar);
+        content.append(&scroller);
+        content.append(&status);
+        root.set_content(Some(&content));
+
+        // Ctrl+F focuses the search.
+        let keys = gtk::EventControllerKey::new();
+        {
+            let entry = search_entry.clone();
+            keys.connect_key_pressed(move |_, key, _, mods| {
+                if mods.contains(gtk::gdk::ModifierType::CONTROL_MASK) && key == gtk::gdk::Key::f {
+                    entry.grab_focus();
+                    return glib_propagation(true);
+                }
+                glib_propagation(false)
+            });
+        }
+        root.add_controller(keys);
+
+        let model = App {
+            client: init.client.clone(),
+            table,
+            infos: HashMap::new(),
+            rows: HashMap::new(),
+            colors: HashMap::new(),
+            search,
+            status: tr("Loading qubes\u{2026}"),
+            loaded: false,
+        };
+        status.set_text(&model.status);
+        follow_events(init.client, sender.input_sender().clone());
+        ComponentParts {
+            model,
+            widgets: Widgets { status },
+        }
+    }
+
+    fn update(&mut self, msg: Msg, sender: ComponentSender<Self>) {
+        let input = sender.input_sender().clone();
+        match msg {
+            Msg::Loaded(Ok((colors, infos))) => {
+                self.colors = colors;
+                let names: std::collections::HashSet<String> =
+                    infos.iter().map(|i| i.name.clone()).collect();
+                let gone: Vec<String> = self
+                    .rows
+                    .keys()
+                    .filter(|n| !names.contains(*n))
+                    .cloned()
+                    .collect();
+                for g in gone {
+                    self.remove(&g);
+                }
+                for info in infos {
+                    self.upsert(info);
+                }
+                self.loaded = true;
+                self.refresh_status();
+            }
+            Msg::Loaded(Err(e)) | Msg::Error(e) => {
+                self.status = format!("{}: {e}", tr("Cannot reach qubesd"));
+            }
+            Msg::Qube(info) => {
+                self.upsert(info);
+                self.refresh_status();
+            }
+            Msg::Property { vm, prop, value } => {
+                if let Some(mut info) = self.infos.get(&vm).cloned() {
+                    info.props.insert(prop, value);
+                    self.upsert(info);
+                }
+            }
+            Msg::Search(text) => {
+                *self.search.borrow_mut() = text;
+                self.table.notify_filter_changed(0);
+            }
+            Msg::Change(Change::Reload) => {
+                spawn_work(&self.client, &input, |c| {
+                    Some(Msg::Loaded(load_all(c).map_err(|e| e.to_string())))
+                });
+            }
+            Msg::Change(Change::Added(vm)) => {
+                spawn_work(&self.client, &input, move |c| {
+                    let entry = c.vm_list().ok()?.into_iter().find(|e| e.name == vm)?;
+                    read_qube(c, &entry).map(Msg::Qube)
+                });
+            }
+            Msg::Change(Change::Removed(vm)) => {
+                self.remove(&vm);
+                self.refresh_status();
+            }
+            Msg::Change(Change::State { vm, state }) => {
+                if let Some(mut info) = self.infos.get(&vm).cloned() {
+                    info.state = state;
+                    self.upsert(info);
+                }
+            }
+            Msg::Change(Change::RefetchProperty { vm, prop }) => {
+                spawn_work(&self.client, &input, move |c| {
+                    let raw = c.call("admin.vm.property.Get", &vm, &prop, b"").ok()?;
+                    let value = PropValue::parse(&raw).ok()?;
+                    Some(Msg::Property { vm, prop, value })
+                });
+            }
+            Msg::Change(Change::None) => {}
+        }
+    }
+
+    fn update_view(&self, widgets: &mut Widgets, _sender: ComponentSender<Self>) {
+        widgets.status.set_text(&self.status);
+    }
+}
+
+fn glib_propagation(stop: bool) -> gtk::glib::Propagation {
+    if stop {
+        gtk::glib::Propagation::Stop
+    } else {
+        gtk::glib::Propagation::Proceed
+    }
+}
+
+/// Text without Pango markup tags (for searching the label column).
+fn strip_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Starts the window on `client` (used by `main` and the GUI tests).
+pub fn builder(client: Client) -> relm4::Controller<App> {
+    App::builder().launch(AppInit { client }).detach()
+}
+
+/// A client for the embedded demo core.
+pub fn demo_client() -> anyhow::Result<(Client, Arc<qubesd::Embedded>)> {
+    let core = Arc::new(qubesd::Embedded::demo()?);
+    Ok((Client::new(core.clone()), core))
+}

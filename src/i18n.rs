@@ -1,0 +1,35 @@
+//! Translations through the system gettext.
+
+use gettextrs::{
+    LocaleCategory, bind_textdomain_codeset, bindtextdomain, gettext, setlocale, textdomain,
+};
+
+/// The gettext domain of the GUI.
+pub const DOMAIN: &str = "qubes-qube-manager";
+
+/// Sets the locale from the environment and binds the catalogue directory:
+/// `QUBES_MANAGER_LOCALEDIR` at run time, else the build-time directory, else the system one.
+pub fn init() {
+    // SAFETY: called once at start-up before any other thread reads the locale.
+    unsafe {
+        setlocale(LocaleCategory::LcAll, "");
+    }
+    let dir = std::env::var("QUBES_MANAGER_LOCALEDIR")
+        .ok()
+        .or_else(|| option_env!("QUBES_MANAGER_LOCALEDIR").map(str::to_string))
+        .unwrap_or_else(|| "/usr/share/locale".to_string());
+    let _ = bindtextdomain(DOMAIN, dir);
+    let _ = bind_textdomain_codeset(DOMAIN, "UTF-8");
+    let _ = textdomain(DOMAIN);
+}
+
+/// Translates a message.
+pub fn tr(msgid: &str) -> String {
+    gettext(msgid)
+}
+
+/// "default (X)" as the netvm and similar columns show a default value.
+pub fn tr_default(value: &str) -> String {
+    // Translators: a property that follows the system default; {} is the current value.
+    gettext("default ({})").replacen("{}", value, 1)
+}

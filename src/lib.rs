@@ -1,0 +1,6 @@
+//! The Qube Manager: a live table of qubes over any Admin API transport.
+
+pub mod app;
+pub mod i18n;
+pub mod model;
+pub mod table;

@@ -1,0 +1,235 @@
+//! What the table shows about a qube, independent of GTK: built from `admin.vm.List` and
+//! `admin.vm.property.GetAll`, then changed by events.
+
+use std::collections::BTreeMap;
+
+use qubes_api::{Event, PropValue, VmEntry};
+
+/// Columns of the qube table, in display order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Column {
+    /// Colour label.
+    Label,
+    /// Qube name.
+    Name,
+    /// Power state.
+    State,
+    /// Class.
+    Class,
+    /// Template.
+    Template,
+    /// Network qube.
+    NetVm,
+    /// Initial memory.
+    Memory,
+    /// Included in backups.
+    Backups,
+}
+
+impl Column {
+    /// All columns, in display order.
+    pub const ALL: [Column; 8] = [
+        Column::Label,
+        Column::Name,
+        Column::State,
+        Column::Class,
+        Column::Template,
+        Column::NetVm,
+        Column::Memory,
+        Column::Backups,
+    ];
+
+    /// The property whose change refreshes this column, if any.
+    pub fn property(self) -> Option<&'static str> {
+        match self {
+            Column::Label => Some("label"),
+            Column::Template => Some("template"),
+            Column::NetVm => Some("netvm"),
+            Column::Memory => Some("memory"),
+            Column::Backups => Some("include_in_backups"),
+            _ => None,
+        }
+    }
+}
+
+/// One qube's row contents as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QubeInfo {
+    /// Name (the row's identity).
+    pub name: String,
+    /// Class name.
+    pub class: String,
+    /// Power state.
+    pub state: String,
+    /// Properties as last read.
+    pub props: BTreeMap<String, PropValue>,
+}
+
+impl QubeInfo {
+    /// A row from an `admin.vm.List` entry and the qube's properties.
+    pub fn new(entry: &VmEntry, props: Vec<(String, PropValue)>) -> QubeInfo {
+        QubeInfo {
+            name: entry.name.clone(),
+            class: entry.class.clone(),
+            state: entry.state.clone(),
+            props: props.into_iter().collect(),
+        }
+    }
+
+    fn prop(&self, name: &str) -> Option<&PropValue> {
+        self.props.get(name)
+    }
+
+    /// The text of a cell.
+    pub fn cell(&self, col: Column) -> String {
+        match col {
+            Column::Name => self.name.clone(),
+            Column::State => self.state.clone(),
+            Column::Class => self.class.clone(),
+            Column::Label => self
+                .prop("label")
+                .map(|p| p.value.clone())
+                .unwrap_or_default(),
+            Column::Template => self
+                .prop("template")
+                .map(|p| p.value.clone())
+                .unwrap_or_default(),
+            Column::NetVm => match self.prop("netvm") {
+                None => String::new(),
+                Some(p) if p.value.is_empty() => crate::i18n::tr("none"),
+                // The reference manager shows "default (sys-firewall)" for a default netvm.
+                Some(p) if p.is_default => crate::i18n::tr_default(&p.value),
+                Some(p) => p.value.clone(),
+            },
+            Column::Memory => self
+                .prop("memory")
+                .map(|p| format!("{} MiB", p.value))
+                .unwrap_or_default(),
+            Column::Backups => match self.prop("include_in_backups").map(|p| p.value.as_str()) {
+                Some("True") => crate::i18n::tr("yes"),
+                Some("False") => crate::i18n::tr("no"),
+                _ => String::new(),
+            },
+        }
+    }
+}
+
+/// What the store must do after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing visible changed.
+    None,
+    /// Read this qube's property again (it changed, or its default did).
+    RefetchProperty {
+        /// Qube.
+        vm: String,
+        /// Property.
+        prop: String,
+    },
+    /// The power state changed.
+    State {
+        /// Qube.
+        vm: String,
+        /// New state.
+        state: String,
+    },
+    /// A qube appeared: read it.
+    Added(String),
+    /// A qube went away.
+    Removed(String),
+    /// The stream (re)started: reload everything.
+    Reload,
+}
+
+/// Properties any column shows.
+fn shown(prop: &str) -> bool {
+    Column::ALL.iter().any(|c| c.property() == Some(prop))
+}
+
+/// Maps an event to the change it makes to the table.
+pub fn change_for(ev: &Event) -> Change {
+    let name = ev.name.as_str();
+    if name == "connection-established" {
+        return Change::Reload;
+    }
+    if ev.subject.is_empty() {
+        return match name {
+            "domain-add" => ev.get("vm").map(|v| Change::Added(v.into())),
+            "domain-delete" => ev.get("vm").map(|v| Change::Removed(v.into())),
+            _ => None,
+        }
+        .unwrap_or(Change::None);
+    }
+    for prefix in ["property-set:", "property-reset:"] {
+        if let Some(prop) = name.strip_prefix(prefix)
+            && shown(prop)
+        {
+            return Change::RefetchProperty {
+                vm: ev.subject.clone(),
+                prop: prop.to_string(),
+            };
+        }
+    }
+    let state = match name {
+        "domain-pre-start" => "Transient",
+        "domain-start" | "domain-unpaused" | "domain-resumed" => "Running",
+        "domain-paused" => "Paused",
+        "domain-pre-shutdown" => "Halting",
+        "domain-shutdown" | "domain-start-failed" => "Halted",
+        _ => return Change::None,
+    };
+    Change::State {
+        vm: ev.subject.clone(),
+        state: state.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_map_to_changes() {
+        let e = Event::new("work", "property-set:netvm").kw("name", "netvm");
+        assert_eq!(
+            change_for(&e),
+            Change::RefetchProperty {
+                vm: "work".into(),
+                prop: "netvm".into()
+            }
+        );
+        assert_eq!(
+            change_for(&Event::new("work", "property-set:debug")),
+            Change::None
+        );
+        assert_eq!(
+            change_for(&Event::new("", "domain-add").kw("vm", "new")),
+            Change::Added("new".into())
+        );
+        assert_eq!(
+            change_for(&Event::new("work", "domain-start")),
+            Change::State {
+                vm: "work".into(),
+                state: "Running".into()
+            }
+        );
+        assert_eq!(
+            change_for(&Event::new("", "connection-established")),
+            Change::Reload
+        );
+    }
+
+    #[test]
+    fn netvm_cell_shows_default() {
+        let mut q = QubeInfo::default();
+        q.props.insert(
+            "netvm".into(),
+            PropValue {
+                is_default: true,
+                ty: "vm".into(),
+                value: "sys-firewall".into(),
+            },
+        );
+        assert_eq!(q.cell(Column::NetVm), "default (sys-firewall)");
+    }
+}

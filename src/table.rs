@@ -1,0 +1,189 @@
+//! The qube table: one row object per qube, one `StringBinding` per cell, so an update
+//! repaints only the cells that are on screen. Recycled row widgets are unbound first.
+
+use std::cmp::Ordering;
+use std::rc::Rc;
+
+use relm4::binding::{Binding, StringBinding};
+use relm4::gtk;
+use relm4::gtk::glib;
+use relm4::gtk::prelude::*;
+use relm4::typed_view::OrdFn;
+use relm4::typed_view::column::{RelmColumn, TypedColumnView};
+
+use crate::i18n::tr;
+use crate::model::{Column, QubeInfo};
+
+/// One row: the qube's name and a binding per column.
+#[derive(Clone)]
+pub struct QubeRow {
+    /// The qube.
+    pub name: String,
+    /// Cell texts, indexed like [`Column::ALL`].
+    pub cells: Rc<Vec<StringBinding>>,
+}
+
+impl QubeRow {
+    /// A row showing `info`.
+    pub fn new(info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> QubeRow {
+        let cells = Column::ALL
+            .iter()
+            .map(|c| StringBinding::new(cell_text(info, *c, colors)))
+            .collect();
+        QubeRow {
+            name: info.name.clone(),
+            cells: Rc::new(cells),
+        }
+    }
+
+    /// Shows `info` in this row's cells.
+    pub fn update(&self, info: &QubeInfo, colors: &dyn Fn(&str) -> String) {
+        for (i, c) in Column::ALL.iter().enumerate() {
+            let text = cell_text(info, *c, colors);
+            if self.cells[i].get() != text {
+                self.cells[i].set(text);
+            }
+        }
+    }
+
+    /// The current text of a cell.
+    pub fn text(&self, col: Column) -> String {
+        self.cells[col as usize].get()
+    }
+}
+
+/// Cell text; the label column is Pango markup with a coloured dot.
+fn cell_text(info: &QubeInfo, col: Column, colors: &dyn Fn(&str) -> String) -> String {
+    let text = info.cell(col);
+    if col == Column::Label {
+        let color = colors(&text);
+        let color = color.strip_prefix("0x").unwrap_or(&color);
+        return format!(
+            "<span foreground=\"#{}\">\u{2b24}</span> {}",
+            glib::markup_escape_text(color),
+            glib::markup_escape_text(&text)
+        );
+    }
+    text
+}
+
+/// Order of the state column: running first.
+fn state_rank(s: &str) -> u8 {
+    match s {
+        "Running" => 0,
+        "Transient" | "Halting" => 1,
+        "Paused" | "Suspended" => 2,
+        "Halted" => 3,
+        _ => 4,
+    }
+}
+
+fn compare(a: &QubeRow, b: &QubeRow, col: Column) -> Ordering {
+    let (x, y) = (a.text(col), b.text(col));
+    let by = match col {
+        Column::State => state_rank(&x).cmp(&state_rank(&y)),
+        Column::Memory => {
+            let n = |s: &str| {
+                s.split(' ')
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            n(&x).cmp(&n(&y))
+        }
+        _ => x.cmp(&y),
+    };
+    by.then_with(|| a.name.cmp(&b.name))
+}
+
+macro_rules! column {
+    ($ty:ident, $col:expr, $id:literal, $title:literal, $markup:literal, $expand:literal) => {
+        /// A table column.
+        pub struct $ty;
+
+        impl RelmColumn for $ty {
+            type Root = gtk::Label;
+            type Widgets = Option<glib::Binding>;
+            type Item = QubeRow;
+
+            const COLUMN_NAME: &'static str = $id;
+            const ENABLE_RESIZE: bool = true;
+            const ENABLE_EXPAND: bool = $expand;
+
+            fn header_title() -> String {
+                tr($title)
+            }
+
+            fn setup(_item: &gtk::ListItem) -> (gtk::Label, Self::Widgets) {
+                let label = gtk::Label::new(None);
+                label.set_xalign(0.0);
+                label.set_use_markup($markup);
+                label.set_ellipsize(gtk::pango::EllipsizeMode::End);
+                (label, None)
+            }
+
+            fn bind(item: &mut QubeRow, widgets: &mut Self::Widgets, root: &mut gtk::Label) {
+                let cell = &item.cells[$col as usize];
+                *widgets = Some(
+                    cell.bind_property("value", &*root, "label")
+                        .sync_create()
+                        .build(),
+                );
+            }
+
+            fn unbind(_item: &mut QubeRow, widgets: &mut Self::Widgets, _root: &mut gtk::Label) {
+                if let Some(b) = widgets.take() {
+                    b.unbind();
+                }
+            }
+
+            fn sort_fn() -> OrdFn<QubeRow> {
+                Some(Box::new(|a, b| compare(a, b, $col)))
+            }
+        }
+    };
+}
+
+column!(LabelColumn, Column::Label, "label", "Label", true, false);
+column!(NameColumn, Column::Name, "name", "Name", false, true);
+column!(StateColumn, Column::State, "state", "State", false, false);
+column!(ClassColumn, Column::Class, "class", "Type", false, false);
+column!(
+    TemplateColumn,
+    Column::Template,
+    "template",
+    "Template",
+    false,
+    false
+);
+column!(NetVmColumn, Column::NetVm, "netvm", "NetVM", false, false);
+column!(
+    MemoryColumn,
+    Column::Memory,
+    "memory",
+    "Memory",
+    false,
+    false
+);
+column!(
+    BackupsColumn,
+    Column::Backups,
+    "backups",
+    "In backups",
+    false,
+    false
+);
+
+/// A column view with every column.
+pub fn new_table() -> TypedColumnView<QubeRow, gtk::SingleSelection> {
+    let mut t = TypedColumnView::<QubeRow, gtk::SingleSelection>::new();
+    t.append_column::<LabelColumn>();
+    t.append_column::<NameColumn>();
+    t.append_column::<StateColumn>();
+    t.append_column::<ClassColumn>();
+    t.append_column::<TemplateColumn>();
+    t.append_column::<NetVmColumn>();
+    t.append_column::<MemoryColumn>();
+    t.append_column::<BackupsColumn>();
+    t
+}
