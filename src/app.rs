@@ -123,7 +123,7 @@ impl App {
     fn refresh_status(&mut self) {
         self.status = format!(
             "{} \u{2014} {}",
-            tr("%d qubes").replace("%d", &self.rows.len().to_string()),
+            crate::i18n::tr_count(self.rows.len()),
             self.client.describe()
         );
     }
@@ -299,7 +299,7 @@ impl SimpleComponent for App {
             rows: HashMap::new(),
             colors: HashMap::new(),
             search,
-            status: tr("Loading qubes\u{2026}"),
+            status: tr("Loading qubes…"),
             loaded: false,
         };
         status.set_text(&model.status);

@@ -1,7 +1,8 @@
 //! Translations through the system gettext.
 
 use gettextrs::{
-    LocaleCategory, bind_textdomain_codeset, bindtextdomain, gettext, setlocale, textdomain,
+    LocaleCategory, bind_textdomain_codeset, bindtextdomain, gettext, ngettext, setlocale,
+    textdomain,
 };
 
 /// The gettext domain of the GUI.
@@ -32,4 +33,9 @@ pub fn tr(msgid: &str) -> String {
 pub fn tr_default(value: &str) -> String {
     // Translators: a property that follows the system default; {} is the current value.
     gettext("default ({})").replacen("{}", value, 1)
+}
+
+/// "N qubes" with the right plural form.
+pub fn tr_count(n: usize) -> String {
+    ngettext("%d qube", "%d qubes", n as u32).replacen("%d", &n.to_string(), 1)
 }

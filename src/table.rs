@@ -96,8 +96,22 @@ fn compare(a: &QubeRow, b: &QubeRow, col: Column) -> Ordering {
     by.then_with(|| a.name.cmp(&b.name))
 }
 
+/// The translated title of a column.
+pub fn column_title(col: Column) -> String {
+    match col {
+        Column::Label => tr("Label"),
+        Column::Name => tr("Name"),
+        Column::State => tr("State"),
+        Column::Class => tr("Type"),
+        Column::Template => tr("Template"),
+        Column::NetVm => tr("NetVM"),
+        Column::Memory => tr("Memory"),
+        Column::Backups => tr("In backups"),
+    }
+}
+
 macro_rules! column {
-    ($ty:ident, $col:expr, $id:literal, $title:literal, $markup:literal, $expand:literal) => {
+    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal) => {
         /// A table column.
         pub struct $ty;
 
@@ -111,7 +125,7 @@ macro_rules! column {
             const ENABLE_EXPAND: bool = $expand;
 
             fn header_title() -> String {
-                tr($title)
+                column_title($col)
             }
 
             fn setup(_item: &gtk::ListItem) -> (gtk::Label, Self::Widgets) {
@@ -144,35 +158,14 @@ macro_rules! column {
     };
 }
 
-column!(LabelColumn, Column::Label, "label", "Label", true, false);
-column!(NameColumn, Column::Name, "name", "Name", false, true);
-column!(StateColumn, Column::State, "state", "State", false, false);
-column!(ClassColumn, Column::Class, "class", "Type", false, false);
-column!(
-    TemplateColumn,
-    Column::Template,
-    "template",
-    "Template",
-    false,
-    false
-);
-column!(NetVmColumn, Column::NetVm, "netvm", "NetVM", false, false);
-column!(
-    MemoryColumn,
-    Column::Memory,
-    "memory",
-    "Memory",
-    false,
-    false
-);
-column!(
-    BackupsColumn,
-    Column::Backups,
-    "backups",
-    "In backups",
-    false,
-    false
-);
+column!(LabelColumn, Column::Label, "label", true, false);
+column!(NameColumn, Column::Name, "name", false, true);
+column!(StateColumn, Column::State, "state", false, false);
+column!(ClassColumn, Column::Class, "class", false, false);
+column!(TemplateColumn, Column::Template, "template", false, false);
+column!(NetVmColumn, Column::NetVm, "netvm", false, false);
+column!(MemoryColumn, Column::Memory, "memory", false, false);
+column!(BackupsColumn, Column::Backups, "backups", false, false);
 
 /// A column view with every column.
 pub fn new_table() -> TypedColumnView<QubeRow, gtk::SingleSelection> {

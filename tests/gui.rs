@@ -194,15 +194,34 @@ fn snapshot(w: &gtk::Widget, path: &str) {
     let _ = texture.save_to_png(path);
 }
 
+fn german_ui_is_german() {
+    // glibc reads LANGUAGE on every lookup once the locale is not C/POSIX (LANG=C.UTF-8).
+    // SAFETY: the tests run on this one thread; no other thread reads the environment now.
+    unsafe { std::env::set_var("LANGUAGE", "de") };
+    let f = Fixture::start();
+    let title = f.controller.widget().title().map(|t| t.to_string());
+    unsafe { std::env::remove_var("LANGUAGE") };
+    qubes_qube_manager::i18n::init();
+    assert_eq!(title.as_deref(), Some("Qube-Verwaltung"));
+    assert!(f.shows("Zustand"), "column titles are German");
+    assert!(f.shows("Standard (sys-firewall)"));
+    assert!(
+        f.controller.model().status().starts_with("11 Qubes"),
+        "{}",
+        f.controller.model().status()
+    );
+}
+
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 4 skipped");
+        println!("0 passed, 0 failed, 5 skipped");
         return;
     }
+    qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -210,6 +229,8 @@ fn main() {
         ),
         ("added_and_removed_qubes", added_and_removed_qubes),
         ("search_filters_rows", search_filters_rows),
+        // Last: glibc keeps the German catalogue cached for the rest of the process.
+        ("german_ui_is_german", german_ui_is_german),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
