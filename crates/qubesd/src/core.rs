@@ -147,7 +147,14 @@ impl Core {
                 if save && let Err(e) = self.store.save(&self.state) {
                     tracing::error!("saving {}: {e}", self.store.path().display());
                     self.state = snapshot;
-                    return Err(QubesError::qubes(format!("Failed to save qubes.xml: {e}")));
+                    let msg = e.to_string();
+                    return Err(QubesError::qubes(
+                        if msg == crate::store::MODIFIED_ELSEWHERE {
+                            msg
+                        } else {
+                            format!("Failed to save qubes.xml: {msg}")
+                        },
+                    ));
                 }
                 self.hub.publish(events);
                 Ok(reply)

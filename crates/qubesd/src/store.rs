@@ -43,6 +43,9 @@ pub enum LoadError {
     },
 }
 
+/// The reference's message when qubes.xml changed behind the daemon's back.
+pub const MODIFIED_ELSEWHERE: &str = "Someone else modified qubes.xml in the meantime";
+
 /// Largest `qubes.xml` we agree to read (a real one with thousands of qubes is a few MiB).
 pub const MAX_STORE_SIZE: u64 = 256 * 1024 * 1024;
 
@@ -56,6 +59,9 @@ pub struct Store {
     /// cache keeps that `Arc` alive, so a qube changed through `Arc::make_mut` is always a
     /// new allocation and never matches a stale entry.
     fragments: std::collections::HashMap<String, (Arc<Domain>, String)>,
+    /// Modification time of qubes.xml as we last read or wrote it: a different one at save
+    /// time means someone else changed the file, and we refuse to overwrite their change.
+    mtime: Option<std::time::SystemTime>,
 }
 
 impl Store {
@@ -87,6 +93,7 @@ impl Store {
             path: path.to_path_buf(),
             _lock: lock,
             fragments: Default::default(),
+            mtime: None,
         };
         store.remove_stale_temp_files(dir);
         match fs::metadata(path) {
@@ -97,6 +104,7 @@ impl Store {
                         msg: "file too large".into(),
                     });
                 }
+                store.mtime = meta.modified().ok();
                 let text = fs::read(path).map_err(io_err)?;
                 let state = parse(&text, host).map_err(|msg| LoadError::Invalid {
                     path: path.to_path_buf(),
@@ -161,7 +169,15 @@ impl Store {
                 }
             }
         });
-        write_atomic(&self.path, xml.as_bytes(), 0o660)
+        let current = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if current.is_some() && self.mtime.is_some() && current != self.mtime {
+            // Drop the fragment cache: it no longer describes what is on disk either.
+            self.fragments.clear();
+            return Err(io::Error::other(MODIFIED_ELSEWHERE));
+        }
+        write_atomic(&self.path, xml.as_bytes(), 0o660)?;
+        self.mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        Ok(())
     }
 }
 
@@ -750,6 +766,29 @@ mod tests {
         assert_eq!(on_disk, serialize(&st));
         assert!(on_disk.contains("<feature name=\"f\">1</feature>"));
         assert!(!on_disk.contains("<property name=\"name\">a</property>"));
+    }
+
+    #[test]
+    fn external_modification_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qubes.xml");
+        let (mut store, st) = Store::open(&path, host()).unwrap();
+        store.save(&st).unwrap();
+        let edited = serialize(&st).replace("red", "rouge");
+        fs::write(&path, &edited).unwrap();
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let err = store.save(&st).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Someone else modified qubes.xml in the meantime"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), edited);
     }
 
     #[test]
