@@ -152,21 +152,23 @@ impl Store {
     pub fn save(&mut self, state: &State) -> io::Result<()> {
         let fragments = &mut self.fragments;
         fragments.retain(|name, _| state.domains.contains_key(name));
-        let xml = serialize_with(state, |out, name, d| {
-            let arc = &state.domains[name];
-            match fragments.get_mut(name) {
-                Some((cached, text)) if Arc::ptr_eq(cached, arc) => out.push_str(text),
-                slot => {
-                    let mut text = String::with_capacity(1500);
-                    write_domain(&mut text, d);
-                    out.push_str(&text);
-                    match slot {
-                        Some(entry) => *entry = (arc.clone(), text),
-                        None => {
-                            fragments.insert(name.to_string(), (arc.clone(), text));
-                        }
-                    }
-                }
+        // First bring every fragment up to date, so the output is allocated once.
+        let mut total = 0;
+        for (name, arc) in &state.domains {
+            let fresh = match fragments.get(name) {
+                Some((cached, _)) => !Arc::ptr_eq(cached, arc),
+                None => true,
+            };
+            if fresh {
+                let mut text = String::with_capacity(2048);
+                write_domain(&mut text, arc);
+                fragments.insert(name.clone(), (arc.clone(), text));
+            }
+            total += fragments.get(name).map_or(0, |(_, t)| t.len());
+        }
+        let xml = serialize_with(state, total, |out, name, _| {
+            if let Some((_, text)) = fragments.get(name) {
+                out.push_str(text);
             }
         });
         let current = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
@@ -271,12 +273,18 @@ fn close_tag(out: &mut String, indent: usize, name: &str) {
 
 /// Serialises `state` the way the reference writes `qubes.xml` (2-space indent, no declaration).
 pub fn serialize(st: &State) -> String {
-    serialize_with(st, |out, _, d| write_domain(out, d))
+    serialize_with(st, st.domains.len() * 2048, |out, _, d| {
+        write_domain(out, d)
+    })
 }
 
 /// [`serialize`] with each `<domain>` element written by `domain_xml`.
-fn serialize_with(st: &State, mut domain_xml: impl FnMut(&mut String, &str, &Domain)) -> String {
-    let mut out = String::with_capacity(4096 + st.domains.len() * 1500);
+fn serialize_with(
+    st: &State,
+    domains_size: usize,
+    mut domain_xml: impl FnMut(&mut String, &str, &Domain),
+) -> String {
+    let mut out = String::with_capacity(16384 + domains_size);
     out.push_str("<qubes>\n  <labels>\n");
     for l in st.labels.values() {
         let id = format!("label-{}", l.index);
