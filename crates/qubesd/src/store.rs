@@ -551,6 +551,7 @@ pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
     if labels.is_empty() {
         labels = default_labels();
     }
+    let mut refs: Vec<PendingRef> = Vec::new();
     let mut st = State {
         labels,
         pools: Vec::new(),
@@ -575,6 +576,9 @@ pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
             let name = p.attr("name").ok_or("property without name")?;
             let def = props::global_prop(name)
                 .ok_or_else(|| format!("unknown global property {name:?}"))?;
+            if let Some(r) = p.attr("ref") {
+                refs.push((None, def.name.to_string(), r.to_string()));
+            }
             let value = p.attr("ref").unwrap_or(&p.text);
             st.global
                 .insert(def.name.to_string(), normalize_loaded(def.ty, value, &st));
@@ -582,7 +586,7 @@ pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
     }
     if let Some(ds) = root.child("domains") {
         for dn in ds.children("domain") {
-            let d = parse_domain(dn, &st)?;
+            let d = parse_domain(dn, &st, &mut refs)?;
             if st.domains.contains_key(&d.name) {
                 return Err(format!("duplicate qube name {:?}", d.name));
             }
@@ -598,6 +602,7 @@ pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
         dom0.props.insert("label".into(), "black".into());
         st.domains.insert("dom0".into(), Arc::new(dom0));
     }
+    resolve_refs(&mut st, refs);
     migrate_references(&mut st);
     Ok(st)
 }
@@ -613,11 +618,45 @@ fn normalize_loaded(ty: props::PType, value: &str, st: &State) -> String {
     }
 }
 
-fn parse_domain(dn: &Node, st: &State) -> Result<Domain, String> {
+/// A `ref="domain-<qid>"` attribute seen while loading: holder (None = global), property, ref.
+type PendingRef = (Option<String>, String, String);
+
+/// Replaces `ref="domain-<qid>"` values, which older files use, by the qube's name.
+fn resolve_refs(st: &mut State, refs: Vec<PendingRef>) {
+    for (holder, prop, r) in refs {
+        let Some(qid) = r
+            .strip_prefix("domain-")
+            .and_then(|q| q.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(name) = st
+            .domains
+            .values()
+            .find(|d| d.qid == qid)
+            .map(|d| d.name.clone())
+        else {
+            continue;
+        };
+        match holder {
+            None => {
+                st.global.insert(prop, name);
+            }
+            Some(h) => {
+                if let Some(d) = st.domain_mut(&h) {
+                    d.props.insert(prop, name);
+                }
+            }
+        }
+    }
+}
+
+fn parse_domain(dn: &Node, st: &State, refs: &mut Vec<PendingRef>) -> Result<Domain, String> {
     let class_name = dn.attr("class").ok_or("domain without class")?;
     let class =
         Class::from_name(class_name).ok_or_else(|| format!("unknown qube class {class_name:?}"))?;
     let mut explicit: BTreeMap<String, String> = BTreeMap::new();
+    let mut pending: Vec<(String, String)> = Vec::new();
     if let Some(ps) = dn.child("properties") {
         for p in ps.children("property") {
             let name = p.attr("name").ok_or("property without name")?;
@@ -630,6 +669,9 @@ fn parse_domain(dn: &Node, st: &State) -> Result<Domain, String> {
                 // The reference ignores properties that no longer exist.
                 continue;
             };
+            if let Some(r) = p.attr("ref") {
+                pending.push((def.name.to_string(), r.to_string()));
+            }
             let value = p.attr("ref").unwrap_or(&p.text);
             explicit.insert(def.name.to_string(), normalize_loaded(def.ty, value, st));
         }
@@ -649,6 +691,11 @@ fn parse_domain(dn: &Node, st: &State) -> Result<Domain, String> {
             .ok_or_else(|| format!("qube {name:?} has no valid qid"))?;
         (name, qid)
     };
+    refs.extend(
+        pending
+            .into_iter()
+            .map(|(prop, r)| (Some(name.clone()), prop, r)),
+    );
     let mut d = Domain::new(class, &name, qid);
     d.props = explicit;
     if let Some(fs) = dn.child("features") {

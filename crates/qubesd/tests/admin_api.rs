@@ -682,3 +682,113 @@ fn disposables() {
         b"2\0QubesVMInUseError\0\0Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template\0"
     );
 }
+
+#[test]
+fn reference_style_store_loads_and_round_trips() {
+    let mut d = TestDaemon::start();
+    d.stop();
+    let fixture = include_str!("fixtures/reference-style-qubes.xml");
+    std::fs::write(d.store(), fixture).unwrap();
+    d.spawn().unwrap();
+    let list = d.ok("admin.vm.List", "dom0", "", b"");
+    let names: Vec<&str> = list.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(names, ["dom0", "fedora-41", "sys-net", "work-dvm"]);
+    // label-N references, ref= attributes, the legacy dispvm_allowed, the grey migration.
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "sys-net", "label", b""),
+        "default=False type=label red"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "sys-net", "template", b""),
+        "default=False type=vm fedora-41"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "sys-net", "netvm", b""),
+        "default=False type=vm "
+    );
+    assert_eq!(
+        d.ok(
+            "admin.vm.property.Get",
+            "work-dvm",
+            "template_for_dispvms",
+            b""
+        ),
+        "default=False type=bool True"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "work-dvm", "label", b""),
+        "default=False type=label sky"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "work-dvm", "kernelopts", b""),
+        "default=False type=str nopat\nsplash"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "work-dvm", "netvm", b""),
+        "default=True type=vm sys-net"
+    );
+    assert_eq!(d.ok("admin.label.Get", "dom0", "gray", b""), "0x555555");
+    assert_eq!(
+        d.ok("admin.property.Get", "dom0", "clockvm", b""),
+        "default=False type=vm sys-net"
+    );
+    assert_eq!(
+        d.ok("admin.property.Get", "dom0", "default_pool", b""),
+        "default=False type=str lvm"
+    );
+    assert_eq!(
+        d.ok("admin.vm.feature.List", "sys-net", "", b""),
+        "servicevm\nservice.clocksync\n"
+    );
+    assert_eq!(
+        d.ok(
+            "admin.vm.feature.Get",
+            "dom0",
+            "gui-default-secure-copy-sequence",
+            b""
+        ),
+        "Ctrl-Shift-c"
+    );
+
+    // load -> save -> load: write it out (a harmless change and back), restart, compare.
+    let before: Vec<String> = ["dom0", "fedora-41", "sys-net", "work-dvm"]
+        .iter()
+        .map(|q| {
+            d.ok("admin.vm.property.GetAll", q, "", b"")
+                + &d.ok("admin.vm.feature.List", q, "", b"")
+                + &d.ok("admin.vm.tag.List", q, "", b"")
+        })
+        .collect();
+    d.ok("admin.vm.tag.Set", "work-dvm", "x", b"");
+    d.ok("admin.vm.tag.Remove", "work-dvm", "x", b"");
+    let saved = std::fs::read_to_string(d.store()).unwrap();
+    for kept in [
+        "<pool name=\"lvm\" driver=\"lvm_thin\" volume_group=\"qubes_dom0\" thin_pool=\"vm-pool\" revisions_to_keep=\"2\" ephemeral_volatile=\"False\"/>",
+        "<device backend-domain=\"dom0\" id=\"00_14.3\" mode=\"required\" identity=\"8086:a0f0::p028000\">\n          <option name=\"no-strict-reset\">True</option>\n        </device>",
+        "<devices class=\"usb\"/>",
+        "size=\"10737418240\" ephemeral=\"True\"/>",
+        "<property name=\"template_for_dispvms\">True</property>",
+        "<property name=\"kernelopts\">nopat\nsplash</property>",
+        "<label id=\"label-9\" color=\"0x00aaff\">sky</label>",
+    ] {
+        assert!(saved.contains(kept), "lost on save: {kept}");
+    }
+    d.stop();
+    d.spawn().unwrap();
+    let after: Vec<String> = ["dom0", "fedora-41", "sys-net", "work-dvm"]
+        .iter()
+        .map(|q| {
+            d.ok("admin.vm.property.GetAll", q, "", b"")
+                + &d.ok("admin.vm.feature.List", q, "", b"")
+                + &d.ok("admin.vm.tag.List", q, "", b"")
+        })
+        .collect();
+    assert_eq!(before, after);
+    d.ok("admin.vm.tag.Set", "work-dvm", "x", b"");
+    d.ok("admin.vm.tag.Remove", "work-dvm", "x", b"");
+    assert_eq!(
+        std::fs::read_to_string(d.store()).unwrap(),
+        saved,
+        "the second save is identical"
+    );
+}
