@@ -34,6 +34,18 @@ pub enum Reply {
         /// Destination qube (`dom0` = everything).
         dest: String,
     },
+    /// Start a statistics stream (`admin.vm.Stats`) for this destination.
+    Stats {
+        /// Destination qube (`dom0` = every running qube).
+        dest: String,
+    },
+    /// Answer OK once the qube has stopped, or fail after `timeout` seconds.
+    WaitHalted {
+        /// The qube.
+        vm: String,
+        /// Seconds to wait.
+        timeout: u64,
+    },
 }
 
 /// A call that passed the generic checks, as handlers see it.
@@ -52,6 +64,11 @@ pub struct Ctx<'a> {
     pub untrusted_payload: Vec<u8>,
     /// Events to publish if the call succeeds, in order.
     pub events: Vec<Event>,
+    /// Indexes into `events` of those published even when the call fails
+    /// (`domain-start-failed` and the like; pre-events always are).
+    pub sticky: Vec<usize>,
+    /// The hypervisor, if connected.
+    pub hv: Option<std::sync::Arc<dyn crate::hypervisor::Hypervisor>>,
     /// Whether qubes.xml must be written.
     pub save: bool,
     /// Files to write after the state is saved (notes): path, contents.
@@ -70,6 +87,12 @@ impl Ctx<'_> {
         self.events.push(e);
     }
 
+    /// Records an event that is delivered even if the call then fails.
+    pub fn fire_sticky(&mut self, subject: &str, name: impl Into<String>, kwargs: &[(&str, &str)]) {
+        self.sticky.push(self.events.len());
+        self.fire(subject, name, kwargs);
+    }
+
     /// The destination qube (it exists: checked before the handler runs).
     pub fn dest_domain(&self) -> &crate::model::Domain {
         self.st
@@ -85,6 +108,10 @@ pub struct Core {
     store: Store,
     /// Where events go.
     pub hub: EventHub,
+    /// Where `vm-stats` events go (kept apart: they are frequent and only Stats wants them).
+    pub stats: EventHub,
+    /// The hypervisor, when qubesd has one.
+    pub hv: Option<std::sync::Arc<dyn crate::hypervisor::Hypervisor>>,
     /// Directory of per-qube side files (`appvms/`, `vm-templates/`).
     pub state_dir: PathBuf,
 }
@@ -99,6 +126,8 @@ impl Core {
             state,
             store,
             hub,
+            stats: EventHub::new(),
+            hv: None,
             state_dir,
         }
     }
@@ -109,22 +138,62 @@ impl Core {
         if !method.write {
             return self.call_read(method, src, dest, arg, req);
         }
+        self.run_write(
+            method.name,
+            src,
+            dest,
+            arg,
+            req.payload.clone(),
+            method.handler,
+        )
+    }
+
+    /// Changes the daemon makes on its own (hypervisor events): same commit rules as a call.
+    pub fn run_internal(
+        &mut self,
+        f: impl FnOnce(&mut Ctx) -> Result<(), QubesError>,
+    ) -> Result<(), QubesError> {
+        self.run_write(
+            "internal",
+            "dom0".into(),
+            "dom0".into(),
+            String::new(),
+            Vec::new(),
+            |c| f(c).map(|_| Reply::Ok(Vec::new())),
+        )
+        .map(|_| ())
+    }
+
+    /// Runs a state-changing handler on a snapshot-protected state; commits (save, publish)
+    /// on success, restores the state on failure.
+    fn run_write(
+        &mut self,
+        method: &'static str,
+        src: String,
+        dest: String,
+        arg: String,
+        untrusted_payload: Vec<u8>,
+        handler: impl FnOnce(&mut Ctx) -> Result<Reply, QubesError>,
+    ) -> CallResult {
         let snapshot = self.state.clone();
         let mut ctx = Ctx {
             st: &mut self.state,
             src,
             dest,
-            method: method.name,
+            method,
             arg,
-            untrusted_payload: req.payload.clone(),
+            untrusted_payload,
             events: Vec::new(),
+            sticky: Vec::new(),
+            hv: self.hv.clone(),
             save: false,
             side_files: Vec::new(),
             state_dir: self.state_dir.clone(),
         };
-        let result = (method.handler)(&mut ctx);
+        let result = handler(&mut ctx);
         let Ctx {
             events,
+            sticky,
             save,
             side_files,
             ..
@@ -162,8 +231,13 @@ impl Core {
             Err(e) => {
                 // The reference delivers pre-events before the handler that vetoes them.
                 self.state = snapshot;
-                self.hub
-                    .publish(events.into_iter().filter(|e| is_pre_event(&e.name)));
+                self.hub.publish(
+                    events
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, e)| is_pre_event(&e.name) || sticky.contains(i))
+                        .map(|(_, e)| e),
+                );
                 Err(e)
             }
         }
@@ -186,6 +260,8 @@ impl Core {
             arg,
             untrusted_payload: req.payload.clone(),
             events: Vec::new(),
+            sticky: Vec::new(),
+            hv: self.hv.clone(),
             save: false,
             side_files: Vec::new(),
             state_dir: self.state_dir.clone(),

@@ -76,11 +76,17 @@ impl Daemon {
         let base = config.state_dir.to_string_lossy().into_owned();
         let host = HostInfo::detect(&base, config.libvirt_uri.starts_with("xen"));
         let (store, state) = Store::open(&config.store_path(), host)?;
-        let core = Core::new(state, store, config.state_dir.clone(), EventHub::new());
-        Ok(Arc::new(Shared {
+        let mut core = Core::new(state, store, config.state_dir.clone(), EventHub::new());
+        let (hv, events) = crate::hypervisor::libvirt::Libvirt::start(&config.libvirt_uri);
+        core.hv = Some(hv);
+        core.reconcile();
+        let shared = Arc::new(Shared {
             core: Mutex::new(core),
             debug: config.debug,
-        }))
+        });
+        spawn_event_pump(shared.clone(), events);
+        crate::lifecycle::run_stats_sampler(shared.clone());
+        Ok(shared)
     }
 
     /// Stops serving, saves, and removes the sockets.
@@ -94,6 +100,23 @@ impl Daemon {
         for s in &self.sockets {
             let _ = std::fs::remove_file(s);
         }
+    }
+}
+
+/// Applies hypervisor lifecycle events to the core as they arrive.
+fn spawn_event_pump(
+    shared: Arc<Shared>,
+    events: std::sync::mpsc::Receiver<crate::hypervisor::LifecycleEvent>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("qubesd-lifecycle".into())
+        .spawn(move || {
+            for ev in events {
+                shared.lock().on_hypervisor_event(ev);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("lifecycle thread: {e}");
     }
 }
 

@@ -7,6 +7,7 @@ use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
 use crate::core::{Ctx, Reply, Socket};
+use crate::lifecycle;
 use crate::model::{Class, Domain, Label, MAX_DEFAULT_LABEL, PowerState};
 use crate::names;
 use crate::props::{self, Access, PType, PropDef};
@@ -348,7 +349,31 @@ static METHODS: &[Method] = &[
     m("admin.vm.tag.Remove", Yes, No, ANY, true, tag_remove),
     m("admin.vm.notes.Get", No, No, NOT_DOM0, false, notes_get),
     m("admin.vm.notes.Set", No, Yes, NOT_DOM0, true, notes_set),
-    m("admin.vm.CurrentState", No, No, ANY, false, current_state),
+    // Hypervisor calls block, so these run off the async workers like writes do.
+    m(
+        "admin.vm.CurrentState",
+        No,
+        No,
+        ANY,
+        true,
+        lifecycle::current_state,
+    ),
+    m("admin.vm.Start", No, No, ANY, true, lifecycle::vm_start),
+    m(
+        "admin.vm.Shutdown",
+        Any,
+        No,
+        ANY,
+        true,
+        lifecycle::vm_shutdown,
+    ),
+    m("admin.vm.Kill", No, No, ANY, true, lifecycle::vm_kill),
+    m("admin.vm.Pause", No, No, ANY, true, lifecycle::vm_pause),
+    m("admin.vm.Unpause", No, No, ANY, true, lifecycle::vm_unpause),
+    m("admin.vm.Suspend", No, No, ANY, true, lifecycle::vm_suspend),
+    m("admin.vm.Resume", No, No, ANY, true, lifecycle::vm_resume),
+    m("admin.vm.Console", No, No, ANY, true, lifecycle::vm_console),
+    m("admin.vm.Stats", No, No, ANY, false, lifecycle::vm_stats),
     m("admin.Events", No, No, ANY, false, events),
     on(
         m("internal.GetSystemInfo", No, No, DOM0, false, system_info),
@@ -943,6 +968,12 @@ fn vm_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
     }
     c.st.domains.remove(&d.name);
     c.fire("", "domain-delete", &[("vm", &d.name)]);
+    if let Some(h) = &c.hv
+        && let Err(e) = h.undefine(&d.name)
+    {
+        // The reference only logs failures to clean up after a removed qube.
+        tracing::warn!("undefining {}: {e}", d.name);
+    }
     c.save = true;
     empty()
 }
@@ -1509,14 +1540,6 @@ fn notes_set(c: &mut Ctx) -> Result<Reply, QubesError> {
     let path = notes_path(c);
     c.side_files.push((path, clean.into_bytes()));
     empty()
-}
-
-fn current_state(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let d = c.dest_domain();
-    ok(format!(
-        "mem=0 mem_static_max=0 cputime=0 power_state={}",
-        d.power.name()
-    ))
 }
 
 fn events(c: &mut Ctx) -> Result<Reply, QubesError> {

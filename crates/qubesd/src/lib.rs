@@ -10,6 +10,8 @@ pub mod demo;
 pub mod embedded;
 pub mod events;
 pub mod handlers;
+pub mod hypervisor;
+pub mod lifecycle;
 pub mod model;
 pub mod names;
 pub mod props;

@@ -239,6 +239,10 @@ pub struct Domain {
     pub volumes: Vec<VolumeConfig>,
     /// Current power state.
     pub power: PowerState,
+    /// Hypervisor id while running (not persisted).
+    pub xid: i64,
+    /// Start time, seconds since the epoch, while running (not persisted).
+    pub start_time: Option<String>,
 }
 
 impl Domain {
@@ -258,6 +262,8 @@ impl Domain {
             } else {
                 PowerState::Halted
             },
+            xid: -1,
+            start_time: None,
         }
     }
 
@@ -290,6 +296,11 @@ impl Domain {
             .get("uuid")
             .map(String::as_str)
             .unwrap_or("00000000-0000-0000-0000-000000000000")
+    }
+
+    /// Whether the hypervisor runs it (in any state but halted).
+    pub fn is_active(&self) -> bool {
+        !matches!(self.power, PowerState::Halted | PowerState::NA)
     }
 
     /// Label name.

@@ -929,8 +929,10 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
         "shutdown_timeout" => {
             with_template(st, d, name, global_get(st, "default_shutdown_timeout"))
         }
-        "start_time" | "stubdom_uuid" => none(),
-        "stubdom_xid" | "xid" => Some("-1".into()),
+        "start_time" => Some(d.start_time.clone().unwrap_or_default()),
+        "xid" => Some(if d.is_active() { d.xid } else { -1 }.to_string()),
+        "stubdom_uuid" => none(),
+        "stubdom_xid" => Some("-1".into()),
         "updateable" => b(matches!(class, AdminVM | TemplateVM | StandaloneVM)),
         "vcpus" => with_template(st, d, name, Some("2".into())),
         "virt_mode" => with_template(st, d, name, Some("pvh".into())),

@@ -139,22 +139,32 @@ where
         .and_then(|m| handlers::lookup(socket, m))
         .is_some_and(|m| m.write);
     let (result, subscription) = if write {
-        // Writes fsync under the lock: keep them off the async workers.
+        // Writes fsync and hypervisor calls block: keep them off the async workers.
         let shared2 = shared.clone();
         let req2 = req.clone();
-        match tokio::task::spawn_blocking(move || (shared2.lock().call(socket, &req2), None)).await
-        {
+        let run = move || {
+            let mut core = shared2.lock();
+            let r = core.call(socket, &req2);
+            let sub = subscribe_for(&core, &r);
+            (r, sub)
+        };
+        match tokio::task::spawn_blocking(run).await {
             Ok(r) => r,
             Err(_) => return,
         }
     } else {
         let mut core = shared.lock();
         let r = core.call(socket, &req);
-        // Subscribe while still holding the lock so no committed change falls in between.
-        let sub = matches!(r, Ok(Reply::Events { .. })).then(|| core.hub.subscribe());
+        let sub = subscribe_for(&core, &r);
         (r, sub)
     };
     let method = String::from_utf8_lossy(&req.method).into_owned();
+    let (result, subscription) = match (result, subscription) {
+        (Ok(Reply::WaitHalted { vm, timeout }), Some(rx)) => {
+            (wait_halted(&shared, rx, &vm, timeout).await, None)
+        }
+        other => other,
+    };
     match result {
         Ok(Reply::Ok(content)) => {
             let _ = conn.write_all(&encode_ok(&content)).await;
@@ -165,7 +175,39 @@ where
                 stream_events(&mut conn, rx, &dest).await;
             }
         }
-        Err(QubesError::Exception { kind, message }) => {
+        Ok(Reply::Stats { dest }) => {
+            if let Some(rx) = subscription {
+                stream_stats(&mut conn, &shared, rx, &dest).await;
+            }
+        }
+        Ok(Reply::WaitHalted { .. }) => {}
+        Err(e) => write_error(&mut conn, &shared, &req, &method, e).await,
+    }
+}
+
+/// Subscribes, while the core is still locked, for replies that stream or wait for events,
+/// so that no committed change falls in between.
+fn subscribe_for(
+    core: &crate::core::Core,
+    r: &Result<Reply, QubesError>,
+) -> Option<tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>> {
+    match r {
+        Ok(Reply::Events { .. }) | Ok(Reply::WaitHalted { .. }) => Some(core.hub.subscribe()),
+        Ok(Reply::Stats { .. }) => Some(core.stats.subscribe()),
+        _ => None,
+    }
+}
+
+/// Writes an EXCEPTION (or nothing, for a silent failure) and logs why.
+async fn write_error<S: AsyncWriteExt + Unpin>(
+    conn: &mut S,
+    shared: &Shared,
+    req: &Request,
+    method: &str,
+    e: QubesError,
+) {
+    match e {
+        QubesError::Exception { kind, message } => {
             match kind.base() {
                 ExcBase::Qubes => {
                     tracing::info!("call {method} failed: {}: {message}", kind.name())
@@ -187,8 +229,90 @@ where
                 .await;
             let _ = conn.shutdown().await;
         }
-        Err(QubesError::Silent(why)) => {
+        QubesError::Silent(why) => {
             tracing::error!("call {method} failed with no response: {why}");
+        }
+    }
+}
+
+/// `Shutdown+wait`: OK once the qube's `domain-shutdown` arrives, else a timeout error (and
+/// `domain-shutdown-failed`).
+async fn wait_halted(
+    shared: &Arc<Shared>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
+    vm: &str,
+    timeout: u64,
+) -> Result<Reply, QubesError> {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(ev) if ev.event.subject == vm && ev.event.name == "domain-shutdown" => {
+                    return true;
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return false,
+            }
+        }
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(timeout), wait).await {
+        Ok(true) => Ok(Reply::Ok(Vec::new())),
+        _ => {
+            let msg = format!("Domain shutdown timed out: {}", qubes_api::exc::py_repr(vm));
+            shared
+                .lock()
+                .hub
+                .publish([Event::new(vm, "domain-shutdown-failed").kw("reason", &msg)]);
+            Err(QubesError::new(
+                qubes_api::ExcKind::QubesVMShutdownTimeoutError,
+                msg,
+            ))
+        }
+    }
+}
+
+/// Forwards `vm-stats` to one `admin.vm.Stats` subscriber. For a single qube that is not
+/// running, the reference sends `connection-established` and then the exception.
+async fn stream_stats<S: AsyncWriteExt + Unpin>(
+    conn: &mut S,
+    shared: &Arc<Shared>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
+    dest: &str,
+) {
+    let hello = Event::new("", "connection-established").encode();
+    if conn.write_all(&hello).await.is_err() {
+        return;
+    }
+    let all = dest == "dom0";
+    let running = |shared: &Shared| {
+        shared
+            .lock()
+            .state
+            .domain(dest)
+            .is_some_and(|d| d.is_active())
+    };
+    if !all && !running(shared) {
+        let msg = format!(
+            "Domain not running (either powered off or paused): {}",
+            qubes_api::exc::py_repr(dest)
+        );
+        let _ = conn
+            .write_all(&encode_exception("QubesVMNotRunningError", "", &msg))
+            .await;
+        let _ = conn.shutdown().await;
+        return;
+    }
+    loop {
+        match rx.recv().await {
+            Ok(ev) => {
+                if !all && ev.event.subject != dest {
+                    continue;
+                }
+                if conn.write_all(&ev.bytes).await.is_err() {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
         }
     }
 }

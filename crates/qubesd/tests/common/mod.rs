@@ -30,13 +30,18 @@ impl TestDaemon {
 
     /// Starts the daemon process on the existing directory.
     pub fn spawn(&mut self) -> Result<(), String> {
+        self.spawn_with_uri("test:///default")
+    }
+
+    /// Starts the daemon with another libvirt URI (a `test:///<file>` node, say).
+    pub fn spawn_with_uri(&mut self, uri: &str) -> Result<(), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_qubesd"))
             .arg("--state-dir")
             .arg(self.dir.path())
             .arg("--socket-dir")
             .arg(self.dir.path())
             .arg("--libvirt-uri")
-            .arg("test:///default")
+            .arg(uri)
             .arg("--log-level")
             .arg("error")
             .stderr(Stdio::piped())

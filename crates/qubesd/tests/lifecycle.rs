@@ -1,0 +1,336 @@
+//! Qubes running on libvirt's test driver: lifecycle calls, event order, stats, disposables.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::{Events, TestDaemon};
+
+fn setup() -> TestDaemon {
+    let d = TestDaemon::start();
+    d.ok(
+        "admin.vm.Create.StandaloneVM",
+        "dom0",
+        "",
+        b"name=net label=red",
+    );
+    d.ok("admin.vm.property.Set", "net", "provides_network", b"True");
+    d.ok(
+        "admin.vm.Create.StandaloneVM",
+        "dom0",
+        "",
+        b"name=work label=blue",
+    );
+    d.ok("admin.vm.property.Set", "work", "netvm", b"net");
+    d
+}
+
+fn state(d: &TestDaemon, vm: &str) -> String {
+    let line = d.ok("admin.vm.List", vm, "", b"");
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix("state="))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn start_pause_shutdown_kill_and_event_order() {
+    let d = setup();
+    let mut ev = Events::open(&d, "dom0");
+    assert_eq!(d.ok("admin.vm.Start", "work", "", b""), "");
+    // The network qube starts first, inside work's start.
+    let want = [
+        "work domain-pre-start start_guid=True mem_required=None",
+        "net domain-pre-start start_guid=True mem_required=None",
+        "net domain-pre-spawn start_guid=True",
+        "net domain-spawn start_guid=True",
+        "net domain-pre-unpaused",
+        "net domain-unpaused",
+        "net property-reset:xid name=xid",
+        "net property-reset:start_time name=start_time",
+        "net domain-start start_guid=True",
+        "work domain-pre-spawn start_guid=True",
+        "work domain-spawn start_guid=True",
+        "work domain-pre-unpaused",
+        "work domain-unpaused",
+        "work property-reset:xid name=xid",
+        "work property-reset:start_time name=start_time",
+        "work domain-start start_guid=True",
+    ];
+    for w in want {
+        assert_eq!(ev.next_text(), w);
+    }
+    assert_eq!(state(&d, "work"), "Running");
+    assert_eq!(state(&d, "net"), "Running");
+    assert_eq!(
+        d.ok("admin.vm.Start", "work", "", b""),
+        "",
+        "already running: no-op"
+    );
+    let xid = d.ok("admin.vm.property.Get", "work", "xid", b"");
+    assert!(
+        xid.starts_with("default=True type=int ") && !xid.ends_with(" -1"),
+        "{xid}"
+    );
+    let cs = d.ok("admin.vm.CurrentState", "work", "", b"");
+    assert!(
+        cs.starts_with("mem=409600 mem_static_max=409600 cputime=")
+            && cs.ends_with(" power_state=Running"),
+        "{cs}"
+    );
+    assert!(
+        d.ok("admin.vm.property.Get", "work", "start_time", b"")
+            .len()
+            > "default=True type=str ".len()
+    );
+
+    assert_eq!(
+        d.call("admin.vm.Shutdown", "net", "", b""),
+        b"2\0QubesVMInUseError\0\0There are other VMs connected to this VM: work\0"
+    );
+    assert_eq!(ev.next_text(), "net domain-pre-shutdown force=False");
+    assert_eq!(
+        d.call("admin.vm.Shutdown", "work", "bogus", b""),
+        b"2\0ProtocolError\0\0Argument must match: force, wait\0"
+    );
+
+    d.ok("admin.vm.Pause", "work", "", b"");
+    assert_eq!(state(&d, "work"), "Paused");
+    assert_eq!(ev.next_text(), "work domain-pre-paused");
+    assert_eq!(ev.next_text(), "work domain-paused");
+    assert_eq!(
+        d.call("admin.vm.Pause", "work", "", b""),
+        b"2\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'work'\0"
+    );
+    assert_eq!(
+        d.call("admin.vm.Shutdown", "work", "", b""),
+        b"2\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'work'\0"
+    );
+    assert_eq!(ev.next_text(), "work domain-pre-shutdown force=False");
+    d.ok("admin.vm.Unpause", "work", "", b"");
+    assert_eq!(ev.next_text(), "work domain-pre-unpaused");
+    assert_eq!(ev.next_text(), "work domain-unpaused");
+    assert_eq!(
+        d.call("admin.vm.Unpause", "work", "", b""),
+        b"2\0QubesVMNotPausedError\0\0Domain is not paused: 'work'\0"
+    );
+
+    assert_eq!(d.ok("admin.vm.Shutdown", "work", "wait", b""), "");
+    assert_eq!(state(&d, "work"), "Halted");
+    for w in [
+        "work domain-pre-shutdown force=False",
+        "work property-reset:xid name=xid",
+        "work property-reset:stubdom_xid name=stubdom_xid",
+        "work property-reset:start_time name=start_time",
+        "work domain-stopped",
+        "work domain-shutdown",
+    ] {
+        assert_eq!(ev.next_text(), w);
+    }
+    assert_eq!(
+        d.ok("admin.vm.CurrentState", "work", "", b""),
+        "mem=0 mem_static_max=0 cputime=0 power_state=Halted"
+    );
+    assert_eq!(
+        d.call("admin.vm.Shutdown", "work", "", b""),
+        b"2\0QubesVMNotStartedError\0\0Domain is powered off: 'work'\0"
+    );
+    assert_eq!(
+        d.call("admin.vm.Kill", "work", "", b""),
+        b"2\0QubesVMNotStartedError\0\0Domain is powered off: 'work'\0"
+    );
+    d.ok("admin.vm.Kill", "net", "", b"");
+    assert_eq!(state(&d, "net"), "Halted");
+    assert_eq!(
+        d.call("admin.vm.Start", "dom0", "", b""),
+        b"2\0QubesVMNotHaltedError\0\0Cannot start Dom0 fake domain!\0"
+    );
+    assert_eq!(
+        d.call("admin.vm.Kill", "dom0", "", b""),
+        b"2\0QubesVMError\0\0Cannot kill Dom0 fake domain!\0"
+    );
+    assert_eq!(d.call("admin.vm.Pause", "dom0", "", b""), b"");
+}
+
+#[test]
+fn prohibited_and_failing_starts() {
+    let d = setup();
+    d.ok(
+        "admin.vm.feature.Set",
+        "work",
+        "prohibit-start",
+        b"under repair",
+    );
+    let mut ev = Events::open(&d, "work");
+    assert_eq!(
+        d.call("admin.vm.Start", "work", "", b""),
+        b"2\0QubesException\0\0Qube start is prohibited. Rationale: under repair\0"
+    );
+    assert_eq!(
+        ev.next_text(),
+        "work domain-start-failed reason=Qube start is prohibited. Rationale: under repair"
+    );
+    assert_eq!(state(&d, "work"), "Halted");
+    // A hypervisor failure: libvirt's test node already has a different domain named "test".
+    d.ok(
+        "admin.vm.Create.StandaloneVM",
+        "dom0",
+        "",
+        b"name=test label=red",
+    );
+    let mut ev = Events::open(&d, "test");
+    let r = String::from_utf8(d.call("admin.vm.Start", "test", "", b"")).unwrap();
+    assert!(
+        r.starts_with("2\0QubesException\0\0Start failed: "),
+        "{r:?}"
+    );
+    assert!(
+        r.ends_with(", see /var/log/libvirt/libxl/libxl-driver.log for details\0"),
+        "{r:?}"
+    );
+    assert_eq!(
+        ev.next_text(),
+        "test domain-pre-start start_guid=True mem_required=None"
+    );
+    assert_eq!(ev.next_text(), "test domain-pre-spawn start_guid=True");
+    assert!(
+        ev.next_text()
+            .starts_with("test domain-start-failed reason=Start failed: ")
+    );
+    assert_eq!(state(&d, "test"), "Halted");
+    assert!(
+        d.ok("admin.vm.List", "dom0", "", b"")
+            .contains("test class=StandaloneVM state=Halted")
+    );
+}
+
+#[test]
+fn disposable_starts_and_is_removed_after_stop() {
+    let d = setup();
+    d.ok(
+        "admin.vm.property.Set",
+        "work",
+        "template_for_dispvms",
+        b"True",
+    );
+    let name = d.ok("admin.vm.CreateDisposable", "work", "", b"");
+    d.ok("admin.vm.Start", &name, "", b"");
+    assert_eq!(state(&d, &name), "Running");
+    let mut ev = Events::open(&d, "dom0");
+    d.ok("admin.vm.Kill", &name, "", b"");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &String| e.contains("domain-delete")) {
+        seen.push(ev.next_text());
+    }
+    assert!(
+        seen.contains(&format!(" domain-pre-delete vm={name}")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&format!("{name} domain-shutdown")),
+        "{seen:?}"
+    );
+    assert!(!d.ok("admin.vm.List", "dom0", "", b"").contains(&name));
+    assert!(
+        !std::fs::read_to_string(d.store()).unwrap().contains(&name),
+        "removal saved"
+    );
+}
+
+#[test]
+fn stats_stream() {
+    let d = setup();
+    d.ok("admin.property.Set", "dom0", "stats_interval", b"1");
+    // A halted qube: connection-established, then the exception.
+    assert_eq!(
+        d.call("admin.vm.Stats", "work", "", b""),
+        b"1\0\0connection-established\0\0\x32\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'work'\0"
+    );
+    d.ok("admin.vm.Start", "work", "", b"");
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.write_all(&qubes_api::Request::encode(
+        "admin.vm.Stats",
+        "",
+        "dom0",
+        "dom0",
+        b"",
+    ))
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = qubes_api::EventReader::new(Box::new(s));
+    assert_eq!(
+        reader.next_event().unwrap().unwrap().name,
+        "connection-established"
+    );
+    let t0 = Instant::now();
+    let mut rounds: Vec<(Instant, Vec<String>)> = Vec::new();
+    while rounds.len() < 3 {
+        let e = reader.next_event().unwrap().unwrap();
+        assert_eq!(e.name, "vm-stats");
+        let keys: Vec<&str> = e.kwargs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "memory_kb",
+                "memory_assigned_total",
+                "memory_assigned_usable",
+                "memory_with_swap_used",
+                "cpu_time",
+                "cpu_usage",
+                "online_vcpus"
+            ]
+        );
+        if e.subject == "dom0" {
+            rounds.push((Instant::now(), Vec::new()));
+        }
+        rounds.last_mut().unwrap().1.push(e.subject.clone());
+        if e.subject == "work" {
+            assert_eq!(e.get("memory_kb"), Some("409600"));
+        }
+    }
+    // dom0 first, then every running qube (net was started for work), once per interval.
+    assert_eq!(rounds[1].1, ["dom0", "net", "work"]);
+    let gap = rounds[2].0 - rounds[1].0;
+    assert!(
+        gap > Duration::from_millis(700) && gap < Duration::from_millis(1600),
+        "{gap:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6));
+}
+
+#[test]
+fn start_up_reconciles_with_libvirt() {
+    let mut d = setup();
+    d.ok("admin.vm.Start", "work", "", b"");
+    d.stop();
+    // test:///default lives in the daemon process: after a restart nothing runs.
+    d.spawn().unwrap();
+    assert_eq!(state(&d, "work"), "Halted");
+    d.stop();
+    // A node where `work` already runs (started behind qubesd's back) and `net` is paused.
+    let node = d.dir.path().join("node.xml");
+    let dom = |name: &str, runstate: u32| {
+        format!(
+            "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\
+             <name>{name}</name><memory>409600</memory><os><type>hvm</type></os>\
+             <test:runstate>{runstate}</test:runstate></domain>"
+        )
+    };
+    std::fs::write(
+        &node,
+        format!("<node>{}{}</node>", dom("work", 1), dom("net", 3)),
+    )
+    .unwrap();
+    d.spawn_with_uri(&format!("test://{}", node.display()))
+        .unwrap();
+    assert_eq!(state(&d, "work"), "Running");
+    assert_eq!(state(&d, "net"), "Paused");
+    let xid = d.ok("admin.vm.property.Get", "work", "xid", b"");
+    assert!(!xid.ends_with(" -1"), "{xid}");
+    d.ok("admin.vm.Unpause", "net", "", b"");
+    d.ok("admin.vm.Kill", "work", "", b"");
+    assert_eq!(state(&d, "work"), "Halted");
+}
