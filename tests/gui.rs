@@ -130,6 +130,19 @@ fn property_change_from_second_client_updates_cell() {
         == Some("1234 MiB")));
 }
 
+fn start_and_shutdown_flip_the_state() {
+    let f = Fixture::start();
+    let state = |vm: &str| f.controller.model().cell(vm, Column::State);
+    assert_eq!(state("work").as_deref(), Some("Running"));
+    assert_eq!(state("vault").as_deref(), Some("Halted"));
+    f.call("admin.vm.Start", "vault", "", b"");
+    assert!(spin_until(10, || state("vault").as_deref() == Some("Running")));
+    f.call("admin.vm.Pause", "vault", "", b"");
+    assert!(spin_until(10, || state("vault").as_deref() == Some("Paused")));
+    f.call("admin.vm.Kill", "vault", "", b"");
+    assert!(spin_until(10, || state("vault").as_deref() == Some("Halted")));
+}
+
 fn added_and_removed_qubes() {
     let f = Fixture::start();
     f.call(
@@ -215,17 +228,21 @@ fn german_ui_is_german() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 5 skipped");
+        println!("0 passed, 0 failed, 6 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
             property_change_from_second_client_updates_cell,
+        ),
+        (
+            "start_and_shutdown_flip_the_state",
+            start_and_shutdown_flip_the_state,
         ),
         ("added_and_removed_qubes", added_and_removed_qubes),
         ("search_filters_rows", search_filters_rows),

@@ -1,6 +1,6 @@
 //! A realistic demo system, created through the Admin API itself so that it passes every rule a
 //! real system does: dom0, two templates, sys-net, sys-firewall, sys-usb, work, personal,
-//! vault, untrusted and a disposable template.
+//! vault, untrusted and a disposable template; work, sys-firewall, sys-net and sys-usb run.
 
 use std::path::Path;
 
@@ -10,6 +10,9 @@ use crate::core::{Core, Socket};
 
 /// Kernel version installed in the demo's kernel directory.
 pub const DEMO_KERNEL: &str = "6.6.48-1.qubes";
+
+/// A libvirt test-driver node with no domains (and an honest host size for the demo).
+pub const EMPTY_TEST_NODE: &str = "<node>\n  <cpu>\n    <nodes>1</nodes>\n    <sockets>1</sockets>\n    <cores>4</cores>\n    <threads>2</threads>\n    <mhz>2400</mhz>\n  </cpu>\n  <memory>16777216</memory>\n</node>\n";
 
 /// Creates what a Qubes dom0 has on disk before qubesd starts (an installed kernel).
 pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
@@ -160,6 +163,9 @@ const SEED: &[(&str, &str, &str, &str)] = &[
     ),
     ("admin.vm.tag.Set", "work", "work", ""),
     ("admin.vm.tag.Set", "personal", "personal", ""),
+    // Some qubes run: work brings up sys-firewall and sys-net with it.
+    ("admin.vm.Start", "work", "", ""),
+    ("admin.vm.Start", "sys-usb", "", ""),
 ];
 
 /// Builds the demo system in `core` (an empty, freshly created store).

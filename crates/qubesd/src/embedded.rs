@@ -43,10 +43,14 @@ impl Embedded {
     pub fn demo() -> Result<Embedded, StartError> {
         let dir = tempfile::Builder::new().prefix("qubes-demo-").tempdir()?;
         crate::demo::prepare_dir(dir.path())?;
+        // A node file gives this core its own libvirt test node: `test:///default` is shared
+        // by everything in the process.
+        let node = dir.path().join("libvirt-node.xml");
+        std::fs::write(&node, crate::demo::EMPTY_TEST_NODE)?;
         let config = Config {
             state_dir: dir.path().to_path_buf(),
             socket_dir: dir.path().to_path_buf(),
-            libvirt_uri: "test:///default".into(),
+            libvirt_uri: format!("test://{}", node.display()),
             debug: false,
         };
         let mut e = Embedded::start(&config)?;
