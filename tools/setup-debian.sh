@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  pkg-config build-essential curl ca-certificates
+  pkg-config build-essential curl ca-certificates libvirt-clients libxml2-utils
   libgtk-4-dev libadwaita-1-dev libvirt-dev
   meson ninja-build gettext desktop-file-utils appstream libglib2.0-dev-bin
   xvfb xauth dbus-daemon dbus-x11 at-spi2-core

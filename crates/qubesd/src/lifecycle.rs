@@ -71,7 +71,8 @@ pub fn start_vm(c: &mut Ctx, vm: &str, depth: usize) -> Result<(), QubesError> {
         }
         _ => {}
     }
-    if d.power != PowerState::Halted {
+    // NA (hypervisor unreachable) is tried, and fails with the hypervisor's error.
+    if !matches!(d.power, PowerState::Halted | PowerState::NA) {
         return Ok(());
     }
     if let Some(why) = d.feature("prohibit-start").filter(|v| !v.is_empty()) {
@@ -401,6 +402,11 @@ impl Core {
             Ok(l) => l.into_iter().collect(),
             Err(e) => {
                 tracing::warn!("cannot read domain states: {e}");
+                for d in self.state.domains.values_mut() {
+                    if d.class.is_local_qube() {
+                        std::sync::Arc::make_mut(d).power = PowerState::NA;
+                    }
+                }
                 return;
             }
         };

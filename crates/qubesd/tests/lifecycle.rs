@@ -334,3 +334,67 @@ fn start_up_reconciles_with_libvirt() {
     d.ok("admin.vm.Kill", "work", "", b"");
     assert_eq!(state(&d, "work"), "Halted");
 }
+
+#[test]
+fn unreachable_libvirt_fails_fast_and_clearly() {
+    let mut d = setup();
+    d.stop();
+    d.spawn_with_uri("qemu+unix:///system?socket=/nonexistent/libvirt-sock")
+        .unwrap();
+    assert_eq!(state(&d, "work"), "NA");
+    let t = Instant::now();
+    assert_eq!(
+        d.call("admin.vm.Start", "work", "", b""),
+        b"2\0QubesException\0\0Start failed: not connected to libvirt, see /var/log/libvirt/libxl/libxl-driver.log for details\0"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Everything that does not need the hypervisor still works.
+    d.ok("admin.vm.property.Set", "work", "memory", b"500");
+    assert_eq!(
+        d.ok("admin.vm.CurrentState", "work", "", b""),
+        "mem=0 mem_static_max=0 cputime=0 power_state=NA"
+    );
+}
+
+/// libvirt's own schema check (virt-xml-validate) accepts the generated XML for kvm and test.
+#[test]
+fn generated_domain_xml_validates() {
+    if std::process::Command::new("virt-xml-validate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        println!("virt-xml-validate not installed: schema check skipped");
+        return;
+    }
+    let d = setup();
+    d.ok("admin.property.Set", "dom0", "default_kernel", b"6.6.1");
+    d.ok(
+        "admin.vm.Create.StandaloneVM",
+        "dom0",
+        "",
+        b"name=k label=red",
+    );
+    d.ok("admin.vm.property.Set", "k", "kernel", b"6.6.1");
+    d.ok("admin.vm.property.Set", "k", "kernelopts", b"nopat <&>");
+    d.ok("admin.vm.property.Set", "k", "netvm", b"net");
+    let host = qubesd::model::HostInfo::detect(&d.dir.path().to_string_lossy(), false);
+    let st = qubesd::store::parse(&std::fs::read(d.store()).unwrap(), host).unwrap();
+    for kind in ["kvm", "test", "xen"] {
+        for vm in ["work", "k", "net"] {
+            let xml = qubesd::hypervisor::domain_xml::domain_xml(&st, st.domain(vm).unwrap(), kind);
+            let path = d.dir.path().join(format!("{vm}-{kind}.xml"));
+            std::fs::write(&path, &xml).unwrap();
+            let out = std::process::Command::new("virt-xml-validate")
+                .arg(&path)
+                .arg("domain")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{kind} {vm}: {}\n{xml}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
