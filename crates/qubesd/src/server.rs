@@ -359,3 +359,46 @@ pub fn socket_paths(dir: &Path) -> Vec<(Socket, PathBuf)> {
 pub async fn handle_stream(conn: UnixStream, shared: Arc<Shared>) {
     handle(conn, Socket::Admin, shared).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timeout branch of `Shutdown+wait`: no `domain-shutdown` arrives in time.
+    #[tokio::test]
+    async fn shutdown_wait_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config {
+            state_dir: dir.path().to_path_buf(),
+            socket_dir: dir.path().to_path_buf(),
+            libvirt_uri: "test:///default".into(),
+            debug: false,
+        };
+        let shared = crate::Daemon::load(&config).unwrap();
+        let mut watcher = shared.lock().hub.subscribe();
+        let rx = shared.lock().hub.subscribe();
+        // Another qube's shutdown does not end the wait.
+        shared
+            .lock()
+            .hub
+            .publish([Event::new("other", "domain-shutdown")]);
+        let t = std::time::Instant::now();
+        let r = wait_halted(&shared, rx, "work", 1).await;
+        assert!(t.elapsed() >= std::time::Duration::from_secs(1));
+        assert_eq!(
+            r,
+            Err(QubesError::new(
+                qubes_api::ExcKind::QubesVMShutdownTimeoutError,
+                "Domain shutdown timed out: 'work'"
+            ))
+        );
+        assert_eq!(watcher.recv().await.unwrap().event.name, "domain-shutdown");
+        let failed = watcher.recv().await.unwrap();
+        assert_eq!(failed.event.subject, "work");
+        assert_eq!(failed.event.name, "domain-shutdown-failed");
+        assert_eq!(
+            failed.event.get("reason"),
+            Some("Domain shutdown timed out: 'work'")
+        );
+    }
+}
