@@ -23,6 +23,56 @@ use crate::table::{QubeRow, new_table};
 /// Largest number of concurrent GetAll calls during the initial load.
 const LOAD_PARALLELISM: usize = 8;
 
+/// Lifecycle actions of the toolbar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start.
+    Start,
+    /// Pause (running) or resume (paused).
+    PauseResume,
+    /// Shut down.
+    Shutdown,
+    /// Kill.
+    Kill,
+}
+
+impl Action {
+    /// The Admin API method, given the qube's state.
+    fn method(self, state: &str) -> &'static str {
+        match self {
+            Action::Start => "admin.vm.Start",
+            Action::PauseResume if state == "Paused" => "admin.vm.Unpause",
+            Action::PauseResume => "admin.vm.Pause",
+            Action::Shutdown => "admin.vm.Shutdown",
+            Action::Kill => "admin.vm.Kill",
+        }
+    }
+
+    /// Whether the action makes sense for a qube of `class` in `state`.
+    pub fn enabled(self, class: &str, state: &str) -> bool {
+        if matches!(class, "AdminVM" | "RemoteVM") {
+            return false;
+        }
+        match self {
+            Action::Start => matches!(state, "Halted" | "NA"),
+            Action::PauseResume => matches!(state, "Running" | "Paused"),
+            Action::Shutdown => matches!(state, "Running" | "Transient"),
+            Action::Kill => !matches!(state, "Halted" | "NA"),
+        }
+    }
+
+    /// The heading shown when the action fails.
+    fn failure(self, vm: &str) -> String {
+        let text = match self {
+            Action::Start => tr("Starting %s failed"),
+            Action::PauseResume => tr("Pausing or resuming %s failed"),
+            Action::Shutdown => tr("Shutting down %s failed"),
+            Action::Kill => tr("Killing %s failed"),
+        };
+        text.replacen("%s", vm, 1)
+    }
+}
+
 /// What starts the window.
 pub struct AppInit {
     /// The daemon to talk to.
@@ -49,6 +99,12 @@ pub enum Msg {
     Change(Change),
     /// The search text changed.
     Search(String),
+    /// The selected row changed (position in the visible model).
+    SelectedAt(u32),
+    /// Run a lifecycle action on the selected qube.
+    Action(Action),
+    /// An action failed: heading and the daemon's message.
+    Failed(String, String),
     /// A failure to show in the status line.
     Error(String),
 }
@@ -64,11 +120,17 @@ pub struct App {
     search: Rc<RefCell<String>>,
     status: String,
     loaded: bool,
+    selected: Option<String>,
+    /// Last failure, shown in a dialog (public for tests).
+    pub last_error: Option<(String, String)>,
 }
 
 /// Widgets that change after start.
 pub struct Widgets {
     status: gtk::Label,
+    actions: Vec<(Action, gtk::Button)>,
+    window: adw::ApplicationWindow,
+    shown_error: Option<(String, String)>,
 }
 
 impl App {
@@ -90,6 +152,30 @@ impl App {
     /// The status line.
     pub fn status(&self) -> &str {
         &self.status
+    }
+
+    /// Selects a qube (as a click would).
+    pub fn select(&self, vm: &str) {
+        let model = self.table.view.model();
+        if let Some(m) = model {
+            for i in 0..m.n_items() {
+                if self
+                    .table
+                    .get_visible(i)
+                    .is_some_and(|r| r.borrow().name == vm)
+                {
+                    self.table.selection_model.set_selected(i);
+                }
+            }
+        }
+    }
+
+    /// Whether an action is enabled for the current selection.
+    pub fn action_enabled(&self, a: Action) -> bool {
+        self.selected
+            .as_ref()
+            .and_then(|vm| self.infos.get(vm))
+            .is_some_and(|i| a.enabled(&i.class, &i.state))
     }
 
     fn color_of(&self) -> impl Fn(&str) -> String + '_ {
@@ -194,6 +280,27 @@ fn follow_events(client: Client, input: relm4::Sender<Msg>) {
         .expect("spawning the events thread");
 }
 
+/// Follows `admin.vm.Stats` for CPU and memory columns, reconnecting after one second.
+fn follow_stats(client: Client, input: relm4::Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("qubes-stats".into())
+        .spawn(move || {
+            loop {
+                if let Ok(mut reader) = client.stats("dom0") {
+                    while let Ok(Some(ev)) = reader.next_event() {
+                        if let change @ Change::Stats { .. } = change_for(&ev)
+                            && input.send(Msg::Change(change)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .expect("spawning the stats thread");
+}
+
 fn spawn_work(
     client: &Client,
     input: &relm4::Sender<Msg>,
@@ -244,6 +351,26 @@ impl SimpleComponent for App {
 
         let title = adw::WindowTitle::new(&tr("Qube Manager"), &init.client.describe());
         let header = adw::HeaderBar::builder().title_widget(&title).build();
+        let mut actions = Vec::new();
+        for (action, label) in [
+            (Action::Start, tr("Start")),
+            (Action::PauseResume, tr("Pause / Resume")),
+            (Action::Shutdown, tr("Shut down")),
+            (Action::Kill, tr("Kill")),
+        ] {
+            let button = gtk::Button::with_label(&label);
+            button.set_sensitive(false);
+            let input = sender.input_sender().clone();
+            button.connect_clicked(move |_| input.emit(Msg::Action(action)));
+            header.pack_start(&button);
+            actions.push((action, button));
+        }
+        {
+            let input = sender.input_sender().clone();
+            table
+                .selection_model
+                .connect_selected_notify(move |sel| input.emit(Msg::SelectedAt(sel.selected())));
+        }
         let search_entry = gtk::SearchEntry::builder()
             .placeholder_text(tr("Search qubes by name, type or label"))
             .hexpand(true)
@@ -301,12 +428,20 @@ impl SimpleComponent for App {
             search,
             status: tr("Loading qubes…"),
             loaded: false,
+            selected: None,
+            last_error: None,
         };
         status.set_text(&model.status);
-        follow_events(init.client, sender.input_sender().clone());
+        follow_events(init.client.clone(), sender.input_sender().clone());
+        follow_stats(init.client, sender.input_sender().clone());
         ComponentParts {
             model,
-            widgets: Widgets { status },
+            widgets: Widgets {
+                status,
+                actions,
+                window: root.clone(),
+                shown_error: None,
+            },
         }
     }
 
@@ -366,6 +501,9 @@ impl SimpleComponent for App {
             }
             Msg::Change(Change::State { vm, state }) => {
                 if let Some(mut info) = self.infos.get(&vm).cloned() {
+                    if state == "Halted" {
+                        info.stats = None;
+                    }
                     info.state = state;
                     self.upsert(info);
                 }
@@ -377,12 +515,58 @@ impl SimpleComponent for App {
                     Some(Msg::Property { vm, prop, value })
                 });
             }
+            Msg::Change(Change::Stats { vm, cpu, mem_kib }) => {
+                if let Some(mut info) = self.infos.get(&vm).cloned()
+                    && info.state != "Halted"
+                {
+                    info.stats = Some((cpu, mem_kib));
+                    self.upsert(info);
+                }
+            }
             Msg::Change(Change::None) => {}
+            Msg::SelectedAt(pos) => {
+                self.selected = self.table.get_visible(pos).map(|r| r.borrow().name.clone());
+            }
+            Msg::Action(action) => {
+                let Some(vm) = self.selected.clone() else {
+                    return;
+                };
+                let state = self
+                    .infos
+                    .get(&vm)
+                    .map(|i| i.state.clone())
+                    .unwrap_or_default();
+                let method = action.method(&state);
+                spawn_work(&self.client, &input, move |c| {
+                    match c.call(method, &vm, "", b"") {
+                        Ok(_) => None,
+                        Err(CallError::Exception { message, .. }) => {
+                            Some(Msg::Failed(action.failure(&vm), message))
+                        }
+                        Err(e) => Some(Msg::Failed(action.failure(&vm), e.to_string())),
+                    }
+                });
+            }
+            Msg::Failed(heading, message) => {
+                self.last_error = Some((heading, message));
+            }
         }
     }
 
     fn update_view(&self, widgets: &mut Widgets, _sender: ComponentSender<Self>) {
         widgets.status.set_text(&self.status);
+        for (action, button) in &widgets.actions {
+            button.set_sensitive(self.action_enabled(*action));
+        }
+        if self.last_error.is_some() && self.last_error != widgets.shown_error {
+            widgets.shown_error = self.last_error.clone();
+            if let Some((heading, message)) = &self.last_error {
+                let dialog =
+                    adw::MessageDialog::new(Some(&widgets.window), Some(heading), Some(message));
+                dialog.add_response("close", &tr("Close"));
+                dialog.present();
+            }
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use qubes_api::{Event, PropValue, VmEntry};
 
-/// Columns of the qube table, in display order.
+/// Columns of the qube table, in display order (declaration order = [`Column::ALL`] order:
+/// cells are indexed by discriminant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Column {
     /// Colour label.
@@ -20,6 +21,10 @@ pub enum Column {
     Template,
     /// Network qube.
     NetVm,
+    /// CPU use, from `admin.vm.Stats`.
+    Cpu,
+    /// Memory in use, from `admin.vm.Stats`.
+    MemUsed,
     /// Initial memory.
     Memory,
     /// Included in backups.
@@ -28,13 +33,15 @@ pub enum Column {
 
 impl Column {
     /// All columns, in display order.
-    pub const ALL: [Column; 8] = [
+    pub const ALL: [Column; 10] = [
         Column::Label,
         Column::Name,
         Column::State,
         Column::Class,
         Column::Template,
         Column::NetVm,
+        Column::Cpu,
+        Column::MemUsed,
         Column::Memory,
         Column::Backups,
     ];
@@ -63,6 +70,8 @@ pub struct QubeInfo {
     pub state: String,
     /// Properties as last read.
     pub props: BTreeMap<String, PropValue>,
+    /// Last `vm-stats` figures while running: CPU percent and memory in KiB.
+    pub stats: Option<(u32, u64)>,
 }
 
 impl QubeInfo {
@@ -73,6 +82,7 @@ impl QubeInfo {
             class: entry.class.clone(),
             state: entry.state.clone(),
             props: props.into_iter().collect(),
+            stats: None,
         }
     }
 
@@ -104,6 +114,14 @@ impl QubeInfo {
             Column::Memory => self
                 .prop("memory")
                 .map(|p| format!("{} MiB", p.value))
+                .unwrap_or_default(),
+            Column::Cpu => self
+                .stats
+                .map(|(cpu, _)| format!("{cpu} %"))
+                .unwrap_or_default(),
+            Column::MemUsed => self
+                .stats
+                .map(|(_, kib)| format!("{} MiB", kib / 1024))
                 .unwrap_or_default(),
             Column::Backups => match self.prop("include_in_backups").map(|p| p.value.as_str()) {
                 Some("True") => crate::i18n::tr("yes"),
@@ -139,6 +157,15 @@ pub enum Change {
     Removed(String),
     /// The stream (re)started: reload everything.
     Reload,
+    /// New statistics for a running qube.
+    Stats {
+        /// Qube.
+        vm: String,
+        /// CPU percent.
+        cpu: u32,
+        /// Memory in KiB.
+        mem_kib: u64,
+    },
 }
 
 /// Properties any column shows.
@@ -151,6 +178,17 @@ pub fn change_for(ev: &Event) -> Change {
     let name = ev.name.as_str();
     if name == "connection-established" {
         return Change::Reload;
+    }
+    if name == "vm-stats" {
+        let num = |k: &str| ev.get(k).and_then(|v| v.parse::<u64>().ok());
+        return match (num("cpu_usage"), num("memory_kb")) {
+            (Some(cpu), Some(mem)) => Change::Stats {
+                vm: ev.subject.clone(),
+                cpu: cpu.min(100) as u32,
+                mem_kib: mem,
+            },
+            _ => Change::None,
+        };
     }
     if ev.subject.is_empty() {
         return match name {
@@ -217,6 +255,32 @@ mod tests {
             change_for(&Event::new("", "connection-established")),
             Change::Reload
         );
+    }
+
+    #[test]
+    fn columns_are_declared_in_display_order() {
+        for (i, c) in Column::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+
+    #[test]
+    fn stats_events() {
+        let e = Event::new("work", "vm-stats")
+            .kw("memory_kb", "409600")
+            .kw("cpu_usage", "7");
+        assert_eq!(
+            change_for(&e),
+            Change::Stats {
+                vm: "work".into(),
+                cpu: 7,
+                mem_kib: 409600
+            }
+        );
+        let mut q = QubeInfo::default();
+        q.stats = Some((7, 409600));
+        assert_eq!(q.cell(Column::Cpu), "7 %");
+        assert_eq!(q.cell(Column::MemUsed), "400 MiB");
     }
 
     #[test]

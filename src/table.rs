@@ -82,7 +82,7 @@ fn compare(a: &QubeRow, b: &QubeRow, col: Column) -> Ordering {
     let (x, y) = (a.text(col), b.text(col));
     let by = match col {
         Column::State => state_rank(&x).cmp(&state_rank(&y)),
-        Column::Memory => {
+        Column::Memory | Column::MemUsed | Column::Cpu => {
             let n = |s: &str| {
                 s.split(' ')
                     .next()
@@ -106,6 +106,8 @@ pub fn column_title(col: Column) -> String {
         Column::Template => tr("Template"),
         Column::NetVm => tr("NetVM"),
         Column::Memory => tr("Memory"),
+        Column::Cpu => tr("CPU"),
+        Column::MemUsed => tr("Memory used"),
         Column::Backups => tr("In backups"),
     }
 }
@@ -164,6 +166,8 @@ column!(StateColumn, Column::State, "state", false, false);
 column!(ClassColumn, Column::Class, "class", false, false);
 column!(TemplateColumn, Column::Template, "template", false, false);
 column!(NetVmColumn, Column::NetVm, "netvm", false, false);
+column!(CpuColumn, Column::Cpu, "cpu", false, false);
+column!(MemUsedColumn, Column::MemUsed, "memused", false, false);
 column!(MemoryColumn, Column::Memory, "memory", false, false);
 column!(BackupsColumn, Column::Backups, "backups", false, false);
 
@@ -176,6 +180,8 @@ pub fn new_table() -> TypedColumnView<QubeRow, gtk::SingleSelection> {
     t.append_column::<ClassColumn>();
     t.append_column::<TemplateColumn>();
     t.append_column::<NetVmColumn>();
+    t.append_column::<CpuColumn>();
+    t.append_column::<MemUsedColumn>();
     t.append_column::<MemoryColumn>();
     t.append_column::<BackupsColumn>();
     t

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use qubes_api::Transport;
-use qubes_qube_manager::app::{self, App, Msg};
+use qubes_qube_manager::app::{self, Action, App, Msg};
 use qubes_qube_manager::model::Column;
+use relm4::adw::prelude::*;
 use relm4::gtk;
 use relm4::gtk::prelude::*;
 use relm4::{ComponentController, Controller};
@@ -143,6 +144,100 @@ fn start_and_shutdown_flip_the_state() {
     assert!(spin_until(10, || state("vault").as_deref() == Some("Halted")));
 }
 
+fn stats_fill_cpu_and_memory_columns() {
+    let f = Fixture::start();
+    f.call("admin.property.Set", "dom0", "stats_interval", b"1");
+    let cell = |vm: &str, c: Column| f.controller.model().cell(vm, c).unwrap_or_default();
+    assert!(
+        spin_until(15, || cell("work", Column::MemUsed) == "800 MiB"),
+        "{}",
+        cell("work", Column::MemUsed)
+    );
+    assert!(cell("work", Column::Cpu).ends_with(" %"));
+    assert_eq!(
+        cell("vault", Column::Cpu),
+        "",
+        "halted qubes have no figures"
+    );
+    // On screen: work's configured memory and, now, its memory in use.
+    let count = |t: &str| {
+        label_texts(f.controller.widget().upcast_ref())
+            .iter()
+            .filter(|l| *l == t)
+            .count()
+    };
+    assert!(
+        spin_until(5, || count("800 MiB") == 2),
+        "{}",
+        count("800 MiB")
+    );
+    f.call("admin.vm.Kill", "sys-usb", "", b"");
+    assert!(
+        spin_until(10, || cell("sys-usb", Column::MemUsed).is_empty()),
+        "figures go when the qube stops"
+    );
+}
+
+fn toolbar_actions_follow_selection_and_report_failures() {
+    let f = Fixture::start();
+    let model = || f.controller.model();
+    model().select("vault");
+    assert!(spin_until(5, || model().action_enabled(Action::Start)));
+    assert!(!model().action_enabled(Action::Kill));
+    f.controller.emit(Msg::Action(Action::Start));
+    assert!(spin_until(10, || model()
+        .cell("vault", Column::State)
+        .as_deref()
+        == Some("Running")));
+    assert!(spin_until(5, || model().action_enabled(Action::Kill)
+        && !model().action_enabled(Action::Start)));
+    f.controller.emit(Msg::Action(Action::PauseResume));
+    assert!(spin_until(10, || model()
+        .cell("vault", Column::State)
+        .as_deref()
+        == Some("Paused")));
+    f.controller.emit(Msg::Action(Action::Kill));
+    assert!(spin_until(10, || model()
+        .cell("vault", Column::State)
+        .as_deref()
+        == Some("Halted")));
+    model().select("dom0");
+    assert!(spin_until(5, || [
+        Action::Start,
+        Action::PauseResume,
+        Action::Shutdown,
+        Action::Kill
+    ]
+    .iter()
+    .all(|a| !model().action_enabled(*a))));
+    // A daemon exception is shown in a dialog, as the daemon formatted it.
+    f.call(
+        "admin.vm.feature.Set",
+        "untrusted",
+        "prohibit-start",
+        b"quarantined",
+    );
+    model().select("untrusted");
+    assert!(spin_until(5, || model().action_enabled(Action::Start)));
+    f.controller.emit(Msg::Action(Action::Start));
+    let dialog_shown = || {
+        gtk::Window::list_toplevels().iter().any(|w| {
+            w.downcast_ref::<relm4::adw::MessageDialog>()
+                .is_some_and(|d| {
+                    d.heading().as_deref() == Some("Starting untrusted failed")
+                        && d.body() == "Qube start is prohibited. Rationale: quarantined"
+                        && d.is_visible()
+                })
+        })
+    };
+    assert!(spin_until(10, dialog_shown));
+    for w in gtk::Window::list_toplevels() {
+        if let Some(d) = w.downcast_ref::<relm4::adw::MessageDialog>() {
+            d.close();
+        }
+    }
+}
+
 fn added_and_removed_qubes() {
     let f = Fixture::start();
     f.call(
@@ -228,13 +323,13 @@ fn german_ui_is_german() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 6 skipped");
+        println!("0 passed, 0 failed, 8 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 8] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -243,6 +338,14 @@ fn main() {
         (
             "start_and_shutdown_flip_the_state",
             start_and_shutdown_flip_the_state,
+        ),
+        (
+            "stats_fill_cpu_and_memory_columns",
+            stats_fill_cpu_and_memory_columns,
+        ),
+        (
+            "toolbar_actions_follow_selection_and_report_failures",
+            toolbar_actions_follow_selection_and_report_failures,
         ),
         ("added_and_removed_qubes", added_and_removed_qubes),
         ("search_filters_rows", search_filters_rows),
