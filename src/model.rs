@@ -277,8 +277,10 @@ mod tests {
                 mem_kib: 409600
             }
         );
-        let mut q = QubeInfo::default();
-        q.stats = Some((7, 409600));
+        let q = QubeInfo {
+            stats: Some((7, 409600)),
+            ..Default::default()
+        };
         assert_eq!(q.cell(Column::Cpu), "7 %");
         assert_eq!(q.cell(Column::MemUsed), "400 MiB");
     }
