@@ -8,7 +8,6 @@ use qubes_qube_manager::app::{self, Action, App, Msg};
 use qubes_qube_manager::model::Column;
 use relm4::adw::prelude::*;
 use relm4::gtk;
-use relm4::gtk::prelude::*;
 use relm4::{ComponentController, Controller};
 
 /// Runs the GTK main loop until `done` holds or `secs` pass.
