@@ -97,6 +97,8 @@ pub enum Msg {
     },
     /// Something changed in the daemon.
     Change(Change),
+    /// One round of statistics (one message per round keeps the UI cheap).
+    StatsRound(Vec<Change>),
     /// The search text changed.
     Search(String),
     /// The selected row changed (position in the visible model).
@@ -287,11 +289,19 @@ fn follow_stats(client: Client, input: relm4::Sender<Msg>) {
         .spawn(move || {
             loop {
                 if let Ok(mut reader) = client.stats("dom0") {
+                    // A round starts with dom0 (lowest id): send the previous one then.
+                    let mut round = Vec::new();
                     while let Ok(Some(ev)) = reader.next_event() {
-                        if let change @ Change::Stats { .. } = change_for(&ev)
-                            && input.send(Msg::Change(change)).is_err()
+                        if ev.subject == "dom0"
+                            && !round.is_empty()
+                            && input
+                                .send(Msg::StatsRound(std::mem::take(&mut round)))
+                                .is_err()
                         {
                             return;
+                        }
+                        if let change @ Change::Stats { .. } = change_for(&ev) {
+                            round.push(change);
                         }
                     }
                 }
@@ -515,12 +525,22 @@ impl SimpleComponent for App {
                     Some(Msg::Property { vm, prop, value })
                 });
             }
+            Msg::StatsRound(changes) => {
+                for c in changes {
+                    SimpleComponent::update(self, Msg::Change(c), sender.clone());
+                }
+            }
             Msg::Change(Change::Stats { vm, cpu, mem_kib }) => {
-                if let Some(mut info) = self.infos.get(&vm).cloned()
+                // Frequent: touch only the two cells statistics change.
+                if let Some(info) = self.infos.get_mut(&vm)
                     && info.state != "Halted"
+                    && info.stats != Some((cpu, mem_kib))
                 {
                     info.stats = Some((cpu, mem_kib));
-                    self.upsert(info);
+                    if let Some(row) = self.rows.get(&vm) {
+                        row.set_cell(Column::Cpu, info.cell(Column::Cpu));
+                        row.set_cell(Column::MemUsed, info.cell(Column::MemUsed));
+                    }
                 }
             }
             Msg::Change(Change::None) => {}

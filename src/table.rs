@@ -46,6 +46,14 @@ impl QubeRow {
         }
     }
 
+    /// Sets one cell's text (no repaint if unchanged).
+    pub fn set_cell(&self, col: Column, text: String) {
+        let cell = &self.cells[col as usize];
+        if cell.get() != text {
+            cell.set(text);
+        }
+    }
+
     /// The current text of a cell.
     pub fn text(&self, col: Column) -> String {
         self.cells[col as usize].get()
@@ -113,7 +121,7 @@ pub fn column_title(col: Column) -> String {
 }
 
 macro_rules! column {
-    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal) => {
+    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal, $chars:literal) => {
         /// A table column.
         pub struct $ty;
 
@@ -135,6 +143,13 @@ macro_rules! column {
                 label.set_xalign(0.0);
                 label.set_use_markup($markup);
                 label.set_ellipsize(gtk::pango::EllipsizeMode::End);
+                // Live columns keep a fixed width: changing text then repaints only the
+                // cell instead of re-measuring and redrawing the whole table.
+                if $chars > 0 {
+                    label.set_width_chars($chars);
+                    label.set_max_width_chars($chars);
+                    label.set_xalign(1.0);
+                }
                 (label, None)
             }
 
@@ -160,16 +175,23 @@ macro_rules! column {
     };
 }
 
-column!(LabelColumn, Column::Label, "label", true, false);
-column!(NameColumn, Column::Name, "name", false, true);
-column!(StateColumn, Column::State, "state", false, false);
-column!(ClassColumn, Column::Class, "class", false, false);
-column!(TemplateColumn, Column::Template, "template", false, false);
-column!(NetVmColumn, Column::NetVm, "netvm", false, false);
-column!(CpuColumn, Column::Cpu, "cpu", false, false);
-column!(MemUsedColumn, Column::MemUsed, "memused", false, false);
-column!(MemoryColumn, Column::Memory, "memory", false, false);
-column!(BackupsColumn, Column::Backups, "backups", false, false);
+column!(LabelColumn, Column::Label, "label", true, false, 0);
+column!(NameColumn, Column::Name, "name", false, true, 0);
+column!(StateColumn, Column::State, "state", false, false, 0);
+column!(ClassColumn, Column::Class, "class", false, false, 0);
+column!(
+    TemplateColumn,
+    Column::Template,
+    "template",
+    false,
+    false,
+    0
+);
+column!(NetVmColumn, Column::NetVm, "netvm", false, false, 0);
+column!(CpuColumn, Column::Cpu, "cpu", false, false, 6);
+column!(MemUsedColumn, Column::MemUsed, "memused", false, false, 10);
+column!(MemoryColumn, Column::Memory, "memory", false, false, 10);
+column!(BackupsColumn, Column::Backups, "backups", false, false, 0);
 
 /// A column view with every column.
 pub fn new_table() -> TypedColumnView<QubeRow, gtk::SingleSelection> {

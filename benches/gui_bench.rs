@@ -1,0 +1,156 @@
+//! Qube Manager benchmark with 1000 qubes on the embedded core (100 of them running, stats every
+//! second): prints a table. Needs a display: `xvfb-run -a cargo bench --bench gui_bench`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qubes_api::{Client, Transport};
+use qubesd::model::{Class, Domain, HostInfo, State};
+use relm4::ComponentController;
+use relm4::gtk;
+use relm4::gtk::prelude::*;
+
+const QUBES: usize = 1000;
+const RUNNING: usize = 100;
+
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
+fn spin(secs: f64, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let ctx = gtk::glib::MainContext::default();
+    while Instant::now() < end {
+        while ctx.pending() {
+            ctx.iteration(false);
+        }
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    done()
+}
+
+/// A state dir with 1000 qubes in qubes.xml and a libvirt node where 100 of them run.
+fn prepare(dir: &std::path::Path) -> qubesd::Config {
+    qubesd::demo::prepare_dir(dir).unwrap();
+    let host = HostInfo::detect(&dir.to_string_lossy(), false);
+    let mut st = State::new_system(host);
+    let mut node = String::from("<node>");
+    for i in 0..QUBES - 1 {
+        let name = format!("qube{i:04}");
+        let qid = i as u32 + 1;
+        let mut d = Domain::new(Class::StandaloneVM, &name, qid);
+        for (k, v) in [
+            ("name", name.as_str()),
+            ("qid", &qid.to_string()),
+            ("label", ["red", "blue", "green"][i % 3]),
+        ] {
+            d.props.insert(k.into(), v.into());
+        }
+        d.props
+            .insert("uuid".into(), format!("00000000-0000-4000-8000-{qid:012}"));
+        st.domains.insert(name.clone(), Arc::new(d));
+        if i < RUNNING {
+            node.push_str(&format!(
+                "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>{name}</name>\
+                 <memory>409600</memory><os><type>hvm</type></os><test:runstate>1</test:runstate></domain>"
+            ));
+        }
+    }
+    node.push_str("</node>");
+    st.global.insert("stats_interval".into(), "1".into());
+    std::fs::write(dir.join("qubes.xml"), qubesd::store::serialize(&st)).unwrap();
+    std::fs::write(dir.join("node.xml"), node).unwrap();
+    qubesd::Config {
+        state_dir: dir.to_path_buf(),
+        socket_dir: dir.to_path_buf(),
+        libvirt_uri: format!("test://{}", dir.join("node.xml").display()),
+        debug: false,
+    }
+}
+
+fn main() {
+    if std::env::var_os("DISPLAY").is_none() {
+        println!("no display: run under xvfb-run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = prepare(dir.path());
+    gtk::init().unwrap();
+    relm4::adw::init().unwrap();
+    let rss_before = rss_mib();
+    let t0 = Instant::now();
+    let core = Arc::new(qubesd::Embedded::start(&config).unwrap());
+    let core_ready = t0.elapsed();
+    let client = Client::new(core.clone() as Arc<dyn Transport>);
+    let c = qubes_qube_manager::app::builder(client);
+    c.widget().present();
+    let loaded = spin(30.0, || {
+        c.model().is_loaded() && c.model().row_names().len() == QUBES
+    });
+    let populated = t0.elapsed();
+    assert!(loaded, "table not populated");
+    // Wait for the first statistics to arrive, then measure a quiet 10 s.
+    spin(5.0, || {
+        c.model()
+            .cell("qube0000", qubes_qube_manager::model::Column::Cpu)
+            .is_some_and(|s| !s.is_empty())
+    });
+    // A real main loop (blocking in poll), as the application runs.
+    let main_loop = gtk::glib::MainLoop::new(None, false);
+    let quit = main_loop.clone();
+    gtk::glib::timeout_add_once(Duration::from_secs(10), move || quit.quit());
+    let (cpu0, wall0) = (cpu_time(), Instant::now());
+    main_loop.run();
+    let idle = (cpu_time() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64() * 100.0;
+    let rss = rss_mib();
+    // The same quiet period with statistics effectively off: what the window itself costs.
+    core.call_raw("admin.property.Set", "dom0", "stats_interval", b"3600")
+        .unwrap();
+    spin(2.5, || false);
+    let main_loop = gtk::glib::MainLoop::new(None, false);
+    let quit = main_loop.clone();
+    gtk::glib::timeout_add_once(Duration::from_secs(5), move || quit.quit());
+    let (cpu1, wall1) = (cpu_time(), Instant::now());
+    main_loop.run();
+    let quiet = (cpu_time() - cpu1).as_secs_f64() / wall1.elapsed().as_secs_f64() * 100.0;
+    println!(
+        "Qube Manager benchmark: {QUBES} qubes ({RUNNING} running), embedded core, stats every second"
+    );
+    println!("| measure | result | target |");
+    println!("|---|---|---|");
+    println!(
+        "| embedded core loaded | {:.1} ms | |",
+        core_ready.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| launch to fully populated table | {:.1} ms | < 1 s |",
+        populated.as_secs_f64() * 1000.0
+    );
+    println!("| CPU at idle (GUI + embedded core, one process) | {idle:.2} % of a core | < 2 % |");
+    println!("| CPU at idle without statistics (the window alone) | {quiet:.2} % of a core | |");
+    println!(
+        "| RSS (GUI + embedded core) | {rss} MiB (before start {rss_before} MiB) | < 150 MB |"
+    );
+}
