@@ -1,0 +1,9 @@
+//! qrexec policy: parse `/etc/qubes/policy.d` (and legacy R4.0 files), evaluate requests.
+
+pub mod eval;
+pub mod parser;
+pub mod token;
+
+pub use eval::{Denied, QubeInfo, Request, Resolution, SystemInfo, Target, allow_output, evaluate};
+pub use parser::{Action, Params, PolicyError, Rule, load_policy_dirs, parse_str};
+pub use token::{Context, Token};
