@@ -211,12 +211,9 @@ fn same_qube(info: &SystemInfo, a: &str, b: &str) -> bool {
     }
 }
 
-fn is_dom0(info: &SystemInfo, s: &str) -> bool {
-    is_dom0_literal(s)
-        || s == "@adminvm"
-        || info
-            .get(s)
-            .is_some_and(|d| d.class == "AdminVM" && s.starts_with("uuid:") && s == DOM0_UUID)
+/// Whether a source or target string spells dom0.
+fn is_dom0(s: &str) -> bool {
+    is_dom0_literal(s) || s == "@adminvm"
 }
 
 /// The disposable template `@dispvm` means for this source.
@@ -229,9 +226,9 @@ fn source_matches(tok: &Token, req: &Request) -> bool {
     let src = req.source.as_str();
     match tok {
         Token::Any => true,
-        Token::AnyVm => !is_dom0(info, src),
-        Token::AdminVm => is_dom0(info, src),
-        Token::Literal(l) if is_dom0_literal(l) => is_dom0(info, src),
+        Token::AnyVm => !is_dom0(src),
+        Token::AdminVm => is_dom0(src),
+        Token::Literal(l) if is_dom0_literal(l) => is_dom0(src),
         Token::Literal(l) => same_qube(info, l, src),
         Token::Tag(t) => info.get(src).is_some_and(|d| d.tags.contains(t)),
         Token::Type(t) => info.get(src).is_some_and(|d| &d.class == t),
