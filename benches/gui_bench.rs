@@ -87,6 +87,7 @@ fn prepare(dir: &std::path::Path) -> qubesd::Config {
         socket_dir: dir.to_path_buf(),
         libvirt_uri: format!("test://{}", dir.join("node.xml").display()),
         debug: false,
+        policy_dirs: vec![dir.join("policy.d")],
     }
 }
 

@@ -17,6 +17,7 @@ fn embedded(dir: &std::path::Path, node_xml: &str) -> Embedded {
         socket_dir: dir.to_path_buf(),
         libvirt_uri: format!("test://{}", dir.join("node.xml").display()),
         debug: false,
+        policy_dirs: vec![dir.join("policy.d")],
     };
     Embedded::start(&config).unwrap()
 }

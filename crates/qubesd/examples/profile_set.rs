@@ -12,6 +12,7 @@ fn main() {
         socket_dir: dir.path().to_path_buf(),
         libvirt_uri: "test:///default".into(),
         debug: false,
+        policy_dirs: vec![dir.path().join("policy.d")],
     };
     let shared = qubesd::Daemon::load(&cfg).unwrap();
     let mut core = shared.lock();

@@ -33,6 +33,8 @@ pub enum Reply {
     Events {
         /// Destination qube (`dom0` = everything).
         dest: String,
+        /// Caller: events are filtered by policy unless it is dom0.
+        src: String,
     },
     /// Start a statistics stream (`admin.vm.Stats`) for this destination.
     Stats {
@@ -69,6 +71,9 @@ pub struct Ctx<'a> {
     pub sticky: Vec<usize>,
     /// The hypervisor, if connected.
     pub hv: Option<std::sync::Arc<dyn crate::hypervisor::Hypervisor>>,
+    /// For calls whose answer policy filters (`admin.vm.List` from a qube): the rules (empty
+    /// when the policy is invalid, so nothing is allowed) and the system info.
+    pub policy: Option<(Vec<qrexec_policy::Rule>, qrexec_policy::SystemInfo)>,
     /// Whether qubes.xml must be written.
     pub save: bool,
     /// Files to write after the state is saved (notes): path, contents.
@@ -112,6 +117,8 @@ pub struct Core {
     pub stats: EventHub,
     /// The hypervisor, when qubesd has one.
     pub hv: Option<std::sync::Arc<dyn crate::hypervisor::Hypervisor>>,
+    /// qrexec policy, for what non-dom0 callers may see.
+    pub policy: crate::policy::PolicyCache,
     /// Directory of per-qube side files (`appvms/`, `vm-templates/`).
     pub state_dir: PathBuf,
 }
@@ -128,6 +135,7 @@ impl Core {
             hub,
             stats: EventHub::new(),
             hv: None,
+            policy: crate::policy::PolicyCache::new(crate::policy::default_dirs()),
             state_dir,
         }
     }
@@ -186,6 +194,7 @@ impl Core {
             events: Vec::new(),
             sticky: Vec::new(),
             hv: self.hv.clone(),
+            policy: None,
             save: false,
             side_files: Vec::new(),
             state_dir: self.state_dir.clone(),
@@ -252,6 +261,11 @@ impl Core {
         arg: String,
         req: &Request,
     ) -> CallResult {
+        let policy = (method.name == "admin.vm.List" && src != "dom0").then(|| {
+            let info = crate::policy::system_info(&self.state);
+            let rules = self.policy.rules().map(<[_]>::to_vec).unwrap_or_default();
+            (rules, info)
+        });
         let mut ctx = Ctx {
             st: &mut self.state,
             src,
@@ -262,6 +276,7 @@ impl Core {
             events: Vec::new(),
             sticky: Vec::new(),
             hv: self.hv.clone(),
+            policy,
             save: false,
             side_files: Vec::new(),
             state_dir: self.state_dir.clone(),
@@ -346,6 +361,18 @@ impl Core {
             return Err(QubesError::no_such_vm(s));
         }
         Ok(s.to_string())
+    }
+
+    /// Whether a non-dom0 `src` may see `target` through `service_and_arg` (always for dom0).
+    pub fn policy_allows(&mut self, src: &str, service_and_arg: &str, target: &str) -> bool {
+        if src == "dom0" {
+            return true;
+        }
+        let info = crate::policy::system_info(&self.state);
+        match self.policy.rules() {
+            Ok(rules) => crate::policy::allows(rules, &info, service_and_arg, src, target),
+            Err(_) => false,
+        }
     }
 
     /// Writes the current state (used at shutdown).

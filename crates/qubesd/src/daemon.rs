@@ -22,6 +22,8 @@ pub struct Config {
     pub libvirt_uri: String,
     /// Send a traceback text in EXCEPTION messages.
     pub debug: bool,
+    /// qrexec policy directories, earlier ones shadowing later ones file by file.
+    pub policy_dirs: Vec<PathBuf>,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Daemon {
         let host = HostInfo::detect(&base, config.libvirt_uri.starts_with("xen"));
         let (store, state) = Store::open(&config.store_path(), host)?;
         let mut core = Core::new(state, store, config.state_dir.clone(), EventHub::new());
+        core.policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let (hv, events) = crate::hypervisor::libvirt::Libvirt::start(&config.libvirt_uri);
         core.hv = Some(hv);
         core.reconcile();

@@ -52,6 +52,7 @@ impl Embedded {
             socket_dir: dir.path().to_path_buf(),
             libvirt_uri: format!("test://{}", node.display()),
             debug: false,
+            policy_dirs: vec![dir.path().join("policy.d")],
         };
         let mut e = Embedded::start(&config)?;
         crate::demo::seed(&mut e.shared.lock());

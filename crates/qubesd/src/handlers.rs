@@ -448,13 +448,21 @@ pub fn vm_list_line(d: &Domain) -> String {
 }
 
 fn vm_list(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let mut out = String::new();
-    if c.dest == "dom0" {
-        for d in c.st.domains_sorted() {
-            out.push_str(&vm_list_line(d));
-        }
+    let shown: Vec<&Domain> = if c.dest == "dom0" {
+        c.st.domains_sorted().collect()
     } else {
-        out.push_str(&vm_list_line(c.dest_domain()));
+        vec![c.dest_domain()]
+    };
+    // A caller other than dom0 sees what the policy allows it to list (ask counts as deny).
+    let visible = |d: &Domain| match &c.policy {
+        None => true,
+        Some((rules, info)) => {
+            crate::policy::allows(rules, info, "admin.vm.List+", &c.src, &d.name)
+        }
+    };
+    let mut out = String::new();
+    for d in shown.into_iter().filter(|d| visible(d)) {
+        out.push_str(&vm_list_line(d));
     }
     ok(out)
 }
@@ -1545,6 +1553,7 @@ fn notes_set(c: &mut Ctx) -> Result<Reply, QubesError> {
 fn events(c: &mut Ctx) -> Result<Reply, QubesError> {
     Ok(Reply::Events {
         dest: c.dest.clone(),
+        src: c.src.clone(),
     })
 }
 

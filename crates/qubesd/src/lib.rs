@@ -14,6 +14,7 @@ pub mod hypervisor;
 pub mod lifecycle;
 pub mod model;
 pub mod names;
+pub mod policy;
 pub mod props;
 pub mod server;
 pub mod setters;

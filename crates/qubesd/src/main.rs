@@ -22,6 +22,10 @@ struct Args {
     /// Send a traceback text with every exception.
     #[arg(long)]
     debug: bool,
+    /// qrexec policy directory (repeat for several; earlier ones shadow later ones).
+    /// Default: /run/qubes/policy.d and /etc/qubes/policy.d.
+    #[arg(long = "policy-dir", env = "QUBESD_POLICY_DIR")]
+    policy_dirs: Vec<PathBuf>,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "QUBESD_LOG", default_value = "info")]
     log_level: String,
@@ -38,6 +42,11 @@ fn main() -> anyhow::Result<()> {
         socket_dir: args.socket_dir,
         libvirt_uri: args.libvirt_uri,
         debug: args.debug,
+        policy_dirs: if args.policy_dirs.is_empty() {
+            qubesd::policy::default_dirs()
+        } else {
+            args.policy_dirs
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -170,9 +170,9 @@ where
             let _ = conn.write_all(&encode_ok(&content)).await;
             let _ = conn.shutdown().await;
         }
-        Ok(Reply::Events { dest }) => {
+        Ok(Reply::Events { dest, src }) => {
             if let Some(rx) = subscription {
-                stream_events(&mut conn, rx, &dest).await;
+                stream_events(&mut conn, &shared, rx, &dest, &src).await;
             }
         }
         Ok(Reply::Stats { dest }) => {
@@ -320,8 +320,10 @@ async fn stream_stats<S: AsyncWriteExt + Unpin>(
 /// Forwards events to one `admin.Events` subscriber until it goes away or lags too far.
 async fn stream_events<S: AsyncWriteExt + Unpin>(
     conn: &mut S,
+    shared: &Arc<Shared>,
     mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
     dest: &str,
+    src: &str,
 ) {
     let hello = Event::new("", "connection-established").encode();
     if conn.write_all(&hello).await.is_err() {
@@ -333,6 +335,19 @@ async fn stream_events<S: AsyncWriteExt + Unpin>(
             Ok(ev) => {
                 if !all && (ev.global || ev.event.subject != dest) {
                     continue;
+                }
+                // Policy for non-dom0 callers: the event's qube, the `vm` of a global event,
+                // else dom0.
+                if src != "dom0" {
+                    let target = if ev.global {
+                        ev.event.get("vm").unwrap_or("@adminvm").to_string()
+                    } else {
+                        ev.event.subject.clone()
+                    };
+                    let service = crate::policy::event_service(&ev.event.name);
+                    if !shared.lock().policy_allows(src, &service, &target) {
+                        continue;
+                    }
                 }
                 if conn.write_all(&ev.bytes).await.is_err() {
                     return;
@@ -373,6 +388,7 @@ mod tests {
             socket_dir: dir.path().to_path_buf(),
             libvirt_uri: "test:///default".into(),
             debug: false,
+            policy_dirs: vec![dir.path().join("policy.d")],
         };
         let shared = crate::Daemon::load(&config).unwrap();
         let mut watcher = shared.lock().hub.subscribe();

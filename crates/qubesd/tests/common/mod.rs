@@ -23,6 +23,7 @@ impl TestDaemon {
         let k = dir.path().join("vm-kernels/6.6.1");
         std::fs::create_dir_all(&k).unwrap();
         std::fs::write(k.join("vmlinuz"), b"").unwrap();
+        std::fs::create_dir_all(dir.path().join("policy.d")).unwrap();
         let mut d = TestDaemon { dir, child: None };
         d.spawn().expect("daemon starts");
         d
@@ -42,6 +43,8 @@ impl TestDaemon {
             .arg(self.dir.path())
             .arg("--libvirt-uri")
             .arg(uri)
+            .arg("--policy-dir")
+            .arg(self.dir.path().join("policy.d"))
             .arg("--log-level")
             .arg("error")
             .stderr(Stdio::piped())
@@ -69,6 +72,11 @@ impl TestDaemon {
     /// The admin socket.
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("qubesd.sock")
+    }
+
+    /// Writes a policy file into the daemon's policy directory.
+    pub fn write_policy(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join("policy.d").join(name), text).unwrap();
     }
 
     /// Path of qubes.xml.
