@@ -1,5 +1,6 @@
 //! qrexec policy: parse `/etc/qubes/policy.d` (and legacy R4.0 files), evaluate requests.
 
+pub mod admin;
 pub mod eval;
 pub mod parser;
 pub mod token;
