@@ -72,9 +72,13 @@ impl SystemInfo {
                     default_dispvm: s(d, "default_dispvm"),
                     power_state: s(d, "power_state").unwrap_or_default(),
                     uuid: s(d, "uuid").unwrap_or_default(),
-                    internal: d
-                        .get("internal")
-                        .is_some_and(|x| x.as_bool().unwrap_or(!x.is_null())),
+                    // Truthy as Python sees it: true, or a non-empty string.
+                    internal: match d.get("internal") {
+                        Some(serde_json::Value::Bool(b)) => *b,
+                        Some(serde_json::Value::String(s)) => !s.is_empty(),
+                        Some(serde_json::Value::Null) | None => false,
+                        Some(_) => true,
+                    },
                     guivm: s(d, "guivm"),
                     relayvm: s(d, "relayvm"),
                     transport_rpc: s(d, "transport_rpc"),
@@ -176,7 +180,8 @@ impl<'a> Request<'a> {
 /// Parses and checks a target as the reference does for requests and redirects.
 fn normalise(s: &str, ctx: Context, info: &SystemInfo) -> Result<Target, Denied> {
     let s = if s.is_empty() { "@default" } else { s };
-    let token = Token::parse(s, ctx).map_err(|m| deny(m, true))?;
+    // An intended target that is not a valid token at all is denied without notification.
+    let token = Token::parse(s, ctx).map_err(|m| deny(m, false))?;
     Ok(match token {
         Token::AdminVm => Target::AdminVm("@adminvm".into()),
         Token::Literal(l) if is_dom0_literal(&l) => Target::AdminVm(l),
@@ -538,9 +543,25 @@ pub fn allow_output(
     target: &str,
     user: Option<&str>,
     autostart: bool,
+    policy_source: Option<&str>,
+) -> Result<String, Denied> {
+    let out = allow_block(req, target, user, autostart)?;
+    // dom0 never carries policy_source.
+    Ok(match policy_source {
+        Some(src) if !out.contains("\ntarget=dom0\n") => format!("{out}\npolicy_source={src}"),
+        _ => out,
+    })
+}
+
+fn allow_block(
+    req: &Request,
+    target: &str,
+    user: Option<&str>,
+    autostart: bool,
 ) -> Result<String, Denied> {
     let info = req.info;
-    if same_qube(info, target, &req.source) || target == req.source {
+    // Exact spelling only, as the reference (a uuid: spelling of the source is not caught).
+    if target == req.source {
         return Err(deny("loopback qrexec connection not supported", true));
     }
     let user = user.unwrap_or("DEFAULT");

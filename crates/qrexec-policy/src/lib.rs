@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod eval;
+pub mod exec;
 pub mod parser;
 pub mod token;
 

@@ -155,7 +155,7 @@ fn case_10_to_13_dom0_spellings() {
     let info = fixture();
     let req = Request::new(S, "test-vm1", "@adminvm", &info).unwrap();
     assert_eq!(
-        allow_output(&req, "dom0", None, true).unwrap(),
+        allow_output(&req, "dom0", None, true, None).unwrap(),
         "user=DEFAULT\nresult=allow\ntarget=dom0\nautostart=True\nrequested_target=@adminvm"
     );
     assert_eq!(
@@ -209,7 +209,7 @@ fn case_16_to_24_dispvm() {
     let info = fixture();
     let req = Request::new(S, "test-vm1", "@dispvm", &info).unwrap();
     assert_eq!(
-        allow_output(&req, "@dispvm:default-dvm", None, true).unwrap(),
+        allow_output(&req, "@dispvm:default-dvm", None, true, None).unwrap(),
         "user=DEFAULT\nresult=allow\ntarget=@dispvm:default-dvm\ntarget_uuid=@dispvm:uuid:f3e538bd-4427-4697-bed7-45ef3270df21\nautostart=True\nrequested_target=@dispvm"
     );
     assert_eq!(
@@ -287,7 +287,8 @@ fn case_16_to_24_dispvm() {
             &req,
             "uuid:00000000-0000-0000-0000-000000000000",
             None,
-            true
+            true,
+            None
         )
         .unwrap()
         .contains("\ntarget=dom0\n")
@@ -470,7 +471,7 @@ fn case_36_38_loopback_and_source_dispvm() {
     let info = fixture();
     let req = Request::new(S, "test-vm1", "test-vm1", &info).unwrap();
     assert_eq!(
-        allow_output(&req, "test-vm1", None, true)
+        allow_output(&req, "test-vm1", None, true, None)
             .unwrap_err()
             .reason,
         "loopback qrexec connection not supported"
@@ -491,7 +492,7 @@ fn normal_allow_output() {
     let info = fixture();
     let req = Request::new(S, "test-vm1", "test-vm2", &info).unwrap();
     assert_eq!(
-        allow_output(&req, "test-vm2", Some("root"), false).unwrap(),
+        allow_output(&req, "test-vm2", Some("root"), false, None).unwrap(),
         "user=root\nresult=allow\ntarget=test-vm2\ntarget_uuid=uuid:b3eb69d0-f9d9-4c3c-ad5c-454500303ea4\nautostart=False\nrequested_target=test-vm2"
     );
     // uuid spellings match names in both directions.
