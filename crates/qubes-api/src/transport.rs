@@ -88,12 +88,15 @@ impl Transport for LocalSocket {
 pub struct Qrexec {
     /// Program to run (normally `qrexec-client-vm`).
     pub program: PathBuf,
+    /// Arguments before the destination (e.g. `--source QUBE` for `qubes-admin-bridge`).
+    pub args: Vec<String>,
 }
 
 impl Default for Qrexec {
     fn default() -> Self {
         Qrexec {
             program: "qrexec-client-vm".into(),
+            args: Vec::new(),
         }
     }
 }
@@ -101,6 +104,7 @@ impl Default for Qrexec {
 impl Qrexec {
     fn spawn(&self, method: &str, dest: &str, arg: &str) -> io::Result<std::process::Child> {
         Command::new(&self.program)
+            .args(&self.args)
             .arg(dest)
             .arg(format!("{method}+{arg}"))
             .stdin(Stdio::piped())

@@ -116,3 +116,98 @@ fn management_qube_sees_only_what_policy_allows() {
         ["dom0", "managed"]
     );
 }
+
+/// The GUI-qube path: the client's qrexec transport through `qubes-admin-bridge`.
+#[test]
+fn management_qube_through_the_qrexec_bridge() {
+    use qubes_api::{CallError, Client, Qrexec};
+    use std::sync::Arc;
+
+    let d = TestDaemon::start();
+    d.write_policy(
+        "30-user.policy",
+        "\
+admin.vm.List * mgmt @adminvm allow target=dom0
+admin.vm.List * mgmt @tag:created-by-mgmt allow target=dom0
+admin.vm.Create.StandaloneVM * mgmt @adminvm allow target=dom0
+admin.vm.property.List * mgmt @tag:created-by-mgmt allow target=dom0
+admin.vm.property.Get * mgmt @tag:created-by-mgmt allow target=dom0
+admin.vm.property.Set * mgmt @tag:created-by-mgmt allow target=dom0
+admin.vm.property.GetAll * @anyvm @anyvm deny notify=no
+",
+    );
+    d.ok(
+        "admin.vm.Create.StandaloneVM",
+        "dom0",
+        "",
+        b"name=mgmt label=black",
+    );
+    d.ok(
+        "admin.vm.Create.StandaloneVM",
+        "dom0",
+        "",
+        b"name=secret label=red",
+    );
+    let client = Client::new(Arc::new(Qrexec {
+        program: env!("CARGO_BIN_EXE_qubes-admin-bridge").into(),
+        args: vec![
+            "--source".into(),
+            "mgmt".into(),
+            "--socket-dir".into(),
+            d.dir.path().display().to_string(),
+            "--policy-dir".into(),
+            d.dir.path().join("policy.d").display().to_string(),
+        ],
+    }));
+    client
+        .call(
+            "admin.vm.Create.StandaloneVM",
+            "@adminvm",
+            "",
+            b"name=managed label=green",
+        )
+        .unwrap();
+    let listed: Vec<String> = client
+        .vm_list()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(listed, ["dom0", "managed"]);
+    // GetAll is denied by policy: the client falls back to List + Get, as the reference's does.
+    let props = client.property_get_all("managed").unwrap();
+    assert!(
+        props
+            .iter()
+            .any(|(n, v)| n == "label" && v.value == "green")
+    );
+    client
+        .call("admin.vm.property.Set", "managed", "label", b"blue")
+        .unwrap();
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "managed", "label", b""),
+        "default=False type=label blue"
+    );
+    // Nothing for the rest: an empty answer, exactly as qrexec refusing the call.
+    assert!(matches!(
+        client.call("admin.vm.property.Get", "secret", "label", b""),
+        Err(CallError::Empty)
+    ));
+    assert!(matches!(
+        client.call("admin.vm.property.Set", "secret", "label", b"blue"),
+        Err(CallError::Empty)
+    ));
+    assert!(matches!(
+        client.call("admin.vm.Remove", "managed", "", b""),
+        Err(CallError::Empty)
+    ));
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "secret", "label", b""),
+        "default=False type=label red"
+    );
+    // The source qubesd saw is the true one: the new qube was tagged created-by-mgmt.
+    assert!(
+        d.ok("admin.vm.tag.List", "managed", "", b"")
+            .contains("created-by-mgmt\n")
+    );
+}
