@@ -619,6 +619,10 @@ impl Source for Memory {
     }
 
     fn list_dir(&self, path: &Path) -> Result<Vec<PathBuf>, String> {
+        // A directory exists here when some file lies under it.
+        if !self.files.keys().any(|p| p.starts_with(path) && p != path) {
+            return Err(format!("not a directory: {}", path.display()));
+        }
         let files: Vec<PathBuf> = self
             .files
             .keys()

@@ -521,3 +521,67 @@ fn system_info_json() {
     assert!(SystemInfo::from_json("[]").is_err());
     assert!(SystemInfo::from_json("{").is_err());
 }
+
+#[test]
+fn case_39_compat_40_falls_through_and_denies_after_specific_files() {
+    use qrexec_policy::parser::{Memory, Parser};
+    use std::path::Path;
+    let mut mem = Memory::default();
+    mem.files.insert(
+        "/etc/qubes-rpc/policy/test.AllowAfter".into(),
+        "test-vm1 test-vm2 allow\n".into(),
+    );
+    mem.files.insert(
+        "/etc/qubes-rpc/policy/test.ImplicitDeny+arg".into(),
+        "test-vm1 test-vm2 allow\n".into(),
+    );
+    mem.files
+        .insert("/etc/qubes-rpc/policy/.hidden".into(), "garbage\n".into());
+    let mut p = Parser::new(&mem, Path::new("/etc/qubes/policy.d"));
+    p.load_text(
+        "test.AllowBefore * @anyvm @anyvm allow\n!compat-4.0\ntest.AllowAfter * @anyvm @anyvm allow\ntest.ImplicitDeny * @anyvm @anyvm allow\n",
+        "main.policy",
+        0,
+    )
+    .unwrap();
+    let info = fixture();
+    let run = |svc: &str| {
+        let req = Request::new(svc, "test-vm1", "test-vm3", &info).unwrap();
+        evaluate(&p.rules, &req)
+    };
+    assert_eq!(
+        allowed_to(&run("test.AllowAfter+")),
+        Some("test-vm3"),
+        "no deny after a generic file"
+    );
+    assert_eq!(
+        denied(&run("test.ImplicitDeny+arg")).map(|d| d.0),
+        Some("denied by policy /etc/qubes-rpc/policy/test.ImplicitDeny+arg:None")
+    );
+    assert_eq!(allowed_to(&run("test.AllowBefore")), Some("test-vm3"));
+}
+
+#[test]
+fn include_dir_reads_sorted_policy_files() {
+    use qrexec_policy::parser::{Memory, Parser};
+    use std::path::Path;
+    let mut mem = Memory::default();
+    mem.files.insert(
+        "/p/extra/20-b.policy".into(),
+        "svc * @anyvm @anyvm deny\n".into(),
+    );
+    mem.files.insert(
+        "/p/extra/10-a.policy".into(),
+        "svc * test-vm1 @anyvm allow\n".into(),
+    );
+    mem.files
+        .insert("/p/extra/README".into(), "not policy\n".into());
+    let mut p = Parser::new(&mem, Path::new("/p"));
+    p.load_text("!include-dir extra\n", "main", 0).unwrap();
+    assert_eq!(p.rules.len(), 2);
+    assert_eq!(p.rules[0].file, "/p/extra/10-a.policy");
+    let e = p
+        .load_text("!include-dir nowhere\n", "main", 0)
+        .unwrap_err();
+    assert_eq!(e.to_string(), "main:1: not a directory: /p/nowhere");
+}
