@@ -330,11 +330,17 @@ fn not_running_denied(info: &SystemInfo, target: &str) -> bool {
     info.get(target).is_none_or(|d| d.power_state != "Running")
 }
 
+/// Index of the rule that decides `req`: the first whose service, argument, source and target
+/// all match.
+pub fn first_match(rules: &[Rule], req: &Request) -> Option<usize> {
+    rules.iter().position(|r| {
+        service_matches(r, req) && source_matches(&r.source, req) && target_matches(&r.target, req)
+    })
+}
+
 /// Evaluates `req` against `rules` (first match wins).
 pub fn evaluate(rules: &[Rule], req: &Request) -> Resolution {
-    let Some(rule) = rules.iter().find(|r| {
-        service_matches(r, req) && source_matches(&r.source, req) && target_matches(&r.target, req)
-    }) else {
+    let Some(rule) = first_match(rules, req).map(|i| &rules[i]) else {
         return Resolution::Deny(deny("no matching rule found", true));
     };
     match &rule.action {

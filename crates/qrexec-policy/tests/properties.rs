@@ -1,7 +1,7 @@
 //! Property tests of parser and evaluator invariants.
 
 use proptest::prelude::*;
-use qrexec_policy::{QubeInfo, Request, Resolution, SystemInfo, evaluate, parse_str};
+use qrexec_policy::{QubeInfo, Request, Resolution, SystemInfo, evaluate, first_match, parse_str};
 
 fn info() -> SystemInfo {
     let mut i = SystemInfo::default();
@@ -82,8 +82,8 @@ proptest! {
         }
     }
 
-    /// Evaluation is deterministic, and a rule appended after a matching one changes nothing
-    /// (first match wins).
+    /// Evaluation is deterministic, and a rule appended after a matching one does not change
+    /// which rule fires (first match wins).
     #[test]
     fn first_match_wins(rules in prop::collection::vec(rule(), 1..12), extra in rule(),
                         src in prop::sample::select(vec!["q1", "q2", "q3", "dom0", "unknown"]),
@@ -94,11 +94,13 @@ proptest! {
         let Ok(req) = Request::new("svc+x", src, dst, &info) else { return Ok(()) };
         let a = evaluate(&parsed, &req);
         prop_assert_eq!(&a, &evaluate(&parsed, &req));
-        let no_match = matches!(&a, Resolution::Deny(d) if d.reason == "no matching rule found");
-        if let Ok(more) = parse_str(&format!("{text}\n{extra}"), "p") {
-            let b = evaluate(&more, &req);
-            if !no_match {
-                prop_assert_eq!(a, b);
+        // Appending a rule never changes which rule decides, once one matched. (The result
+        // itself may change for ask: its candidates come from every matching rule.)
+        let first = first_match(&parsed, &req);
+        if let (Some(f), Ok(more)) = (first, parse_str(&format!("{text}\n{extra}"), "p")) {
+            prop_assert_eq!(first_match(&more, &req), Some(f));
+            if !matches!(a, Resolution::Ask { .. }) && !matches!(&parsed[f].action, qrexec_policy::Action::Ask(_)) {
+                prop_assert_eq!(a, evaluate(&more, &req));
             }
         }
     }
