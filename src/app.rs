@@ -107,6 +107,8 @@ pub enum Msg {
     Action(Action),
     /// An action failed: heading and the daemon's message.
     Failed(String, String),
+    /// Open the settings of the selected qube (or of the row at this position).
+    OpenSettings(Option<u32>),
     /// A failure to show in the status line.
     Error(String),
 }
@@ -125,6 +127,8 @@ pub struct App {
     selected: Option<String>,
     /// Last failure, shown in a dialog (public for tests).
     pub last_error: Option<(String, String)>,
+    /// The open settings dialog, if any (public for tests).
+    pub settings: Option<relm4::Controller<crate::settings::Settings>>,
 }
 
 /// Widgets that change after start.
@@ -381,6 +385,19 @@ impl SimpleComponent for App {
                 .selection_model
                 .connect_selected_notify(move |sel| input.emit(Msg::SelectedAt(sel.selected())));
         }
+        let settings_button = gtk::Button::with_label(&tr("Settings"));
+        {
+            let input = sender.input_sender().clone();
+            settings_button.connect_clicked(move |_| input.emit(Msg::OpenSettings(None)));
+        }
+        header.pack_end(&settings_button);
+        {
+            // Enter or a double click on a row opens its settings.
+            let input = sender.input_sender().clone();
+            table
+                .view
+                .connect_activate(move |_, pos| input.emit(Msg::OpenSettings(Some(pos))));
+        }
         let search_entry = gtk::SearchEntry::builder()
             .placeholder_text(tr("Search qubes by name, type or label"))
             .hexpand(true)
@@ -440,6 +457,7 @@ impl SimpleComponent for App {
             loaded: false,
             selected: None,
             last_error: None,
+            settings: None,
         };
         status.set_text(&model.status);
         follow_events(init.client.clone(), sender.input_sender().clone());
@@ -566,6 +584,17 @@ impl SimpleComponent for App {
                         Err(e) => Some(Msg::Failed(action.failure(&vm), e.to_string())),
                     }
                 });
+            }
+            Msg::OpenSettings(pos) => {
+                let vm = pos
+                    .and_then(|p| self.table.get_visible(p).map(|r| r.borrow().name.clone()))
+                    .or_else(|| self.selected.clone());
+                if let Some(vm) = vm.filter(|v| v != "dom0") {
+                    let dialog = crate::settings::Settings::builder()
+                        .launch((self.client.clone(), vm))
+                        .detach();
+                    self.settings = Some(dialog);
+                }
             }
             Msg::Failed(heading, message) => {
                 self.last_error = Some((heading, message));

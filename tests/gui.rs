@@ -237,6 +237,118 @@ fn toolbar_actions_follow_selection_and_report_failures() {
     }
 }
 
+/// Runs `op` on the open settings dialog; the borrow ends before the main loop runs again.
+fn with_settings<R>(
+    f: &Fixture,
+    op: impl FnOnce(&relm4::Controller<qubes_qube_manager::settings::Settings>) -> R,
+) -> R {
+    op(f.controller
+        .model()
+        .settings
+        .as_ref()
+        .expect("settings open"))
+}
+
+fn settings_dialog_applies_and_shows_errors_by_field() {
+    use qubes_qube_manager::settings::Msg as S;
+    let f = Fixture::start();
+    f.controller.model().select("work");
+    f.controller.emit(Msg::OpenSettings(None));
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .settings
+        .as_ref()
+        .is_some_and(|s| s.model().is_loaded())));
+    spin_until(1, || false);
+    assert_eq!(with_settings(&f, |s| s.model().vm().to_string()), "work");
+    let entry = |prop: &str| {
+        with_settings(&f, |s| {
+            s.widgets()
+                .editor(prop)
+                .unwrap()
+                .widget
+                .clone()
+                .downcast::<gtk::Entry>()
+                .unwrap()
+        })
+    };
+    assert_eq!(entry("memory").text(), "800");
+    // An invalid value: the daemon's message appears under the field, nothing else changes.
+    entry("memory").set_text("0");
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(spin_until(10, || with_settings(&f, |s| s
+        .model()
+        .errors
+        .get("memory")
+        .is_some_and(|e| e == "memory must be positive"))));
+    assert!(spin_until(5, || {
+        let root = with_settings(&f, |s| s.widget().clone());
+        label_texts(root.upcast_ref())
+            .iter()
+            .any(|t| t == "memory must be positive")
+    }));
+    assert_eq!(
+        f.core
+            .call_raw("admin.vm.property.Get", "work", "memory", b"")
+            .unwrap(),
+        b"0\0default=False type=int 800"
+    );
+    // Valid edits: memory and the label (a drop-down).
+    spin_until(2, || false);
+    entry("memory").set_text("1024");
+    let label = with_settings(&f, |s| {
+        s.widgets()
+            .editor("label")
+            .unwrap()
+            .widget
+            .clone()
+            .downcast::<gtk::DropDown>()
+            .unwrap()
+    });
+    let model = label.model().unwrap();
+    let green = (0..model.n_items())
+        .find(|i| {
+            model
+                .item(*i)
+                .and_downcast::<gtk::StringObject>()
+                .is_some_and(|s| s.string() == "green")
+        })
+        .unwrap();
+    label.set_selected(green);
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(
+        spin_until(10, || with_settings(&f, |s| s.model().applied)),
+        "{:?}",
+        with_settings(&f, |s| s.model().errors.clone())
+    );
+    assert_eq!(
+        f.core
+            .call_raw("admin.vm.property.Get", "work", "memory", b"")
+            .unwrap(),
+        b"0\0default=False type=int 1024"
+    );
+    assert_eq!(
+        f.core
+            .call_raw("admin.vm.property.Get", "work", "label", b"")
+            .unwrap(),
+        b"0\0default=False type=label green"
+    );
+    // The main table follows through the event stream.
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .cell("work", Column::Memory)
+        .as_deref()
+        == Some("1024 MiB")));
+    if let Ok(path) = std::env::var("QUBES_MANAGER_SETTINGS_SCREENSHOT") {
+        spin_until(1, || false);
+        let root = with_settings(&f, |s| s.widget().clone());
+        snapshot(root.upcast_ref(), &path);
+    }
+    with_settings(&f, |s| s.widget().close());
+}
+
 fn added_and_removed_qubes() {
     let f = Fixture::start();
     f.call(
@@ -322,13 +434,13 @@ fn german_ui_is_german() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 8 skipped");
+        println!("0 passed, 0 failed, 9 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 9] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -345,6 +457,10 @@ fn main() {
         (
             "toolbar_actions_follow_selection_and_report_failures",
             toolbar_actions_follow_selection_and_report_failures,
+        ),
+        (
+            "settings_dialog_applies_and_shows_errors_by_field",
+            settings_dialog_applies_and_shows_errors_by_field,
         ),
         ("added_and_removed_qubes", added_and_removed_qubes),
         ("search_filters_rows", search_filters_rows),
