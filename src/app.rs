@@ -83,7 +83,7 @@ pub struct AppInit {
 #[derive(Debug)]
 pub enum Msg {
     /// Label colours and every qube, read at start or after a reconnect.
-    Loaded(Result<(HashMap<String, String>, Vec<QubeInfo>), String>),
+    Loaded(Result<LoadedAll, String>),
     /// A qube was (re)read.
     Qube(QubeInfo),
     /// A property was read again.
@@ -109,6 +109,10 @@ pub enum Msg {
     Failed(String, String),
     /// Open the settings of the selected qube (or of the row at this position).
     OpenSettings(Option<u32>),
+    /// Open the create dialog.
+    Create,
+    /// Ask to remove the selected qube.
+    Remove,
     /// A failure to show in the status line.
     Error(String),
 }
@@ -129,6 +133,12 @@ pub struct App {
     pub last_error: Option<(String, String)>,
     /// The open settings dialog, if any (public for tests).
     pub settings: Option<relm4::Controller<crate::settings::Settings>>,
+    /// The open create dialog, if any (public for tests).
+    pub create: Option<crate::dialogs::CreateDialog>,
+    /// The open remove dialog, if any (public for tests).
+    pub remove: Option<adw::MessageDialog>,
+    window: adw::ApplicationWindow,
+    label_order: Vec<String>,
 }
 
 /// Widgets that change after start.
@@ -222,11 +232,14 @@ impl App {
 }
 
 /// Reads label colours and every qube (GetAll with bounded parallelism).
-fn load_all(client: &Client) -> Result<(HashMap<String, String>, Vec<QubeInfo>), CallError> {
-    let mut colors = HashMap::new();
+/// Labels (name, colour) in index order, and every qube.
+type LoadedAll = (Vec<(String, String)>, Vec<QubeInfo>);
+
+fn load_all(client: &Client) -> Result<LoadedAll, CallError> {
+    let mut colors = Vec::new();
     for l in client.call("admin.label.List", "dom0", "", b"")?.lines() {
         if let Ok(c) = client.call("admin.label.Get", "dom0", l, b"") {
-            colors.insert(l.to_string(), c);
+            colors.push((l.to_string(), c));
         }
     }
     let list = client.vm_list()?;
@@ -385,6 +398,18 @@ impl SimpleComponent for App {
                 .selection_model
                 .connect_selected_notify(move |sel| input.emit(Msg::SelectedAt(sel.selected())));
         }
+        let new_button = gtk::Button::with_label(&tr("New qube"));
+        {
+            let input = sender.input_sender().clone();
+            new_button.connect_clicked(move |_| input.emit(Msg::Create));
+        }
+        header.pack_end(&new_button);
+        let remove_button = gtk::Button::with_label(&tr("Remove"));
+        {
+            let input = sender.input_sender().clone();
+            remove_button.connect_clicked(move |_| input.emit(Msg::Remove));
+        }
+        header.pack_end(&remove_button);
         let settings_button = gtk::Button::with_label(&tr("Settings"));
         {
             let input = sender.input_sender().clone();
@@ -435,13 +460,21 @@ impl SimpleComponent for App {
         // Ctrl+F focuses the search.
         let keys = gtk::EventControllerKey::new();
         {
+            // Ctrl+F search, Ctrl+N new qube, Delete remove the selected qube.
             let entry = search_entry.clone();
+            let input = sender.input_sender().clone();
             keys.connect_key_pressed(move |_, key, _, mods| {
-                if mods.contains(gtk::gdk::ModifierType::CONTROL_MASK) && key == gtk::gdk::Key::f {
+                let ctrl = mods.contains(gtk::gdk::ModifierType::CONTROL_MASK);
+                if ctrl && key == gtk::gdk::Key::f {
                     entry.grab_focus();
-                    return glib_propagation(true);
+                } else if ctrl && key == gtk::gdk::Key::n {
+                    input.emit(Msg::Create);
+                } else if key == gtk::gdk::Key::Delete && !typing_in(&entry) {
+                    input.emit(Msg::Remove);
+                } else {
+                    return glib_propagation(false);
                 }
-                glib_propagation(false)
+                glib_propagation(true)
             });
         }
         root.add_controller(keys);
@@ -458,6 +491,10 @@ impl SimpleComponent for App {
             selected: None,
             last_error: None,
             settings: None,
+            create: None,
+            remove: None,
+            window: root.clone(),
+            label_order: Vec::new(),
         };
         status.set_text(&model.status);
         follow_events(init.client.clone(), sender.input_sender().clone());
@@ -477,7 +514,8 @@ impl SimpleComponent for App {
         let input = sender.input_sender().clone();
         match msg {
             Msg::Loaded(Ok((colors, infos))) => {
-                self.colors = colors;
+                self.label_order = colors.iter().map(|(n, _)| n.clone()).collect();
+                self.colors = colors.into_iter().collect();
                 let names: std::collections::HashSet<String> =
                     infos.iter().map(|i| i.name.clone()).collect();
                 let gone: Vec<String> = self
@@ -596,6 +634,30 @@ impl SimpleComponent for App {
                     self.settings = Some(dialog);
                 }
             }
+            Msg::Create => {
+                let mut templates: Vec<String> = self
+                    .infos
+                    .values()
+                    .filter(|i| i.class == "TemplateVM")
+                    .map(|i| i.name.clone())
+                    .collect();
+                templates.sort();
+                self.create = Some(crate::dialogs::create_dialog(
+                    &self.window,
+                    self.client.clone(),
+                    self.label_order.clone(),
+                    templates,
+                ));
+            }
+            Msg::Remove => {
+                if let Some(vm) = self.selected.clone().filter(|v| v != "dom0") {
+                    self.remove = Some(crate::dialogs::remove_dialog(
+                        &self.window,
+                        self.client.clone(),
+                        vm,
+                    ));
+                }
+            }
             Msg::Failed(heading, message) => {
                 self.last_error = Some((heading, message));
             }
@@ -617,6 +679,13 @@ impl SimpleComponent for App {
             }
         }
     }
+}
+
+/// Whether the keyboard focus is inside `w` (a search entry focuses an inner text widget).
+fn typing_in(w: &impl IsA<gtk::Widget>) -> bool {
+    w.root()
+        .and_then(|r| r.focus())
+        .is_some_and(|f| &f == w.upcast_ref::<gtk::Widget>() || f.is_ancestor(w))
 }
 
 fn glib_propagation(stop: bool) -> gtk::glib::Propagation {

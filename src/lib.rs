@@ -1,6 +1,7 @@
 //! The Qube Manager: a live table of qubes over any Admin API transport.
 
 pub mod app;
+pub mod dialogs;
 pub mod i18n;
 pub mod model;
 pub mod settings;

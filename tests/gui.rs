@@ -349,6 +349,74 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
     with_settings(&f, |s| s.widget().close());
 }
 
+fn create_and_remove_dialogs() {
+    let f = Fixture::start();
+    f.controller.emit(Msg::Create);
+    assert!(spin_until(5, || f.controller.model().create.is_some()));
+    let (name, status, create) = {
+        let m = f.controller.model();
+        let d = m.create.as_ref().unwrap();
+        assert_eq!(d.class.selected(), 0, "AppVM first");
+        (d.name.clone(), d.status.clone(), d.create.clone())
+    };
+    // A daemon error stays in the dialog.
+    name.set_text("1bad");
+    create.emit_clicked();
+    assert!(spin_until(10, || status.text()
+        == "VM name cannot start with hyphen, underscore, dot or numbers"));
+    name.set_text("fresh2");
+    create.emit_clicked();
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .row_names()
+        .contains(&"fresh2".to_string())));
+    assert_eq!(
+        f.core
+            .call_raw("admin.vm.property.Get", "fresh2", "template", b"")
+            .unwrap(),
+        b"0\0default=False type=vm debian-12-xfce"
+    );
+    // Remove: the name must be typed; dependents are shown.
+    f.controller.model().select("debian-12-xfce");
+    spin_until(1, || false);
+    f.controller.emit(Msg::Remove);
+    assert!(spin_until(5, || f.controller.model().remove.is_some()));
+    let dialog = f.controller.model().remove.clone().unwrap();
+    let extra = dialog.extra_child().unwrap();
+    assert!(spin_until(10, || label_texts(&extra).iter().any(|t| t
+        .starts_with("Still used by:")
+        && t.contains("fresh2: template"))));
+    assert!(!dialog.is_response_enabled("remove"));
+    f.controller.model().select("fresh2");
+    spin_until(1, || false);
+    f.controller.emit(Msg::Remove);
+    assert!(spin_until(5, || f
+        .controller
+        .model()
+        .remove
+        .as_ref()
+        .is_some_and(|d| d != &dialog)));
+    let dialog = f.controller.model().remove.clone().unwrap();
+    let entry = dialog
+        .extra_child()
+        .unwrap()
+        .first_child()
+        .unwrap()
+        .downcast::<gtk::Entry>()
+        .unwrap();
+    entry.set_text("fresh");
+    assert!(!dialog.is_response_enabled("remove"));
+    entry.set_text("fresh2");
+    assert!(dialog.is_response_enabled("remove"));
+    dialog.response("remove");
+    assert!(spin_until(10, || !f
+        .controller
+        .model()
+        .row_names()
+        .contains(&"fresh2".to_string())));
+}
+
 fn added_and_removed_qubes() {
     let f = Fixture::start();
     f.call(
@@ -434,13 +502,13 @@ fn german_ui_is_german() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 9 skipped");
+        println!("0 passed, 0 failed, 10 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 9] = [
+    let tests: [(&str, fn()); 10] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -462,6 +530,7 @@ fn main() {
             "settings_dialog_applies_and_shows_errors_by_field",
             settings_dialog_applies_and_shows_errors_by_field,
         ),
+        ("create_and_remove_dialogs", create_and_remove_dialogs),
         ("added_and_removed_qubes", added_and_removed_qubes),
         ("search_filters_rows", search_filters_rows),
         // Last: glibc keeps the German catalogue cached for the rest of the process.

@@ -1,0 +1,298 @@
+//! Create and remove dialogs. Both talk to the daemon off the main thread and report its
+//! messages as they are.
+
+use qubes_api::{CallError, Client};
+use relm4::adw;
+use relm4::adw::prelude::*;
+use relm4::gtk;
+
+use crate::i18n::tr;
+
+/// Qube classes the create dialog offers.
+pub const CLASSES: [&str; 3] = ["AppVM", "StandaloneVM", "TemplateVM"];
+
+fn message(e: CallError) -> String {
+    match e {
+        CallError::Exception { message, .. } => message,
+        CallError::Empty => tr("Not allowed, or qubesd failed (see its log)"),
+        other => other.to_string(),
+    }
+}
+
+/// What the create dialog asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewQube {
+    /// Name.
+    pub name: String,
+    /// Class.
+    pub class: String,
+    /// Label name.
+    pub label: String,
+    /// Template (AppVM only; empty = default).
+    pub template: String,
+    /// Network qube: `None` = default, `Some("")` = none.
+    pub netvm: Option<String>,
+}
+
+/// Creates the qube; then sets its netvm if one was chosen.
+pub fn create_qube(client: &Client, q: &NewQube) -> Result<(), String> {
+    let payload = format!("name={} label={}", q.name, q.label);
+    let template = if q.class == "AppVM" {
+        q.template.as_str()
+    } else {
+        ""
+    };
+    client
+        .call(
+            &format!("admin.vm.Create.{}", q.class),
+            "dom0",
+            template,
+            payload.as_bytes(),
+        )
+        .map_err(message)?;
+    if let Some(net) = &q.netvm {
+        client
+            .call("admin.vm.property.Set", &q.name, "netvm", net.as_bytes())
+            .map_err(message)?;
+    }
+    Ok(())
+}
+
+/// What still refers to a qube (so the user sees why a removal would fail).
+pub fn dependents(client: &Client, vm: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(list) = client.vm_list() else {
+        return out;
+    };
+    for q in list.iter().filter(|q| q.name != vm) {
+        for prop in ["template", "netvm", "default_dispvm", "management_dispvm"] {
+            if let Ok(v) = client.call("admin.vm.property.Get", &q.name, prop, b"")
+                && v.starts_with("default=False ")
+                && v.rsplit(' ').next() == Some(vm)
+            {
+                out.push(format!("{}: {prop}", q.name));
+            }
+        }
+    }
+    if let Ok(all) = client.call("admin.property.GetAll", "dom0", "", b"") {
+        for line in all.lines() {
+            let mut parts = line.splitn(2, ' ');
+            let (Some(name), Some(rest)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if rest.starts_with("default=False type=vm ") && rest.rsplit(' ').next() == Some(vm) {
+                out.push(format!("{}: {name}", tr("global")));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `work` on a thread and `done` with its result on the main thread.
+fn background<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+    done: impl FnOnce(T) + 'static,
+) {
+    let (tx, rx) = async_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send_blocking(work());
+    });
+    gtk::glib::spawn_future_local(async move {
+        if let Ok(v) = rx.recv().await {
+            done(v);
+        }
+    });
+}
+
+/// The remove dialog: the user types the qube's name to confirm.
+pub fn remove_dialog(
+    parent: &impl IsA<gtk::Window>,
+    client: Client,
+    vm: String,
+) -> adw::MessageDialog {
+    let dialog = adw::MessageDialog::new(
+        Some(parent),
+        Some(&tr("Remove %s?").replacen("%s", &vm, 1)),
+        Some(&tr(
+            "This deletes the qube and its data. Type its name to confirm.",
+        )),
+    );
+    let entry = gtk::Entry::new();
+    entry.set_tooltip_text(Some(&tr("Name of the qube to remove")));
+    let status = gtk::Label::builder().wrap(true).xalign(0.0).build();
+    let extra = gtk::Box::new(gtk::Orientation::Vertical, 6);
+    extra.append(&entry);
+    extra.append(&status);
+    dialog.set_extra_child(Some(&extra));
+    dialog.add_response("cancel", &tr("Cancel"));
+    dialog.add_response("remove", &tr("Remove"));
+    dialog.set_response_appearance("remove", adw::ResponseAppearance::Destructive);
+    dialog.set_response_enabled("remove", false);
+    dialog.set_close_response("cancel");
+    {
+        let (dialog, vm) = (dialog.clone(), vm.clone());
+        entry.connect_changed(move |e| {
+            dialog.set_response_enabled("remove", e.text() == vm.as_str())
+        });
+    }
+    {
+        let (client, vm, status) = (client.clone(), vm.clone(), status.clone());
+        background(
+            move || dependents(&client, &vm),
+            move |deps: Vec<String>| {
+                if !deps.is_empty() {
+                    status.set_text(&format!("{}\n{}", tr("Still used by:"), deps.join("\n")));
+                }
+            },
+        );
+    }
+    // Keep the dialog open on failure to show the daemon's message.
+    dialog.connect_response(None, move |d, response| {
+        if response != "remove" {
+            return;
+        }
+        d.set_response_enabled("remove", false);
+        let (client, vm, status, d) = (client.clone(), vm.clone(), status.clone(), d.clone());
+        background(
+            move || {
+                client
+                    .call("admin.vm.Remove", &vm, "", b"")
+                    .map(|_| ())
+                    .map_err(message)
+            },
+            move |r| match r {
+                Ok(()) => d.close(),
+                Err(e) => {
+                    status.set_text(&e);
+                    d.set_response_enabled("remove", true);
+                    d.present();
+                }
+            },
+        );
+    });
+    dialog.present();
+    dialog
+}
+
+/// The create dialog's widgets, for tests.
+pub struct CreateDialog {
+    /// The window.
+    pub window: adw::Window,
+    /// Name entry.
+    pub name: gtk::Entry,
+    /// Class choice ([`CLASSES`]).
+    pub class: gtk::DropDown,
+    /// Label choice.
+    pub label: gtk::DropDown,
+    /// Template choice.
+    pub template: gtk::DropDown,
+    /// Create button.
+    pub create: gtk::Button,
+    /// Error line.
+    pub status: gtk::Label,
+}
+
+/// The create dialog: name, class, label, template; the qube's settings may be opened after.
+pub fn create_dialog(
+    parent: &impl IsA<gtk::Window>,
+    client: Client,
+    labels: Vec<String>,
+    templates: Vec<String>,
+) -> CreateDialog {
+    let window = adw::Window::builder()
+        .title(tr("Create new qube"))
+        .modal(true)
+        .transient_for(parent)
+        .default_width(420)
+        .build();
+    let header = adw::HeaderBar::new();
+    let create = gtk::Button::with_label(&tr("Create"));
+    create.add_css_class("suggested-action");
+    header.pack_end(&create);
+    let form = gtk::Box::new(gtk::Orientation::Vertical, 6);
+    form.set_margin_start(16);
+    form.set_margin_end(16);
+    form.set_margin_top(12);
+    form.set_margin_bottom(12);
+    let caption = |t: &str| gtk::Label::builder().label(t).xalign(0.0).build();
+    let name = gtk::Entry::new();
+    name.set_tooltip_text(Some(&tr("Name")));
+    let class = gtk::DropDown::from_strings(&CLASSES);
+    class.set_tooltip_text(Some(&tr("Type")));
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let label = gtk::DropDown::from_strings(&label_refs);
+    label.set_tooltip_text(Some(&tr("Label")));
+    let template_refs: Vec<&str> = templates.iter().map(String::as_str).collect();
+    let template = gtk::DropDown::from_strings(&template_refs);
+    template.set_tooltip_text(Some(&tr("Template")));
+    let status = gtk::Label::builder().wrap(true).xalign(0.0).build();
+    status.add_css_class("error");
+    for (t, w) in [
+        (tr("Name"), name.clone().upcast::<gtk::Widget>()),
+        (tr("Type"), class.clone().upcast()),
+        (tr("Label"), label.clone().upcast()),
+        (tr("Template"), template.clone().upcast()),
+    ] {
+        form.append(&caption(&t));
+        form.append(&w);
+    }
+    form.append(&status);
+    {
+        // Only AppVMs are based on a template.
+        let template = template.clone();
+        class.connect_selected_notify(move |c| template.set_sensitive(c.selected() == 0));
+    }
+    let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
+    content.append(&header);
+    content.append(&form);
+    window.set_content(Some(&content));
+    {
+        let (name_e, class_d, label_d, template_d, status_l, win) = (
+            name.clone(),
+            class.clone(),
+            label.clone(),
+            template.clone(),
+            status.clone(),
+            window.clone(),
+        );
+        create.connect_clicked(move |button| {
+            let pick = |d: &gtk::DropDown, list: &[String]| {
+                list.get(d.selected() as usize).cloned().unwrap_or_default()
+            };
+            let q = NewQube {
+                name: name_e.text().to_string(),
+                class: CLASSES[class_d.selected() as usize % CLASSES.len()].to_string(),
+                label: pick(&label_d, &labels),
+                template: pick(&template_d, &templates),
+                netvm: None,
+            };
+            button.set_sensitive(false);
+            let (client, status_l, win, button) = (
+                client.clone(),
+                status_l.clone(),
+                win.clone(),
+                button.clone(),
+            );
+            background(
+                move || create_qube(&client, &q),
+                move |r| match r {
+                    Ok(()) => win.close(),
+                    Err(e) => {
+                        status_l.set_text(&e);
+                        button.set_sensitive(true);
+                    }
+                },
+            );
+        });
+    }
+    window.present();
+    CreateDialog {
+        window,
+        name,
+        class,
+        label,
+        template,
+        create,
+        status,
+    }
+}
