@@ -375,6 +375,7 @@ impl SimpleComponent for App {
         }
         let view = table.view.clone();
         view.set_show_row_separators(true);
+        crate::a11y::set_name(&view, &tr("Qubes"));
 
         let title = adw::WindowTitle::new(&tr("Qube Manager"), &init.client.describe());
         let header = adw::HeaderBar::builder().title_widget(&title).build();
@@ -428,6 +429,7 @@ impl SimpleComponent for App {
             .hexpand(true)
             .build();
         search_entry.set_tooltip_text(Some(&tr("Search qubes")));
+        crate::a11y::set_name(&search_entry, &tr("Search qubes"));
         {
             let input = sender.input_sender().clone();
             search_entry

@@ -119,6 +119,7 @@ pub fn remove_dialog(
     );
     let entry = gtk::Entry::new();
     entry.set_tooltip_text(Some(&tr("Name of the qube to remove")));
+    crate::a11y::set_name(&entry, &tr("Name of the qube to remove"));
     let status = gtk::Label::builder().wrap(true).xalign(0.0).build();
     let extra = gtk::Box::new(gtk::Orientation::Vertical, 6);
     extra.append(&entry);
@@ -227,6 +228,14 @@ pub fn create_dialog(
     template.set_tooltip_text(Some(&tr("Template")));
     let status = gtk::Label::builder().wrap(true).xalign(0.0).build();
     status.add_css_class("error");
+    for (w, t) in [
+        (name.clone().upcast::<gtk::Widget>(), tr("Name")),
+        (class.clone().upcast(), tr("Type")),
+        (label.clone().upcast(), tr("Label")),
+        (template.clone().upcast(), tr("Template")),
+    ] {
+        crate::a11y::set_name(&w, &t);
+    }
     for (t, w) in [
         (tr("Name"), name.clone().upcast::<gtk::Widget>()),
         (tr("Type"), class.clone().upcast()),

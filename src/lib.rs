@@ -1,5 +1,6 @@
 //! The Qube Manager: a live table of qubes over any Admin API transport.
 
+pub mod a11y;
 pub mod app;
 pub mod dialogs;
 pub mod i18n;

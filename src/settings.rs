@@ -391,6 +391,7 @@ impl Component for Settings {
                     row.append(&caption);
                     let e = gtk::Entry::new();
                     e.set_tooltip_text(Some(&title));
+                    crate::a11y::set_name(&e, &title);
                     if kind == Kind::Number {
                         e.set_input_purpose(gtk::InputPurpose::Digits);
                     }
@@ -401,6 +402,7 @@ impl Component for Settings {
                     row.append(&caption);
                     let d = gtk::DropDown::from_strings(&[]);
                     d.set_tooltip_text(Some(&title));
+                    crate::a11y::set_name(&d, &title);
                     d.upcast()
                 }
             };
@@ -429,6 +431,7 @@ impl Component for Settings {
             .vexpand(true)
             .build();
         notes.set_tooltip_text(Some(&tr("Notes")));
+        crate::a11y::set_name(&notes, &tr("Notes"));
         let notes_scroller = gtk::ScrolledWindow::builder()
             .child(&notes)
             .vexpand(true)

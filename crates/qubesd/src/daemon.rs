@@ -73,14 +73,21 @@ impl Daemon {
         })
     }
 
-    /// Loads the store without binding sockets (embedded mode serves socketpairs).
+    /// Loads the store without binding sockets, watching hypervisor events.
     pub fn load(config: &Config) -> Result<Arc<Shared>, StartError> {
+        Self::load_with(config, true)
+    }
+
+    /// Loads the store without binding sockets; `watch_events` as in
+    /// [`crate::hypervisor::libvirt::Libvirt::start`] (off inside GTK programs).
+    pub fn load_with(config: &Config, watch_events: bool) -> Result<Arc<Shared>, StartError> {
         let base = config.state_dir.to_string_lossy().into_owned();
         let host = HostInfo::detect(&base, config.libvirt_uri.starts_with("xen"));
         let (store, state) = Store::open(&config.store_path(), host)?;
         let mut core = Core::new(state, store, config.state_dir.clone(), EventHub::new());
         core.policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
-        let (hv, events) = crate::hypervisor::libvirt::Libvirt::start(&config.libvirt_uri);
+        let (hv, events) =
+            crate::hypervisor::libvirt::Libvirt::start(&config.libvirt_uri, watch_events);
         core.hv = Some(hv);
         core.reconcile();
         let shared = Arc::new(Shared {

@@ -24,14 +24,20 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Loads (or creates) the store of `config` and serves it in-process.
+    /// Loads (or creates) the store of `config` and serves it in-process, without libvirt's
+    /// event loop (which would take GLib's default main context from GTK).
     pub fn start(config: &Config) -> Result<Embedded, StartError> {
+        Self::start_with(config, false)
+    }
+
+    /// As [`Embedded::start`]; `watch_events` runs libvirt's event loop (programs without GTK).
+    pub fn start_with(config: &Config, watch_events: bool) -> Result<Embedded, StartError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("qubesd-embedded")
             .enable_all()
             .build()?;
-        let shared = Daemon::load(config)?;
+        let shared = Daemon::load_with(config, watch_events)?;
         Ok(Embedded {
             shared,
             runtime,

@@ -67,9 +67,9 @@ fn kind_for(uri: &str) -> &'static str {
     }
 }
 
-fn open(uri: &str, events_tx: &Sender<LifecycleEvent>) -> Result<Connect, String> {
+fn open(uri: &str, events_tx: &Sender<LifecycleEvent>, watch: bool) -> Result<Connect, String> {
     let conn = Connect::open(Some(uri)).map_err(|e| e.message().to_string())?;
-    if let Err(e) = events::register(&conn, events_tx.clone()) {
+    if watch && let Err(e) = events::register(&conn, events_tx.clone()) {
         tracing::warn!("{e}: state changes made outside qubesd will be missed");
     }
     Ok(conn)
@@ -78,17 +78,23 @@ fn open(uri: &str, events_tx: &Sender<LifecycleEvent>) -> Result<Connect, String
 impl Libvirt {
     /// Starts the connection thread. Lifecycle events arrive on the returned receiver. A
     /// connection that cannot be opened now is retried in the background.
-    pub fn start(uri: &str) -> (Arc<Libvirt>, Receiver<LifecycleEvent>) {
+    ///
+    /// `watch_events` runs libvirt's default event loop. That loop iterates GLib's default
+    /// main context, so it must be off inside a GTK program (the embedded core): there only
+    /// qubesd's own lifecycle changes are seen, which it reports itself.
+    pub fn start(uri: &str, watch_events: bool) -> (Arc<Libvirt>, Receiver<LifecycleEvent>) {
         // libvirt prints every error on stderr by default; we report them ourselves.
         virt::error::clear_error_callback();
-        events::start_event_loop();
+        if watch_events {
+            events::start_event_loop();
+        }
         let (events_tx, events_rx) = mpsc::channel();
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let uri = uri.to_string();
         let kind = kind_for(&uri);
         let spawned = std::thread::Builder::new()
             .name("libvirt".into())
-            .spawn(move || serve(&uri, job_rx, events_tx));
+            .spawn(move || serve(&uri, job_rx, events_tx, watch_events));
         if let Err(e) = spawned {
             tracing::error!("libvirt thread: {e}");
         }
@@ -129,8 +135,8 @@ impl Libvirt {
 }
 
 /// The connection thread: serves jobs, reconnects with backoff when the connection breaks.
-fn serve(uri: &str, jobs: Receiver<Job>, events_tx: Sender<LifecycleEvent>) {
-    let mut conn = match open(uri, &events_tx) {
+fn serve(uri: &str, jobs: Receiver<Job>, events_tx: Sender<LifecycleEvent>, watch: bool) {
+    let mut conn = match open(uri, &events_tx, watch) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!("libvirt {uri}: {e}; will retry");
@@ -152,7 +158,7 @@ fn serve(uri: &str, jobs: Receiver<Job>, events_tx: Sender<LifecycleEvent>) {
                 let _ = events_tx.send(LifecycleEvent::ConnectionLost);
             }
             if std::time::Instant::now() >= next_try {
-                match open(uri, &events_tx) {
+                match open(uri, &events_tx, watch) {
                     Ok(c) => {
                         tracing::info!("connected to libvirt {uri}");
                         conn = Some(c);
