@@ -35,6 +35,16 @@ fn main() -> anyhow::Result<()> {
             _ => usage(),
         }
     }
+    // relm4 unwraps GTK's initialisation; check first so a missing display is a message, not a
+    // panic with a backtrace.
+    if let Err(e) = relm4::gtk::init() {
+        eprintln!(
+            "{}: {e} ({})",
+            i18n::tr("Cannot start the graphical interface"),
+            i18n::tr("is DISPLAY or WAYLAND_DISPLAY set?")
+        );
+        std::process::exit(1);
+    }
     let mut keep_alive = None;
     let client = if demo {
         let (client, core) = app::demo_client()?;
