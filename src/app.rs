@@ -3,7 +3,7 @@
 //! The main thread never waits on the daemon: loading, refetching and the event stream run on
 //! worker threads that send messages back. After the initial load only events change rows.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use relm4::prelude::*;
 use relm4::typed_view::column::TypedColumnView;
 
 use crate::i18n::tr;
-use crate::model::{Change, Column, QubeInfo, change_for};
+use crate::model::{Change, Column, QubeInfo, Show, change_for};
 use crate::table::{QubeRow, new_table};
 
 /// Largest number of concurrent GetAll calls during the initial load.
@@ -101,6 +101,8 @@ pub enum Msg {
     StatsRound(Vec<Change>),
     /// The search text changed.
     Search(String),
+    /// The "Show" selector changed.
+    Show(Show),
     /// The selected row changed (position in the visible model).
     SelectedAt(u32),
     /// Run a lifecycle action on the selected qube.
@@ -126,6 +128,7 @@ pub struct App {
     rows: HashMap<String, QubeRow>,
     colors: HashMap<String, String>,
     search: Rc<RefCell<String>>,
+    show: Rc<Cell<Show>>,
     status: String,
     loaded: bool,
     selected: Option<String>,
@@ -205,7 +208,9 @@ impl App {
 
     fn upsert(&mut self, info: QubeInfo) {
         if let Some(row) = self.rows.get(&info.name) {
-            row.update(&info, &self.color_of());
+            if row.update(&info, &self.color_of()) && self.show.get() != Show::All {
+                self.table.notify_filter_changed(1);
+            }
         } else {
             let row = QubeRow::new(&info, &self.color_of());
             self.table.append(row.clone());
@@ -228,6 +233,19 @@ impl App {
             crate::i18n::tr_count(self.rows.len()),
             self.client.describe()
         );
+    }
+}
+
+/// The translated name of a "Show" choice.
+fn show_title(show: Show) -> String {
+    match show {
+        Show::All => tr("All qubes"),
+        Show::Running => tr("Running"),
+        Show::Halted => tr("Halted"),
+        Show::Templates => tr("Templates"),
+        Show::Network => tr("Network qubes"),
+        Show::Standalone => tr("Standalone qubes"),
+        Show::User => tr("My qubes"),
     }
 }
 
@@ -373,6 +391,11 @@ impl SimpleComponent for App {
                         .any(|c| strip_markup(&row.text(*c)).to_lowercase().contains(&needle))
             });
         }
+        let show = Rc::new(Cell::new(Show::All));
+        {
+            let show = show.clone();
+            table.add_filter(move |row: &QubeRow| show.get().lists(row.kinds.get()));
+        }
         let view = table.view.clone();
         view.set_show_row_separators(true);
         crate::a11y::set_name(&view, &tr("Qubes"));
@@ -454,6 +477,20 @@ impl SimpleComponent for App {
         bar.set_margin_top(6);
         bar.set_margin_bottom(6);
         bar.append(&search_entry);
+        let show_names: Vec<String> = Show::ALL.iter().map(|s| show_title(*s)).collect();
+        let show_refs: Vec<&str> = show_names.iter().map(String::as_str).collect();
+        let show_selector = gtk::DropDown::from_strings(&show_refs);
+        show_selector.set_tooltip_text(Some(&tr("Which qubes to show")));
+        crate::a11y::set_name(&show_selector, &tr("Which qubes to show"));
+        {
+            let input = sender.input_sender().clone();
+            show_selector.connect_selected_notify(move |d| {
+                if let Some(s) = Show::ALL.get(d.selected() as usize) {
+                    input.emit(Msg::Show(*s));
+                }
+            });
+        }
+        bar.append(&show_selector);
         content.append(&bar);
         content.append(&scroller);
         content.append(&status);
@@ -488,6 +525,7 @@ impl SimpleComponent for App {
             rows: HashMap::new(),
             colors: HashMap::new(),
             search,
+            show,
             status: tr("Loading qubes…"),
             loaded: false,
             selected: None,
@@ -551,6 +589,10 @@ impl SimpleComponent for App {
             Msg::Search(text) => {
                 *self.search.borrow_mut() = text;
                 self.table.notify_filter_changed(0);
+            }
+            Msg::Show(show) => {
+                self.show.set(show);
+                self.table.notify_filter_changed(1);
             }
             Msg::Change(Change::Reload) => {
                 spawn_work(&self.client, &input, |c| {

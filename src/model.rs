@@ -59,6 +59,54 @@ impl Column {
     }
 }
 
+/// The "Show" selector: which qubes the table lists. One choice at a time, unlike the
+/// reference's OR-ed check boxes where "only my AppVMs" could not be expressed
+/// (QubesOS/qubes-issues#9671).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Every qube.
+    All,
+    /// Qubes that are not halted.
+    Running,
+    /// Halted qubes.
+    Halted,
+    /// Template qubes.
+    Templates,
+    /// Qubes providing network.
+    Network,
+    /// Standalone qubes.
+    Standalone,
+    /// The user's own qubes: app, standalone and disposable qubes that are neither a disposable
+    /// template nor a service qube (one providing network).
+    User,
+}
+
+impl Show {
+    /// All choices, in the selector's order.
+    pub const ALL: [Show; 7] = [
+        Show::All,
+        Show::Running,
+        Show::Halted,
+        Show::Templates,
+        Show::Network,
+        Show::Standalone,
+        Show::User,
+    ];
+
+    /// This choice's bit in [`QubeInfo::kinds`] (none for `All`).
+    pub fn bit(self) -> u8 {
+        match self {
+            Show::All => 0,
+            other => 1 << (other as u8 - 1),
+        }
+    }
+
+    /// Whether this choice lists a qube of these [`QubeInfo::kinds`].
+    pub fn lists(self, kinds: u8) -> bool {
+        self == Show::All || kinds & self.bit() != 0
+    }
+}
+
 /// One qube's row contents as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QubeInfo {
@@ -84,6 +132,33 @@ impl QubeInfo {
             props: props.into_iter().collect(),
             stats: None,
         }
+    }
+
+    /// The [`Show`] choices that list this qube, as a bit set of [`Show::bit`].
+    pub fn kinds(&self) -> u8 {
+        let is_true = |p: &str| self.prop(p).is_some_and(|v| v.value == "True");
+        let class = self.class.as_str();
+        let mut kinds = 0;
+        let mut add = |show: Show, yes: bool| {
+            if yes {
+                kinds |= show.bit();
+            }
+        };
+        add(
+            Show::Running,
+            !matches!(self.state.as_str(), "Halted" | "NA"),
+        );
+        add(Show::Halted, self.state == "Halted");
+        add(Show::Templates, class == "TemplateVM");
+        add(Show::Network, is_true("provides_network"));
+        add(Show::Standalone, class == "StandaloneVM");
+        add(
+            Show::User,
+            matches!(class, "AppVM" | "StandaloneVM" | "DispVM")
+                && !is_true("template_for_dispvms")
+                && !is_true("provides_network"),
+        );
+        kinds
     }
 
     fn prop(&self, name: &str) -> Option<&PropValue> {
@@ -168,9 +243,10 @@ pub enum Change {
     },
 }
 
-/// Properties any column shows.
+/// Properties any column shows or the [`Show`] selector uses.
 fn shown(prop: &str) -> bool {
-    Column::ALL.iter().any(|c| c.property() == Some(prop))
+    matches!(prop, "provides_network" | "template_for_dispvms")
+        || Column::ALL.iter().any(|c| c.property() == Some(prop))
 }
 
 /// Maps an event to the change it makes to the table.
@@ -283,6 +359,72 @@ mod tests {
         };
         assert_eq!(q.cell(Column::Cpu), "7 %");
         assert_eq!(q.cell(Column::MemUsed), "400 MiB");
+    }
+
+    fn value(v: &str) -> PropValue {
+        PropValue {
+            is_default: false,
+            ty: "bool".into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn show_choices_select_the_right_qubes() {
+        let qube = |class: &str, state: &str, props: &[(&str, &str)]| QubeInfo {
+            class: class.into(),
+            state: state.into(),
+            props: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), value(v)))
+                .collect(),
+            ..Default::default()
+        };
+        let shows = |q: &QubeInfo| {
+            Show::ALL
+                .into_iter()
+                .filter(|s| s.lists(q.kinds()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            shows(&qube("AppVM", "Running", &[])),
+            [Show::All, Show::Running, Show::User]
+        );
+        assert_eq!(
+            shows(&qube(
+                "AppVM",
+                "Halted",
+                &[("template_for_dispvms", "True")]
+            )),
+            [Show::All, Show::Halted]
+        );
+        assert_eq!(
+            shows(&qube("AppVM", "Paused", &[("provides_network", "True")])),
+            [Show::All, Show::Running, Show::Network]
+        );
+        assert_eq!(
+            shows(&qube("TemplateVM", "Halted", &[])),
+            [Show::All, Show::Halted, Show::Templates]
+        );
+        assert_eq!(
+            shows(&qube(
+                "StandaloneVM",
+                "Halted",
+                &[("provides_network", "False")]
+            )),
+            [Show::All, Show::Halted, Show::Standalone, Show::User]
+        );
+        assert_eq!(
+            shows(&qube("AdminVM", "Running", &[])),
+            [Show::All, Show::Running]
+        );
+        assert_eq!(
+            change_for(&Event::new("work", "property-set:provides_network")),
+            Change::RefetchProperty {
+                vm: "work".into(),
+                prop: "provides_network".into()
+            }
+        );
     }
 
     #[test]

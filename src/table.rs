@@ -1,6 +1,7 @@
 //! The qube table: one row object per qube, one `StringBinding` per cell, so an update
 //! repaints only the cells that are on screen. Recycled row widgets are unbound first.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::rc::Rc;
 
@@ -21,6 +22,8 @@ pub struct QubeRow {
     pub name: String,
     /// Cell texts, indexed like [`Column::ALL`].
     pub cells: Rc<Vec<StringBinding>>,
+    /// The "Show" choices listing this qube ([`QubeInfo::kinds`]).
+    pub kinds: Rc<Cell<u8>>,
 }
 
 impl QubeRow {
@@ -33,17 +36,19 @@ impl QubeRow {
         QubeRow {
             name: info.name.clone(),
             cells: Rc::new(cells),
+            kinds: Rc::new(Cell::new(info.kinds())),
         }
     }
 
-    /// Shows `info` in this row's cells.
-    pub fn update(&self, info: &QubeInfo, colors: &dyn Fn(&str) -> String) {
+    /// Shows `info` in this row's cells; true when the "Show" choices listing it changed.
+    pub fn update(&self, info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> bool {
         for (i, c) in Column::ALL.iter().enumerate() {
             let text = cell_text(info, *c, colors);
             if self.cells[i].get() != text {
                 self.cells[i].set(text);
             }
         }
+        self.kinds.replace(info.kinds()) != info.kinds()
     }
 
     /// Sets one cell's text (no repaint if unchanged).

@@ -465,6 +465,96 @@ fn search_filters_rows() {
     }
 }
 
+/// Names of the rows the table shows, sorted.
+fn visible_names(f: &Fixture) -> Vec<String> {
+    let table = &f.controller.model().table;
+    let n = table.view.model().map(|m| m.n_items()).unwrap_or(0);
+    let mut names: Vec<String> = (0..n)
+        .filter_map(|i| table.get_visible(i).map(|r| r.borrow().name.clone()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The first descendant of `w` of type `T`, depth first.
+fn find_widget<T: IsA<gtk::Widget>>(w: &gtk::Widget) -> Option<T> {
+    if let Ok(found) = w.clone().downcast::<T>() {
+        return Some(found);
+    }
+    let mut child = w.first_child();
+    while let Some(c) = child {
+        if let Some(found) = find_widget::<T>(&c) {
+            return Some(found);
+        }
+        child = c.next_sibling();
+    }
+    None
+}
+
+fn show_selector_filters_rows() {
+    let f = Fixture::start();
+    let selector: gtk::DropDown =
+        find_widget(f.controller.widget().upcast_ref()).expect("the Show selector");
+    let choose = |label: &str| {
+        let model = selector.model().expect("choices");
+        let pos = (0..model.n_items())
+            .find(|i| {
+                model
+                    .item(*i)
+                    .and_downcast::<gtk::StringObject>()
+                    .is_some_and(|s| s.string() == label)
+            })
+            .unwrap_or_else(|| panic!("no choice {label}"));
+        selector.set_selected(pos);
+    };
+    choose("Templates");
+    assert!(spin_until(5, || visible_names(&f) == ["debian-12-xfce", "fedora-41"]));
+    choose("Running");
+    let running = ["dom0", "sys-firewall", "sys-net", "sys-usb", "work"];
+    assert!(
+        spin_until(5, || visible_names(&f) == running),
+        "{:?}",
+        visible_names(&f)
+    );
+    // A qube started elsewhere joins the list; one killed leaves it.
+    f.call("admin.vm.Start", "vault", "", b"");
+    f.call("admin.vm.Kill", "sys-usb", "", b"");
+    let after = ["dom0", "sys-firewall", "sys-net", "vault", "work"];
+    assert!(
+        spin_until(10, || visible_names(&f) == after),
+        "{:?}",
+        visible_names(&f)
+    );
+    choose("Network qubes");
+    assert!(
+        spin_until(5, || visible_names(&f) == ["sys-firewall", "sys-net"]),
+        "{:?}",
+        visible_names(&f)
+    );
+    // A property change moves a qube between choices.
+    f.call(
+        "admin.vm.property.Set",
+        "vault",
+        "provides_network",
+        b"True",
+    );
+    assert!(
+        spin_until(10, || visible_names(&f)
+            == ["sys-firewall", "sys-net", "vault"]),
+        "{:?}",
+        visible_names(&f)
+    );
+    choose("My qubes");
+    assert!(
+        spin_until(5, || visible_names(&f)
+            == ["personal", "sys-usb", "untrusted", "work"]),
+        "{:?}",
+        visible_names(&f)
+    );
+    choose("All qubes");
+    assert!(spin_until(5, || visible_names(&f).len() == 11));
+}
+
 /// Writes what GTK renders for `w` to a PNG (for the README).
 fn snapshot(w: &gtk::Widget, path: &str) {
     spin_until(1, || false);
@@ -502,13 +592,13 @@ fn german_ui_is_german() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 10 skipped");
+        println!("0 passed, 0 failed, 11 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 10] = [
+    let tests: [(&str, fn()); 11] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -533,6 +623,7 @@ fn main() {
         ("create_and_remove_dialogs", create_and_remove_dialogs),
         ("added_and_removed_qubes", added_and_removed_qubes),
         ("search_filters_rows", search_filters_rows),
+        ("show_selector_filters_rows", show_selector_filters_rows),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),
     ];
