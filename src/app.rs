@@ -13,6 +13,7 @@ use qubes_api::{CallError, Client, PropValue, VmEntry};
 use relm4::adw;
 use relm4::adw::prelude::*;
 use relm4::gtk;
+use relm4::gtk::gio;
 use relm4::prelude::*;
 use relm4::typed_view::column::TypedColumnView;
 
@@ -105,6 +106,8 @@ pub enum Msg {
     Show(Show),
     /// The selected row changed (position in the visible model).
     SelectedAt(u32),
+    /// Select this qube (a right click on its row).
+    SelectName(String),
     /// Run a lifecycle action on the selected qube.
     Action(Action),
     /// An action failed: heading and the daemon's message.
@@ -147,7 +150,11 @@ pub struct App {
 /// Widgets that change after start.
 pub struct Widgets {
     status: gtk::Label,
-    actions: Vec<(Action, gtk::Button)>,
+    actions: Vec<(Action, gio::SimpleAction)>,
+    /// Settings and remove: enabled while a qube is selected.
+    selection_actions: Vec<gio::SimpleAction>,
+    /// The table's context menu.
+    context_menu: gtk::PopoverMenu,
     window: adw::ApplicationWindow,
     shown_error: Option<(String, String)>,
 }
@@ -402,19 +409,84 @@ impl SimpleComponent for App {
 
         let title = adw::WindowTitle::new(&tr("Qube Manager"), &init.client.describe());
         let header = adw::HeaderBar::builder().title_widget(&title).build();
+        // Every command is a `qube.*` action: the toolbar buttons, the header-bar menu and the
+        // table's context menu share them, so enabling follows the selection everywhere.
+        let group = gio::SimpleActionGroup::new();
+        let lifecycle_menu = gio::Menu::new();
         let mut actions = Vec::new();
-        for (action, label) in [
-            (Action::Start, tr("Start")),
-            (Action::PauseResume, tr("Pause / Resume")),
-            (Action::Shutdown, tr("Shut down")),
-            (Action::Kill, tr("Kill")),
+        for (action, id, label) in [
+            (Action::Start, "start", tr("Start")),
+            (Action::PauseResume, "pause-resume", tr("Pause / Resume")),
+            (Action::Shutdown, "shutdown", tr("Shut down")),
+            (Action::Kill, "kill", tr("Kill")),
         ] {
-            let button = gtk::Button::with_label(&label);
-            button.set_sensitive(false);
+            let simple = gio::SimpleAction::new(id, None);
+            simple.set_enabled(false);
             let input = sender.input_sender().clone();
-            button.connect_clicked(move |_| input.emit(Msg::Action(action)));
+            simple.connect_activate(move |_, _| input.emit(Msg::Action(action)));
+            group.add_action(&simple);
+            lifecycle_menu.append(Some(&label), Some(&format!("qube.{id}")));
+            let button = gtk::Button::with_label(&label);
+            button.set_action_name(Some(&format!("qube.{id}")));
             header.pack_start(&button);
-            actions.push((action, button));
+            actions.push((action, simple));
+        }
+        let manage_menu = gio::Menu::new();
+        let mut selection_actions = Vec::new();
+        for (id, label, msg) in [
+            (
+                "settings",
+                tr("Settings"),
+                (|| Msg::OpenSettings(None)) as fn() -> Msg,
+            ),
+            ("remove", tr("Remove"), || Msg::Remove),
+            ("create", tr("New qube"), || Msg::Create),
+        ] {
+            let simple = gio::SimpleAction::new(id, None);
+            let input = sender.input_sender().clone();
+            simple.connect_activate(move |_, _| input.emit(msg()));
+            group.add_action(&simple);
+            manage_menu.append(Some(&label), Some(&format!("qube.{id}")));
+            if id != "create" {
+                simple.set_enabled(false);
+                selection_actions.push(simple);
+            }
+        }
+        let menu = gio::Menu::new();
+        menu.append_section(None, &lifecycle_menu);
+        menu.append_section(None, &manage_menu);
+        root.insert_action_group("qube", Some(&group));
+        let menu_button = gtk::MenuButton::builder()
+            .icon_name("open-menu-symbolic")
+            .menu_model(&menu)
+            .tooltip_text(tr("Menu"))
+            .build();
+        crate::a11y::set_name(&menu_button, &tr("Menu"));
+        header.pack_end(&menu_button);
+        // The context menu: right click on a row, the Menu key or Shift+F10.
+        let context_menu = gtk::PopoverMenu::from_model(Some(&menu));
+        context_menu.set_parent(&view);
+        context_menu.set_has_arrow(false);
+        context_menu.set_halign(gtk::Align::Start);
+        {
+            let click = gtk::GestureClick::new();
+            click.set_button(gtk::gdk::BUTTON_SECONDARY);
+            let (popover, picker, input) = (
+                context_menu.clone(),
+                view.clone(),
+                sender.input_sender().clone(),
+            );
+            click.connect_pressed(move |_, _, x, y| {
+                if let Some(vm) = picker
+                    .pick(x, y, gtk::PickFlags::DEFAULT)
+                    .and_then(|w| crate::table::qube_at(&w))
+                {
+                    input.emit(Msg::SelectName(vm));
+                }
+                popover.set_pointing_to(Some(&gtk::gdk::Rectangle::new(x as i32, y as i32, 1, 1)));
+                popover.popup();
+            });
+            view.add_controller(click);
         }
         {
             let input = sender.input_sender().clone();
@@ -422,24 +494,15 @@ impl SimpleComponent for App {
                 .selection_model
                 .connect_selected_notify(move |sel| input.emit(Msg::SelectedAt(sel.selected())));
         }
-        let new_button = gtk::Button::with_label(&tr("New qube"));
-        {
-            let input = sender.input_sender().clone();
-            new_button.connect_clicked(move |_| input.emit(Msg::Create));
+        for (id, label) in [
+            ("create", tr("New qube")),
+            ("remove", tr("Remove")),
+            ("settings", tr("Settings")),
+        ] {
+            let button = gtk::Button::with_label(&label);
+            button.set_action_name(Some(&format!("qube.{id}")));
+            header.pack_end(&button);
         }
-        header.pack_end(&new_button);
-        let remove_button = gtk::Button::with_label(&tr("Remove"));
-        {
-            let input = sender.input_sender().clone();
-            remove_button.connect_clicked(move |_| input.emit(Msg::Remove));
-        }
-        header.pack_end(&remove_button);
-        let settings_button = gtk::Button::with_label(&tr("Settings"));
-        {
-            let input = sender.input_sender().clone();
-            settings_button.connect_clicked(move |_| input.emit(Msg::OpenSettings(None)));
-        }
-        header.pack_end(&settings_button);
         {
             // Enter or a double click on a row opens its settings.
             let input = sender.input_sender().clone();
@@ -502,9 +565,16 @@ impl SimpleComponent for App {
             // Ctrl+F search, Ctrl+N new qube, Delete remove the selected qube.
             let entry = search_entry.clone();
             let input = sender.input_sender().clone();
+            let popover = context_menu.clone();
             keys.connect_key_pressed(move |_, key, _, mods| {
                 let ctrl = mods.contains(gtk::gdk::ModifierType::CONTROL_MASK);
-                if ctrl && key == gtk::gdk::Key::f {
+                let shift = mods.contains(gtk::gdk::ModifierType::SHIFT_MASK);
+                if (key == gtk::gdk::Key::Menu || (shift && key == gtk::gdk::Key::F10))
+                    && !typing_in(&entry)
+                {
+                    popover.set_pointing_to(None);
+                    popover.popup();
+                } else if ctrl && key == gtk::gdk::Key::f {
                     entry.grab_focus();
                 } else if ctrl && key == gtk::gdk::Key::n {
                     input.emit(Msg::Create);
@@ -544,6 +614,8 @@ impl SimpleComponent for App {
             widgets: Widgets {
                 status,
                 actions,
+                selection_actions,
+                context_menu,
                 window: root.clone(),
                 shown_error: None,
             },
@@ -644,6 +716,7 @@ impl SimpleComponent for App {
                 }
             }
             Msg::Change(Change::None) => {}
+            Msg::SelectName(vm) => self.select(&vm),
             Msg::SelectedAt(pos) => {
                 self.selected = self.table.get_visible(pos).map(|r| r.borrow().name.clone());
             }
@@ -708,10 +781,18 @@ impl SimpleComponent for App {
         }
     }
 
+    fn shutdown(&mut self, widgets: &mut Widgets, _output: relm4::Sender<()>) {
+        // A popover given a parent with `set_parent` must be unparented by hand.
+        widgets.context_menu.unparent();
+    }
+
     fn update_view(&self, widgets: &mut Widgets, _sender: ComponentSender<Self>) {
         widgets.status.set_text(&self.status);
-        for (action, button) in &widgets.actions {
-            button.set_sensitive(self.action_enabled(*action));
+        for (action, simple) in &widgets.actions {
+            simple.set_enabled(self.action_enabled(*action));
+        }
+        for simple in &widgets.selection_actions {
+            simple.set_enabled(self.selected.as_deref().is_some_and(|vm| vm != "dom0"));
         }
         if self.last_error.is_some() && self.last_error != widgets.shown_error {
             widgets.shown_error = self.last_error.clone();

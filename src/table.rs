@@ -125,6 +125,38 @@ pub fn column_title(col: Column) -> String {
     }
 }
 
+/// Prefix of a cell label's widget name; the rest is the qube's name.
+const CELL_PREFIX: &str = "qube-cell:";
+
+/// The qube whose row holds `w` (a widget picked under the pointer), if any.
+pub fn qube_at(w: &gtk::Widget) -> Option<String> {
+    fn find_in(w: &gtk::Widget) -> Option<String> {
+        if let Some(name) = w.widget_name().strip_prefix(CELL_PREFIX) {
+            return Some(name.to_string());
+        }
+        let mut child = w.first_child();
+        while let Some(c) = child {
+            if let Some(found) = find_in(&c) {
+                return Some(found);
+            }
+            child = c.next_sibling();
+        }
+        None
+    }
+    // Up to the row widget (the child of the list inside the column view), then down to a cell.
+    let mut row = w.clone();
+    loop {
+        if let Some(name) = row.widget_name().strip_prefix(CELL_PREFIX) {
+            return Some(name.to_string());
+        }
+        let parent = row.parent()?;
+        if parent.is::<gtk::ListView>() || parent.is::<gtk::ColumnView>() {
+            return find_in(&row);
+        }
+        row = parent;
+    }
+}
+
 macro_rules! column {
     ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal, $chars:literal) => {
         /// A table column.
@@ -159,6 +191,8 @@ macro_rules! column {
             }
 
             fn bind(item: &mut QubeRow, widgets: &mut Self::Widgets, root: &mut gtk::Label) {
+                // Lets a click find the row's qube from the widget under the pointer.
+                root.set_widget_name(&format!("{CELL_PREFIX}{}", item.name));
                 let cell = &item.cells[$col as usize];
                 *widgets = Some(
                     cell.bind_property("value", &*root, "label")

@@ -555,6 +555,87 @@ fn show_selector_filters_rows() {
     assert!(spin_until(5, || visible_names(&f).len() == 11));
 }
 
+/// Every descendant of `w` (depth first) whose widget name is `name`.
+fn find_named(w: &gtk::Widget, name: &str) -> Option<gtk::Widget> {
+    if w.widget_name() == name {
+        return Some(w.clone());
+    }
+    let mut child = w.first_child();
+    while let Some(c) = child {
+        if let Some(found) = find_named(&c, name) {
+            return Some(found);
+        }
+        child = c.next_sibling();
+    }
+    None
+}
+
+/// The header-bar button showing `label`.
+fn button(f: &Fixture, label: &str) -> gtk::Button {
+    fn walk(w: &gtk::Widget, label: &str) -> Option<gtk::Button> {
+        if let Some(b) = w.downcast_ref::<gtk::Button>()
+            && b.label().as_deref() == Some(label)
+        {
+            return Some(b.clone());
+        }
+        let mut child = w.first_child();
+        while let Some(c) = child {
+            if let Some(found) = walk(&c, label) {
+                return Some(found);
+            }
+            child = c.next_sibling();
+        }
+        None
+    }
+    walk(f.controller.widget().upcast_ref(), label).unwrap_or_else(|| panic!("no {label} button"))
+}
+
+fn menus_and_context_menu() {
+    let f = Fixture::start();
+    let window: gtk::Widget = f.controller.widget().clone().upcast();
+    let view = f.controller.model().table.view.clone();
+    // The row under the pointer is found from the widget picked there.
+    spin_until(1, || false);
+    let cell = find_named(&view.clone().upcast(), "qube-cell:personal").expect("personal's cell");
+    let centre = cell
+        .compute_point(
+            &view,
+            &gtk::graphene::Point::new(cell.width() as f32 / 2.0, cell.height() as f32 / 2.0),
+        )
+        .expect("cell inside the view");
+    let picked = view
+        .pick(
+            centre.x() as f64,
+            centre.y() as f64,
+            gtk::PickFlags::DEFAULT,
+        )
+        .expect("a widget under the pointer");
+    assert_eq!(
+        qubes_qube_manager::table::qube_at(&picked).as_deref(),
+        Some("personal")
+    );
+    // The context menu lives under the table and holds both sections.
+    let popover: gtk::PopoverMenu = find_widget(&view.clone().upcast()).expect("context menu");
+    assert_eq!(popover.menu_model().map(|m| m.n_items()), Some(2));
+    // Menus, buttons and keys share one set of actions that follow the selection.
+    f.controller.emit(Msg::SelectName("personal".into()));
+    assert!(spin_until(5, || button(&f, "Start").is_sensitive()
+        && !button(&f, "Kill").is_sensitive()
+        && button(&f, "Settings").is_sensitive()));
+    WidgetExt::activate_action(&window, "qube.start", None).expect("qube.start");
+    let state = || f.controller.model().cell("personal", Column::State);
+    assert!(spin_until(10, || state().as_deref() == Some("Running")));
+    assert!(spin_until(5, || !button(&f, "Start").is_sensitive()
+        && button(&f, "Kill").is_sensitive()));
+    WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
+    assert!(spin_until(10, || state().as_deref() == Some("Halted")));
+    // dom0 has no settings dialog here and cannot be removed.
+    f.controller.emit(Msg::SelectName("dom0".into()));
+    assert!(spin_until(5, || !button(&f, "Settings").is_sensitive()
+        && !button(&f, "Remove").is_sensitive()
+        && button(&f, "New qube").is_sensitive()));
+}
+
 /// Writes what GTK renders for `w` to a PNG (for the README).
 fn snapshot(w: &gtk::Widget, path: &str) {
     spin_until(1, || false);
@@ -592,13 +673,13 @@ fn german_ui_is_german() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 11 skipped");
+        println!("0 passed, 0 failed, 12 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 11] = [
+    let tests: [(&str, fn()); 12] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -624,6 +705,7 @@ fn main() {
         ("added_and_removed_qubes", added_and_removed_qubes),
         ("search_filters_rows", search_filters_rows),
         ("show_selector_filters_rows", show_selector_filters_rows),
+        ("menus_and_context_menu", menus_and_context_menu),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),
     ];
