@@ -313,7 +313,7 @@ fn follow_events(client: Client, input: relm4::Sender<Msg>) {
                         }
                     }
                     Err(e) => {
-                        if input.send(Msg::Error(e.to_string())).is_err() {
+                        if input.send(Msg::Error(crate::errors::describe(&e))).is_err() {
                             return;
                         }
                     }
@@ -668,7 +668,9 @@ impl SimpleComponent for App {
             }
             Msg::Change(Change::Reload) => {
                 spawn_work(&self.client, &input, |c| {
-                    Some(Msg::Loaded(load_all(c).map_err(|e| e.to_string())))
+                    Some(Msg::Loaded(
+                        load_all(c).map_err(|e| crate::errors::describe(&e)),
+                    ))
                 });
             }
             Msg::Change(Change::Added(vm)) => {
@@ -731,13 +733,9 @@ impl SimpleComponent for App {
                     .unwrap_or_default();
                 let method = action.method(&state);
                 spawn_work(&self.client, &input, move |c| {
-                    match c.call(method, &vm, "", b"") {
-                        Ok(_) => None,
-                        Err(CallError::Exception { message, .. }) => {
-                            Some(Msg::Failed(action.failure(&vm), message))
-                        }
-                        Err(e) => Some(Msg::Failed(action.failure(&vm), e.to_string())),
-                    }
+                    c.call(method, &vm, "", b"")
+                        .err()
+                        .map(|e| Msg::Failed(action.failure(&vm), crate::errors::describe(&e)))
                 });
             }
             Msg::OpenSettings(pos) => {

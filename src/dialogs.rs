@@ -1,5 +1,5 @@
 //! Create and remove dialogs. Both talk to the daemon off the main thread and report its
-//! messages as they are.
+//! failures through [`crate::errors::describe`].
 
 use qubes_api::{CallError, Client};
 use relm4::adw;
@@ -12,11 +12,7 @@ use crate::i18n::tr;
 pub const CLASSES: [&str; 3] = ["AppVM", "StandaloneVM", "TemplateVM"];
 
 fn message(e: CallError) -> String {
-    match e {
-        CallError::Exception { message, .. } => message,
-        CallError::Empty => tr("Not allowed, or qubesd failed (see its log)"),
-        other => other.to_string(),
-    }
+    crate::errors::describe(&e)
 }
 
 /// What the create dialog asks for.

@@ -3,6 +3,7 @@
 pub mod a11y;
 pub mod app;
 pub mod dialogs;
+pub mod errors;
 pub mod i18n;
 pub mod model;
 pub mod settings;

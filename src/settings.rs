@@ -258,11 +258,7 @@ pub fn apply(
 }
 
 fn message(e: CallError) -> String {
-    match e {
-        CallError::Exception { message, .. } => message,
-        CallError::Empty => tr("Not allowed, or qubesd failed (see its log)"),
-        other => other.to_string(),
-    }
+    crate::errors::describe(&e)
 }
 
 impl Widgets {
@@ -453,7 +449,7 @@ impl Component for Settings {
             std::thread::spawn(move || {
                 input.emit(match load(&client, &vm) {
                     Ok(l) => Msg::Loaded(Box::new(l)),
-                    Err(e) => Msg::LoadFailed(e.to_string()),
+                    Err(e) => Msg::LoadFailed(crate::errors::describe(&e)),
                 })
             });
         }

@@ -224,7 +224,7 @@ fn toolbar_actions_follow_selection_and_report_failures() {
             w.downcast_ref::<relm4::adw::MessageDialog>()
                 .is_some_and(|d| {
                     d.heading().as_deref() == Some("Starting untrusted failed")
-                        && d.body() == "Qube start is prohibited. Rationale: quarantined"
+                        && d.body() == "Starting this qube is not allowed: quarantined"
                         && d.is_visible()
                 })
         })

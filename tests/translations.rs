@@ -1,0 +1,86 @@
+//! Every string the sources mark for translation has a translation in every language of
+//! `po/LINGUAS`: extracts the messages with xgettext (as `meson` does for `update-po`) and
+//! merges them into each catalogue.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install gettext)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The msgids in a PO text (without the header's empty one).
+fn msgids(po: &str) -> Vec<String> {
+    po.lines()
+        .filter_map(|l| l.strip_prefix("msgid \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+#[test]
+fn every_marked_string_is_translated() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let po = root.join("po");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pot = dir.path().join("messages.pot");
+    let sources: Vec<String> = std::fs::read_to_string(po.join("POTFILES.in"))
+        .expect("POTFILES.in")
+        .lines()
+        .filter(|l| l.ends_with(".rs"))
+        .map(String::from)
+        .collect();
+    assert!(sources.len() >= 5, "POTFILES.in lists the sources");
+    // Every source that calls tr() must be listed, or its strings are never extracted.
+    for entry in std::fs::read_dir(root.join("src")).expect("src") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("source");
+        let rel = format!("src/{}", path.file_name().unwrap().to_string_lossy());
+        if text.contains("tr(\"") {
+            assert!(sources.contains(&rel), "{rel} is missing from POTFILES.in");
+        }
+    }
+    run(Command::new("xgettext")
+        .current_dir(root)
+        .args([
+            "--language=C",
+            "--from-code=UTF-8",
+            "--keyword=tr",
+            "--keyword=noop_tr",
+            "-o",
+        ])
+        .arg(&pot)
+        .args(&sources));
+    let extracted = msgids(&std::fs::read_to_string(&pot).expect("pot"));
+    assert!(
+        extracted.iter().any(|m| m == "Qube Manager")
+            && extracted.iter().any(|m| m == "There is no qube named {0}."),
+        "extraction found the window title and the error catalogue"
+    );
+    let languages = std::fs::read_to_string(po.join("LINGUAS")).expect("LINGUAS");
+    let languages: Vec<&str> = languages.split_whitespace().collect();
+    assert!(languages.contains(&"de"), "German is required");
+    for lang in languages {
+        let merged = dir.path().join(format!("{lang}.po"));
+        run(Command::new("msgmerge")
+            .args(["--quiet", "--no-fuzzy-matching", "-o"])
+            .arg(&merged)
+            .arg(po.join(format!("{lang}.po")))
+            .arg(&pot));
+        let missing = msgids(&run(Command::new("msgattrib")
+            .args(["--untranslated", "--no-obsolete"])
+            .arg(&merged)));
+        assert!(missing.is_empty(), "{lang}: not translated: {missing:?}");
+        run(Command::new("msgfmt")
+            .args(["--check", "-o", "/dev/null"])
+            .arg(po.join(format!("{lang}.po"))));
+    }
+}
