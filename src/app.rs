@@ -33,6 +33,8 @@ pub enum Action {
     PauseResume,
     /// Shut down.
     Shutdown,
+    /// Shut down, wait until halted (up to the qube's `shutdown_timeout`), start again.
+    Restart,
     /// Kill.
     Kill,
 }
@@ -44,7 +46,7 @@ impl Action {
             Action::Start => "admin.vm.Start",
             Action::PauseResume if state == "Paused" => "admin.vm.Unpause",
             Action::PauseResume => "admin.vm.Pause",
-            Action::Shutdown => "admin.vm.Shutdown",
+            Action::Shutdown | Action::Restart => "admin.vm.Shutdown",
             Action::Kill => "admin.vm.Kill",
         }
     }
@@ -58,6 +60,7 @@ impl Action {
             Action::Start => matches!(state, "Halted" | "NA"),
             Action::PauseResume => matches!(state, "Running" | "Paused"),
             Action::Shutdown => matches!(state, "Running" | "Transient"),
+            Action::Restart => state == "Running",
             Action::Kill => !matches!(state, "Halted" | "NA"),
         }
     }
@@ -68,6 +71,7 @@ impl Action {
             Action::Start => tr("Starting %s failed"),
             Action::PauseResume => tr("Pausing or resuming %s failed"),
             Action::Shutdown => tr("Shutting down %s failed"),
+            Action::Restart => tr("Restarting %s failed"),
             Action::Kill => tr("Killing %s failed"),
         };
         text.replacen("%s", vm, 1)
@@ -241,6 +245,32 @@ impl App {
             self.client.describe()
         );
     }
+}
+
+/// The second half of a restart: waits until `vm` is halted, polling its power state (the
+/// qube's `shutdown_timeout` seconds at most), then starts it.
+fn restart_after_shutdown(c: &Client, vm: &str) -> Result<(), CallError> {
+    let timeout = c
+        .call("admin.vm.property.Get", vm, "shutdown_timeout", b"")
+        .ok()
+        .and_then(|raw| PropValue::parse(&raw).ok())
+        .and_then(|p| p.value.parse::<u64>().ok())
+        .unwrap_or(60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let state = c.call("admin.vm.CurrentState", vm, "", b"")?;
+        if state.split(' ').any(|kv| kv == "power_state=Halted") {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(CallError::Exception {
+                kind: "QubesVMShutdownTimeoutError".into(),
+                message: format!("Domain shutdown timed out: '{vm}'"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.call("admin.vm.Start", vm, "", b"").map(|_| ())
 }
 
 /// The translated name of a "Show" choice.
@@ -418,6 +448,7 @@ impl SimpleComponent for App {
             (Action::Start, "start", tr("Start")),
             (Action::PauseResume, "pause-resume", tr("Pause / Resume")),
             (Action::Shutdown, "shutdown", tr("Shut down")),
+            (Action::Restart, "restart", tr("Restart")),
             (Action::Kill, "kill", tr("Kill")),
         ] {
             let simple = gio::SimpleAction::new(id, None);
@@ -733,8 +764,14 @@ impl SimpleComponent for App {
                     .unwrap_or_default();
                 let method = action.method(&state);
                 spawn_work(&self.client, &input, move |c| {
-                    c.call(method, &vm, "", b"")
-                        .err()
+                    let done = c.call(method, &vm, "", b"").and_then(|_| {
+                        if action == Action::Restart {
+                            restart_after_shutdown(c, &vm)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    done.err()
                         .map(|e| Msg::Failed(action.failure(&vm), crate::errors::describe(&e)))
                 });
             }

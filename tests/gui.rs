@@ -627,8 +627,28 @@ fn menus_and_context_menu() {
     assert!(spin_until(10, || state().as_deref() == Some("Running")));
     assert!(spin_until(5, || !button(&f, "Start").is_sensitive()
         && button(&f, "Kill").is_sensitive()));
+    // Restart: shut down, wait for the halt, start again (a new start time proves it).
+    let start_time = || {
+        let raw = f
+            .core
+            .call_raw("admin.vm.property.Get", "personal", "start_time", b"")
+            .unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let first = start_time();
+    assert!(first.contains("type=str"), "{first:?}");
+    assert!(button(&f, "Restart").is_sensitive());
+    WidgetExt::activate_action(&window, "qube.restart", None).expect("qube.restart");
+    assert!(
+        spin_until(10, || start_time() != first
+            && state().as_deref() == Some("Running")),
+        "{} {:?}",
+        start_time(),
+        state()
+    );
     WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
     assert!(spin_until(10, || state().as_deref() == Some("Halted")));
+    assert!(!button(&f, "Restart").is_sensitive());
     // dom0 has no settings dialog here and cannot be removed.
     f.controller.emit(Msg::SelectName("dom0".into()));
     assert!(spin_until(5, || !button(&f, "Settings").is_sensitive()
