@@ -525,12 +525,25 @@ impl SimpleComponent for App {
                 .selection_model
                 .connect_selected_notify(move |sel| input.emit(Msg::SelectedAt(sel.selected())));
         }
-        for (id, label) in [
-            ("create", tr("New qube")),
-            ("remove", tr("Remove")),
-            ("settings", tr("Settings")),
+        // Icons for the two per-qube commands keep the title readable at the default width.
+        for (id, label, icon) in [
+            ("create", tr("New qube"), None),
+            ("remove", tr("Remove"), Some("user-trash-symbolic")),
+            (
+                "settings",
+                tr("Settings"),
+                Some("document-properties-symbolic"),
+            ),
         ] {
-            let button = gtk::Button::with_label(&label);
+            let button = match icon {
+                Some(icon) => {
+                    let b = gtk::Button::from_icon_name(icon);
+                    b.set_tooltip_text(Some(&label));
+                    crate::a11y::set_name(&b, &label);
+                    b
+                }
+                None => gtk::Button::with_label(&label),
+            };
             button.set_action_name(Some(&format!("qube.{id}")));
             header.pack_end(&button);
         }

@@ -89,6 +89,7 @@ fn controls_and_cells_are_named() {
         "Start",
         "Pause / Resume",
         "Shut down",
+        "Restart",
         "Kill",
         "Settings",
         "New qube",

@@ -570,11 +570,11 @@ fn find_named(w: &gtk::Widget, name: &str) -> Option<gtk::Widget> {
     None
 }
 
-/// The header-bar button showing `label`.
+/// The header-bar button showing `label` (as text, or as the tooltip of an icon).
 fn button(f: &Fixture, label: &str) -> gtk::Button {
     fn walk(w: &gtk::Widget, label: &str) -> Option<gtk::Button> {
         if let Some(b) = w.downcast_ref::<gtk::Button>()
-            && b.label().as_deref() == Some(label)
+            && (b.label().as_deref() == Some(label) || b.tooltip_text().as_deref() == Some(label))
         {
             return Some(b.clone());
         }
