@@ -18,7 +18,7 @@ use relm4::prelude::*;
 use relm4::typed_view::column::TypedColumnView;
 
 use crate::i18n::tr;
-use crate::model::{Change, Column, QubeInfo, Show, change_for};
+use crate::model::{Change, Column, QubeInfo, Show, WATCHED_FEATURES, change_for, listed};
 use crate::table::{QubeRow, new_table};
 
 /// Largest number of concurrent GetAll calls during the initial load.
@@ -108,6 +108,17 @@ pub enum Msg {
     Search(String),
     /// The "Show" selector changed.
     Show(Show),
+    /// "Show internal qubes" was switched.
+    ShowInternal(bool),
+    /// A watched feature was read again (`None`: not set).
+    Feature {
+        /// Qube.
+        vm: String,
+        /// Feature.
+        feature: String,
+        /// Value.
+        value: Option<String>,
+    },
     /// The selected row changed (position in the visible model).
     SelectedAt(u32),
     /// Select this qube (a right click on its row).
@@ -136,6 +147,7 @@ pub struct App {
     colors: HashMap<String, String>,
     search: Rc<RefCell<String>>,
     show: Rc<Cell<Show>>,
+    show_internal: Rc<Cell<bool>>,
     status: String,
     loaded: bool,
     selected: Option<String>,
@@ -219,7 +231,7 @@ impl App {
 
     fn upsert(&mut self, info: QubeInfo) {
         if let Some(row) = self.rows.get(&info.name) {
-            if row.update(&info, &self.color_of()) && self.show.get() != Show::All {
+            if row.update(&info, &self.color_of()) {
                 self.table.notify_filter_changed(1);
             }
         } else {
@@ -321,10 +333,19 @@ fn load_all(client: &Client) -> Result<LoadedAll, CallError> {
 
 fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
     // A qube removed meanwhile, or hidden by policy, is simply skipped.
-    client
+    let mut info = client
         .property_get_all(&e.name)
         .ok()
-        .map(|p| QubeInfo::new(e, p))
+        .map(|p| QubeInfo::new(e, p))?;
+    // One List per qube; a Get only for the few watched features it actually has.
+    if let Ok(names) = client.call("admin.vm.feature.List", &e.name, "", b"") {
+        for f in names.lines().filter(|f| WATCHED_FEATURES.contains(f)) {
+            if let Ok(v) = client.call("admin.vm.feature.Get", &e.name, f, b"") {
+                info.features.insert(f.to_string(), v);
+            }
+        }
+    }
+    Some(info)
 }
 
 /// Follows `admin.Events` forever, reconnecting one second after the stream ends.
@@ -429,9 +450,12 @@ impl SimpleComponent for App {
             });
         }
         let show = Rc::new(Cell::new(Show::All));
+        let show_internal = Rc::new(Cell::new(false));
         {
-            let show = show.clone();
-            table.add_filter(move |row: &QubeRow| show.get().lists(row.kinds.get()));
+            let (show, show_internal) = (show.clone(), show_internal.clone());
+            table.add_filter(move |row: &QubeRow| {
+                listed(show.get(), show_internal.get(), row.kinds.get())
+            });
         }
         let view = table.view.clone();
         view.set_show_row_separators(true);
@@ -483,9 +507,23 @@ impl SimpleComponent for App {
                 selection_actions.push(simple);
             }
         }
+        let show_internal_action =
+            gio::SimpleAction::new_stateful("show-internal", None, &false.to_variant());
+        {
+            let input = sender.input_sender().clone();
+            show_internal_action.connect_activate(move |a, _| {
+                let on = !a.state().and_then(|v| v.get::<bool>()).unwrap_or(false);
+                a.set_state(&on.to_variant());
+                input.emit(Msg::ShowInternal(on));
+            });
+        }
+        group.add_action(&show_internal_action);
+        let view_menu = gio::Menu::new();
+        view_menu.append(Some(&tr("Show internal qubes")), Some("qube.show-internal"));
         let menu = gio::Menu::new();
         menu.append_section(None, &lifecycle_menu);
         menu.append_section(None, &manage_menu);
+        menu.append_section(None, &view_menu);
         root.insert_action_group("qube", Some(&group));
         let menu_button = gtk::MenuButton::builder()
             .icon_name("open-menu-symbolic")
@@ -640,6 +678,7 @@ impl SimpleComponent for App {
             colors: HashMap::new(),
             search,
             show,
+            show_internal,
             status: tr("Loading qubes…"),
             loaded: false,
             selected: None,
@@ -709,6 +748,30 @@ impl SimpleComponent for App {
             Msg::Show(show) => {
                 self.show.set(show);
                 self.table.notify_filter_changed(1);
+            }
+            Msg::ShowInternal(on) => {
+                self.show_internal.set(on);
+                self.table.notify_filter_changed(1);
+            }
+            Msg::Change(Change::RefetchFeature { vm, feature }) => {
+                spawn_work(&self.client, &input, move |c| {
+                    let value = match c.call("admin.vm.feature.Get", &vm, &feature, b"") {
+                        Ok(v) => Some(v),
+                        Err(CallError::Exception { .. }) => None,
+                        // Unreachable daemon: the reconnect reloads everything anyway.
+                        Err(_) => return None,
+                    };
+                    Some(Msg::Feature { vm, feature, value })
+                });
+            }
+            Msg::Feature { vm, feature, value } => {
+                if let Some(mut info) = self.infos.get(&vm).cloned() {
+                    match value {
+                        Some(v) => info.features.insert(feature, v),
+                        None => info.features.remove(&feature),
+                    };
+                    self.upsert(info);
+                }
             }
             Msg::Change(Change::Reload) => {
                 spawn_work(&self.client, &input, |c| {

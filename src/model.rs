@@ -120,6 +120,19 @@ pub struct QubeInfo {
     pub props: BTreeMap<String, PropValue>,
     /// Last `vm-stats` figures while running: CPU percent and memory in KiB.
     pub stats: Option<(u32, u64)>,
+    /// Values of the [`WATCHED_FEATURES`] the qube has.
+    pub features: BTreeMap<String, String>,
+}
+
+/// Features the table reads: `internal` hides a qube, `servicevm` keeps it out of "my qubes".
+pub const WATCHED_FEATURES: [&str; 2] = ["internal", "servicevm"];
+
+/// [`QubeInfo::kinds`] bit of an internal qube (hidden unless internal qubes are shown).
+pub const INTERNAL: u8 = 1 << 7;
+
+/// Whether a row of these [`QubeInfo::kinds`] is listed.
+pub fn listed(show: Show, show_internal: bool, kinds: u8) -> bool {
+    (show_internal || kinds & INTERNAL == 0) && show.lists(kinds)
 }
 
 impl QubeInfo {
@@ -131,12 +144,15 @@ impl QubeInfo {
             state: entry.state.clone(),
             props: props.into_iter().collect(),
             stats: None,
+            features: BTreeMap::new(),
         }
     }
 
     /// The [`Show`] choices that list this qube, as a bit set of [`Show::bit`].
     pub fn kinds(&self) -> u8 {
         let is_true = |p: &str| self.prop(p).is_some_and(|v| v.value == "True");
+        // Qubes reads a feature as true when it is set and not empty.
+        let feature = |f: &str| self.features.get(f).is_some_and(|v| !v.is_empty());
         let class = self.class.as_str();
         let mut kinds = 0;
         let mut add = |show: Show, yes: bool| {
@@ -156,8 +172,12 @@ impl QubeInfo {
             Show::User,
             matches!(class, "AppVM" | "StandaloneVM" | "DispVM")
                 && !is_true("template_for_dispvms")
-                && !is_true("provides_network"),
+                && !is_true("provides_network")
+                && !feature("servicevm"),
         );
+        if feature("internal") {
+            kinds |= INTERNAL;
+        }
         kinds
     }
 
@@ -212,6 +232,13 @@ impl QubeInfo {
 pub enum Change {
     /// Nothing visible changed.
     None,
+    /// Read one of the [`WATCHED_FEATURES`] again.
+    RefetchFeature {
+        /// Qube.
+        vm: String,
+        /// Feature.
+        feature: String,
+    },
     /// Read this qube's property again (it changed, or its default did).
     RefetchProperty {
         /// Qube.
@@ -281,6 +308,16 @@ pub fn change_for(ev: &Event) -> Change {
             return Change::RefetchProperty {
                 vm: ev.subject.clone(),
                 prop: prop.to_string(),
+            };
+        }
+    }
+    for prefix in ["domain-feature-set:", "domain-feature-delete:"] {
+        if let Some(feature) = name.strip_prefix(prefix)
+            && WATCHED_FEATURES.contains(&feature)
+        {
+            return Change::RefetchFeature {
+                vm: ev.subject.clone(),
+                feature: feature.to_string(),
             };
         }
     }

@@ -551,8 +551,30 @@ fn show_selector_filters_rows() {
         "{:?}",
         visible_names(&f)
     );
+    // A service qube is not one of "my qubes".
+    f.call("admin.vm.feature.Set", "sys-usb", "servicevm", b"1");
+    assert!(
+        spin_until(10, || visible_names(&f) == ["personal", "untrusted", "work"]),
+        "{:?}",
+        visible_names(&f)
+    );
     choose("All qubes");
     assert!(spin_until(5, || visible_names(&f).len() == 11));
+    // Internal qubes are hidden unless asked for.
+    f.call("admin.vm.feature.Set", "personal", "internal", b"1");
+    assert!(
+        spin_until(10, || visible_names(&f).len() == 10
+            && !visible_names(&f).contains(&"personal".to_string())),
+        "{:?}",
+        visible_names(&f)
+    );
+    let window: gtk::Widget = f.controller.widget().clone().upcast();
+    WidgetExt::activate_action(&window, "qube.show-internal", None).expect("show-internal");
+    assert!(spin_until(5, || visible_names(&f).len() == 11));
+    WidgetExt::activate_action(&window, "qube.show-internal", None).expect("show-internal");
+    assert!(spin_until(5, || visible_names(&f).len() == 10));
+    f.call("admin.vm.feature.Remove", "personal", "internal", b"");
+    assert!(spin_until(10, || visible_names(&f).len() == 11));
 }
 
 /// Every descendant of `w` (depth first) whose widget name is `name`.
@@ -616,7 +638,7 @@ fn menus_and_context_menu() {
     );
     // The context menu lives under the table and holds both sections.
     let popover: gtk::PopoverMenu = find_widget(&view.clone().upcast()).expect("context menu");
-    assert_eq!(popover.menu_model().map(|m| m.n_items()), Some(2));
+    assert_eq!(popover.menu_model().map(|m| m.n_items()), Some(3));
     // Menus, buttons and keys share one set of actions that follow the selection.
     f.controller.emit(Msg::SelectName("personal".into()));
     assert!(spin_until(5, || button(&f, "Start").is_sensitive()
