@@ -105,7 +105,10 @@ fn main() {
     let core = Arc::new(qubesd::Embedded::start(&config).unwrap());
     let core_ready = t0.elapsed();
     let client = Client::new(core.clone() as Arc<dyn Transport>);
-    let c = qubes_qube_manager::app::builder(client);
+    let c = qubes_qube_manager::app::builder(
+        client,
+        qubes_qube_manager::view_state::ViewState::open(&dir.path().join("view.ini")),
+    );
     c.widget().present();
     let loaded = spin(30.0, || {
         c.model().is_loaded() && c.model().row_names().len() == QUBES

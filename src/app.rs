@@ -82,6 +82,8 @@ impl Action {
 pub struct AppInit {
     /// The daemon to talk to.
     pub client: Client,
+    /// What the window remembers between runs.
+    pub view_state: crate::view_state::ViewState,
 }
 
 /// Messages to the window.
@@ -148,6 +150,7 @@ pub struct App {
     search: Rc<RefCell<String>>,
     show: Rc<Cell<Show>>,
     show_internal: Rc<Cell<bool>>,
+    view_state: Rc<crate::view_state::ViewState>,
     status: String,
     loaded: bool,
     selected: Option<String>,
@@ -449,8 +452,19 @@ impl SimpleComponent for App {
                         .any(|c| strip_markup(&row.text(*c)).to_lowercase().contains(&needle))
             });
         }
-        let show = Rc::new(Cell::new(Show::All));
-        let show_internal = Rc::new(Cell::new(false));
+        let view_state = Rc::new(init.view_state);
+        let show = Rc::new(Cell::new(view_state.show()));
+        let show_internal = Rc::new(Cell::new(view_state.show_internal()));
+        let (width, height) = view_state.window_size();
+        root.set_default_size(width, height);
+        {
+            let view_state = view_state.clone();
+            root.connect_close_request(move |w| {
+                let (width, height) = w.default_size();
+                view_state.set_window_size(width, height);
+                glib_propagation(false)
+            });
+        }
         {
             let (show, show_internal) = (show.clone(), show_internal.clone());
             table.add_filter(move |row: &QubeRow| {
@@ -507,8 +521,11 @@ impl SimpleComponent for App {
                 selection_actions.push(simple);
             }
         }
-        let show_internal_action =
-            gio::SimpleAction::new_stateful("show-internal", None, &false.to_variant());
+        let show_internal_action = gio::SimpleAction::new_stateful(
+            "show-internal",
+            None,
+            &show_internal.get().to_variant(),
+        );
         {
             let input = sender.input_sender().clone();
             show_internal_action.connect_activate(move |a, _| {
@@ -626,6 +643,9 @@ impl SimpleComponent for App {
         let show_refs: Vec<&str> = show_names.iter().map(String::as_str).collect();
         let show_selector = gtk::DropDown::from_strings(&show_refs);
         show_selector.set_tooltip_text(Some(&tr("Which qubes to show")));
+        if let Some(pos) = Show::ALL.iter().position(|s| *s == show.get()) {
+            show_selector.set_selected(pos as u32);
+        }
         crate::a11y::set_name(&show_selector, &tr("Which qubes to show"));
         {
             let input = sender.input_sender().clone();
@@ -679,6 +699,7 @@ impl SimpleComponent for App {
             search,
             show,
             show_internal,
+            view_state,
             status: tr("Loading qubes…"),
             loaded: false,
             selected: None,
@@ -746,10 +767,12 @@ impl SimpleComponent for App {
                 self.table.notify_filter_changed(0);
             }
             Msg::Show(show) => {
+                self.view_state.set_show(show);
                 self.show.set(show);
                 self.table.notify_filter_changed(1);
             }
             Msg::ShowInternal(on) => {
+                self.view_state.set_show_internal(on);
                 self.show_internal.set(on);
                 self.table.notify_filter_changed(1);
             }
@@ -948,8 +971,10 @@ fn strip_markup(s: &str) -> String {
 }
 
 /// Starts the window on `client` (used by `main` and the GUI tests).
-pub fn builder(client: Client) -> relm4::Controller<App> {
-    App::builder().launch(AppInit { client }).detach()
+pub fn builder(client: Client, view_state: crate::view_state::ViewState) -> relm4::Controller<App> {
+    App::builder()
+        .launch(AppInit { client, view_state })
+        .detach()
 }
 
 /// A client for the embedded demo core.

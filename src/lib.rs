@@ -8,3 +8,4 @@ pub mod i18n;
 pub mod model;
 pub mod settings;
 pub mod table;
+pub mod view_state;

@@ -62,7 +62,10 @@ fn main() -> anyhow::Result<()> {
         Client::new(Arc::new(Qrexec::default()))
     };
     let relm = relm4::RelmApp::new("org.qubes_os.qube_manager").with_args(Vec::new());
-    relm.run::<app::App>(app::AppInit { client });
+    relm.run::<app::App>(app::AppInit {
+        client,
+        view_state: qubes_qube_manager::view_state::ViewState::open_default(),
+    });
     drop(keep_alive);
     Ok(())
 }

@@ -43,18 +43,35 @@ fn label_texts(w: &gtk::Widget) -> Vec<String> {
 struct Fixture {
     controller: Controller<App>,
     core: std::sync::Arc<qubesd::Embedded>,
+    _config: Option<tempfile::TempDir>,
 }
 
 impl Fixture {
+    /// A window on a fresh demo core that remembers nothing from earlier tests.
     fn start() -> Fixture {
+        let config = tempfile::tempdir().expect("config dir");
+        let mut f = Fixture::start_with(&config.path().join("view.ini"));
+        f._config = Some(config);
+        f
+    }
+
+    /// A window keeping its view state in `view_file`.
+    fn start_with(view_file: &std::path::Path) -> Fixture {
         let (client, core) = app::demo_client().expect("demo core");
-        let controller = app::builder(client);
+        let controller = app::builder(
+            client,
+            qubes_qube_manager::view_state::ViewState::open(view_file),
+        );
         controller.widget().present();
         assert!(
             spin_until(20, || controller.model().is_loaded()),
             "table did not load"
         );
-        Fixture { controller, core }
+        Fixture {
+            controller,
+            core,
+            _config: None,
+        }
     }
 
     fn call(&self, method: &str, dest: &str, arg: &str, payload: &[u8]) {
@@ -554,7 +571,8 @@ fn show_selector_filters_rows() {
     // A service qube is not one of "my qubes".
     f.call("admin.vm.feature.Set", "sys-usb", "servicevm", b"1");
     assert!(
-        spin_until(10, || visible_names(&f) == ["personal", "untrusted", "work"]),
+        spin_until(10, || visible_names(&f)
+            == ["personal", "untrusted", "work"]),
         "{:?}",
         visible_names(&f)
     );
@@ -678,6 +696,45 @@ fn menus_and_context_menu() {
         && button(&f, "New qube").is_sensitive()));
 }
 
+fn view_state_is_kept() {
+    let dir = tempfile::tempdir().expect("config dir");
+    let file = dir.path().join("qubes-os").join("view.ini");
+    {
+        let f = Fixture::start_with(&file);
+        let selector: gtk::DropDown =
+            find_widget(f.controller.widget().upcast_ref()).expect("the Show selector");
+        selector.set_selected(3); // Templates
+        let window: gtk::Widget = f.controller.widget().clone().upcast();
+        WidgetExt::activate_action(&window, "qube.show-internal", None).expect("show-internal");
+        f.controller.widget().set_default_size(1200, 700);
+        spin_until(1, || false);
+        f.controller.widget().close();
+        spin_until(1, || false);
+    }
+    let text = std::fs::read_to_string(&file).expect("the view file");
+    for line in [
+        "[qube-manager]",
+        "show='templates'",
+        "show-internal=true",
+        "window-width=1200",
+        "window-height=700",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    let f = Fixture::start_with(&file);
+    let selector: gtk::DropDown =
+        find_widget(f.controller.widget().upcast_ref()).expect("the Show selector");
+    assert_eq!(selector.selected(), 3);
+    assert!(spin_until(5, || visible_names(&f) == ["debian-12-xfce", "fedora-41"]));
+    assert_eq!(f.controller.widget().default_size(), (1200, 700));
+    // A hand-edited file with a bad value falls back to the default instead of failing.
+    drop(f);
+    std::fs::write(&file, "[qube-manager]\nshow='bogus'\nwindow-width=-5\n").unwrap();
+    let f = Fixture::start_with(&file);
+    assert!(spin_until(5, || visible_names(&f).len() == 11));
+    assert_eq!(f.controller.widget().default_size().0, 1100);
+}
+
 /// Writes what GTK renders for `w` to a PNG (for the README).
 fn snapshot(w: &gtk::Widget, path: &str) {
     spin_until(1, || false);
@@ -715,13 +772,13 @@ fn german_ui_is_german() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 12 skipped");
+        println!("0 passed, 0 failed, 13 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 12] = [
+    let tests: [(&str, fn()); 13] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -748,6 +805,7 @@ fn main() {
         ("search_filters_rows", search_filters_rows),
         ("show_selector_filters_rows", show_selector_filters_rows),
         ("menus_and_context_menu", menus_and_context_menu),
+        ("view_state_is_kept", view_state_is_kept),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),
     ];

@@ -1,0 +1,136 @@
+//! What the window remembers between runs (the "Show" choice, internal qubes, window size),
+//! kept with GSettings in a key file: `~/.config/qubes-os/qubes-qube-manager.ini` by default,
+//! like the reference manager's `~/.config/qubes-os/` file, so it works without dconf too.
+//!
+//! The schema is the installed one when present, else the one compiled at build time. Without
+//! either, nothing is remembered and the defaults apply.
+
+use std::path::{Path, PathBuf};
+
+use relm4::gtk::gio;
+use relm4::gtk::gio::prelude::*;
+
+use crate::model::Show;
+
+const SCHEMA_ID: &str = "org.qubes_os.QubeManager";
+const SCHEMA_PATH: &str = "/org/qubes_os/QubeManager/";
+
+/// The remembered view state (a no-op store when no schema can be found).
+pub struct ViewState {
+    settings: Option<gio::Settings>,
+}
+
+impl ViewState {
+    /// The state kept in the user's configuration directory.
+    pub fn open_default() -> ViewState {
+        let file = relm4::gtk::glib::user_config_dir()
+            .join("qubes-os")
+            .join("qubes-qube-manager.ini");
+        ViewState::open(&file)
+    }
+
+    /// The state kept in `file` (created on the first change).
+    pub fn open(file: &Path) -> ViewState {
+        let Some(schema) = schema() else {
+            tracing::warn!("GSettings schema {SCHEMA_ID} not found: the view is not remembered");
+            return ViewState { settings: None };
+        };
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let backend = gio::keyfile_settings_backend_new(
+            &file.to_string_lossy(),
+            SCHEMA_PATH,
+            Some("qube-manager"),
+        );
+        let settings = gio::Settings::new_full(&schema, Some(&backend), None);
+        ViewState {
+            settings: Some(settings),
+        }
+    }
+
+    /// The "Show" choice.
+    pub fn show(&self) -> Show {
+        let id = self
+            .settings
+            .as_ref()
+            .map(|s| s.string("show").to_string())
+            .unwrap_or_default();
+        Show::ALL
+            .into_iter()
+            .find(|s| show_id(*s) == id)
+            .unwrap_or(Show::All)
+    }
+
+    /// Remembers the "Show" choice.
+    pub fn set_show(&self, show: Show) {
+        self.write(|s| s.set_string("show", show_id(show)));
+    }
+
+    /// Whether internal qubes are listed.
+    pub fn show_internal(&self) -> bool {
+        self.settings
+            .as_ref()
+            .is_some_and(|s| s.boolean("show-internal"))
+    }
+
+    /// Remembers whether internal qubes are listed.
+    pub fn set_show_internal(&self, on: bool) {
+        self.write(|s| s.set_boolean("show-internal", on));
+    }
+
+    /// The window size to start with.
+    pub fn window_size(&self) -> (i32, i32) {
+        self.settings
+            .as_ref()
+            .map(|s| (s.int("window-width"), s.int("window-height")))
+            .unwrap_or((1100, 640))
+    }
+
+    /// Remembers the window size (values out of the schema's range are ignored).
+    pub fn set_window_size(&self, width: i32, height: i32) {
+        self.write(|s| {
+            s.set_int("window-width", width)?;
+            s.set_int("window-height", height)
+        });
+    }
+
+    fn write(
+        &self,
+        change: impl FnOnce(&gio::Settings) -> Result<(), relm4::gtk::glib::BoolError>,
+    ) {
+        if let Some(s) = &self.settings {
+            if let Err(e) = change(s) {
+                tracing::warn!("cannot remember the view: {e}");
+            }
+            gio::Settings::sync();
+        }
+    }
+}
+
+/// The schema's value of a "Show" choice.
+fn show_id(show: Show) -> &'static str {
+    match show {
+        Show::All => "all",
+        Show::Running => "running",
+        Show::Halted => "halted",
+        Show::Templates => "templates",
+        Show::Network => "network",
+        Show::Standalone => "standalone",
+        Show::User => "user",
+    }
+}
+
+/// The installed schema, else the one compiled next to the build.
+fn schema() -> Option<gio::SettingsSchema> {
+    let default = gio::SettingsSchemaSource::default();
+    if let Some(s) = default.as_ref().and_then(|d| d.lookup(SCHEMA_ID, true)) {
+        return Some(s);
+    }
+    let dir = std::env::var_os("QUBES_MANAGER_SCHEMADIR")
+        .map(PathBuf::from)
+        .or_else(|| option_env!("QUBES_MANAGER_SCHEMADIR").map(PathBuf::from))?;
+    gio::SettingsSchemaSource::from_directory(&dir, default.as_ref(), false)
+        .ok()?
+        .lookup(SCHEMA_ID, false)
+}
