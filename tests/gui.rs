@@ -495,12 +495,17 @@ fn visible_names(f: &Fixture) -> Vec<String> {
 
 /// The first descendant of `w` of type `T`, depth first.
 fn find_widget<T: IsA<gtk::Widget>>(w: &gtk::Widget) -> Option<T> {
-    if let Ok(found) = w.clone().downcast::<T>() {
-        return Some(found);
+    find_where(w, &|w| w.is::<T>()).and_then(|w| w.downcast::<T>().ok())
+}
+
+/// The first descendant of `w` (itself included, depth first) that `pred` accepts.
+fn find_where(w: &gtk::Widget, pred: &dyn Fn(&gtk::Widget) -> bool) -> Option<gtk::Widget> {
+    if pred(w) {
+        return Some(w.clone());
     }
     let mut child = w.first_child();
     while let Some(c) = child {
-        if let Some(found) = find_widget::<T>(&c) {
+        if let Some(found) = find_where(&c, pred) {
             return Some(found);
         }
         child = c.next_sibling();
@@ -597,37 +602,18 @@ fn show_selector_filters_rows() {
 
 /// Every descendant of `w` (depth first) whose widget name is `name`.
 fn find_named(w: &gtk::Widget, name: &str) -> Option<gtk::Widget> {
-    if w.widget_name() == name {
-        return Some(w.clone());
-    }
-    let mut child = w.first_child();
-    while let Some(c) = child {
-        if let Some(found) = find_named(&c, name) {
-            return Some(found);
-        }
-        child = c.next_sibling();
-    }
-    None
+    find_where(w, &|w| w.widget_name() == name)
 }
 
 /// The header-bar button showing `label` (as text, or as the tooltip of an icon).
 fn button(f: &Fixture, label: &str) -> gtk::Button {
-    fn walk(w: &gtk::Widget, label: &str) -> Option<gtk::Button> {
-        if let Some(b) = w.downcast_ref::<gtk::Button>()
-            && (b.label().as_deref() == Some(label) || b.tooltip_text().as_deref() == Some(label))
-        {
-            return Some(b.clone());
-        }
-        let mut child = w.first_child();
-        while let Some(c) = child {
-            if let Some(found) = walk(&c, label) {
-                return Some(found);
-            }
-            child = c.next_sibling();
-        }
-        None
-    }
-    walk(f.controller.widget().upcast_ref(), label).unwrap_or_else(|| panic!("no {label} button"))
+    find_where(f.controller.widget().upcast_ref(), &|w| {
+        w.downcast_ref::<gtk::Button>().is_some_and(|b| {
+            b.label().as_deref() == Some(label) || b.tooltip_text().as_deref() == Some(label)
+        })
+    })
+    .and_then(|w| w.downcast::<gtk::Button>().ok())
+    .unwrap_or_else(|| panic!("no {label} button"))
 }
 
 fn menus_and_context_menu() {
