@@ -36,6 +36,11 @@ const CATALOGUE: &[Known] = &[
     },
     Known {
         kind: "QubesVMInUseError",
+        pattern: "There are other VMs connected to this VM: {}",
+        sentence: noop_tr("These running qubes use its network; shut them down first: {0}"),
+    },
+    Known {
+        kind: "QubesVMInUseError",
         pattern: "Domain is in use: {}",
         sentence: noop_tr("Qube {0} is still in use."),
     },
@@ -223,6 +228,13 @@ mod tests {
                 "Invalid value 'abc' for property 'memory' of work"
             ),
             "abc is not a valid value for memory."
+        );
+        assert_eq!(
+            describe_exception(
+                "QubesVMInUseError",
+                "There are other VMs connected to this VM: work, personal"
+            ),
+            "These running qubes use its network; shut them down first: work, personal"
         );
         assert_eq!(
             describe_exception(
