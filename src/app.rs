@@ -619,6 +619,8 @@ impl SimpleComponent for App {
             let input = sender.input_sender().clone();
             search_entry
                 .connect_search_changed(move |e| input.emit(Msg::Search(e.text().to_string())));
+            // Esc in the search field clears it, as in the reference manager.
+            search_entry.connect_stop_search(|e| e.set_text(""));
         }
         let scroller = gtk::ScrolledWindow::builder()
             .vexpand(true)
