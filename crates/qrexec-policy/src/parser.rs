@@ -252,6 +252,23 @@ fn parse_rest(
     })
 }
 
+/// Makes errors located in `file` (both policy formats report them the same way).
+fn error_in(file: &str) -> impl Fn(usize, String) -> PolicyError + '_ {
+    move |line, msg| PolicyError {
+        file: Some(file.to_string()),
+        line: Some(line),
+        msg,
+    }
+}
+
+/// The numbered (from 1), trimmed lines of a policy file that are neither blank nor comments.
+fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter_map(|(i, raw)| {
+        let line = raw.trim_matches(|c: char| c.is_whitespace());
+        (!line.is_empty() && !line.starts_with('#')).then_some((i + 1, line))
+    })
+}
+
 /// Python's `str.split()`: runs of Unicode whitespace.
 fn split_fields(line: &str) -> Vec<&str> {
     line.split(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
@@ -296,20 +313,11 @@ impl<'a> Parser<'a> {
 
     /// Parses one file of the current format.
     pub fn load_text(&mut self, text: &str, file: &str, depth: usize) -> Result<(), PolicyError> {
-        let err = |line: usize, msg: String| PolicyError {
-            file: Some(file.to_string()),
-            line: Some(line),
-            msg,
-        };
+        let err = error_in(file);
         if depth > MAX_INCLUDE_DEPTH {
             return Err(err(0, "include nesting too deep (a cycle?)".into()));
         }
-        for (i, raw) in text.lines().enumerate() {
-            let lineno = i + 1;
-            let line = raw.trim_matches(|c: char| c.is_whitespace());
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
+        for (lineno, line) in content_lines(text) {
             let fields = split_fields(line);
             if line.starts_with('!') {
                 self.directive(&fields, depth).map_err(|e| match e {
@@ -384,20 +392,11 @@ impl<'a> Parser<'a> {
         file: &str,
         depth: usize,
     ) -> Result<(), PolicyError> {
-        let err = |line: usize, msg: String| PolicyError {
-            file: Some(file.to_string()),
-            line: Some(line),
-            msg,
-        };
+        let err = error_in(file);
         if depth > MAX_INCLUDE_DEPTH {
             return Err(err(0, "include nesting too deep (a cycle?)".into()));
         }
-        for (i, raw) in text.lines().enumerate() {
-            let lineno = i + 1;
-            let line = raw.trim_matches(|c: char| c.is_whitespace());
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
+        for (lineno, line) in content_lines(text) {
             let line = line
                 .replace("$include:", "!include ")
                 .replace('$', "@")
