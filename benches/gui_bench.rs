@@ -10,31 +10,12 @@ use relm4::ComponentController;
 use relm4::gtk;
 use relm4::gtk::prelude::*;
 
+#[path = "support/measure.rs"]
+mod measure;
+use measure::{cpu_time, rss_kib};
+
 const QUBES: usize = 1000;
 const RUNNING: usize = 100;
-
-fn cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
-}
 
 fn spin(secs: f64, mut done: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs_f64(secs);
@@ -100,7 +81,7 @@ fn main() {
     let config = prepare(dir.path());
     gtk::init().unwrap();
     relm4::adw::init().unwrap();
-    let rss_before = rss_mib();
+    let rss_before = rss_kib("self") / 1024;
     let t0 = Instant::now();
     let core = Arc::new(qubesd::Embedded::start(&config).unwrap());
     let core_ready = t0.elapsed();
@@ -128,7 +109,7 @@ fn main() {
     let (cpu0, wall0) = (cpu_time(), Instant::now());
     main_loop.run();
     let idle = (cpu_time() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64() * 100.0;
-    let rss = rss_mib();
+    let rss = rss_kib("self") / 1024;
     // The same quiet period with statistics effectively off: what the window itself costs.
     core.call_raw("admin.property.Set", "dom0", "stats_interval", b"3600")
         .unwrap();

@@ -5,10 +5,9 @@ use std::time::{Duration, Instant};
 
 use qrexec_policy::{QubeInfo, Request, SystemInfo, evaluate, load_policy_dirs};
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
+#[path = "../../../benches/support/measure.rs"]
+mod measure;
+use measure::percentile;
 
 fn main() {
     let mut info = SystemInfo::default();
@@ -82,11 +81,11 @@ fn main() {
     println!("|---|---|---|");
     println!(
         "| evaluation p50 / p99 | {} / {} | p99 < 50 us |",
-        us(pct(&mut lat, 0.5)),
-        us(pct(&mut lat, 0.99))
+        us(percentile(&mut lat, 0.5)),
+        us(percentile(&mut lat, 0.99))
     );
     println!(
         "| policy directory reload p50 | {} | |",
-        ms(pct(&mut reloads, 0.5))
+        ms(percentile(&mut reloads, 0.5))
     );
 }

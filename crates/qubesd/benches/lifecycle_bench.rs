@@ -10,6 +10,10 @@ use qubesd::hypervisor::{DomainStatus, Hypervisor};
 use qubesd::model::PowerState;
 use qubesd::{Config, Embedded};
 
+#[path = "../../../benches/support/measure.rs"]
+mod measure;
+use measure::{cpu_time, percentile};
+
 fn embedded(dir: &std::path::Path, node_xml: &str) -> Embedded {
     std::fs::write(dir.join("node.xml"), node_xml).unwrap();
     let config = Config {
@@ -30,21 +34,6 @@ fn ok(e: &Embedded, method: &str, dest: &str, arg: &str, payload: &[u8]) {
         "{method} {dest}: {:?}",
         String::from_utf8_lossy(&r)
     );
-}
-
-fn cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn start_stop(e: &Arc<Embedded>, names: &[String], parallel: usize) -> Duration {
@@ -166,12 +155,12 @@ fn main() {
     );
     println!(
         "| CPU time of one stats tick, {running} running qubes + dom0 ({count} events) p50 / max | {} / {} | < 20 ms |",
-        ms(pct(&mut ticks, 0.5)),
-        ms(pct(&mut ticks, 1.0))
+        ms(percentile(&mut ticks, 0.5)),
+        ms(percentile(&mut ticks, 1.0))
     );
     println!(
         "| libvirt callback -> admin.Events subscriber, p50 / p99 (200 events) | {} / {} | p99 < 5 ms |",
-        ms(pct(&mut lat, 0.5)),
-        ms(pct(&mut lat, 0.99))
+        ms(percentile(&mut lat, 0.5)),
+        ms(percentile(&mut lat, 0.99))
     );
 }

@@ -15,6 +15,10 @@ use qubes_api::Request;
 use qubes_api::client::call_raw;
 use qubesd::model::{Class, Domain, HostInfo, State};
 
+#[path = "../../../benches/support/measure.rs"]
+mod measure;
+use measure::{percentile, rss_kib};
+
 const QUBES: usize = 1000;
 /// dom0, 10 templates and sys-net make up the rest.
 const APPS: usize = QUBES - 12;
@@ -79,23 +83,6 @@ fn spawn(dir: &Path) -> (Child, Duration) {
         );
     }
     (child, t0.elapsed())
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn latencies(socket: &Path, req: impl Fn(usize) -> Vec<u8>, n: usize) -> Vec<Duration> {
@@ -212,7 +199,7 @@ fn main() {
     }
     let (mut child, _) = spawn(&path);
     let socket = path.join("qubesd.sock");
-    let rss_idle = rss_kib(child.id());
+    let rss_idle = rss_kib(&child.id().to_string());
 
     let mut list = latencies(
         &socket,
@@ -248,7 +235,7 @@ fn main() {
         300,
     );
     let (ev_rate, ev_total) = event_fanout(&socket, 50, 400);
-    let rss_after = rss_kib(child.id());
+    let rss_after = rss_kib(&child.id().to_string());
     let _ = child.kill();
     let _ = child.wait();
 
