@@ -1,19 +1,16 @@
 //! Create and remove dialogs. Both talk to the daemon off the main thread and report its
 //! failures through [`crate::errors::describe`].
 
-use qubes_api::{CallError, Client};
+use qubes_api::Client;
 use relm4::adw;
 use relm4::adw::prelude::*;
 use relm4::gtk;
 
+use crate::errors::describe;
 use crate::i18n::tr;
 
 /// Qube classes the create dialog offers.
 pub const CLASSES: [&str; 3] = ["AppVM", "StandaloneVM", "TemplateVM"];
-
-fn message(e: CallError) -> String {
-    crate::errors::describe(&e)
-}
 
 /// What the create dialog asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +42,11 @@ pub fn create_qube(client: &Client, q: &NewQube) -> Result<(), String> {
             template,
             payload.as_bytes(),
         )
-        .map_err(message)?;
+        .map_err(|e| describe(&e))?;
     if let Some(net) = &q.netvm {
         client
             .call("admin.vm.property.Set", &q.name, "netvm", net.as_bytes())
-            .map_err(message)?;
+            .map_err(|e| describe(&e))?;
     }
     Ok(())
 }
@@ -155,7 +152,7 @@ pub fn remove_dialog(
                 client
                     .call("admin.vm.Remove", &vm, "", b"")
                     .map(|_| ())
-                    .map_err(message)
+                    .map_err(|e| describe(&e))
             },
             move |r| match r {
                 Ok(()) => d.close(),

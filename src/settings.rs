@@ -9,6 +9,7 @@ use relm4::adw::prelude::*;
 use relm4::gtk;
 use relm4::prelude::*;
 
+use crate::errors::describe;
 use crate::i18n::{tr, tr_default};
 
 /// One editable property.
@@ -246,19 +247,15 @@ pub fn apply(
             Some(v) => client.call("admin.vm.property.Set", vm, prop, v.as_bytes()),
         };
         if let Err(e) = result {
-            errors.insert(prop.clone(), message(e));
+            errors.insert(prop.clone(), describe(&e));
         }
     }
     if let Some(n) = notes
         && let Err(e) = client.call("admin.vm.notes.Set", vm, "", n.as_bytes())
     {
-        errors.insert("notes".into(), message(e));
+        errors.insert("notes".into(), describe(&e));
     }
     errors
-}
-
-fn message(e: CallError) -> String {
-    crate::errors::describe(&e)
 }
 
 impl Widgets {
