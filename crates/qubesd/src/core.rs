@@ -80,7 +80,24 @@ pub struct Ctx<'a> {
     pub side_files: Vec<(PathBuf, Vec<u8>)>,
     /// Directory of per-qube files.
     pub state_dir: PathBuf,
+    /// Pending `admin.vm.volume.CloneFrom` tokens (outside the rolled-back state: a token is
+    /// spent even when CloneTo then fails).
+    pub tokens: CloneTokens,
+    /// Work done only once the call is committed (deleting a removed qube's volumes).
+    pub on_commit: Vec<Deferred>,
+    /// Undo of disk changes made by a call that then fails, run newest first.
+    pub on_rollback: Vec<Deferred>,
+    /// Keep (save and publish) the state changes even though the call fails: the
+    /// reference's `finally: app.save()` (Resize when the online part fails).
+    pub keep_on_error: bool,
 }
+
+/// A deferred action of a call.
+pub type Deferred = Box<dyn FnOnce() + Send>;
+
+/// Clone tokens: token -> (qube, volume name, pool, vid) of the source volume.
+pub type CloneTokens =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String, String, String)>>>;
 
 impl Ctx<'_> {
     /// Records an event on a qube (subject = qube name) or globally (subject empty).
@@ -121,6 +138,8 @@ pub struct Core {
     pub policy: crate::policy::PolicyCache,
     /// Directory of per-qube side files (`appvms/`, `vm-templates/`).
     pub state_dir: PathBuf,
+    /// Pending clone tokens (in memory only, as in the reference).
+    pub tokens: CloneTokens,
 }
 
 /// The outcome of one call, with the log line the reference would write.
@@ -137,6 +156,7 @@ impl Core {
             hv: None,
             policy: crate::policy::PolicyCache::new(crate::policy::default_dirs()),
             state_dir,
+            tokens: CloneTokens::default(),
         }
     }
 
@@ -198,6 +218,10 @@ impl Core {
             save: false,
             side_files: Vec::new(),
             state_dir: self.state_dir.clone(),
+            tokens: self.tokens.clone(),
+            on_commit: Vec::new(),
+            on_rollback: Vec::new(),
+            keep_on_error: false,
         };
         let result = handler(&mut ctx);
         let Ctx {
@@ -205,8 +229,21 @@ impl Core {
             sticky,
             save,
             side_files,
+            on_commit,
+            on_rollback,
+            keep_on_error,
             ..
         } = ctx;
+        let rollback = |actions: Vec<Deferred>| actions.into_iter().rev().for_each(|f| f());
+        if let Err(e) = &result
+            && keep_on_error
+        {
+            if save && let Err(se) = self.store.save(&self.state) {
+                tracing::error!("saving {}: {se}", self.store.path().display());
+            }
+            self.hub.publish(events);
+            return Err(e.clone());
+        }
         match result {
             Ok(reply) => {
                 for (path, data) in &side_files {
@@ -217,6 +254,7 @@ impl Core {
                         .and_then(|_| crate::store::write_atomic(path, data, 0o664));
                     if let Err(e) = written {
                         self.state = snapshot;
+                        rollback(on_rollback);
                         return Err(QubesError::qubes(format!(
                             "Failed to write notes file: {e}"
                         )));
@@ -225,6 +263,7 @@ impl Core {
                 if save && let Err(e) = self.store.save(&self.state) {
                     tracing::error!("saving {}: {e}", self.store.path().display());
                     self.state = snapshot;
+                    rollback(on_rollback);
                     let msg = e.to_string();
                     return Err(QubesError::qubes(
                         if msg == crate::store::MODIFIED_ELSEWHERE {
@@ -235,11 +274,13 @@ impl Core {
                     ));
                 }
                 self.hub.publish(events);
+                on_commit.into_iter().for_each(|f| f());
                 Ok(reply)
             }
             Err(e) => {
                 // The reference delivers pre-events before the handler that vetoes them.
                 self.state = snapshot;
+                rollback(on_rollback);
                 self.hub.publish(
                     events
                         .into_iter()
@@ -280,6 +321,10 @@ impl Core {
             save: false,
             side_files: Vec::new(),
             state_dir: self.state_dir.clone(),
+            tokens: self.tokens.clone(),
+            on_commit: Vec::new(),
+            on_rollback: Vec::new(),
+            keep_on_error: false,
         };
         let result = (method.handler)(&mut ctx);
         debug_assert!(

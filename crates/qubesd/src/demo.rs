@@ -20,6 +20,8 @@ pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(&k)?;
     std::fs::write(k.join("vmlinuz"), b"")?;
     std::fs::write(k.join("initramfs"), b"")?;
+    // A small sparse modules image, so the kernel volume has a size.
+    std::fs::File::create(k.join("modules.img"))?.set_len(32 << 20)?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use crate::model::{Class, Domain, Label, MAX_DEFAULT_LABEL, PowerState};
 use crate::names;
 use crate::props::{self, Access, PType, PropDef};
 use crate::setters;
+use crate::storage::api as sapi;
 
 /// Whether an argument or payload must be present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +376,139 @@ static METHODS: &[Method] = &[
     m("admin.vm.Console", No, No, ANY, true, lifecycle::vm_console),
     m("admin.vm.Stats", No, No, ANY, false, lifecycle::vm_stats),
     m("admin.Events", No, No, ANY, false, events),
+    m("admin.pool.List", No, No, DOM0, false, sapi::pool_list),
+    m(
+        "admin.pool.ListDrivers",
+        No,
+        No,
+        DOM0,
+        false,
+        sapi::pool_list_drivers,
+    ),
+    m("admin.pool.Info", Yes, No, DOM0, false, sapi::pool_info),
+    m(
+        "admin.pool.UsageDetails",
+        Yes,
+        No,
+        DOM0,
+        false,
+        sapi::pool_usage_details,
+    ),
+    m("admin.pool.Add", Yes, Yes, DOM0, true, sapi::pool_add),
+    m("admin.pool.Remove", Yes, No, DOM0, true, sapi::pool_remove),
+    m(
+        "admin.pool.Set.revisions_to_keep",
+        Yes,
+        Yes,
+        DOM0,
+        true,
+        sapi::pool_set_revisions_to_keep,
+    ),
+    m(
+        "admin.pool.Set.ephemeral_volatile",
+        Yes,
+        Yes,
+        DOM0,
+        true,
+        sapi::pool_set_ephemeral_volatile,
+    ),
+    m(
+        "admin.pool.volume.List",
+        Yes,
+        No,
+        DOM0,
+        false,
+        sapi::pool_volume_list,
+    ),
+    m("admin.vm.volume.List", No, No, ANY, false, sapi::vm_volume_list),
+    m("admin.vm.volume.Info", Yes, No, ANY, false, sapi::vm_volume_info),
+    m(
+        "admin.vm.volume.ListSnapshots",
+        Yes,
+        No,
+        ANY,
+        false,
+        sapi::vm_volume_list_snapshots,
+    ),
+    m(
+        "admin.vm.volume.Revert",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        sapi::vm_volume_revert,
+    ),
+    m(
+        "admin.vm.volume.CloneFrom",
+        Yes,
+        No,
+        ANY,
+        true,
+        sapi::vm_volume_clone_from,
+    ),
+    m(
+        "admin.vm.volume.CloneTo",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        sapi::vm_volume_clone_to,
+    ),
+    m(
+        "admin.vm.volume.Resize",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        sapi::vm_volume_resize,
+    ),
+    m("admin.vm.volume.Clear", Yes, No, ANY, true, sapi::vm_volume_clear),
+    m(
+        "admin.vm.volume.Set.revisions_to_keep",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        sapi::vm_volume_set_revisions_to_keep,
+    ),
+    m(
+        "admin.vm.volume.Set.rw",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        sapi::vm_volume_set_rw,
+    ),
+    m(
+        "admin.vm.volume.Set.ephemeral",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        sapi::vm_volume_set_ephemeral,
+    ),
+    on(
+        m(
+            "internal.vm.volume.ImportBegin",
+            Yes,
+            Any,
+            ANY,
+            true,
+            sapi::import_begin,
+        ),
+        Socket::Internal,
+    ),
+    on(
+        m(
+            "internal.vm.volume.ImportEnd",
+            Yes,
+            Yes,
+            ANY,
+            true,
+            sapi::import_end,
+        ),
+        Socket::Internal,
+    ),
     on(
         m("internal.GetSystemInfo", No, No, DOM0, false, system_info),
         Socket::Internal,
@@ -555,6 +689,36 @@ fn validate_label_value(untrusted: &[u8]) -> Result<String, QubesError> {
 /// Python `str.strip()` for ASCII text.
 pub fn py_strip(s: &str) -> &str {
     s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+}
+
+/// Python `bytes.strip()`.
+pub fn py_strip_bytes(s: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    let start = s.iter().position(|b| !ws(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+/// Python `str.splitlines()` for ASCII text (`\n`, `\r`, `\r\n`, `\x0b`, `\x0c`, `\x1c`-`\x1e`).
+pub fn py_splitlines(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if matches!(b, b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1e) {
+            out.push(&s[start..i]);
+            if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    if start < bytes.len() {
+        out.push(&s[start..]);
+    }
+    out
 }
 
 fn label_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
@@ -803,7 +967,13 @@ fn finish_create(
     c.fire("", "domain-add", &[("vm", &name)]);
     let src = c.src.clone();
     add_created_by_tags(c, &name, &format!("created-by-{src}"))?;
-    if c.st.domain(&name).is_some_and(|d| d.class.is_local_qube()) {
+    if let Some(d) = c.st.domain(&name).filter(|d| d.class.is_local_qube()) {
+        // Lay out the volumes last: everything that could refuse the call has run. A later
+        // failure (saving qubes.xml) removes them again.
+        crate::storage::create_all(c.st, d)?;
+        let vols = crate::storage::volumes(c.st, d);
+        c.on_rollback
+            .push(Box::new(move || crate::storage::remove_all(&vols)));
         c.fire(&name, "domain-create-on-disk", &[]);
     }
     Ok(())
@@ -974,6 +1144,7 @@ fn vm_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
             ),
         ));
     }
+    let vols = crate::storage::volumes(c.st, &d);
     c.st.domains.remove(&d.name);
     c.fire("", "domain-delete", &[("vm", &d.name)]);
     if let Some(h) = &c.hv
@@ -982,6 +1153,9 @@ fn vm_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
         // The reference only logs failures to clean up after a removed qube.
         tracing::warn!("undefining {}: {e}", d.name);
     }
+    // The data goes only once the removal is saved.
+    c.on_commit
+        .push(Box::new(move || crate::storage::remove_all(&vols)));
     c.save = true;
     empty()
 }

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod props;
 pub mod server;
 pub mod setters;
+pub mod storage;
 pub mod store;
 pub mod volumes;
 

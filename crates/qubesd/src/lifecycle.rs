@@ -97,9 +97,18 @@ pub fn start_vm(c: &mut Ctx, vm: &str, depth: usize) -> Result<(), QubesError> {
         c.fire_sticky(vm, "domain-start-failed", &[("reason", &reason)]);
         return Err(e);
     }
+    if let Err(e) = crate::storage::start_all(c.st, &d) {
+        let reason = match &e {
+            QubesError::Exception { message, .. } => message.clone(),
+            QubesError::Silent(m) => m.clone(),
+        };
+        c.fire_sticky(vm, "domain-start-failed", &[("reason", &reason)]);
+        return Err(e);
+    }
     let xml = crate::hypervisor::domain_xml::domain_xml(c.st, &d, hv.domain_type());
     c.fire(vm, "domain-pre-spawn", &[("start_guid", "True")]);
     if let Err(e) = hv.define(&xml).and_then(|_| hv.start(vm)) {
+        crate::storage::stop_all(c.st, &d);
         let msg = format!(
             "Start failed: {}, see /var/log/libvirt/libxl/libxl-driver.log for details",
             e.0.replace('%', "")
@@ -127,6 +136,9 @@ pub fn start_vm(c: &mut Ctx, vm: &str, depth: usize) -> Result<(), QubesError> {
 /// removal of a disposable with `auto_cleanup`.
 pub fn mark_stopped(c: &mut Ctx, vm: &str) {
     set_power(c, vm, PowerState::Halted, None);
+    if let Some(d) = c.st.domain(vm) {
+        crate::storage::stop_all(c.st, d);
+    }
     for p in ["xid", "stubdom_xid", "start_time"] {
         c.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
     }
@@ -137,6 +149,9 @@ pub fn mark_stopped(c: &mut Ctx, vm: &str) {
             .is_some_and(|d| d.class == Class::DispVM && props::vm_flag(c.st, d, "auto_cleanup"));
     if cleanup && crate::setters::referenced_by(c.st, vm).is_none() {
         c.fire("", "domain-pre-delete", &[("vm", vm)]);
+        let vols = c.st.domain(vm).map(|d| crate::storage::volumes(c.st, d)).unwrap_or_default();
+        c.on_commit
+            .push(Box::new(move || crate::storage::remove_all(&vols)));
         c.st.domains.remove(vm);
         c.fire("", "domain-delete", &[("vm", vm)]);
         if let Some(h) = &c.hv {

@@ -368,6 +368,17 @@ pub struct State {
     pub host: HostInfo,
 }
 
+/// The driver of a fresh system's `varlibqubes` pool: `file-reflink` where the filesystem
+/// can reflink, else `file` (as `Qubes.load_initial_values` chooses).
+fn default_driver(base: &str) -> &'static str {
+    let dir = std::path::Path::new(base);
+    if dir.is_dir() && crate::storage::reflink::supported(dir) {
+        "file-reflink"
+    } else {
+        "file"
+    }
+}
+
 impl State {
     /// A fresh system: dom0, the default labels and pools, as `qubes-create` makes it.
     pub fn new_system(host: HostInfo) -> State {
@@ -382,7 +393,7 @@ impl State {
                     attrs: vec![
                         ("name".into(), "varlibqubes".into()),
                         ("dir_path".into(), base.clone()),
-                        ("driver".into(), "file".into()),
+                        ("driver".into(), default_driver(&base).into()),
                         ("revisions_to_keep".into(), "1".into()),
                         ("ephemeral_volatile".into(), "False".into()),
                     ],

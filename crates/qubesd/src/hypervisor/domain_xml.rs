@@ -69,28 +69,12 @@ pub fn domain_xml(st: &State, d: &Domain, kind: &str) -> String {
     x.push_str("  <devices>\n");
     let bus = if kind == "xen" { "xen" } else { "virtio" };
     let prefix = if kind == "xen" { "xvd" } else { "vd" };
-    for (i, v) in d.volumes.iter().enumerate() {
-        let get = |k: &str| {
-            v.attrs
-                .iter()
-                .find(|(a, _)| a == k)
-                .map(|(_, val)| val.as_str())
-        };
-        if get("name") == Some("kernel") {
-            continue;
-        }
-        let vid = get("vid").unwrap_or("");
-        let pool = get("pool").and_then(|p| st.pool(p));
-        // file pools keep images under their directory; block-device pools expose /dev/<vid>.
-        let file = match pool.and_then(|p| p.attr("dir_path")) {
-            Some(dir) => std::path::Path::new(dir).join(format!("{vid}.img")),
-            None => std::path::Path::new("/dev").join(vid),
-        };
+    for (i, (_name, path, rw)) in crate::storage::block_devices(st, d).iter().enumerate() {
         let letter = (b'a' + (i as u8).min(25)) as char;
         let _ = writeln!(x, "    <disk type='file' device='disk'>");
-        let _ = writeln!(x, "      <source file='{}'/>", esc(&file.to_string_lossy()));
+        let _ = writeln!(x, "      <source file='{}'/>", esc(path));
         let _ = writeln!(x, "      <target dev='{prefix}{letter}' bus='{bus}'/>");
-        if get("rw") == Some("False") {
+        if !rw {
             x.push_str("      <readonly/>\n");
         }
         x.push_str("    </disk>\n");

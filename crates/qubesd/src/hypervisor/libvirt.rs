@@ -204,6 +204,15 @@ impl Hypervisor for Libvirt {
         self.with_domain(name, |d| d.resume().map(|_| ()))
     }
 
+    fn block_resize(&self, name: &str, path: &str, bytes: u64) -> Result<(), HvError> {
+        let (name, path) = (name.to_string(), path.to_string());
+        // VIR_DOMAIN_BLOCK_RESIZE_BYTES: the size is in bytes, not KiB.
+        self.run(move |c| {
+            let d = c.lookup_domain_by_name(&name).map_err(err)?;
+            d.block_resize(&path, bytes, 1).map_err(err)
+        })
+    }
+
     fn undefine(&self, name: &str) -> Result<(), HvError> {
         let name = name.to_string();
         self.run(move |c| match c.lookup_domain_by_name(&name) {

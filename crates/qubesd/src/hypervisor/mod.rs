@@ -72,4 +72,6 @@ pub trait Hypervisor: Send + Sync {
     fn console(&self, name: &str) -> Result<Option<String>, HvError>;
     /// The libvirt domain type to write in domain XML (`test`, `kvm`, `xen`).
     fn domain_type(&self) -> &'static str;
+    /// Tells a running domain that the disk backed by `path` now has `bytes` bytes.
+    fn block_resize(&self, name: &str, path: &str, bytes: u64) -> Result<(), HvError>;
 }
