@@ -194,10 +194,9 @@ pub(crate) fn pool_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
     if super::pool_in_use(c.st, &pool.name) {
         return Err(QubesError::new(
             ExcKind::QubesPoolInUseError,
-            format!(
-                "Storage pool is in use: {}",
-                py_repr(&format!("<{} pool {}>", pool.attr("driver").unwrap_or(""), pool.name))
-            ),
+            // The reference prints the pool object's repr (with a memory address); the
+            // name says the same and is stable.
+            format!("Storage pool is in use: {}", py_repr(&pool.name)),
         ));
     }
     for (prop, suffix) in [
