@@ -376,6 +376,46 @@ static METHODS: &[Method] = &[
     m("admin.vm.Console", No, No, ANY, true, lifecycle::vm_console),
     m("admin.vm.Stats", No, No, ANY, false, lifecycle::vm_stats),
     m("admin.Events", No, No, ANY, false, events),
+    m(
+        "admin.vm.firewall.Get",
+        No,
+        No,
+        NOT_DOM0,
+        false,
+        crate::firewall::get,
+    ),
+    m(
+        "admin.vm.firewall.Set",
+        No,
+        Yes,
+        NOT_DOM0,
+        true,
+        crate::firewall::set,
+    ),
+    m(
+        "admin.vm.firewall.Reload",
+        No,
+        No,
+        NOT_DOM0,
+        true,
+        crate::firewall::reload,
+    ),
+    m(
+        "admin.vm.device.block.Assigned",
+        Any,
+        No,
+        ANY,
+        false,
+        crate::devices::assigned,
+    ),
+    m(
+        "admin.vm.device.pci.Assigned",
+        Any,
+        No,
+        ANY,
+        false,
+        crate::devices::assigned,
+    ),
     m("admin.pool.List", No, No, DOM0, false, sapi::pool_list),
     m(
         "admin.pool.ListDrivers",
@@ -1154,8 +1194,9 @@ fn vm_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
         tracing::warn!("undefining {}: {e}", d.name);
     }
     // The data goes only once the removal is saved.
+    let qube_dir = c.state_dir.join(d.class.dir_prefix()).join(&d.name);
     c.on_commit
-        .push(Box::new(move || crate::storage::remove_all(&vols)));
+        .push(crate::storage::remove_from_disk(vols, qube_dir));
     c.save = true;
     empty()
 }

@@ -7,8 +7,10 @@
 pub mod core;
 pub mod daemon;
 pub mod demo;
+pub mod devices;
 pub mod embedded;
 pub mod events;
+pub mod firewall;
 pub mod handlers;
 pub mod hypervisor;
 pub mod lifecycle;

@@ -150,8 +150,9 @@ pub fn mark_stopped(c: &mut Ctx, vm: &str) {
     if cleanup && crate::setters::referenced_by(c.st, vm).is_none() {
         c.fire("", "domain-pre-delete", &[("vm", vm)]);
         let vols = c.st.domain(vm).map(|d| crate::storage::volumes(c.st, d)).unwrap_or_default();
+        let qube_dir = c.state_dir.join(Class::DispVM.dir_prefix()).join(vm);
         c.on_commit
-            .push(Box::new(move || crate::storage::remove_all(&vols)));
+            .push(crate::storage::remove_from_disk(vols, qube_dir));
         c.st.domains.remove(vm);
         c.fire("", "domain-delete", &[("vm", vm)]);
         if let Some(h) = &c.hv {

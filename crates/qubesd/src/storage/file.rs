@@ -278,7 +278,9 @@ impl Driver for FileDriver {
             ));
         }
         let p = path(v);
-        fsutil::resize(&p, size).map_err(io("Cannot resize", &p))
+        fsutil::resize(&p, size).map_err(io("Cannot resize", &p))?;
+        fsutil::update_loop_capacity(&p);
+        Ok(())
     }
 
     fn is_outdated(&self, _v: &Vol) -> Option<bool> {

@@ -178,6 +178,31 @@ pub fn resize(path: &Path, size: u64) -> io::Result<()> {
     f.sync_all()
 }
 
+/// `LOOP_SET_CAPACITY` ioctl request (linux/loop.h).
+const LOOP_SET_CAPACITY: libc::c_ulong = 0x4C07;
+
+/// Tells every loop device backed by `img` that its size changed (what a running qube's
+/// block backend sees on Xen), as the reference does after a resize.
+pub fn update_loop_capacity(img: &Path) {
+    let Ok(real) = fs::canonicalize(img) else {
+        return;
+    };
+    let mut needle = real.as_os_str().as_encoded_bytes().to_vec();
+    needle.push(b'\n');
+    for e in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if fs::read(e.path().join("loop/backing_file")).is_ok_and(|b| b == needle)
+            && let Ok(dev) = File::open(Path::new("/dev").join(&name))
+        {
+            // SAFETY: an ioctl without argument on an open loop device.
+            unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_CAPACITY as _, 0) };
+        }
+    }
+}
+
 /// Bytes actually allocated for `path` (0 when missing).
 pub fn disk_usage(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)

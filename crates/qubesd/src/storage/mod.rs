@@ -345,6 +345,19 @@ pub fn remove_all(vols: &[Vol]) {
     }
 }
 
+/// After a qube is removed: its volumes, then its directory of side files
+/// (`firewall.xml`, `notes.txt`), as the reference's `remove_from_disk` does.
+pub fn remove_from_disk(vols: Vec<Vol>, qube_dir: std::path::PathBuf) -> super::core::Deferred {
+    Box::new(move || {
+        remove_all(&vols);
+        if let Err(e) = std::fs::remove_dir_all(&qube_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("removing {}: {e}", qube_dir.display());
+        }
+    })
+}
+
 /// Verifies and starts every volume of a starting qube; on failure stops those started.
 pub fn start_all(st: &State, d: &Domain) -> SResult<()> {
     let vols = volumes(st, d);

@@ -346,7 +346,9 @@ impl Driver for ReflinkDriver {
         }
         let p = paths(v);
         if p.dirty.exists() {
-            return fsutil::resize(&p.dirty, size).map_err(io("Cannot resize", &p.dirty));
+            fsutil::resize(&p.dirty, size).map_err(io("Cannot resize", &p.dirty))?;
+            fsutil::update_loop_capacity(&p.dirty);
+            return Ok(());
         }
         if v.save_on_stop && !v.snap_on_start {
             fsutil::copy_file(&p.clean, &p.clean, Some(size))
