@@ -96,8 +96,9 @@ pub struct Ctx<'a> {
 pub type Deferred = Box<dyn FnOnce() + Send>;
 
 /// Clone tokens: token -> (qube, volume name, pool, vid) of the source volume.
-pub type CloneTokens =
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String, String, String)>>>;
+pub type CloneTokens = std::sync::Arc<
+    std::sync::Mutex<std::collections::HashMap<String, (String, String, String, String)>>,
+>;
 
 impl Ctx<'_> {
     /// Records an event on a qube (subject = qube name) or globally (subject empty).

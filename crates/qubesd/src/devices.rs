@@ -67,9 +67,7 @@ pub(crate) fn assigned(c: &mut Ctx) -> Result<Reply, QubesError> {
         .iter()
         .filter(|g| g.class == class)
         .flat_map(|g| g.devices.iter().map(|dev| assignment_line(class, dev)))
-        .filter(|(key, _)| {
-            c.arg.is_empty() || key.split(':').next() == Some(c.arg.as_str())
-        })
+        .filter(|(key, _)| c.arg.is_empty() || key.split(':').next() == Some(c.arg.as_str()))
         .collect();
     lines.sort();
     let mut out = String::new();

@@ -60,7 +60,10 @@ fn dst_host(v: &str) -> Result<(&'static str, String), QubesError> {
             if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad("bad prefix length"));
             }
-            (h, Some(p.parse::<u32>().map_err(|_| bad("bad prefix length"))?))
+            (
+                h,
+                Some(p.parse::<u32>().map_err(|_| bad("bad prefix length"))?),
+            )
         }
         None => (v, None),
     };
@@ -206,7 +209,9 @@ impl Rule {
         }
         let trimmed = crate::handlers::py_strip(options);
         for opt in trimmed.split(' ') {
-            let (k, v) = opt.split_once('=').ok_or_else(|| bad("option without '='"))?;
+            let (k, v) = opt
+                .split_once('=')
+                .ok_or_else(|| bad("option without '='"))?;
             let key = if matches!(k, "dst4" | "dst6" | "dstname") {
                 "dsthost"
             } else {
@@ -391,9 +396,8 @@ pub fn from_xml(untrusted: &[u8]) -> Result<Vec<Rule>, String> {
 /// The qube's rules: the file's, or the single default `action=accept`.
 fn load(c: &Ctx) -> Result<Vec<Rule>, QubesError> {
     match std::fs::read(firewall_path(c)) {
-        Ok(bytes) => from_xml(&bytes).map_err(|e| {
-            QubesError::qubes(format!("Failed to load firewall rules: {e}"))
-        }),
+        Ok(bytes) => from_xml(&bytes)
+            .map_err(|e| QubesError::qubes(format!("Failed to load firewall rules: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![Rule {
             action: "accept".into(),
             ..Rule::default()
@@ -443,7 +447,9 @@ mod tests {
     use super::*;
 
     fn line(s: &str) -> String {
-        Rule::from_api(s).map(|r| r.api_line()).unwrap_or_else(|_| "ERR".into())
+        Rule::from_api(s)
+            .map(|r| r.api_line())
+            .unwrap_or_else(|_| "ERR".into())
     }
 
     #[test]
@@ -452,13 +458,22 @@ mod tests {
             line("action=accept proto=tcp dsthost=example.com dstports=80 comment=hi there"),
             "action=accept dsthost=example.com proto=tcp dstports=80-80 comment=hi there"
         );
-        assert_eq!(line("specialtarget=dns action=drop"), "action=drop specialtarget=dns");
-        assert_eq!(line("action=accept dst4=10.0.0.1"), "action=accept dst4=10.0.0.1/32");
+        assert_eq!(
+            line("specialtarget=dns action=drop"),
+            "action=drop specialtarget=dns"
+        );
+        assert_eq!(
+            line("action=accept dst4=10.0.0.1"),
+            "action=accept dst4=10.0.0.1/32"
+        );
         assert_eq!(
             line("action=drop dst6=::1 proto=icmp icmptype=8"),
             "action=drop dst6=::1/128 proto=icmp icmptype=8"
         );
-        assert_eq!(line("action=accept dsthost=10.1.0.0/16"), "action=accept dst4=10.1.0.0/16");
+        assert_eq!(
+            line("action=accept dsthost=10.1.0.0/16"),
+            "action=accept dst4=10.1.0.0/16"
+        );
         for bad in [
             "proto=tcp",
             "action=allow",

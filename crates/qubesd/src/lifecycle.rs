@@ -149,7 +149,10 @@ pub fn mark_stopped(c: &mut Ctx, vm: &str) {
             .is_some_and(|d| d.class == Class::DispVM && props::vm_flag(c.st, d, "auto_cleanup"));
     if cleanup && crate::setters::referenced_by(c.st, vm).is_none() {
         c.fire("", "domain-pre-delete", &[("vm", vm)]);
-        let vols = c.st.domain(vm).map(|d| crate::storage::volumes(c.st, d)).unwrap_or_default();
+        let vols =
+            c.st.domain(vm)
+                .map(|d| crate::storage::volumes(c.st, d))
+                .unwrap_or_default();
         let qube_dir = c.state_dir.join(Class::DispVM.dir_prefix()).join(vm);
         c.on_commit
             .push(crate::storage::remove_from_disk(vols, qube_dir));

@@ -9,7 +9,10 @@ use common::{Events, TestDaemon};
 fn rules_round_trip_through_firewall_xml() {
     let d = TestDaemon::start();
     d.with_basic_qubes();
-    assert_eq!(d.ok("admin.vm.firewall.Get", "work", "", b""), "action=accept\n");
+    assert_eq!(
+        d.ok("admin.vm.firewall.Get", "work", "", b""),
+        "action=accept\n"
+    );
     let mut ev = Events::open(&d, "work");
     d.ok(
         "admin.vm.firewall.Set",
@@ -24,16 +27,40 @@ fn rules_round_trip_through_firewall_xml() {
         "expired rules are left out"
     );
     let file = std::fs::read_to_string(d.dir.path().join("appvms/work/firewall.xml")).unwrap();
-    assert!(file.starts_with("<?xml version='1.0' encoding='UTF-8'?>\n<firewall version=\"2\">\n  <rules>\n"), "{file}");
-    assert!(file.contains("<property name=\"dsthost\">10.0.0.1/32</property>"), "{file}");
-    assert!(!file.contains("expire"), "expired rules are not saved: {file}");
+    assert!(
+        file.starts_with(
+            "<?xml version='1.0' encoding='UTF-8'?>\n<firewall version=\"2\">\n  <rules>\n"
+        ),
+        "{file}"
+    );
+    assert!(
+        file.contains("<property name=\"dsthost\">10.0.0.1/32</property>"),
+        "{file}"
+    );
+    assert!(
+        !file.contains("expire"),
+        "expired rules are not saved: {file}"
+    );
     d.ok("admin.vm.firewall.Reload", "work", "", b"");
     assert_eq!(ev.next_text(), "work firewall-changed");
 
     // Refusals: a bad rule changes nothing.
-    assert_eq!(d.call("admin.vm.firewall.Set", "work", "", b"action=accept dstports=80\n"), b"");
     assert_eq!(
-        d.call("admin.vm.firewall.Set", "work", "", "action=accept comment=\u{e9}".as_bytes()),
+        d.call(
+            "admin.vm.firewall.Set",
+            "work",
+            "",
+            b"action=accept dstports=80\n"
+        ),
+        b""
+    );
+    assert_eq!(
+        d.call(
+            "admin.vm.firewall.Set",
+            "work",
+            "",
+            "action=accept comment=\u{e9}".as_bytes()
+        ),
         b"2\0ProtocolError\0\0Rules contains non-ASCII characters\0"
     );
     assert_eq!(
@@ -45,7 +72,9 @@ fn rules_round_trip_through_firewall_xml() {
         b"2\0ProtocolError\0\0expected destination to not be AdminVM\0"
     );
     assert_eq!(
-        d.ok("admin.vm.firewall.Get", "work", "", b"").lines().count(),
+        d.ok("admin.vm.firewall.Get", "work", "", b"")
+            .lines()
+            .count(),
         3
     );
 }

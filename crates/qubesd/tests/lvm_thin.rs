@@ -39,9 +39,7 @@ impl Vg {
             return Err("needs root".into());
         }
         let img = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-        img.as_file()
-            .set_len(2 << 30)
-            .map_err(|e| e.to_string())?;
+        img.as_file().set_len(2 << 30).map_err(|e| e.to_string())?;
         let loopdev = run("losetup", &["-f", "--show", img.path().to_str().unwrap()])?;
         let name = format!("qtest{}", std::process::id());
         let vg = Vg {
@@ -105,7 +103,10 @@ fn thin_volumes_on_a_loop_device() {
         format!("name=lvm\nvolume_group={}\nthin_pool=pool", vg.name).as_bytes(),
     );
     let details = d.ok("admin.pool.UsageDetails", "dom0", "lvm", b"");
-    assert!(details.starts_with("data_size=1073741824\ndata_usage="), "{details}");
+    assert!(
+        details.starts_with("data_size=1073741824\ndata_usage="),
+        "{details}"
+    );
     assert!(details.contains("\nmetadata_size="), "{details}");
     d.ok(
         "admin.vm.CreateInPool.TemplateVM",
@@ -136,9 +137,15 @@ fn thin_volumes_on_a_loop_device() {
         .unwrap();
     d.ok("admin.vm.Shutdown", "app", "wait", b"");
     let revs = d.ok("admin.vm.volume.ListSnapshots", "app", "private", b"");
-    assert!(revs.ends_with("-back\n") && revs.lines().count() == 1, "{revs}");
+    assert!(
+        revs.ends_with("-back\n") && revs.lines().count() == 1,
+        "{revs}"
+    );
     let mut buf = [0u8; 5];
-    std::fs::File::open(&dev).unwrap().read_exact_at(&mut buf, 0).unwrap();
+    std::fs::File::open(&dev)
+        .unwrap()
+        .read_exact_at(&mut buf, 0)
+        .unwrap();
     assert_eq!(&buf, b"DATA1");
     d.ok(
         "admin.vm.volume.Revert",
@@ -146,7 +153,10 @@ fn thin_volumes_on_a_loop_device() {
         "private",
         revs.trim().as_bytes(),
     );
-    std::fs::File::open(&dev).unwrap().read_exact_at(&mut buf, 0).unwrap();
+    std::fs::File::open(&dev)
+        .unwrap()
+        .read_exact_at(&mut buf, 0)
+        .unwrap();
     assert_eq!(buf, [0; 5]);
 
     // Resize grows the LV.
@@ -161,7 +171,12 @@ fn thin_volumes_on_a_loop_device() {
         b"name=copy label=red pool=lvm",
     );
     let token = d.ok("admin.vm.volume.CloneFrom", "app", "private", b"");
-    d.ok("admin.vm.volume.CloneTo", "copy", "private", token.as_bytes());
+    d.ok(
+        "admin.vm.volume.CloneTo",
+        "copy",
+        "private",
+        token.as_bytes(),
+    );
     assert_eq!(info(&d, "copy", "private", "size"), "3221225472");
     d.ok("admin.vm.Remove", "copy", "", b"");
     assert!(!std::path::Path::new(&format!("/dev/{}/vm-copy-private", vg.name)).exists());

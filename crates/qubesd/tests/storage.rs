@@ -40,17 +40,31 @@ fn read_at(path: &Path, len: usize, off: u64) -> Vec<u8> {
     buf
 }
 
-/// Runs the import service program the way qubesadmin runs it in dom0.
+/// Runs the import service program the way qubesadmin runs it in dom0: through the names
+/// meson installs in `/etc/qubes-rpc` (a symlink to the binary, and one to that).
 fn import(d: &TestDaemon, vm: &str, vol: &str, with_size: bool, data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qubes-volume-import"))
-        .arg(if with_size {
-            "--with-size"
-        } else {
-            "--without-size"
-        })
-        .arg("--socket")
-        .arg(d.dir.path().join("qubesd.internal.sock"))
+    let rpc = d.dir.path().join("qubes-rpc");
+    let plain = rpc.join("admin.vm.volume.Import");
+    if !plain.exists() {
+        std::fs::create_dir_all(&rpc).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_qubes-volume-import"), &plain).unwrap();
+        std::os::unix::fs::symlink(
+            "admin.vm.volume.Import",
+            rpc.join("admin.vm.volume.ImportWithSize"),
+        )
+        .unwrap();
+    }
+    let program = if with_size {
+        rpc.join("admin.vm.volume.ImportWithSize")
+    } else {
+        plain
+    };
+    let mut child = Command::new(program)
         .arg(vol)
+        .env(
+            "QUBESD_INTERNAL_SOCKET",
+            d.dir.path().join("qubesd.internal.sock"),
+        )
         .env("QREXEC_REMOTE_DOMAIN", "dom0")
         .env("QREXEC_REQUESTED_TARGET", vm)
         .stdin(Stdio::piped())
@@ -95,9 +109,15 @@ fn pool_calls() {
         vi.starts_with(&format!("dir_path={dir}\ndriver=file")),
         "{vi}"
     );
-    assert!(vi.contains("\nname=varlibqubes\nrevisions_to_keep=1\nsize="), "{vi}");
+    assert!(
+        vi.contains("\nname=varlibqubes\nrevisions_to_keep=1\nsize="),
+        "{vi}"
+    );
     let usage = d.ok("admin.pool.UsageDetails", "dom0", "varlibqubes", b"");
-    let keys: Vec<&str> = usage.lines().map(|l| l.split('=').next().unwrap()).collect();
+    let keys: Vec<&str> = usage
+        .lines()
+        .map(|l| l.split('=').next().unwrap())
+        .collect();
     assert_eq!(keys, ["data_size", "data_usage"]);
     assert_eq!(
         d.ok("admin.pool.volume.List", "dom0", "linux-kernel", b""),
@@ -105,7 +125,8 @@ fn pool_calls() {
     );
 
     // Add: every refusal, in the reference's order.
-    let add = |driver: &str, payload: &str| d.call("admin.pool.Add", "dom0", driver, payload.as_bytes());
+    let add =
+        |driver: &str, payload: &str| d.call("admin.pool.Add", "dom0", driver, payload.as_bytes());
     assert_eq!(
         add("zfs", "name=x"),
         b"2\0PermissionDenied\0\0Argument not in 'available drivers'\0"
@@ -139,13 +160,20 @@ fn pool_calls() {
         b"2\0QubesPoolInUseError\0\0Storage pool is in use: 'varlibqubes'\0"
     );
     assert_eq!(
-        add("file", &format!("name=x\ndir_path={dir}/x\nrevisions_to_keep=2")),
+        add(
+            "file",
+            &format!("name=x\ndir_path={dir}/x\nrevisions_to_keep=2")
+        ),
         b"",
         "the file driver keeps at most one revision: a generic failure"
     );
 
     let mut ev = Events::open(&d, "dom0");
-    add_pool(&d, "file", &format!("name=extra\ndir_path={dir}/extra/../extra2"));
+    add_pool(
+        &d,
+        "file",
+        &format!("name=extra\ndir_path={dir}/extra/../extra2"),
+    );
     assert_eq!(ev.next_text(), " pool-add pool=extra");
     assert!(Path::new(&format!("{dir}/extra2/appvms")).is_dir());
     let xml = std::fs::read_to_string(d.store()).unwrap();
@@ -166,7 +194,12 @@ fn pool_calls() {
     d.ok("admin.pool.Set.revisions_to_keep", "dom0", "extra", b"0");
     d.ok("admin.pool.Set.ephemeral_volatile", "dom0", "extra", b"yes");
     assert_eq!(
-        d.call("admin.pool.Set.ephemeral_volatile", "dom0", "extra", b"maybe"),
+        d.call(
+            "admin.pool.Set.ephemeral_volatile",
+            "dom0",
+            "extra",
+            b"maybe"
+        ),
         b"2\0ProtocolError\0\0Payload is not boolean ASCII\0"
     );
     let i = d.ok("admin.pool.Info", "dom0", "extra", b"");
@@ -198,18 +231,26 @@ fn pool_calls() {
     );
     assert!(!Path::new(&format!("{dir}/extra2/appvms/box/private.img")).exists());
     d.ok("admin.pool.Remove", "dom0", "extra", b"");
-    assert!(!std::fs::read_to_string(d.store()).unwrap().contains("\"extra\""));
+    assert!(
+        !std::fs::read_to_string(d.store())
+            .unwrap()
+            .contains("\"extra\"")
+    );
 
     // file-reflink checks the filesystem unless told not to.
     if !reflinks_here(d.dir.path()) {
-        let r = String::from_utf8(add("file-reflink", &format!("name=r\ndir_path={dir}/r"))).unwrap();
+        let r =
+            String::from_utf8(add("file-reflink", &format!("name=r\ndir_path={dir}/r"))).unwrap();
         assert_eq!(
             r,
             format!(
                 "2\0StoragePoolException\0\0The filesystem for '{dir}/r' does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.\0"
             )
         );
-        assert!(!Path::new(&format!("{dir}/r")).exists(), "created dir removed again");
+        assert!(
+            !Path::new(&format!("{dir}/r")).exists(),
+            "created dir removed again"
+        );
     }
     add_pool(
         &d,
@@ -217,7 +258,10 @@ fn pool_calls() {
         &format!("name=r\ndir_path={dir}/r\nsetup_check=no"),
     );
     assert_eq!(
-        d.ok("admin.pool.Info", "dom0", "r", b"").lines().take(5).collect::<Vec<_>>(),
+        d.ok("admin.pool.Info", "dom0", "r", b"")
+            .lines()
+            .take(5)
+            .collect::<Vec<_>>(),
         [
             &format!("dir_path={dir}/r") as &str,
             "driver=file-reflink",
@@ -285,7 +329,8 @@ fn clone_import_clear(d: &TestDaemon, private: &Path) {
             info(d, "app", "private")["vid"]
         )
     );
-    let copy_private = PathBuf::from(info(d, "copy", "private")["path"].replace("-dirty.img", ".img"));
+    let copy_private =
+        PathBuf::from(info(d, "copy", "private")["path"].replace("-dirty.img", ".img"));
     let copy_private = if copy_private.exists() {
         copy_private
     } else {
@@ -293,7 +338,12 @@ fn clone_import_clear(d: &TestDaemon, private: &Path) {
     };
     assert_eq!(read_at(&copy_private, 5, 4096), b"DATA1");
     assert_eq!(
-        d.call("admin.vm.volume.CloneTo", "copy", "private", token.as_bytes()),
+        d.call(
+            "admin.vm.volume.CloneTo",
+            "copy",
+            "private",
+            token.as_bytes()
+        ),
         b"2\0QubesVolumeCopyTokenNotFoundError\0\0'Token to clone volume of qube was not found'\0",
         "a token is used once"
     );
@@ -302,7 +352,9 @@ fn clone_import_clear(d: &TestDaemon, private: &Path) {
         b"2\0ProtocolError\0\0Token contains non-ASCII characters\0"
     );
 
-    // Import through the service program: exact size, then short and long streams.
+    // Import through the service program: exact size, then short and long streams (on a
+    // 16 MiB volume, to keep the streams small).
+    d.ok("admin.vm.volume.Resize", "app", "private", b"16777216");
     let size = info(d, "app", "private")["size"].parse::<u64>().unwrap();
     let mut data = vec![0u8; size as usize];
     data[..7].copy_from_slice(b"IMPORT1");
@@ -314,7 +366,10 @@ fn clone_import_clear(d: &TestDaemon, private: &Path) {
         ev.next_text(),
         format!("app domain-volume-import-begin volume=private size={size}")
     );
-    assert_eq!(ev.next_text(), "app domain-volume-import-end volume=private success=True");
+    assert_eq!(
+        ev.next_text(),
+        "app domain-volume-import-end volume=private success=True"
+    );
     assert_eq!(read_at(private, 7, 0), b"IMPORT1");
     assert_eq!(read_at(private, 4, size - 4), b"TAIL");
     assert!(
@@ -334,9 +389,7 @@ fn clone_import_clear(d: &TestDaemon, private: &Path) {
     long.extend_from_slice(b"MORE");
     assert_eq!(
         String::from_utf8(import(d, "app", "private", false, &long)).unwrap(),
-        format!(
-            "2\0QubesException\0\0Data import failed: too much data (expected {size} bytes)\0"
-        )
+        format!("2\0QubesException\0\0Data import failed: too much data (expected {size} bytes)\0")
     );
     assert_eq!(read_at(private, 7, 0), b"IMPORT1", "old data kept");
 
@@ -405,7 +458,12 @@ fn common_refusals(d: &TestDaemon) {
     d.ok("admin.vm.volume.Set.ephemeral", "app", "volatile", b"True");
     assert_eq!(info(d, "app", "volatile")["ephemeral"], "True");
     assert_eq!(
-        d.call("admin.vm.volume.Set.revisions_to_keep", "app", "private", b"-3"),
+        d.call(
+            "admin.vm.volume.Set.revisions_to_keep",
+            "app",
+            "private",
+            b"-3"
+        ),
         b"2\0QubesValueError\0\0Invalid value for revisions_to_keep\0"
     );
     assert_eq!(
@@ -442,7 +500,10 @@ fn reflink_lifecycle(d: &TestDaemon, dir: &Path) {
     let app_private = dir.join("appvms/app/private.img");
     assert_eq!(std::fs::metadata(&root_img).unwrap().len(), 10 * GIB);
     assert_eq!(std::fs::metadata(&app_private).unwrap().len(), 2 * GIB);
-    assert!(!dir.join("appvms/app/root.img").exists(), "a snapshot volume has no image");
+    assert!(
+        !dir.join("appvms/app/root.img").exists(),
+        "a snapshot volume has no image"
+    );
     assert_eq!(
         d.ok("admin.vm.volume.List", "app", "", b""),
         "root\nprivate\nvolatile\nkernel\n"
@@ -464,7 +525,9 @@ fn reflink_lifecycle(d: &TestDaemon, dir: &Path) {
     assert_eq!(read_at(&app_root_dirty, 9, 0), b"TEMPLATE1");
     assert!(app_private_dirty.exists());
     assert_eq!(
-        std::fs::metadata(dir.join("appvms/app/volatile-dirty.img")).unwrap().len(),
+        std::fs::metadata(dir.join("appvms/app/volatile-dirty.img"))
+            .unwrap()
+            .len(),
         10 * GIB
     );
     write_at(&app_private_dirty, b"DATA1", 4096);
@@ -477,20 +540,31 @@ fn reflink_lifecycle(d: &TestDaemon, dir: &Path) {
 
     // The template changes (a start and stop of its own): app's root is outdated.
     d.ok("admin.vm.Start", "tpl", "", b"");
-    write_at(&dir.join("vm-templates/tpl/root-dirty.img"), b"TEMPLATE2", 0);
+    write_at(
+        &dir.join("vm-templates/tpl/root-dirty.img"),
+        b"TEMPLATE2",
+        0,
+    );
     d.ok("admin.vm.Shutdown", "tpl", "wait", b"");
     assert_eq!(read_at(&root_img, 9, 0), b"TEMPLATE2");
     assert_eq!(info(d, "app", "root")["is_outdated"], "True");
-    assert_eq!(d.ok("admin.vm.volume.ListSnapshots", "tpl", "root", b""), "1\n");
+    assert_eq!(
+        d.ok("admin.vm.volume.ListSnapshots", "tpl", "root", b""),
+        "1\n"
+    );
 
     // Online resize of a running qube's volume: the image grows and the size is saved; the
     // test driver cannot tell a running domain, which the caller hears (as with a failed
     // qubes.ResizeDisk in the reference).
     assert_eq!(
-        String::from_utf8(d.call("admin.vm.volume.Resize", "app", "private", b"3221225472")).unwrap(),
+        String::from_utf8(d.call("admin.vm.volume.Resize", "app", "private", b"3221225472"))
+            .unwrap(),
         "2\0StoragePoolException\0\0Online resize of volume private failed (you need to resize filesystem manually): this function is not supported by the connection driver: virDomainBlockResize\0"
     );
-    assert_eq!(std::fs::metadata(&app_private_dirty).unwrap().len(), 3 * GIB);
+    assert_eq!(
+        std::fs::metadata(&app_private_dirty).unwrap().len(),
+        3 * GIB
+    );
     assert_eq!(info(d, "app", "private")["size"], "3221225472");
 
     // Stop: private committed (old one kept as revision 1), snapshots dropped.
@@ -498,27 +572,44 @@ fn reflink_lifecycle(d: &TestDaemon, dir: &Path) {
     assert!(!app_private_dirty.exists() && !app_root_dirty.exists());
     assert!(!dir.join("appvms/app/volatile-dirty.img").exists());
     assert_eq!(read_at(&app_private, 5, 4096), b"DATA1");
-    assert_eq!(d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""), "1\n");
+    assert_eq!(
+        d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""),
+        "1\n"
+    );
     let revs: Vec<String> = std::fs::read_dir(dir.join("appvms/app"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("private.img."))
         .collect();
     assert_eq!(revs.len(), 1);
-    assert!(revs[0].starts_with("private.img.1@") && revs[0].ends_with('Z'), "{revs:?}");
+    assert!(
+        revs[0].starts_with("private.img.1@") && revs[0].ends_with('Z'),
+        "{revs:?}"
+    );
 
     // Revert: the data before DATA1 comes back; the reverted-from state is a new revision.
     d.ok("admin.vm.volume.Revert", "app", "private", b"1\n");
     assert_eq!(read_at(&app_private, 5, 4096), [0; 5]);
-    assert_eq!(d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""), "2\n");
+    assert_eq!(
+        d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""),
+        "2\n"
+    );
     d.ok("admin.vm.volume.Revert", "app", "private", b"2");
     assert_eq!(read_at(&app_private, 5, 4096), b"DATA1");
 
     // revisions_to_keep 0: commits keep nothing.
-    d.ok("admin.vm.volume.Set.revisions_to_keep", "app", "private", b"0");
+    d.ok(
+        "admin.vm.volume.Set.revisions_to_keep",
+        "app",
+        "private",
+        b"0",
+    );
     d.ok("admin.vm.Start", "app", "", b"");
     d.ok("admin.vm.Shutdown", "app", "wait", b"");
-    assert_eq!(d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""), "");
+    assert_eq!(
+        d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""),
+        ""
+    );
 
     // Shrinking is not refused by qubesd (the client refuses it): the image is truncated.
     d.ok("admin.vm.volume.Resize", "app", "private", b"8192");
@@ -556,7 +647,12 @@ fn file_driver_lifecycle() {
         b"2\0StoragePoolException\0\0Cannot resize volume based on a template - resizethe template instead\0"
     );
     assert_eq!(
-        d.call("admin.vm.volume.Set.revisions_to_keep", "app", "private", b"2"),
+        d.call(
+            "admin.vm.volume.Set.revisions_to_keep",
+            "app",
+            "private",
+            b"2"
+        ),
         b"",
         "FileVolume keeps at most one revision"
     );
@@ -565,7 +661,9 @@ fn file_driver_lifecycle() {
     let cow = dir.join("appvms/app/private-cow.img");
     assert!(cow.exists() && dir.join("appvms/app/root-cow.img").exists());
     assert_eq!(
-        std::fs::metadata(dir.join("appvms/app/volatile.img")).unwrap().len(),
+        std::fs::metadata(dir.join("appvms/app/volatile.img"))
+            .unwrap()
+            .len(),
         10 * GIB
     );
     write_at(&private, b"DATA1", 4096);
@@ -573,7 +671,10 @@ fn file_driver_lifecycle() {
     assert!(!dir.join("appvms/app/root-cow.img").exists());
     assert!(!dir.join("appvms/app/volatile.img").exists());
     assert!(dir.join("appvms/app/private-cow.img.old").exists());
-    assert_eq!(d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""), "old\n");
+    assert_eq!(
+        d.ok("admin.vm.volume.ListSnapshots", "app", "private", b""),
+        "old\n"
+    );
     assert_eq!(
         d.call("admin.vm.volume.Revert", "app", "private", b"old"),
         b"",
@@ -632,13 +733,20 @@ fn reflink_driver_on_xfs_uses_real_reflinks() {
     d.ok("admin.property.Set", "dom0", "default_kernel", b"6.6.1");
     let dir = xfs.mnt.path().join("pool");
     // No setup_check option: the filesystem check must pass.
-    add_pool(&d, "file-reflink", &format!("name=r\ndir_path={}", dir.display()));
+    add_pool(
+        &d,
+        "file-reflink",
+        &format!("name=r\ndir_path={}", dir.display()),
+    );
     d.ok("admin.property.Set", "dom0", "default_pool", b"r");
     // A 1 GiB private full of data is snapshotted at start without using more space.
     reflink_lifecycle(&d, &dir);
     d.ok("admin.vm.volume.Resize", "tpl", "private", b"1073741824");
     let tpl_private = dir.join("vm-templates/tpl/private.img");
-    let f = std::fs::OpenOptions::new().write(true).open(&tpl_private).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tpl_private)
+        .unwrap();
     let chunk = vec![0x5au8; 1 << 20];
     for i in 0..1024u64 {
         f.write_all_at(&chunk, i << 20).unwrap();

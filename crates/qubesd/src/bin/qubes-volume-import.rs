@@ -49,7 +49,12 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--with-size" => with_size = Some(true),
             "--without-size" => with_size = Some(false),
-            "--socket" => socket = rest.next().map(PathBuf::from).unwrap_or_else(|| usage("--socket needs a path")),
+            "--socket" => {
+                socket = rest
+                    .next()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| usage("--socket needs a path"))
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: admin.vm.volume.Import[WithSize] [--socket PATH] VOLUME\n\

@@ -30,7 +30,9 @@ fn lines<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
 }
 
 fn arg_pool(c: &Ctx) -> Result<Pool, QubesError> {
-    c.st.pool(&c.arg).cloned().ok_or_else(|| arg_not_in("pools"))
+    c.st.pool(&c.arg)
+        .cloned()
+        .ok_or_else(|| arg_not_in("pools"))
 }
 
 /// The destination's volume named by the argument (`Argument not in '<qube> volumes'`).
@@ -182,7 +184,10 @@ pub(crate) fn pool_add(c: &mut Ctx) -> Result<Reply, QubesError> {
         setup_view.attrs.push(("setup_check".into(), v.clone()));
     }
     drv.setup(&setup_view)?;
-    c.st.pools.push(Pool { name: name.clone(), attrs });
+    c.st.pools.push(Pool {
+        name: name.clone(),
+        attrs,
+    });
     c.fire("", "pool-add", &[("pool", &name)]);
     c.save = true;
     empty()
@@ -245,7 +250,9 @@ pub(crate) fn pool_set_ephemeral_volatile(c: &mut Ctx) -> Result<Reply, QubesErr
     let pool = arg_pool(c)?;
     let v = bool_payload(&c.untrusted_payload)?;
     if pool.attr("driver") == Some("linux-kernel") {
-        return Err(QubesError::silent("linux-kernel pool has no ephemeral_volatile"));
+        return Err(QubesError::silent(
+            "linux-kernel pool has no ephemeral_volatile",
+        ));
     }
     set_pool_attr(c, "ephemeral_volatile", b(v).into());
     c.save = true;
@@ -360,12 +367,11 @@ pub(crate) fn vm_volume_clone_to(c: &mut Ctx) -> Result<Reply, QubesError> {
             "'Token to clone volume of qube was not found'",
         ));
     };
-    let src = c
-        .st
-        .domain(&vm)
-        .and_then(|d| volume(c.st, d, &name))
-        .filter(|s| s.pool.name == pool && s.vid == vid)
-        .ok_or_else(|| QubesError::silent("source volume of the clone is gone"))?;
+    let src =
+        c.st.domain(&vm)
+            .and_then(|d| volume(c.st, d, &name))
+            .filter(|s| s.pool.name == pool && s.vid == vid)
+            .ok_or_else(|| QubesError::silent("source volume of the clone is gone"))?;
     if src.running && src.snapshots_disabled() {
         return Err(super::pool_err(format!(
             "Volume {} must be stopped before importing its data",

@@ -132,7 +132,10 @@ impl Driver for KernelDriver {
     }
 
     fn resize(&self, v: &Vol, _size: u64) -> SResult<()> {
-        Err(pool_err(format!("Can not resize readonly volume {}", v.vid)))
+        Err(pool_err(format!(
+            "Can not resize readonly volume {}",
+            v.vid
+        )))
     }
 
     fn is_outdated(&self, _v: &Vol) -> Option<bool> {

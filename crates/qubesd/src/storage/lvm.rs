@@ -327,7 +327,10 @@ impl Driver for ThinDriver {
         let get = |k: &str| o.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
         Ok(vec![
             ("name".into(), name.into()),
-            ("volume_group".into(), get("volume_group").unwrap_or("").into()),
+            (
+                "volume_group".into(),
+                get("volume_group").unwrap_or("").into(),
+            ),
             ("thin_pool".into(), get("thin_pool").unwrap_or("").into()),
             ("driver".into(), self.name().into()),
             (
@@ -463,10 +466,10 @@ impl Driver for ThinDriver {
 
     fn size(&self, v: &Vol) -> u64 {
         let cache = lvs();
-        if v.snap_on_start || v.save_on_stop {
-            if let Some(i) = cache.get(&snap(v)) {
-                return i.size;
-            }
+        if (v.snap_on_start || v.save_on_stop)
+            && let Some(i) = cache.get(&snap(v))
+        {
+            return i.size;
         }
         cache.get(&current(&v.vid)).map_or(v.size, |i| i.size)
     }
@@ -646,7 +649,10 @@ mod tests {
                 timestamp: "2023-11-14T22:13:20".into()
             }]
         );
-        assert_eq!(mapper("qubes_dom0/vm-work-private"), "/dev/mapper/qubes_dom0-vm--work--private");
+        assert_eq!(
+            mapper("qubes_dom0/vm-work-private"),
+            "/dev/mapper/qubes_dom0-vm--work--private"
+        );
         assert!(parse_lvs("garbage {").is_empty());
     }
 }

@@ -211,7 +211,10 @@ pub fn io_err(what: &str, path: &std::path::Path, e: std::io::Error) -> QubesErr
 }
 
 /// `map_err` helper: an I/O failure on `p` while doing `what`.
-pub fn io<'a>(what: &'static str, p: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> QubesError + 'a {
+pub fn io<'a>(
+    what: &'static str,
+    p: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> QubesError + 'a {
     move |e| io_err(what, p, e)
 }
 
@@ -241,7 +244,9 @@ pub fn cfg_set(v: &mut VolumeConfig, k: &str, value: String) {
 }
 
 fn flag(v: &VolumeConfig, k: &str) -> bool {
-    cfg_attr(v, k).and_then(crate::setters::py_bool).unwrap_or(false)
+    cfg_attr(v, k)
+        .and_then(crate::setters::py_bool)
+        .unwrap_or(false)
 }
 
 /// Resolves one volume configuration of `d`.
@@ -486,7 +491,10 @@ mod tests {
     #[test]
     fn number_validation_messages() {
         assert_eq!(validate_number(b"123", "volume size", false).unwrap(), 123);
-        assert_eq!(validate_number(b"-1", "revisions to keep", true).unwrap(), -1);
+        assert_eq!(
+            validate_number(b"-1", "revisions to keep", true).unwrap(),
+            -1
+        );
         let msg = |r: SResult<i64>| r.unwrap_err().to_string();
         assert_eq!(
             msg(validate_number(b"-1", "volume size", false)),
@@ -497,7 +505,11 @@ mod tests {
             "ProtocolError: Volume size contains spurious leading zeros"
         );
         assert_eq!(
-            msg(validate_number(b"12345678901234567890", "size of new data", false)),
+            msg(validate_number(
+                b"12345678901234567890",
+                "size of new data",
+                false
+            )),
             "ProtocolError: Size of new data is bigger than 19 decimal digits"
         );
         assert!(validate_number(b"", "x", false).is_err());

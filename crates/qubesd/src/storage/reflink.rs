@@ -246,10 +246,9 @@ impl Driver for ReflinkDriver {
                 qubes_api::exc::py_repr(&i.to_string_lossy()),
                 v.vid
             ))),
-            _ if v.snap_on_start && v.source.is_none() => Err(pool_err(format!(
-                "Volume {} has no source volume",
-                v.vid
-            ))),
+            _ if v.snap_on_start && v.source.is_none() => {
+                Err(pool_err(format!("Volume {} has no source volume", v.vid)))
+            }
             _ => Ok(()),
         }
     }
