@@ -121,8 +121,24 @@ pub enum Msg {
         /// Value.
         value: Option<String>,
     },
-    /// The selected row changed (position in the visible model).
-    SelectedAt(u32),
+    /// The selection changed.
+    SelectionChanged,
+    /// Volume usage and outdated state of qubes, read again.
+    Volumes(Vec<(String, Option<u64>, bool)>),
+    /// Time to read the disk usage of running qubes again.
+    DiskTick,
+    /// Show or hide a column.
+    ColumnVisible(Column, bool),
+    /// Open the global settings.
+    GlobalSettings,
+    /// Ask for a name and clone the selected qube.
+    Clone,
+    /// Progress of a long operation for the status line (`None`: finished).
+    Progress(Option<String>),
+    /// Change the template of the selected qubes.
+    ChangeTemplate,
+    /// Change the network qube of the selected qubes.
+    ChangeNetVm,
     /// Select this qube (a right click on its row).
     SelectName(String),
     /// Run a lifecycle action on the selected qube.
@@ -143,7 +159,7 @@ pub enum Msg {
 pub struct App {
     client: Client,
     /// The rows (public for tests).
-    pub table: TypedColumnView<QubeRow, gtk::SingleSelection>,
+    pub table: TypedColumnView<QubeRow, gtk::MultiSelection>,
     infos: HashMap<String, QubeInfo>,
     rows: HashMap<String, QubeRow>,
     colors: HashMap<String, String>,
@@ -153,7 +169,8 @@ pub struct App {
     view_state: Rc<crate::view_state::ViewState>,
     status: String,
     loaded: bool,
-    selected: Option<String>,
+    /// Selected qubes, in table order.
+    selected: Vec<String>,
     /// Last failure, shown in a dialog (public for tests).
     pub last_error: Option<(String, String)>,
     /// The open settings dialog, if any (public for tests).
@@ -162,6 +179,12 @@ pub struct App {
     pub create: Option<crate::dialogs::CreateDialog>,
     /// The open remove dialog, if any (public for tests).
     pub remove: Option<adw::MessageDialog>,
+    /// The open template / network change dialog, if any (public for tests).
+    pub bulk: Option<crate::bulk::BulkDialog>,
+    /// The open clone dialog, if any (public for tests).
+    pub clone: Option<adw::MessageDialog>,
+    /// The open global settings, if any (public for tests).
+    pub global_settings: Option<relm4::Controller<crate::settings::Settings>>,
     window: adw::ApplicationWindow,
     label_order: Vec<String>,
 }
@@ -170,8 +193,12 @@ pub struct App {
 pub struct Widgets {
     status: gtk::Label,
     actions: Vec<(Action, gio::SimpleAction)>,
-    /// Settings and remove: enabled while a qube is selected.
+    /// Settings, remove, clone: enabled while one qube is selected.
     selection_actions: Vec<gio::SimpleAction>,
+    /// Change template: enabled while the selection has an app qube.
+    template_action: gio::SimpleAction,
+    /// Change network qube: enabled while the selection has a qube with a netvm.
+    netvm_action: gio::SimpleAction,
     /// The table's context menu.
     context_menu: gtk::PopoverMenu,
     window: adw::ApplicationWindow,
@@ -199,28 +226,70 @@ impl App {
         &self.status
     }
 
-    /// Selects a qube (as a click would).
+    /// Selects a qube alone (as a click would).
     pub fn select(&self, vm: &str) {
-        let model = self.table.view.model();
-        if let Some(m) = model {
-            for i in 0..m.n_items() {
-                if self
-                    .table
-                    .get_visible(i)
-                    .is_some_and(|r| r.borrow().name == vm)
-                {
-                    self.table.selection_model.set_selected(i);
-                }
-            }
+        if let Some(i) = self.visible_index(vm) {
+            self.table.selection_model.select_item(i, true);
         }
     }
 
-    /// Whether an action is enabled for the current selection.
+    /// Adds a qube to the selection (as a Ctrl+click would).
+    pub fn select_also(&self, vm: &str) {
+        if let Some(i) = self.visible_index(vm) {
+            self.table.selection_model.select_item(i, false);
+        }
+    }
+
+    fn visible_index(&self, vm: &str) -> Option<u32> {
+        let m = self.table.view.model()?;
+        (0..m.n_items()).find(|i| {
+            self.table
+                .get_visible(*i)
+                .is_some_and(|r| r.borrow().name == vm)
+        })
+    }
+
+    /// The selected qubes.
+    pub fn selected(&self) -> &[String] {
+        &self.selected
+    }
+
+    /// The one qube per-qube commands (settings, remove, clone) work on.
+    fn single(&self) -> Option<String> {
+        match self.selected.as_slice() {
+            [one] if one != "dom0" => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether an action is enabled: it applies to at least one selected qube.
     pub fn action_enabled(&self, a: Action) -> bool {
         self.selected
-            .as_ref()
-            .and_then(|vm| self.infos.get(vm))
-            .is_some_and(|i| a.enabled(&i.class, &i.state))
+            .iter()
+            .filter_map(|vm| self.infos.get(vm))
+            .any(|i| a.enabled(&i.class, &i.state))
+    }
+
+    /// The qubes of the selection a template change applies to.
+    fn with_template(&self) -> Vec<String> {
+        self.selected
+            .iter()
+            .filter(|vm| self.infos.get(*vm).is_some_and(|i| i.class == "AppVM"))
+            .cloned()
+            .collect()
+    }
+
+    /// The qubes of the selection a network change applies to.
+    fn with_netvm(&self) -> Vec<String> {
+        self.selected
+            .iter()
+            .filter(|vm| {
+                self.infos
+                    .get(*vm)
+                    .is_some_and(|i| i.class != "AdminVM" && i.props.contains_key("netvm"))
+            })
+            .cloned()
+            .collect()
     }
 
     fn color_of(&self) -> impl Fn(&str) -> String + '_ {
@@ -349,6 +418,83 @@ fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
         }
     }
     Some(info)
+}
+
+/// Bytes used by a qube's volumes and whether one is outdated (`admin.vm.volume.List`, then
+/// `Info` per volume, as the reference manager does). `None` when they cannot be read (dom0,
+/// a qube without storage, a daemon without the storage calls).
+fn read_volumes(client: &Client, vm: &str) -> (Option<u64>, bool) {
+    let Ok(list) = client.call("admin.vm.volume.List", vm, "", b"") else {
+        return (None, false);
+    };
+    let (mut total, mut outdated, mut any) = (0u64, false, false);
+    for vol in list.lines() {
+        let Ok(info) = client.call("admin.vm.volume.Info", vm, vol, b"") else {
+            continue;
+        };
+        for line in info.lines() {
+            if let Some(u) = line.strip_prefix("usage=") {
+                total = total.saturating_add(u.parse().unwrap_or(0));
+                any = true;
+            } else if line == "is_outdated=True" {
+                outdated = true;
+            }
+        }
+    }
+    (any.then_some(total), outdated)
+}
+
+/// Reads the volumes of `names` with bounded parallelism and sends one message.
+fn scan_volumes(client: &Client, input: &relm4::Sender<Msg>, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let (client, input) = (client.clone(), input.clone());
+    std::thread::spawn(move || {
+        let chunk = names.len().div_ceil(VOLUME_PARALLELISM).max(1);
+        let results = std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    let client = &client;
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|vm| {
+                                let (disk, outdated) = read_volumes(client, vm);
+                                (vm.clone(), disk, outdated)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect::<Vec<_>>()
+        });
+        input.emit(Msg::Volumes(results));
+    });
+}
+
+/// Volume reads run on this many threads (they are many small calls).
+const VOLUME_PARALLELISM: usize = 4;
+
+/// How often the disk usage of running qubes is read again.
+const DISK_REFRESH: Duration = Duration::from_secs(60);
+
+/// Sends [`Msg::DiskTick`] every [`DISK_REFRESH`].
+fn disk_timer(input: relm4::Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("qubes-disk-usage".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(DISK_REFRESH);
+                if input.send(Msg::DiskTick).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the disk usage timer");
 }
 
 /// Follows `admin.Events` forever, reconnecting one second after the stream ends.
@@ -509,6 +655,7 @@ impl SimpleComponent for App {
                 (|| Msg::OpenSettings(None)) as fn() -> Msg,
             ),
             ("remove", tr("Remove"), || Msg::Remove),
+            ("clone", tr("Clone"), || Msg::Clone),
             ("create", tr("New qube"), || Msg::Create),
         ] {
             let simple = gio::SimpleAction::new(id, None);
@@ -520,6 +667,56 @@ impl SimpleComponent for App {
                 simple.set_enabled(false);
                 selection_actions.push(simple);
             }
+        }
+        // Template and network changes work on every selected qube they apply to.
+        let mut change_actions = Vec::new();
+        for (id, label, msg) in [
+            (
+                "change-template",
+                tr("Change template…"),
+                (|| Msg::ChangeTemplate) as fn() -> Msg,
+            ),
+            ("change-netvm", tr("Change network qube…"), || {
+                Msg::ChangeNetVm
+            }),
+        ] {
+            let simple = gio::SimpleAction::new(id, None);
+            simple.set_enabled(false);
+            let input = sender.input_sender().clone();
+            simple.connect_activate(move |_, _| input.emit(msg()));
+            group.add_action(&simple);
+            manage_menu.append(Some(&label), Some(&format!("qube.{id}")));
+            change_actions.push(simple);
+        }
+        let global = gio::SimpleAction::new("global-settings", None);
+        {
+            let input = sender.input_sender().clone();
+            global.connect_activate(move |_, _| input.emit(Msg::GlobalSettings));
+        }
+        group.add_action(&global);
+        let system_menu = gio::Menu::new();
+        system_menu.append(Some(&tr("Global settings")), Some("qube.global-settings"));
+        // View ▸ Columns: one check item per column (the name column always stays).
+        let hidden = view_state.hidden_columns();
+        let columns_menu = gio::Menu::new();
+        for col in Column::ALL.into_iter().filter(|c| *c != Column::Name) {
+            let visible = !hidden.contains(&col);
+            if let Some(c) = crate::table::column_of(&table, col) {
+                c.set_visible(visible);
+            }
+            let id = format!("column-{}", col.id());
+            let a = gio::SimpleAction::new_stateful(&id, None, &visible.to_variant());
+            let input = sender.input_sender().clone();
+            a.connect_activate(move |a, _| {
+                let on = !a.state().and_then(|v| v.get::<bool>()).unwrap_or(true);
+                a.set_state(&on.to_variant());
+                input.emit(Msg::ColumnVisible(col, on));
+            });
+            group.add_action(&a);
+            columns_menu.append(
+                Some(&crate::table::column_title(col)),
+                Some(&format!("qube.{id}")),
+            );
         }
         let show_internal_action = gio::SimpleAction::new_stateful(
             "show-internal",
@@ -537,10 +734,12 @@ impl SimpleComponent for App {
         group.add_action(&show_internal_action);
         let view_menu = gio::Menu::new();
         view_menu.append(Some(&tr("Show internal qubes")), Some("qube.show-internal"));
+        view_menu.append_submenu(Some(&tr("Columns")), &columns_menu);
         let menu = gio::Menu::new();
         menu.append_section(None, &lifecycle_menu);
         menu.append_section(None, &manage_menu);
         menu.append_section(None, &view_menu);
+        menu.append_section(None, &system_menu);
         root.insert_action_group("qube", Some(&group));
         let menu_button = gtk::MenuButton::builder()
             .icon_name("open-menu-symbolic")
@@ -578,7 +777,7 @@ impl SimpleComponent for App {
             let input = sender.input_sender().clone();
             table
                 .selection_model
-                .connect_selected_notify(move |sel| input.emit(Msg::SelectedAt(sel.selected())));
+                .connect_selection_changed(move |_, _, _| input.emit(Msg::SelectionChanged));
         }
         // Icons for the two per-qube commands keep the title readable at the default width.
         for (id, label, icon) in [
@@ -704,23 +903,30 @@ impl SimpleComponent for App {
             view_state,
             status: tr("Loading qubes…"),
             loaded: false,
-            selected: None,
+            selected: Vec::new(),
             last_error: None,
             settings: None,
             create: None,
             remove: None,
+            bulk: None,
+            clone: None,
+            global_settings: None,
             window: root.clone(),
             label_order: Vec::new(),
         };
         status.set_text(&model.status);
         follow_events(init.client.clone(), sender.input_sender().clone());
         follow_stats(init.client, sender.input_sender().clone());
+        disk_timer(sender.input_sender().clone());
+        let mut change_actions = change_actions.into_iter();
         ComponentParts {
             model,
             widgets: Widgets {
                 status,
                 actions,
                 selection_actions,
+                template_action: change_actions.next().expect("template action"),
+                netvm_action: change_actions.next().expect("netvm action"),
                 context_menu,
                 window: root.clone(),
                 shown_error: None,
@@ -745,12 +951,56 @@ impl SimpleComponent for App {
                 for g in gone {
                     self.remove(&g);
                 }
-                for info in infos {
+                let names: Vec<String> = infos.iter().map(|i| i.name.clone()).collect();
+                for mut info in infos {
+                    // Keep what is known until the new reading arrives.
+                    if let Some(old) = self.infos.get(&info.name) {
+                        info.disk = old.disk;
+                        info.outdated = old.outdated;
+                    }
                     self.upsert(info);
                 }
                 self.loaded = true;
                 self.refresh_status();
+                scan_volumes(&self.client, &input, names);
             }
+            Msg::Volumes(results) => {
+                for (vm, disk, outdated) in results {
+                    if let Some(mut info) = self.infos.get(&vm).cloned()
+                        && (info.disk != disk || info.outdated != outdated)
+                    {
+                        info.disk = disk;
+                        info.outdated = outdated;
+                        self.upsert(info);
+                    }
+                }
+            }
+            Msg::DiskTick => {
+                let running: Vec<String> = self
+                    .infos
+                    .values()
+                    .filter(|i| i.state == "Running")
+                    .map(|i| i.name.clone())
+                    .collect();
+                scan_volumes(&self.client, &input, running);
+            }
+            Msg::Change(Change::Volumes(vm)) => scan_volumes(&self.client, &input, vec![vm]),
+            Msg::ColumnVisible(col, on) => {
+                if let Some(c) = crate::table::column_of(&self.table, col) {
+                    c.set_visible(on);
+                }
+                let hidden: Vec<Column> = Column::ALL
+                    .into_iter()
+                    .filter(|c| {
+                        crate::table::column_of(&self.table, *c).is_some_and(|c| !c.is_visible())
+                    })
+                    .collect();
+                self.view_state.set_hidden_columns(&hidden);
+            }
+            Msg::Progress(text) => match text {
+                Some(t) => self.status = t,
+                None => self.refresh_status(),
+            },
             Msg::Loaded(Err(e)) | Msg::Error(e) => {
                 self.status = format!("{}: {e}", tr("Cannot reach qubesd"));
             }
@@ -820,8 +1070,24 @@ impl SimpleComponent for App {
                     if state == "Halted" {
                         info.stats = None;
                     }
+                    let settled = matches!(state.as_str(), "Running" | "Halted");
                     info.state = state;
                     self.upsert(info);
+                    if settled {
+                        // Usage changes at start and commit; a template's stop makes its
+                        // running qubes outdated.
+                        let mut names = vec![vm.clone()];
+                        names.extend(
+                            self.infos
+                                .values()
+                                .filter(|i| {
+                                    i.state == "Running"
+                                        && i.props.get("template").is_some_and(|t| t.value == vm)
+                                })
+                                .map(|i| i.name.clone()),
+                        );
+                        scan_volumes(&self.client, &input, names);
+                    }
                 }
             }
             Msg::Change(Change::RefetchProperty { vm, prop }) => {
@@ -851,38 +1117,43 @@ impl SimpleComponent for App {
             }
             Msg::Change(Change::None) => {}
             Msg::SelectName(vm) => self.select(&vm),
-            Msg::SelectedAt(pos) => {
-                self.selected = self.table.get_visible(pos).map(|r| r.borrow().name.clone());
+            Msg::SelectionChanged => {
+                let bits = self.table.selection_model.selection();
+                self.selected = (0..bits.size())
+                    .filter_map(|n| self.table.get_visible(bits.nth(n as u32)))
+                    .map(|r| r.borrow().name.clone())
+                    .collect();
             }
             Msg::Action(action) => {
-                let Some(vm) = self.selected.clone() else {
-                    return;
-                };
-                let state = self
-                    .infos
-                    .get(&vm)
-                    .map(|i| i.state.clone())
-                    .unwrap_or_default();
-                let method = action.method(&state);
-                spawn_work(&self.client, &input, move |c| {
-                    let done = c.call(method, &vm, "", b"").and_then(|_| {
-                        if action == Action::Restart {
-                            restart_after_shutdown(c, &vm)
-                        } else {
-                            Ok(())
-                        }
+                // Every selected qube the action applies to, each in its own worker.
+                for vm in self.selected.clone() {
+                    let Some(info) = self.infos.get(&vm) else {
+                        continue;
+                    };
+                    if !action.enabled(&info.class, &info.state) {
+                        continue;
+                    }
+                    let method = action.method(&info.state);
+                    spawn_work(&self.client, &input, move |c| {
+                        let done = c.call(method, &vm, "", b"").and_then(|_| {
+                            if action == Action::Restart {
+                                restart_after_shutdown(c, &vm)
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        done.err()
+                            .map(|e| Msg::Failed(action.failure(&vm), crate::errors::describe(&e)))
                     });
-                    done.err()
-                        .map(|e| Msg::Failed(action.failure(&vm), crate::errors::describe(&e)))
-                });
+                }
             }
             Msg::OpenSettings(pos) => {
                 let vm = pos
                     .and_then(|p| self.table.get_visible(p).map(|r| r.borrow().name.clone()))
-                    .or_else(|| self.selected.clone());
+                    .or_else(|| self.single());
                 if let Some(vm) = vm.filter(|v| v != "dom0") {
                     let dialog = crate::settings::Settings::builder()
-                        .launch((self.client.clone(), vm))
+                        .launch((self.client.clone(), crate::settings::Target::Qube(vm)))
                         .detach();
                     self.settings = Some(dialog);
                 }
@@ -903,13 +1174,80 @@ impl SimpleComponent for App {
                 ));
             }
             Msg::Remove => {
-                if let Some(vm) = self.selected.clone().filter(|v| v != "dom0") {
+                if let Some(vm) = self.single() {
                     self.remove = Some(crate::dialogs::remove_dialog(
                         &self.window,
                         self.client.clone(),
                         vm,
                     ));
                 }
+            }
+            Msg::Clone => {
+                if let Some(vm) = self.single() {
+                    self.clone = Some(crate::clone::clone_dialog(
+                        &self.window,
+                        self.client.clone(),
+                        vm,
+                        input.clone(),
+                    ));
+                }
+            }
+            Msg::ChangeTemplate => {
+                let qubes = self.with_template();
+                if !qubes.is_empty() {
+                    let mut templates: Vec<String> = self
+                        .infos
+                        .values()
+                        .filter(|i| i.class == "TemplateVM")
+                        .map(|i| i.name.clone())
+                        .collect();
+                    templates.sort();
+                    let choices = templates
+                        .into_iter()
+                        .map(|t| (Some(t.clone()), t))
+                        .collect();
+                    self.bulk = Some(crate::bulk::bulk_dialog(
+                        &self.window,
+                        self.client.clone(),
+                        &tr("Change template"),
+                        "template",
+                        choices,
+                        qubes,
+                    ));
+                }
+            }
+            Msg::ChangeNetVm => {
+                let qubes = self.with_netvm();
+                if !qubes.is_empty() {
+                    let mut networked: Vec<String> = self
+                        .infos
+                        .values()
+                        .filter(|i| {
+                            i.props
+                                .get("provides_network")
+                                .is_some_and(|p| p.value == "True")
+                        })
+                        .map(|i| i.name.clone())
+                        .collect();
+                    networked.sort();
+                    let mut choices =
+                        vec![(None, tr("default")), (Some(String::new()), tr("none"))];
+                    choices.extend(networked.into_iter().map(|n| (Some(n.clone()), n)));
+                    self.bulk = Some(crate::bulk::bulk_dialog(
+                        &self.window,
+                        self.client.clone(),
+                        &tr("Change network qube"),
+                        "netvm",
+                        choices,
+                        qubes,
+                    ));
+                }
+            }
+            Msg::GlobalSettings => {
+                let dialog = crate::settings::Settings::builder()
+                    .launch((self.client.clone(), crate::settings::Target::Global))
+                    .detach();
+                self.global_settings = Some(dialog);
             }
             Msg::Failed(heading, message) => {
                 self.last_error = Some((heading, message));
@@ -928,8 +1266,14 @@ impl SimpleComponent for App {
             simple.set_enabled(self.action_enabled(*action));
         }
         for simple in &widgets.selection_actions {
-            simple.set_enabled(self.selected.as_deref().is_some_and(|vm| vm != "dom0"));
+            simple.set_enabled(self.single().is_some());
         }
+        widgets
+            .template_action
+            .set_enabled(!self.with_template().is_empty());
+        widgets
+            .netvm_action
+            .set_enabled(!self.with_netvm().is_empty());
         if self.last_error.is_some() && self.last_error != widgets.shown_error {
             widgets.shown_error = self.last_error.clone();
             if let Some((heading, message)) = &self.last_error {

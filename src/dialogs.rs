@@ -82,7 +82,7 @@ pub fn dependents(client: &Client, vm: &str) -> Vec<String> {
 }
 
 /// Runs `work` on a thread and `done` with its result on the main thread.
-fn background<T: Send + 'static>(
+pub(crate) fn background<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
     done: impl FnOnce(T) + 'static,
 ) {

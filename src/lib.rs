@@ -2,8 +2,11 @@
 
 pub mod a11y;
 pub mod app;
+pub mod bulk;
+pub mod clone;
 pub mod dialogs;
 pub mod errors;
+pub mod features_editor;
 pub mod i18n;
 pub mod model;
 pub mod settings;

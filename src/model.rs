@@ -13,7 +13,7 @@ pub enum Column {
     Label,
     /// Qube name.
     Name,
-    /// Power state.
+    /// Power state, with blocked / restart needed / updates markers.
     State,
     /// Class.
     Class,
@@ -21,30 +21,89 @@ pub enum Column {
     Template,
     /// Network qube.
     NetVm,
+    /// Disk space used by the qube's volumes.
+    DiskUsage,
     /// CPU use, from `admin.vm.Stats`.
     Cpu,
     /// Memory in use, from `admin.vm.Stats`.
     MemUsed,
     /// Initial memory.
     Memory,
+    /// Feature `internal`.
+    Internal,
+    /// IP address seen by other qubes.
+    Ip,
     /// Included in backups.
     Backups,
+    /// Time of the last backup.
+    LastBackup,
+    /// Disposable template used by default.
+    DefaultDispvm,
+    /// Whether the qube is a disposable template.
+    IsDispvmTemplate,
+    /// Virtualisation mode.
+    VirtMode,
 }
 
 impl Column {
     /// All columns, in display order.
-    pub const ALL: [Column; 10] = [
+    pub const ALL: [Column; 17] = [
         Column::Label,
         Column::Name,
         Column::State,
         Column::Class,
         Column::Template,
         Column::NetVm,
+        Column::DiskUsage,
         Column::Cpu,
         Column::MemUsed,
         Column::Memory,
+        Column::Internal,
+        Column::Ip,
         Column::Backups,
+        Column::LastBackup,
+        Column::DefaultDispvm,
+        Column::IsDispvmTemplate,
+        Column::VirtMode,
     ];
+
+    /// Columns hidden until the user shows them.
+    pub const HIDDEN_BY_DEFAULT: [Column; 6] = [
+        Column::Internal,
+        Column::Ip,
+        Column::LastBackup,
+        Column::DefaultDispvm,
+        Column::IsDispvmTemplate,
+        Column::VirtMode,
+    ];
+
+    /// Stable identifier (view state, widget names).
+    pub fn id(self) -> &'static str {
+        match self {
+            Column::Label => "label",
+            Column::Name => "name",
+            Column::State => "state",
+            Column::Class => "class",
+            Column::Template => "template",
+            Column::NetVm => "netvm",
+            Column::DiskUsage => "disk",
+            Column::Cpu => "cpu",
+            Column::MemUsed => "memused",
+            Column::Memory => "memory",
+            Column::Internal => "internal",
+            Column::Ip => "ip",
+            Column::Backups => "backups",
+            Column::LastBackup => "last-backup",
+            Column::DefaultDispvm => "default-dispvm",
+            Column::IsDispvmTemplate => "dispvm-template",
+            Column::VirtMode => "virt-mode",
+        }
+    }
+
+    /// The column with this [`Column::id`].
+    pub fn from_id(id: &str) -> Option<Column> {
+        Column::ALL.into_iter().find(|c| c.id() == id)
+    }
 
     /// The property whose change refreshes this column, if any.
     pub fn property(self) -> Option<&'static str> {
@@ -54,6 +113,11 @@ impl Column {
             Column::NetVm => Some("netvm"),
             Column::Memory => Some("memory"),
             Column::Backups => Some("include_in_backups"),
+            Column::Ip => Some("visible_ip"),
+            Column::LastBackup => Some("backup_timestamp"),
+            Column::DefaultDispvm => Some("default_dispvm"),
+            Column::IsDispvmTemplate => Some("template_for_dispvms"),
+            Column::VirtMode => Some("virt_mode"),
             _ => None,
         }
     }
@@ -122,10 +186,55 @@ pub struct QubeInfo {
     pub stats: Option<(u32, u64)>,
     /// Values of the [`WATCHED_FEATURES`] the qube has.
     pub features: BTreeMap<String, String>,
+    /// Bytes its volumes use, once read.
+    pub disk: Option<u64>,
+    /// Whether a volume is outdated (running on an old snapshot of its template).
+    pub outdated: bool,
 }
 
-/// Features the table reads: `internal` hides a qube, `servicevm` keeps it out of "my qubes".
-pub const WATCHED_FEATURES: [&str; 2] = ["internal", "servicevm"];
+/// Features the table reads: `internal` hides a qube, `servicevm` keeps it out of "my qubes",
+/// `prohibit-start` blocks it, `updates-available` / `skip-update` mark the state.
+pub const WATCHED_FEATURES: [&str; 5] = [
+    "internal",
+    "servicevm",
+    "prohibit-start",
+    "updates-available",
+    "skip-update",
+];
+
+/// A size in bytes for people: `512 KiB`, `1.5 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if v < 10.0 {
+        format!("{v:.2} {}", UNITS[unit])
+    } else if v < 100.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.0} {}", UNITS[unit])
+    }
+}
+
+/// Bytes back from [`human_size`] text (for sorting; 0 when not a size).
+pub fn parse_size(text: &str) -> f64 {
+    let mut it = text.split(' ');
+    let n: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let mult = match it.next() {
+        Some("KiB") => 1024.0,
+        Some("MiB") => 1024.0 * 1024.0,
+        Some("GiB") => 1024.0 * 1024.0 * 1024.0,
+        Some("TiB") => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => 1.0,
+    };
+    n * mult
+}
 
 /// [`QubeInfo::kinds`] bit of an internal qube (hidden unless internal qubes are shown).
 pub const INTERNAL: u8 = 1 << 7;
@@ -145,6 +254,8 @@ impl QubeInfo {
             props: props.into_iter().collect(),
             stats: None,
             features: BTreeMap::new(),
+            disk: None,
+            outdated: false,
         }
     }
 
@@ -185,11 +296,54 @@ impl QubeInfo {
         self.props.get(name)
     }
 
+    /// Markers the state column adds to the power state.
+    pub fn state_markers(&self) -> Vec<String> {
+        let feature = |f: &str| self.features.get(f).is_some_and(|v| !v.is_empty());
+        let mut out = Vec::new();
+        if self.state == "Halted" && feature("prohibit-start") && self.class != "AdminVM" {
+            out.push(crate::i18n::tr("blocked"));
+        }
+        if self.outdated && self.state != "Halted" {
+            out.push(crate::i18n::tr("restart needed"));
+        }
+        if matches!(self.class.as_str(), "TemplateVM" | "StandaloneVM") {
+            if feature("skip-update") {
+                out.push(crate::i18n::tr("updates skipped"));
+            } else if feature("updates-available") {
+                out.push(crate::i18n::tr("updates available"));
+            }
+        }
+        out
+    }
+
+    fn yes_no(&self, prop: &str) -> String {
+        match self.prop(prop).map(|p| p.value.as_str()) {
+            Some("True") => crate::i18n::tr("yes"),
+            Some("False") => crate::i18n::tr("no"),
+            _ => String::new(),
+        }
+    }
+
+    /// A qube-valued property as the table shows it: `none`, `default (x)` or the name.
+    fn vm_ref(&self, prop: &str) -> String {
+        match self.prop(prop) {
+            None => String::new(),
+            Some(p) if p.value.is_empty() => crate::i18n::tr("none"),
+            // The reference manager shows "default (sys-firewall)" for a default netvm.
+            Some(p) if p.is_default => crate::i18n::tr_default(&p.value),
+            Some(p) => p.value.clone(),
+        }
+    }
+
     /// The text of a cell.
     pub fn cell(&self, col: Column) -> String {
         match col {
             Column::Name => self.name.clone(),
-            Column::State => self.state.clone(),
+            Column::State => {
+                let mut parts = vec![self.state.clone()];
+                parts.extend(self.state_markers());
+                parts.join(" \u{b7} ")
+            }
             Column::Class => self.class.clone(),
             Column::Label => self
                 .prop("label")
@@ -199,13 +353,8 @@ impl QubeInfo {
                 .prop("template")
                 .map(|p| p.value.clone())
                 .unwrap_or_default(),
-            Column::NetVm => match self.prop("netvm") {
-                None => String::new(),
-                Some(p) if p.value.is_empty() => crate::i18n::tr("none"),
-                // The reference manager shows "default (sys-firewall)" for a default netvm.
-                Some(p) if p.is_default => crate::i18n::tr_default(&p.value),
-                Some(p) => p.value.clone(),
-            },
+            Column::NetVm => self.vm_ref("netvm"),
+            Column::DefaultDispvm => self.vm_ref("default_dispvm"),
             Column::Memory => self
                 .prop("memory")
                 .map(|p| format!("{} MiB", p.value))
@@ -218,11 +367,35 @@ impl QubeInfo {
                 .stats
                 .map(|(_, kib)| format!("{} MiB", kib / 1024))
                 .unwrap_or_default(),
-            Column::Backups => match self.prop("include_in_backups").map(|p| p.value.as_str()) {
-                Some("True") => crate::i18n::tr("yes"),
-                Some("False") => crate::i18n::tr("no"),
-                _ => String::new(),
+            Column::Backups => self.yes_no("include_in_backups"),
+            Column::IsDispvmTemplate => self.yes_no("template_for_dispvms"),
+            Column::Internal => {
+                if self.features.get("internal").is_some_and(|v| !v.is_empty()) {
+                    crate::i18n::tr("yes")
+                } else {
+                    crate::i18n::tr("no")
+                }
+            }
+            Column::DiskUsage => match (self.class.as_str(), self.disk) {
+                ("AdminVM", _) => crate::i18n::tr("n/a"),
+                (_, Some(b)) => human_size(b),
+                (_, None) => String::new(),
             },
+            Column::Ip => self
+                .prop("visible_ip")
+                .map(|p| p.value.clone())
+                .unwrap_or_default(),
+            Column::VirtMode => self
+                .prop("virt_mode")
+                .map(|p| p.value.clone())
+                .unwrap_or_default(),
+            Column::LastBackup => self
+                .prop("backup_timestamp")
+                .and_then(|p| p.value.parse::<i64>().ok())
+                .and_then(|t| relm4::gtk::glib::DateTime::from_unix_local(t).ok())
+                .and_then(|d| d.format("%Y-%m-%d %H:%M").ok())
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -259,6 +432,8 @@ pub enum Change {
     Removed(String),
     /// The stream (re)started: reload everything.
     Reload,
+    /// A qube's volumes changed (import, clone): read their usage again.
+    Volumes(String),
     /// New statistics for a running qube.
     Stats {
         /// Qube.
@@ -310,6 +485,12 @@ pub fn change_for(ev: &Event) -> Change {
                 prop: prop.to_string(),
             };
         }
+    }
+    if matches!(
+        name,
+        "domain-volume-import-end" | "domain-import-volume" | "domain-create-on-disk"
+    ) {
+        return Change::Volumes(ev.subject.clone());
     }
     for prefix in ["domain-feature-set:", "domain-feature-delete:"] {
         if let Some(feature) = name.strip_prefix(prefix)

@@ -1,5 +1,6 @@
-//! The qube settings dialog: Basic, Advanced and Notes. Changes apply as property Set/Reset
-//! (and notes Set); a daemon error appears next to the field it concerns.
+//! The settings dialogs: a qube's (Basic, Advanced, Services, Features, Notes) and the
+//! global settings (`admin.property.*`). Changes apply as property Set/Reset, volume Resize,
+//! feature Set/Remove and notes Set; a daemon error appears next to the field it concerns.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,33 @@ use relm4::prelude::*;
 
 use crate::errors::describe;
 use crate::i18n::{tr, tr_default};
+
+/// Whose settings the dialog edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A qube's (`admin.vm.property.*`).
+    Qube(String),
+    /// The system's (`admin.property.*` on dom0).
+    Global,
+}
+
+impl Target {
+    /// The destination of the calls.
+    fn dest(&self) -> &str {
+        match self {
+            Target::Qube(vm) => vm,
+            Target::Global => "dom0",
+        }
+    }
+
+    /// Method prefix of property calls.
+    fn prefix(&self) -> &'static str {
+        match self {
+            Target::Qube(_) => "admin.vm.property",
+            Target::Global => "admin.property",
+        }
+    }
+}
 
 /// One editable property.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +78,18 @@ pub fn fields() -> Vec<(&'static str, &'static str, Kind, String)> {
             tr("Start qube automatically on boot"),
         ),
         (
+            "basic",
+            "volume:private",
+            Kind::Number,
+            tr("Private storage size (MiB)"),
+        ),
+        (
+            "basic",
+            "volume:root",
+            Kind::Number,
+            tr("System storage size (MiB)"),
+        ),
+        (
             "advanced",
             "memory",
             Kind::Number,
@@ -86,6 +126,86 @@ pub fn fields() -> Vec<(&'static str, &'static str, Kind, String)> {
     ]
 }
 
+/// Fields of the global settings dialog (one page).
+pub fn global_fields() -> Vec<(&'static str, &'static str, Kind, String)> {
+    vec![
+        (
+            "basic",
+            "default_template",
+            Kind::Choice,
+            tr("Default template"),
+        ),
+        (
+            "basic",
+            "default_netvm",
+            Kind::Choice,
+            tr("Default network qube"),
+        ),
+        (
+            "basic",
+            "default_dispvm",
+            Kind::Choice,
+            tr("Default disposable template"),
+        ),
+        (
+            "basic",
+            "management_dispvm",
+            Kind::Choice,
+            tr("Disposable template for management"),
+        ),
+        (
+            "basic",
+            "default_kernel",
+            Kind::Choice,
+            tr("Default kernel"),
+        ),
+        (
+            "basic",
+            "default_pool",
+            Kind::Choice,
+            tr("Default storage pool"),
+        ),
+        ("basic", "clockvm", Kind::Choice, tr("Clock qube")),
+        ("basic", "updatevm", Kind::Choice, tr("Update qube")),
+        (
+            "basic",
+            "default_guivm",
+            Kind::Choice,
+            tr("Default GUI qube"),
+        ),
+        (
+            "basic",
+            "default_audiovm",
+            Kind::Choice,
+            tr("Default audio qube"),
+        ),
+        (
+            "basic",
+            "check_updates_vm",
+            Kind::Flag,
+            tr("Check for qube updates"),
+        ),
+        (
+            "basic",
+            "stats_interval",
+            Kind::Number,
+            tr("Statistics interval (seconds)"),
+        ),
+        (
+            "basic",
+            "default_shutdown_timeout",
+            Kind::Number,
+            tr("Default shutdown timeout (seconds)"),
+        ),
+        (
+            "basic",
+            "default_qrexec_timeout",
+            Kind::Number,
+            tr("Default qrexec timeout (seconds)"),
+        ),
+    ]
+}
+
 /// What the dialog shows about a qube.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
@@ -95,9 +215,12 @@ pub struct Loaded {
     pub choices: BTreeMap<String, Vec<(String, String)>>,
     /// Notes.
     pub notes: String,
+    /// Features in the daemon's order (name, value).
+    pub features: Vec<(String, String)>,
 }
 
-/// A change to send: property, value (`None` = reset to default).
+/// A change to send: property, value (`None` = reset to default). Properties named
+/// `volume:<name>` are volume sizes in MiB, `feature:<name>` features (`None` = remove).
 pub type Change = (String, Option<String>);
 
 /// Messages.
@@ -116,7 +239,7 @@ pub enum Msg {
 /// The dialog.
 pub struct Settings {
     client: Client,
-    vm: String,
+    target: Target,
     loaded: Option<Loaded>,
     /// Errors by property, shown under their fields (public for tests).
     pub errors: BTreeMap<String, String>,
@@ -129,6 +252,10 @@ pub struct Settings {
 pub struct Widgets {
     editors: BTreeMap<&'static str, Editor>,
     notes: gtk::TextView,
+    /// Services page: rows of `service.*` features.
+    pub services: crate::features_editor::FeatureEditor,
+    /// Features page: the other features.
+    pub features: crate::features_editor::FeatureEditor,
     status: gtk::Label,
     apply: gtk::Button,
     filled: bool,
@@ -144,9 +271,9 @@ pub struct Editor {
 }
 
 impl Settings {
-    /// The qube being edited.
+    /// The qube being edited (`dom0` for the global settings).
     pub fn vm(&self) -> &str {
-        &self.vm
+        self.target.dest()
     }
 
     /// Whether the data arrived.
@@ -155,38 +282,55 @@ impl Settings {
     }
 }
 
-fn load(client: &Client, vm: &str) -> Result<Loaded, CallError> {
-    let props: BTreeMap<String, PropValue> = client.property_get_all(vm)?.into_iter().collect();
-    let labels: Vec<(String, String)> = client
-        .call("admin.label.List", "dom0", "", b"")?
-        .lines()
-        .map(|l| (l.to_string(), l.to_string()))
-        .collect();
-    let qubes = client.vm_list()?;
-    let mut networked = Vec::new();
-    let mut dvm_templates = Vec::new();
-    for q in &qubes {
-        if q.name == vm || q.class == "AdminVM" {
+/// Qubes by role, for the choice lists.
+#[derive(Default)]
+struct Roles {
+    templates: Vec<String>,
+    networked: Vec<String>,
+    dvm_templates: Vec<String>,
+    all: Vec<String>,
+}
+
+fn roles(client: &Client, except: &str) -> Result<Roles, CallError> {
+    let mut r = Roles::default();
+    for q in client.vm_list()? {
+        if q.name == except {
             continue;
         }
-        if let Ok(v) = client.call("admin.vm.property.Get", &q.name, "provides_network", b"")
-            && v.ends_with(" True")
-        {
-            networked.push(q.name.clone());
+        if q.class == "TemplateVM" {
+            r.templates.push(q.name.clone());
         }
-        if let Ok(v) = client.call(
-            "admin.vm.property.Get",
-            &q.name,
-            "template_for_dispvms",
-            b"",
-        ) && v.ends_with(" True")
-        {
-            dvm_templates.push(q.name.clone());
+        r.all.push(q.name.clone());
+        if q.class == "AdminVM" {
+            continue;
+        }
+        let flag = |p: &str| {
+            client
+                .call("admin.vm.property.Get", &q.name, p, b"")
+                .is_ok_and(|v| v.ends_with(" True"))
+        };
+        if flag("provides_network") {
+            r.networked.push(q.name.clone());
+        }
+        if flag("template_for_dispvms") {
+            r.dvm_templates.push(q.name.clone());
         }
     }
+    Ok(r)
+}
+
+fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
+    let dest = target.dest();
+    let mut props: BTreeMap<String, PropValue> = match target {
+        Target::Qube(vm) => client.property_get_all(vm)?,
+        Target::Global => client.global_property_get_all()?,
+    }
+    .into_iter()
+    .collect();
+    let r = roles(client, if *target == Target::Global { "" } else { dest })?;
     let default_text = |prop: &str| {
         client
-            .call("admin.vm.property.GetDefault", vm, prop, b"")
+            .call(&format!("{}.GetDefault", target.prefix()), dest, prop, b"")
             .ok()
             .and_then(|d| d.split_once(' ').map(|(_, v)| v.to_string()))
             .map(|v| tr_default(if v.is_empty() { "none" } else { &v }))
@@ -200,62 +344,207 @@ fn load(client: &Client, vm: &str) -> Result<Loaded, CallError> {
         v.extend(names.iter().map(|n| (n.clone(), n.clone())));
         v
     };
+    let plain = |names: Vec<String>| {
+        names
+            .into_iter()
+            .map(|n| (n.clone(), n))
+            .collect::<Vec<_>>()
+    };
     let mut choices = BTreeMap::new();
-    choices.insert("label".to_string(), labels);
-    let templates: Vec<(String, String)> = qubes
-        .iter()
-        .filter(|q| q.class == "TemplateVM")
-        .map(|q| (q.name.clone(), q.name.clone()))
-        .collect();
-    choices.insert("template".to_string(), templates);
-    choices.insert("netvm".to_string(), vm_choices(&networked, "netvm"));
-    choices.insert(
-        "default_dispvm".to_string(),
-        vm_choices(&dvm_templates, "default_dispvm"),
-    );
-    choices.insert(
-        "virt_mode".to_string(),
-        std::iter::once((String::new(), default_text("virt_mode")))
-            .chain(
-                ["pvh", "hvm", "pv"]
-                    .iter()
-                    .map(|m| (m.to_string(), m.to_string())),
-            )
-            .collect(),
-    );
-    let notes = client
-        .call("admin.vm.notes.Get", vm, "", b"")
-        .unwrap_or_default();
+    let mut notes = String::new();
+    let mut features = Vec::new();
+    match target {
+        Target::Qube(vm) => {
+            let labels: Vec<String> = client
+                .call("admin.label.List", "dom0", "", b"")?
+                .lines()
+                .map(str::to_string)
+                .collect();
+            choices.insert("label".to_string(), plain(labels));
+            choices.insert("template".to_string(), plain(r.templates.clone()));
+            choices.insert("netvm".to_string(), vm_choices(&r.networked, "netvm"));
+            choices.insert(
+                "default_dispvm".to_string(),
+                vm_choices(&r.dvm_templates, "default_dispvm"),
+            );
+            choices.insert(
+                "virt_mode".to_string(),
+                std::iter::once((String::new(), default_text("virt_mode")))
+                    .chain(
+                        ["pvh", "hvm", "pv"]
+                            .iter()
+                            .map(|m| (m.to_string(), m.to_string())),
+                    )
+                    .collect(),
+            );
+            notes = client
+                .call("admin.vm.notes.Get", vm, "", b"")
+                .unwrap_or_default();
+            for f in client
+                .call("admin.vm.feature.List", vm, "", b"")
+                .unwrap_or_default()
+                .lines()
+            {
+                if let Ok(v) = client.call("admin.vm.feature.Get", vm, f, b"") {
+                    features.push((f.to_string(), v));
+                }
+            }
+            // Storage sizes, in MiB, as editable pseudo-properties.
+            let volumes = client
+                .call("admin.vm.volume.List", vm, "", b"")
+                .unwrap_or_default();
+            for vol in ["private", "root"] {
+                if !volumes.lines().any(|v| v == vol) {
+                    continue;
+                }
+                let Ok(info) = client.call("admin.vm.volume.Info", vm, vol, b"") else {
+                    continue;
+                };
+                let key = |k: &str| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix(k).map(str::to_string))
+                        .unwrap_or_default()
+                };
+                // A snapshot of the template's root is resized through the template.
+                if key("snap_on_start=") == "True" || key("rw=") != "True" {
+                    continue;
+                }
+                let mib = key("size=").parse::<u64>().unwrap_or(0) / (1 << 20);
+                props.insert(
+                    format!("volume:{vol}"),
+                    PropValue {
+                        is_default: false,
+                        ty: "int".into(),
+                        value: mib.to_string(),
+                    },
+                );
+            }
+        }
+        Target::Global => {
+            choices.insert(
+                "default_template".to_string(),
+                vm_choices(&r.templates, "default_template"),
+            );
+            choices.insert(
+                "default_netvm".to_string(),
+                vm_choices(&r.networked, "default_netvm"),
+            );
+            for p in ["default_dispvm", "management_dispvm"] {
+                choices.insert(p.to_string(), vm_choices(&r.dvm_templates, p));
+            }
+            for p in ["clockvm", "updatevm", "default_guivm", "default_audiovm"] {
+                choices.insert(p.to_string(), vm_choices(&r.all, p));
+            }
+            let pools: Vec<String> = client
+                .call("admin.pool.List", "dom0", "", b"")
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            let mut pool_choices = vec![(String::new(), default_text("default_pool"))];
+            pool_choices.extend(plain(pools));
+            choices.insert("default_pool".to_string(), pool_choices);
+            let kernel_pool = props
+                .get("default_pool_kernel")
+                .map(|p| p.value.clone())
+                .unwrap_or_else(|| "linux-kernel".into());
+            let kernels: Vec<String> = client
+                .call("admin.pool.volume.List", "dom0", &kernel_pool, b"")
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            let mut kernel_choices = vec![
+                (String::new(), default_text("default_kernel")),
+                ("\u{0}none".to_string(), tr("none")),
+            ];
+            kernel_choices.extend(plain(kernels));
+            choices.insert("default_kernel".to_string(), kernel_choices);
+        }
+    }
     Ok(Loaded {
         props,
         choices,
         notes,
+        features,
     })
 }
 
 /// Sends the changes one by one; returns the errors by property.
 pub fn apply(
     client: &Client,
-    vm: &str,
+    target: &Target,
     changes: &[Change],
     notes: Option<String>,
 ) -> BTreeMap<String, String> {
+    let dest = target.dest();
     let mut errors = BTreeMap::new();
     for (prop, value) in changes {
-        let result = match value {
-            None => client.call("admin.vm.property.Reset", vm, prop, b""),
-            Some(v) => client.call("admin.vm.property.Set", vm, prop, v.as_bytes()),
+        let result = if let Some(vol) = prop.strip_prefix("volume:") {
+            resize(client, dest, vol, value.as_deref().unwrap_or(""))
+        } else if let Some(f) = prop.strip_prefix("feature:") {
+            match value {
+                None => client
+                    .call("admin.vm.feature.Remove", dest, f, b"")
+                    .map(|_| ())
+                    .map_err(|e| describe(&e)),
+                Some(v) => client
+                    .call("admin.vm.feature.Set", dest, f, v.as_bytes())
+                    .map(|_| ())
+                    .map_err(|e| describe(&e)),
+            }
+        } else {
+            let r = match value {
+                None => client.call(&format!("{}.Reset", target.prefix()), dest, prop, b""),
+                Some(v) => client.call(
+                    &format!("{}.Set", target.prefix()),
+                    dest,
+                    prop,
+                    v.as_bytes(),
+                ),
+            };
+            r.map(|_| ()).map_err(|e| describe(&e))
         };
         if let Err(e) = result {
-            errors.insert(prop.clone(), describe(&e));
+            errors.insert(prop.clone(), e);
         }
     }
     if let Some(n) = notes
-        && let Err(e) = client.call("admin.vm.notes.Set", vm, "", n.as_bytes())
+        && let Err(e) = client.call("admin.vm.notes.Set", dest, "", n.as_bytes())
     {
         errors.insert("notes".into(), describe(&e));
     }
     errors
+}
+
+/// Grows a volume to `mib` MiB. Shrinking is refused here, as `qvm-volume` does: the
+/// daemon would cut the image and the data past the new end.
+fn resize(client: &Client, vm: &str, vol: &str, mib: &str) -> Result<(), String> {
+    let new: u64 = mib
+        .trim()
+        .parse()
+        .map_err(|_| tr("The size must be a whole number of MiB."))?;
+    let current = client
+        .call("admin.vm.volume.Info", vm, vol, b"")
+        .ok()
+        .and_then(|i| {
+            i.lines()
+                .find_map(|l| l.strip_prefix("size=").and_then(|v| v.parse::<u64>().ok()))
+        })
+        .unwrap_or(0);
+    let bytes = new.saturating_mul(1 << 20);
+    if bytes < current {
+        return Err(tr("Storage cannot be made smaller than it is."));
+    }
+    client
+        .call(
+            "admin.vm.volume.Resize",
+            vm,
+            vol,
+            bytes.to_string().as_bytes(),
+        )
+        .map(|_| ())
+        .map_err(|e| describe(&e))
 }
 
 impl Widgets {
@@ -332,7 +621,7 @@ impl Component for Settings {
     type CommandOutput = ();
     type Input = Msg;
     type Output = ();
-    type Init = (Client, String);
+    type Init = (Client, Target);
     type Root = adw::Window;
     type Widgets = Widgets;
 
@@ -345,11 +634,15 @@ impl Component for Settings {
     }
 
     fn init(
-        (client, vm): (Client, String),
+        (client, target): (Client, Target),
         root: Self::Root,
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
-        root.set_title(Some(&tr("Settings: %s").replacen("%s", &vm, 1)));
+        let global = target == Target::Global;
+        root.set_title(Some(&match &target {
+            Target::Qube(vm) => tr("Settings: %s").replacen("%s", vm, 1),
+            Target::Global => tr("Global settings"),
+        }));
         let header = adw::HeaderBar::new();
         let apply_button = gtk::Button::with_label(&tr("Apply"));
         apply_button.add_css_class("suggested-action");
@@ -362,7 +655,12 @@ impl Component for Settings {
         let notebook = gtk::Notebook::new();
         let mut editors = BTreeMap::new();
         let mut pages: BTreeMap<&str, gtk::Box> = BTreeMap::new();
-        for (page, title) in [("basic", tr("Basic")), ("advanced", tr("Advanced"))] {
+        let page_list = if global {
+            vec![("basic", tr("General"))]
+        } else {
+            vec![("basic", tr("Basic")), ("advanced", tr("Advanced"))]
+        };
+        for (page, title) in page_list {
             let b = gtk::Box::new(gtk::Orientation::Vertical, 10);
             b.set_margin_start(16);
             b.set_margin_end(16);
@@ -375,7 +673,7 @@ impl Component for Settings {
             notebook.append_page(&scroller, Some(&gtk::Label::new(Some(&title))));
             pages.insert(page, b);
         }
-        for (page, prop, kind, title) in fields() {
+        for (page, prop, kind, title) in if global { global_fields() } else { fields() } {
             let row = gtk::Box::new(gtk::Orientation::Vertical, 2);
             let widget: gtk::Widget = match kind {
                 Kind::Flag => gtk::CheckButton::with_label(&title).upcast(),
@@ -429,7 +727,19 @@ impl Component for Settings {
             .child(&notes)
             .vexpand(true)
             .build();
-        notebook.append_page(&notes_scroller, Some(&gtk::Label::new(Some(&tr("Notes")))));
+        let services = crate::features_editor::FeatureEditor::new(true);
+        let features = crate::features_editor::FeatureEditor::new(false);
+        if !global {
+            notebook.append_page(
+                &services.root,
+                Some(&gtk::Label::new(Some(&tr("Services")))),
+            );
+            notebook.append_page(
+                &features.root,
+                Some(&gtk::Label::new(Some(&tr("Features")))),
+            );
+            notebook.append_page(&notes_scroller, Some(&gtk::Label::new(Some(&tr("Notes")))));
+        }
         let status = gtk::Label::builder()
             .label(tr("Loading…"))
             .xalign(0.0)
@@ -442,9 +752,13 @@ impl Component for Settings {
         content.append(&status);
         root.set_content(Some(&content));
         {
-            let (client, vm, input) = (client.clone(), vm.clone(), sender.input_sender().clone());
+            let (client, target, input) = (
+                client.clone(),
+                target.clone(),
+                sender.input_sender().clone(),
+            );
             std::thread::spawn(move || {
-                input.emit(match load(&client, &vm) {
+                input.emit(match load(&client, &target) {
                     Ok(l) => Msg::Loaded(Box::new(l)),
                     Err(e) => Msg::LoadFailed(crate::errors::describe(&e)),
                 })
@@ -452,7 +766,7 @@ impl Component for Settings {
         }
         let model = Settings {
             client,
-            vm,
+            target,
             loaded: None,
             errors: BTreeMap::new(),
             applied: false,
@@ -461,6 +775,8 @@ impl Component for Settings {
         let widgets = Widgets {
             editors,
             notes,
+            services,
+            features,
             status,
             apply: apply_button,
             filled: false,
@@ -488,13 +804,13 @@ impl Component for Settings {
                 let (changes, notes) = pending(self, widgets);
                 self.busy = true;
                 self.applied = false;
-                let (client, vm, input) = (
+                let (client, target, input) = (
                     self.client.clone(),
-                    self.vm.clone(),
+                    self.target.clone(),
                     sender.input_sender().clone(),
                 );
                 std::thread::spawn(move || {
-                    input.emit(Msg::Applied(apply(&client, &vm, &changes, notes)))
+                    input.emit(Msg::Applied(apply(&client, &target, &changes, notes)))
                 });
             }
             Msg::Applied(errors) => {
@@ -502,13 +818,13 @@ impl Component for Settings {
                 self.applied = errors.is_empty();
                 self.errors = errors;
                 // Re-read so the dialog shows what the daemon now holds.
-                let (client, vm, input) = (
+                let (client, target, input) = (
                     self.client.clone(),
-                    self.vm.clone(),
+                    self.target.clone(),
                     sender.input_sender().clone(),
                 );
                 std::thread::spawn(move || {
-                    if let Ok(l) = load(&client, &vm) {
+                    if let Ok(l) = load(&client, &target) {
                         input.emit(Msg::Loaded(Box::new(l)));
                     }
                 });
@@ -538,6 +854,8 @@ impl Component for Settings {
             format!("{}: {e}", tr("Cannot read the qube"))
         } else if let Some(e) = self.errors.get("notes") {
             format!("{}: {e}", tr("Notes"))
+        } else if let Some((k, e)) = self.errors.iter().find(|(k, _)| k.starts_with("feature:")) {
+            format!("{}: {e}", k.trim_start_matches("feature:"))
         } else if self.applied {
             tr("Changes applied.")
         } else if self.loaded.is_some() {
@@ -588,6 +906,8 @@ fn fill(loaded: &Loaded, w: &Widgets) {
         }
     }
     w.notes.buffer().set_text(&loaded.notes);
+    w.services.fill(&loaded.features);
+    w.features.fill(&loaded.features);
 }
 
 /// What Apply sends (used by the Apply handler and the tests).
@@ -599,6 +919,12 @@ pub fn pending(model: &Settings, w: &Widgets) -> (Vec<Change>, Option<String>) {
     let text = buffer
         .text(&buffer.start_iter(), &buffer.end_iter(), false)
         .to_string();
-    let notes = (text != loaded.notes).then_some(text);
-    (collect_changes(loaded, w), notes)
+    let global = model.target == Target::Global;
+    let notes = (!global && text != loaded.notes).then_some(text);
+    let mut changes = collect_changes(loaded, w);
+    if !global {
+        changes.extend(w.services.changes(&loaded.features));
+        changes.extend(w.features.changes(&loaded.features));
+    }
+    (changes, notes)
 }

@@ -82,7 +82,8 @@ fn cell_text(info: &QubeInfo, col: Column, colors: &dyn Fn(&str) -> String) -> S
 
 /// Order of the state column: running first.
 fn state_rank(s: &str) -> u8 {
-    match s {
+    // The power state comes first; markers follow it.
+    match s.split(' ').next().unwrap_or("") {
         "Running" => 0,
         "Transient" | "Halting" => 1,
         "Paused" | "Suspended" => 2,
@@ -95,6 +96,7 @@ fn compare(a: &QubeRow, b: &QubeRow, col: Column) -> Ordering {
     let (x, y) = (a.text(col), b.text(col));
     let by = match col {
         Column::State => state_rank(&x).cmp(&state_rank(&y)),
+        Column::DiskUsage => crate::model::parse_size(&x).total_cmp(&crate::model::parse_size(&y)),
         Column::Memory | Column::MemUsed | Column::Cpu => {
             let n = |s: &str| {
                 s.split(' ')
@@ -122,6 +124,13 @@ pub fn column_title(col: Column) -> String {
         Column::Cpu => tr("CPU"),
         Column::MemUsed => tr("Memory used"),
         Column::Backups => tr("In backups"),
+        Column::DiskUsage => tr("Disk usage"),
+        Column::Internal => tr("Internal"),
+        Column::Ip => tr("IP"),
+        Column::LastBackup => tr("Last backup"),
+        Column::DefaultDispvm => tr("Default disposable template"),
+        Column::IsDispvmTemplate => tr("Disposable template"),
+        Column::VirtMode => tr("Virt mode"),
     }
 }
 
@@ -227,23 +236,91 @@ column!(
     0
 );
 column!(NetVmColumn, Column::NetVm, "netvm", false, false, 0);
+column!(DiskColumn, Column::DiskUsage, "disk", false, false, 10);
 column!(CpuColumn, Column::Cpu, "cpu", false, false, 6);
 column!(MemUsedColumn, Column::MemUsed, "memused", false, false, 10);
 column!(MemoryColumn, Column::Memory, "memory", false, false, 10);
+column!(
+    InternalColumn,
+    Column::Internal,
+    "internal",
+    false,
+    false,
+    0
+);
+column!(IpColumn, Column::Ip, "ip", false, false, 0);
 column!(BackupsColumn, Column::Backups, "backups", false, false, 0);
+column!(
+    LastBackupColumn,
+    Column::LastBackup,
+    "last-backup",
+    false,
+    false,
+    0
+);
+column!(
+    DefaultDispvmColumn,
+    Column::DefaultDispvm,
+    "default-dispvm",
+    false,
+    false,
+    0
+);
+column!(
+    DispvmTemplateColumn,
+    Column::IsDispvmTemplate,
+    "dispvm-template",
+    false,
+    false,
+    0
+);
+column!(
+    VirtModeColumn,
+    Column::VirtMode,
+    "virt-mode",
+    false,
+    false,
+    0
+);
 
-/// A column view with every column.
-pub fn new_table() -> TypedColumnView<QubeRow, gtk::SingleSelection> {
-    let mut t = TypedColumnView::<QubeRow, gtk::SingleSelection>::new();
+/// A column view with every column, in [`Column::ALL`] order.
+pub fn new_table() -> TypedColumnView<QubeRow, gtk::MultiSelection> {
+    let mut t = TypedColumnView::<QubeRow, gtk::MultiSelection>::new();
     t.append_column::<LabelColumn>();
     t.append_column::<NameColumn>();
     t.append_column::<StateColumn>();
     t.append_column::<ClassColumn>();
     t.append_column::<TemplateColumn>();
     t.append_column::<NetVmColumn>();
+    t.append_column::<DiskColumn>();
     t.append_column::<CpuColumn>();
     t.append_column::<MemUsedColumn>();
     t.append_column::<MemoryColumn>();
+    t.append_column::<InternalColumn>();
+    t.append_column::<IpColumn>();
     t.append_column::<BackupsColumn>();
+    t.append_column::<LastBackupColumn>();
+    t.append_column::<DefaultDispvmColumn>();
+    t.append_column::<DispvmTemplateColumn>();
+    t.append_column::<VirtModeColumn>();
     t
+}
+
+/// The table's column for `col`.
+pub fn column_of(
+    t: &TypedColumnView<QubeRow, gtk::MultiSelection>,
+    col: Column,
+) -> Option<gtk::ColumnViewColumn> {
+    t.get_columns().get(col.id()).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_sorts_by_power_state_then_markers() {
+        assert_eq!(state_rank("Running \u{b7} restart needed"), 0);
+        assert_eq!(state_rank("Halted \u{b7} blocked"), 3);
+    }
 }

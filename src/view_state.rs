@@ -1,4 +1,5 @@
-//! What the window remembers between runs (the "Show" choice, internal qubes, window size),
+//! What the window remembers between runs (the "Show" choice, internal qubes, hidden
+//! columns, window size),
 //! kept with GSettings in a key file: `~/.config/qubes-os/qubes-qube-manager.ini` by default,
 //! like the reference manager's `~/.config/qubes-os/` file, so it works without dconf too.
 //!
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use relm4::gtk::gio;
 use relm4::gtk::gio::prelude::*;
 
-use crate::model::Show;
+use crate::model::{Column, Show};
 
 const SCHEMA_ID: &str = "org.qubes_os.QubeManager";
 const SCHEMA_PATH: &str = "/org/qubes_os/QubeManager/";
@@ -93,6 +94,28 @@ impl ViewState {
             s.set_int("window-width", width)?;
             s.set_int("window-height", height)
         });
+    }
+
+    /// Columns the user hid.
+    pub fn hidden_columns(&self) -> Vec<Column> {
+        match &self.settings {
+            Some(s) => s
+                .strv("hidden-columns")
+                .iter()
+                .filter_map(|id| Column::from_id(id.as_str()))
+                .collect(),
+            None => Column::HIDDEN_BY_DEFAULT.to_vec(),
+        }
+    }
+
+    /// Remembers which columns are hidden (the name column is always shown).
+    pub fn set_hidden_columns(&self, hidden: &[Column]) {
+        let ids: Vec<&str> = hidden
+            .iter()
+            .filter(|c| **c != Column::Name)
+            .map(|c| c.id())
+            .collect();
+        self.write(|s| s.set_strv("hidden-columns", ids.as_slice()));
     }
 
     fn write(

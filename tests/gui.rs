@@ -647,7 +647,7 @@ fn menus_and_context_menu() {
     );
     // The context menu lives under the table and holds both sections.
     let popover: gtk::PopoverMenu = find_widget(&view.clone().upcast()).expect("context menu");
-    assert_eq!(popover.menu_model().map(|m| m.n_items()), Some(3));
+    assert_eq!(popover.menu_model().map(|m| m.n_items()), Some(4));
     // Menus, buttons and keys share one set of actions that follow the selection.
     f.controller.emit(Msg::SelectName("personal".into()));
     assert!(spin_until(5, || button(&f, "Start").is_sensitive()
@@ -678,7 +678,12 @@ fn menus_and_context_menu() {
         state()
     );
     WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
-    assert!(spin_until(10, || state().as_deref() == Some("Halted")));
+    assert!(
+        spin_until(10, || state().as_deref() == Some("Halted")),
+        "{:?} selected {:?}",
+        state(),
+        f.controller.model().selected()
+    );
     assert!(!button(&f, "Restart").is_sensitive());
     // dom0 has no settings dialog here and cannot be removed.
     f.controller.emit(Msg::SelectName("dom0".into()));
@@ -760,16 +765,344 @@ fn german_ui_is_german() {
     );
 }
 
+fn extra_columns_markers_and_column_visibility() {
+    let dir = tempfile::tempdir().expect("config dir");
+    let file = dir.path().join("view.ini");
+    {
+        let f = Fixture::start_with(&file);
+        let m = || f.controller.model();
+        // Disk usage comes from the volumes (sparse, so small), dom0 has none.
+        assert!(spin_until(10, || m()
+            .cell("work", Column::DiskUsage)
+            .is_some_and(|c| c.ends_with('B'))));
+        assert_eq!(m().cell("dom0", Column::DiskUsage).as_deref(), Some("n/a"));
+        let virt = String::from_utf8(
+            f.core
+                .call_raw("admin.vm.property.Get", "sys-net", "virt_mode", b"")
+                .unwrap(),
+        )
+        .unwrap();
+        let virt = virt.rsplit(' ').next().unwrap().to_string();
+        assert!(["pvh", "hvm", "pv"].contains(&virt.as_str()));
+        assert_eq!(m().cell("sys-net", Column::VirtMode), Some(virt));
+        assert_eq!(
+            m().cell("default-dvm", Column::IsDispvmTemplate).as_deref(),
+            Some("yes")
+        );
+        assert_eq!(
+            m().cell("work", Column::IsDispvmTemplate).as_deref(),
+            Some("no")
+        );
+        // A blocked qube says so in its state; updates show on templates.
+        f.call(
+            "admin.vm.feature.Set",
+            "vault",
+            "prohibit-start",
+            b"offline forever",
+        );
+        f.call(
+            "admin.vm.feature.Set",
+            "fedora-41",
+            "updates-available",
+            b"1",
+        );
+        assert!(spin_until(10, || m()
+            .cell("vault", Column::State)
+            .as_deref()
+            == Some("Halted \u{b7} blocked")));
+        assert!(spin_until(10, || m()
+            .cell("fedora-41", Column::State)
+            .as_deref()
+            == Some("Halted \u{b7} updates available")));
+        // IP is hidden by default; the View ▸ Columns item shows it and is remembered.
+        let ip = qubes_qube_manager::table::column_of(&m().table, Column::Ip).unwrap();
+        assert!(!ip.is_visible());
+        let window: gtk::Widget = f.controller.widget().clone().upcast();
+        WidgetExt::activate_action(&window, "qube.column-ip", None).expect("column action");
+        assert!(spin_until(5, || ip.is_visible()));
+        WidgetExt::activate_action(&window, "qube.column-disk", None).expect("column action");
+        let disk = qubes_qube_manager::table::column_of(&m().table, Column::DiskUsage).unwrap();
+        assert!(spin_until(5, || !disk.is_visible()));
+        assert_eq!(
+            m().cell("sys-net", Column::Ip).as_deref(),
+            Some("10.137.0.3")
+        );
+    }
+    let f = Fixture::start_with(&file);
+    let table = &f.controller.model().table;
+    assert!(
+        qubes_qube_manager::table::column_of(table, Column::Ip)
+            .unwrap()
+            .is_visible()
+    );
+    assert!(
+        !qubes_qube_manager::table::column_of(table, Column::DiskUsage)
+            .unwrap()
+            .is_visible()
+    );
+}
+
+fn several_qubes_change_network_together() {
+    let f = Fixture::start();
+    f.controller.model().select("personal");
+    f.controller.model().select_also("untrusted");
+    assert!(spin_until(5, || f.controller.model().selected().len() == 2));
+    f.controller.emit(Msg::ChangeNetVm);
+    assert!(spin_until(5, || f.controller.model().bulk.is_some()));
+    let (dialog, choice) = {
+        let m = f.controller.model();
+        let b = m.bulk.as_ref().unwrap();
+        (b.dialog.clone(), b.choice.clone())
+    };
+    choice.set_selected(1); // none
+    dialog.response("apply");
+    let netvm = |vm: &str| {
+        String::from_utf8(
+            f.core
+                .call_raw("admin.vm.property.Get", vm, "netvm", b"")
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(spin_until(10, || netvm("personal")
+        == "0\0default=False type=vm "
+        && netvm("untrusted") == "0\0default=False type=vm "));
+    assert!(spin_until(5, || f
+        .controller
+        .model()
+        .cell("untrusted", Column::NetVm)
+        .as_deref()
+        == Some("none")));
+    // Both start and stop together too.
+    let window: gtk::Widget = f.controller.widget().clone().upcast();
+    WidgetExt::activate_action(&window, "qube.start", None).expect("qube.start");
+    let state = |vm: &str| f.controller.model().cell(vm, Column::State);
+    assert!(spin_until(10, || state("personal").as_deref()
+        == Some("Running")
+        && state("untrusted").as_deref() == Some("Running")));
+    WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
+    assert!(spin_until(10, || state("personal").as_deref()
+        == Some("Halted")
+        && state("untrusted").as_deref() == Some("Halted")));
+}
+
+fn clone_copies_settings_and_data() {
+    let f = Fixture::start();
+    f.call(
+        "admin.vm.feature.Set",
+        "personal",
+        "menu-items",
+        b"firefox.desktop",
+    );
+    f.call(
+        "admin.vm.firewall.Set",
+        "personal",
+        "",
+        b"action=accept dsthost=qubes-os.org\naction=drop\n",
+    );
+    f.controller.model().select("personal");
+    spin_until(1, || false);
+    f.controller.emit(Msg::Clone);
+    assert!(spin_until(5, || f.controller.model().clone.is_some()));
+    let dialog = f.controller.model().clone.clone().unwrap();
+    let entry = dialog
+        .extra_child()
+        .unwrap()
+        .downcast::<gtk::Entry>()
+        .unwrap();
+    assert_eq!(entry.text(), "personal-clone");
+    dialog.response("clone");
+    assert!(spin_until(20, || f
+        .controller
+        .model()
+        .cell("personal-clone", Column::Template)
+        .is_some()
+        && !f.controller.model().status().starts_with("Cloning")));
+    let get = |m: &str, vm: &str, arg: &str| {
+        String::from_utf8(f.core.call_raw(m, vm, arg, b"").unwrap()).unwrap()
+    };
+    assert_eq!(
+        get("admin.vm.property.Get", "personal-clone", "label"),
+        get("admin.vm.property.Get", "personal", "label")
+    );
+    assert_eq!(
+        get("admin.vm.feature.Get", "personal-clone", "menu-items"),
+        "0\0firefox.desktop"
+    );
+    assert_eq!(
+        get("admin.vm.firewall.Get", "personal-clone", ""),
+        "0\0action=accept dsthost=qubes-os.org\naction=drop\n"
+    );
+    let size = |vm: &str| {
+        get("admin.vm.volume.Info", vm, "private")
+            .lines()
+            .find(|l| l.starts_with("size="))
+            .map(str::to_string)
+    };
+    assert_eq!(size("personal-clone"), size("personal"));
+}
+
+fn global_settings_and_services() {
+    use qubes_qube_manager::settings::Msg as S;
+    let f = Fixture::start();
+    f.controller.emit(Msg::GlobalSettings);
+    let loaded = || {
+        f.controller
+            .model()
+            .global_settings
+            .as_ref()
+            .is_some_and(|s| s.model().is_loaded())
+    };
+    assert!(spin_until(10, loaded));
+    spin_until(1, || false);
+    let (entry, template) = {
+        let m = f.controller.model();
+        let s = m.global_settings.as_ref().unwrap();
+        assert_eq!(s.model().vm(), "dom0");
+        (
+            s.widgets()
+                .editor("stats_interval")
+                .unwrap()
+                .widget
+                .clone()
+                .downcast::<gtk::Entry>()
+                .unwrap(),
+            s.widgets()
+                .editor("default_template")
+                .unwrap()
+                .widget
+                .clone()
+                .downcast::<gtk::DropDown>()
+                .unwrap(),
+        )
+    };
+    assert_eq!(entry.text(), "3");
+    let texts: Vec<String> = {
+        let model = template.model().unwrap();
+        (0..model.n_items())
+            .filter_map(|i| model.item(i).and_downcast::<gtk::StringObject>())
+            .map(|s| s.string().to_string())
+            .collect()
+    };
+    assert!(texts.contains(&"debian-12-xfce".to_string()), "{texts:?}");
+    entry.set_text("5");
+    f.controller
+        .model()
+        .global_settings
+        .as_ref()
+        .unwrap()
+        .emit(S::Apply);
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .global_settings
+        .as_ref()
+        .is_some_and(|s| s.model().applied)));
+    assert_eq!(
+        f.core
+            .call_raw("admin.property.Get", "dom0", "stats_interval", b"")
+            .unwrap(),
+        b"0\0default=False type=int 5"
+    );
+    f.controller
+        .model()
+        .global_settings
+        .as_ref()
+        .unwrap()
+        .widget()
+        .close();
+
+    // A qube's services and features pages.
+    // Halted, so that its storage can grow offline (libvirt's test driver cannot resize
+    // the disk of a running domain).
+    f.call("admin.vm.Kill", "work", "", b"");
+    f.call("admin.vm.feature.Set", "work", "service.cups", b"1");
+    f.call("admin.vm.feature.Set", "work", "os", b"Linux");
+    f.controller.model().select("work");
+    spin_until(1, || false);
+    f.controller.emit(Msg::OpenSettings(None));
+    assert!(spin_until(10, || with_settings(&f, |s| s
+        .model()
+        .is_loaded())));
+    spin_until(1, || false);
+    let (services, features) = with_settings(&f, |s| {
+        (s.widgets().services.clone(), s.widgets().features.clone())
+    });
+    assert_eq!(services.names(), ["service.cups"]);
+    assert!(features.names().contains(&"os".to_string()));
+    services.set("service.cups", "");
+    services.add_name.set_text("crond");
+    services.add_name.emit_activate();
+    features.remove("os");
+    features.add("gui-emulated", "1");
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(
+        spin_until(10, || with_settings(&f, |s| s.model().applied)),
+        "{:?}",
+        with_settings(&f, |s| s.model().errors.clone())
+    );
+    let feature = |name: &str| {
+        String::from_utf8(
+            f.core
+                .call_raw("admin.vm.feature.Get", "work", name, b"")
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(feature("service.cups"), "0\0");
+    assert_eq!(feature("service.crond"), "0\01");
+    assert_eq!(feature("gui-emulated"), "0\01");
+    assert!(feature("os").starts_with("2\0QubesFeatureNotFoundError"));
+    // Storage: the private volume grows from the Basic page; shrinking is refused.
+    let size = with_settings(&f, |s| {
+        s.widgets()
+            .editor("volume:private")
+            .unwrap()
+            .widget
+            .clone()
+            .downcast::<gtk::Entry>()
+            .unwrap()
+    });
+    assert!(spin_until(5, || size.text() == "2048"));
+    size.set_text("1024");
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(spin_until(10, || with_settings(&f, |s| s
+        .model()
+        .errors
+        .get("volume:private")
+        .is_some_and(
+            |e| e == "Storage cannot be made smaller than it is."
+        ))));
+    spin_until(2, || false);
+    size.set_text("3072");
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(
+        spin_until(10, || with_settings(&f, |s| s.model().applied)),
+        "{:?}",
+        with_settings(&f, |s| s.model().errors.clone())
+    );
+    assert!(
+        String::from_utf8(
+            f.core
+                .call_raw("admin.vm.volume.Info", "work", "private", b"")
+                .unwrap()
+        )
+        .unwrap()
+        .contains("\nsize=3221225472\n")
+    );
+    with_settings(&f, |s| s.widget().close());
+}
+
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 13 skipped");
+        println!("0 passed, 0 failed, 17 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 13] = [
+    let tests: [(&str, fn()); 17] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -797,6 +1130,19 @@ fn main() {
         ("show_selector_filters_rows", show_selector_filters_rows),
         ("menus_and_context_menu", menus_and_context_menu),
         ("view_state_is_kept", view_state_is_kept),
+        (
+            "extra_columns_markers_and_column_visibility",
+            extra_columns_markers_and_column_visibility,
+        ),
+        (
+            "several_qubes_change_network_together",
+            several_qubes_change_network_together,
+        ),
+        (
+            "clone_copies_settings_and_data",
+            clone_copies_settings_and_data,
+        ),
+        ("global_settings_and_services", global_settings_and_services),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),
     ];

@@ -153,7 +153,16 @@ impl Client {
     /// All properties of a qube. Falls back to List + Get per property where policy denies
     /// GetAll (the default policy does, for calls from qubes).
     pub fn property_get_all(&self, vm: &str) -> Result<Vec<(String, PropValue)>, CallError> {
-        match self.call("admin.vm.property.GetAll", vm, "", b"") {
+        self.get_all("admin.vm.property", vm)
+    }
+
+    /// Every global property (`admin.property.GetAll`, or List + Get on an older daemon).
+    pub fn global_property_get_all(&self) -> Result<Vec<(String, PropValue)>, CallError> {
+        self.get_all("admin.property", "dom0")
+    }
+
+    fn get_all(&self, prefix: &str, dest: &str) -> Result<Vec<(String, PropValue)>, CallError> {
+        match self.call(&format!("{prefix}.GetAll"), dest, "", b"") {
             Ok(text) => text
                 .lines()
                 .filter(|l| !l.is_empty())
@@ -165,12 +174,12 @@ impl Client {
                 })
                 .collect(),
             Err(CallError::Empty) | Err(CallError::Exception { .. }) => {
-                let names = self.call("admin.vm.property.List", vm, "", b"")?;
+                let names = self.call(&format!("{prefix}.List"), dest, "", b"")?;
                 names
                     .lines()
                     .filter(|n| !n.is_empty())
                     .map(|n| {
-                        let v = self.call("admin.vm.property.Get", vm, n, b"")?;
+                        let v = self.call(&format!("{prefix}.Get"), dest, n, b"")?;
                         Ok((n.to_string(), PropValue::parse(&v)?))
                     })
                     .collect()

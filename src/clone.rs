@@ -1,0 +1,199 @@
+//! Cloning a qube the way `qvm-clone` does: create a qube of the same class (and template),
+//! copy the properties that were set, tags, features, notes and firewall rules, then copy
+//! each `save_on_stop` volume with `admin.vm.volume.CloneFrom` / `CloneTo`. A failure removes
+//! the half-made clone.
+
+use qubes_api::{CallError, Client, PropValue};
+
+use crate::errors::describe;
+use crate::i18n::tr;
+
+/// Properties `admin.vm.Create` already set, or that belong to the original only.
+const NOT_COPIED: [&str; 6] = [
+    "name",
+    "qid",
+    "template",
+    "label",
+    "uuid",
+    "installed_by_rpm",
+];
+
+/// Clones `src` as `dst`; `progress` hears each step (for the status line).
+pub fn clone_qube(
+    client: &Client,
+    src: &str,
+    dst: &str,
+    progress: &dyn Fn(String),
+) -> Result<(), String> {
+    let entry = client
+        .vm_list()
+        .map_err(|e| describe(&e))?
+        .into_iter()
+        .find(|e| e.name == src)
+        .ok_or_else(|| tr("The qube no longer exists."))?;
+    let props = client.property_get_all(src).map_err(|e| describe(&e))?;
+    let get = |p: &str| props.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone());
+    let label = get("label")
+        .map(|v| v.value)
+        .unwrap_or_else(|| "red".into());
+    let template = match get("template") {
+        Some(PropValue { value, .. }) if entry.class == "AppVM" || entry.class == "DispVM" => value,
+        _ => String::new(),
+    };
+    progress(tr("Cloning %s: creating the qube").replacen("%s", src, 1));
+    client
+        .call(
+            &format!("admin.vm.Create.{}", entry.class),
+            "dom0",
+            &template,
+            format!("name={dst} label={label}").as_bytes(),
+        )
+        .map_err(|e| describe(&e))?;
+    let result = copy_into(client, src, dst, &props, progress);
+    if result.is_err() {
+        // Leave nothing half-made behind.
+        let _ = client.call("admin.vm.Remove", dst, "", b"");
+    }
+    result
+}
+
+fn read_only(e: &CallError) -> bool {
+    match e {
+        CallError::Exception { kind, message } => {
+            kind == "QubesNoSuchPropertyError" || message.contains("read-only")
+        }
+        _ => false,
+    }
+}
+
+fn copy_into(
+    client: &Client,
+    src: &str,
+    dst: &str,
+    props: &[(String, PropValue)],
+    progress: &dyn Fn(String),
+) -> Result<(), String> {
+    let fail = |e: CallError| describe(&e);
+    progress(tr("Cloning %s: copying settings").replacen("%s", src, 1));
+    for (name, v) in props {
+        if v.is_default || NOT_COPIED.contains(&name.as_str()) {
+            continue;
+        }
+        match client.call("admin.vm.property.Set", dst, name, v.value.as_bytes()) {
+            Err(e) if !read_only(&e) => return Err(fail(e)),
+            _ => {}
+        }
+    }
+    for tag in client
+        .call("admin.vm.tag.List", src, "", b"")
+        .map_err(fail)?
+        .lines()
+        .filter(|t| !t.starts_with("created-by-"))
+    {
+        client
+            .call("admin.vm.tag.Set", dst, tag, b"")
+            .map_err(fail)?;
+    }
+    for feature in client
+        .call("admin.vm.feature.List", src, "", b"")
+        .map_err(fail)?
+        .lines()
+        .filter(|f| !f.starts_with("preload-dispvm") || *f == "preload-dispvm-max")
+    {
+        let value = client
+            .call("admin.vm.feature.Get", src, feature, b"")
+            .map_err(fail)?;
+        client
+            .call("admin.vm.feature.Set", dst, feature, value.as_bytes())
+            .map_err(fail)?;
+    }
+    if let Ok(notes) = client.call("admin.vm.notes.Get", src, "", b"")
+        && !notes.is_empty()
+    {
+        client
+            .call("admin.vm.notes.Set", dst, "", notes.as_bytes())
+            .map_err(fail)?;
+    }
+    // Firewall rules (a daemon without the firewall calls has none to copy).
+    if let Ok(rules) = client.call("admin.vm.firewall.Get", src, "", b"")
+        && !rules.is_empty()
+    {
+        client
+            .call("admin.vm.firewall.Set", dst, "", rules.as_bytes())
+            .map_err(fail)?;
+    }
+    let volumes: Vec<String> = client
+        .call("admin.vm.volume.List", dst, "", b"")
+        .map(|l| l.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    let to_copy: Vec<&String> = volumes
+        .iter()
+        .filter(|v| {
+            client
+                .call("admin.vm.volume.Info", dst, v, b"")
+                .is_ok_and(|i| i.lines().any(|l| l == "save_on_stop=True"))
+        })
+        .collect();
+    for (i, vol) in to_copy.iter().enumerate() {
+        progress(
+            tr("Cloning %s: copying volume %s (%d of %d)")
+                .replacen("%s", src, 1)
+                .replacen("%s", vol, 1)
+                .replacen("%d", &(i + 1).to_string(), 1)
+                .replacen("%d", &to_copy.len().to_string(), 1),
+        );
+        let token = client
+            .call("admin.vm.volume.CloneFrom", src, vol, b"")
+            .map_err(fail)?;
+        client
+            .call("admin.vm.volume.CloneTo", dst, vol, token.as_bytes())
+            .map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Asks for the clone's name, then clones in the background; progress and failures go to
+/// the main window through `input`.
+pub fn clone_dialog(
+    parent: &impl relm4::gtk::prelude::IsA<relm4::gtk::Window>,
+    client: Client,
+    src: String,
+    input: relm4::Sender<crate::app::Msg>,
+) -> relm4::adw::MessageDialog {
+    use relm4::adw;
+    use relm4::adw::prelude::*;
+    use relm4::gtk;
+    let dialog = adw::MessageDialog::new(
+        Some(parent),
+        Some(&tr("Clone %s").replacen("%s", &src, 1)),
+        Some(&tr("Name of the new qube:")),
+    );
+    let entry = gtk::Entry::new();
+    entry.set_text(&format!("{src}-clone"));
+    entry.set_tooltip_text(Some(&tr("Name of the new qube")));
+    crate::a11y::set_name(&entry, &tr("Name of the new qube"));
+    entry.set_activates_default(true);
+    dialog.set_extra_child(Some(&entry));
+    dialog.add_response("cancel", &tr("Cancel"));
+    dialog.add_response("clone", &tr("Clone"));
+    dialog.set_response_appearance("clone", adw::ResponseAppearance::Suggested);
+    dialog.set_default_response(Some("clone"));
+    dialog.set_close_response("cancel");
+    dialog.connect_response(Some("clone"), move |_, _| {
+        let dst = entry.text().to_string();
+        let (client, src, input) = (client.clone(), src.clone(), input.clone());
+        std::thread::spawn(move || {
+            let progress = |t: String| input.emit(crate::app::Msg::Progress(Some(t)));
+            let result = clone_qube(&client, &src, &dst, &progress);
+            input.emit(crate::app::Msg::Progress(None));
+            if let Err(e) = result {
+                input.emit(crate::app::Msg::Failed(
+                    tr("Cannot clone %s").replacen("%s", &src, 1),
+                    e,
+                ));
+            }
+        });
+    });
+    dialog.present();
+    dialog
+}
