@@ -576,6 +576,7 @@ impl SimpleComponent for App {
     fn init_root() -> Self::Root {
         adw::ApplicationWindow::builder()
             .title(tr("Qube Manager"))
+            .icon_name("org.qubes_os.QubeManager")
             .default_width(1100)
             .default_height(640)
             .build()
