@@ -139,6 +139,8 @@ pub enum Msg {
     ChangeTemplate,
     /// Change the network qube of the selected qubes.
     ChangeNetVm,
+    /// A qube did not stop within its shutdown timeout: offer to kill it or to wait.
+    ShutdownTimedOut(String),
     /// Select this qube (a right click on its row).
     SelectName(String),
     /// Run a lifecycle action on the selected qube.
@@ -183,6 +185,8 @@ pub struct App {
     pub bulk: Option<crate::bulk::BulkDialog>,
     /// The open clone dialog, if any (public for tests).
     pub clone: Option<adw::MessageDialog>,
+    /// The open "kill or wait" question, if any (public for tests).
+    pub timed_out: Option<adw::MessageDialog>,
     /// The open global settings, if any (public for tests).
     pub global_settings: Option<relm4::Controller<crate::settings::Settings>>,
     window: adw::ApplicationWindow,
@@ -331,30 +335,46 @@ impl App {
     }
 }
 
-/// The second half of a restart: waits until `vm` is halted, polling its power state (the
-/// qube's `shutdown_timeout` seconds at most), then starts it.
-fn restart_after_shutdown(c: &Client, vm: &str) -> Result<(), CallError> {
-    let timeout = c
-        .call("admin.vm.property.Get", vm, "shutdown_timeout", b"")
+/// The qube's `shutdown_timeout` in seconds (60 if it cannot be read).
+fn shutdown_timeout(c: &Client, vm: &str) -> u64 {
+    c.call("admin.vm.property.Get", vm, "shutdown_timeout", b"")
         .ok()
         .and_then(|raw| PropValue::parse(&raw).ok())
         .and_then(|p| p.value.parse::<u64>().ok())
-        .unwrap_or(60);
+        .unwrap_or(60)
+}
+
+/// Waits until `vm` is halted, polling its power state, for `timeout` seconds at most.
+/// `Ok(false)` when it is still up then.
+fn wait_halted(c: &Client, vm: &str, timeout: u64) -> Result<bool, CallError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
     loop {
         let state = c.call("admin.vm.CurrentState", vm, "", b"")?;
         if state.split(' ').any(|kv| kv == "power_state=Halted") {
-            break;
+            return Ok(true);
         }
         if std::time::Instant::now() >= deadline {
-            return Err(CallError::Exception {
-                kind: "QubesVMShutdownTimeoutError".into(),
-                message: format!("Domain shutdown timed out: '{vm}'"),
-            });
+            return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    c.call("admin.vm.Start", vm, "", b"").map(|_| ())
+}
+
+/// What a shutdown (or the first half of a restart) came to.
+fn after_shutdown(c: &Client, vm: &str, restart: bool) -> Option<Msg> {
+    match wait_halted(c, vm, shutdown_timeout(c, vm)) {
+        Ok(true) if restart => c
+            .call("admin.vm.Start", vm, "", b"")
+            .err()
+            .map(|e| Msg::Failed(Action::Restart.failure(vm), crate::errors::describe(&e))),
+        Ok(true) => None,
+        // Still running after its timeout: the user chooses to kill it or to wait longer.
+        Ok(false) => Some(Msg::ShutdownTimedOut(vm.to_string())),
+        Err(e) => Some(Msg::Failed(
+            Action::Shutdown.failure(vm),
+            crate::errors::describe(&e),
+        )),
+    }
 }
 
 /// The translated name of a "Show" choice.
@@ -911,6 +931,7 @@ impl SimpleComponent for App {
             remove: None,
             bulk: None,
             clone: None,
+            timed_out: None,
             global_settings: None,
             window: root.clone(),
             label_order: Vec::new(),
@@ -1136,15 +1157,17 @@ impl SimpleComponent for App {
                     }
                     let method = action.method(&info.state);
                     spawn_work(&self.client, &input, move |c| {
-                        let done = c.call(method, &vm, "", b"").and_then(|_| {
-                            if action == Action::Restart {
-                                restart_after_shutdown(c, &vm)
-                            } else {
-                                Ok(())
-                            }
-                        });
-                        done.err()
-                            .map(|e| Msg::Failed(action.failure(&vm), crate::errors::describe(&e)))
+                        if let Err(e) = c.call(method, &vm, "", b"") {
+                            return Some(Msg::Failed(
+                                action.failure(&vm),
+                                crate::errors::describe(&e),
+                            ));
+                        }
+                        match action {
+                            Action::Restart => after_shutdown(c, &vm, true),
+                            Action::Shutdown => after_shutdown(c, &vm, false),
+                            _ => None,
+                        }
                     });
                 }
             }
@@ -1243,6 +1266,36 @@ impl SimpleComponent for App {
                         qubes,
                     ));
                 }
+            }
+            Msg::ShutdownTimedOut(vm) => {
+                let dialog = adw::MessageDialog::new(
+                    Some(&self.window),
+                    Some(&tr("%s is still running").replacen("%s", &vm, 1)),
+                    Some(&tr(
+                        "The qube did not shut down in time. Kill it (unsaved data in it is lost) or wait longer?",
+                    )),
+                );
+                dialog.add_response("wait", &tr("Wait"));
+                dialog.add_response("kill", &tr("Kill"));
+                dialog.set_response_appearance("kill", adw::ResponseAppearance::Destructive);
+                dialog.set_default_response(Some("wait"));
+                dialog.set_close_response("wait");
+                let (client, input) = (self.client.clone(), input.clone());
+                dialog.connect_response(None, move |_, response| {
+                    let vm = vm.clone();
+                    let kill = response == "kill";
+                    spawn_work(&client, &input, move |c| {
+                        if kill {
+                            c.call("admin.vm.Kill", &vm, "", b"").err().map(|e| {
+                                Msg::Failed(Action::Kill.failure(&vm), crate::errors::describe(&e))
+                            })
+                        } else {
+                            after_shutdown(c, &vm, false)
+                        }
+                    });
+                });
+                dialog.present();
+                self.timed_out = Some(dialog);
             }
             Msg::GlobalSettings => {
                 let dialog = crate::settings::Settings::builder()

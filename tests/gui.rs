@@ -1050,8 +1050,8 @@ fn global_settings_and_services() {
         .unwrap()
     };
     assert_eq!(feature("service.cups"), "0\0");
-    assert_eq!(feature("service.crond"), "0\01");
-    assert_eq!(feature("gui-emulated"), "0\01");
+    assert_eq!(feature("service.crond"), "0\u{0}1");
+    assert_eq!(feature("gui-emulated"), "0\u{0}1");
     assert!(feature("os").starts_with("2\0QubesFeatureNotFoundError"));
     // Storage: the private volume grows from the Basic page; shrinking is refused.
     let size = with_settings(&f, |s| {
@@ -1093,16 +1093,30 @@ fn global_settings_and_services() {
     with_settings(&f, |s| s.widget().close());
 }
 
+fn shutdown_timeout_offers_kill_or_wait() {
+    let f = Fixture::start();
+    let state = || f.controller.model().cell("work", Column::State);
+    assert_eq!(state().as_deref(), Some("Running"));
+    // What the window does when a qube outlives its shutdown_timeout.
+    f.controller.emit(Msg::ShutdownTimedOut("work".into()));
+    assert!(spin_until(5, || f.controller.model().timed_out.is_some()));
+    let dialog = f.controller.model().timed_out.clone().unwrap();
+    assert_eq!(dialog.heading().as_deref(), Some("work is still running"));
+    assert_eq!(dialog.default_response().as_deref(), Some("wait"));
+    dialog.response("kill");
+    assert!(spin_until(10, || state().as_deref() == Some("Halted")));
+}
+
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 17 skipped");
+        println!("0 passed, 0 failed, 18 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 17] = [
+    let tests: [(&str, fn()); 18] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -1143,6 +1157,10 @@ fn main() {
             clone_copies_settings_and_data,
         ),
         ("global_settings_and_services", global_settings_and_services),
+        (
+            "shutdown_timeout_offers_kill_or_wait",
+            shutdown_timeout_offers_kill_or_wait,
+        ),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),
     ];
