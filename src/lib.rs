@@ -7,6 +7,7 @@ pub mod clone;
 pub mod dialogs;
 pub mod errors;
 pub mod features_editor;
+pub mod firewall_editor;
 pub mod i18n;
 pub mod model;
 pub mod settings;

@@ -217,6 +217,8 @@ pub struct Loaded {
     pub notes: String,
     /// Features in the daemon's order (name, value).
     pub features: Vec<(String, String)>,
+    /// Firewall rules (API lines); `None` when the daemon has no firewall calls.
+    pub firewall: Option<Vec<String>>,
 }
 
 /// A change to send: property, value (`None` = reset to default). Properties named
@@ -256,6 +258,8 @@ pub struct Widgets {
     pub services: crate::features_editor::FeatureEditor,
     /// Features page: the other features.
     pub features: crate::features_editor::FeatureEditor,
+    /// Firewall page.
+    pub firewall: crate::firewall_editor::FirewallEditor,
     status: gtk::Label,
     apply: gtk::Button,
     filled: bool,
@@ -353,6 +357,7 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
     let mut choices = BTreeMap::new();
     let mut notes = String::new();
     let mut features = Vec::new();
+    let mut firewall = None;
     match target {
         Target::Qube(vm) => {
             let labels: Vec<String> = client
@@ -380,6 +385,10 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
             notes = client
                 .call("admin.vm.notes.Get", vm, "", b"")
                 .unwrap_or_default();
+            firewall = client
+                .call("admin.vm.firewall.Get", vm, "", b"")
+                .ok()
+                .map(|r| r.lines().map(str::to_string).collect());
             for f in client
                 .call("admin.vm.feature.List", vm, "", b"")
                 .unwrap_or_default()
@@ -467,6 +476,7 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
         choices,
         notes,
         features,
+        firewall,
     })
 }
 
@@ -480,7 +490,18 @@ pub fn apply(
     let dest = target.dest();
     let mut errors = BTreeMap::new();
     for (prop, value) in changes {
-        let result = if let Some(vol) = prop.strip_prefix("volume:") {
+        let result = if prop == "firewall" {
+            let mut payload = value.clone().unwrap_or_default();
+            payload.push('\n');
+            client
+                .call("admin.vm.firewall.Set", dest, "", payload.as_bytes())
+                .map(|_| ())
+                .map_err(|e| match e {
+                    // The reference answers a malformed rule with no message at all.
+                    CallError::Empty => tr("The rules were refused: check their syntax."),
+                    e => describe(&e),
+                })
+        } else if let Some(vol) = prop.strip_prefix("volume:") {
             resize(client, dest, vol, value.as_deref().unwrap_or(""))
         } else if let Some(f) = prop.strip_prefix("feature:") {
             match value {
@@ -729,7 +750,13 @@ impl Component for Settings {
             .build();
         let services = crate::features_editor::FeatureEditor::new(true);
         let features = crate::features_editor::FeatureEditor::new(false);
+        let firewall = crate::firewall_editor::FirewallEditor::new();
+        firewall.root.set_visible(false);
         if !global {
+            notebook.append_page(
+                &firewall.root,
+                Some(&gtk::Label::new(Some(&tr("Firewall")))),
+            );
             notebook.append_page(
                 &services.root,
                 Some(&gtk::Label::new(Some(&tr("Services")))),
@@ -777,6 +804,7 @@ impl Component for Settings {
             notes,
             services,
             features,
+            firewall,
             status,
             apply: apply_button,
             filled: false,
@@ -854,6 +882,8 @@ impl Component for Settings {
             format!("{}: {e}", tr("Cannot read the qube"))
         } else if let Some(e) = self.errors.get("notes") {
             format!("{}: {e}", tr("Notes"))
+        } else if let Some(e) = self.errors.get("firewall") {
+            format!("{}: {e}", tr("Firewall"))
         } else if let Some((k, e)) = self.errors.iter().find(|(k, _)| k.starts_with("feature:")) {
             format!("{}: {e}", k.trim_start_matches("feature:"))
         } else if self.applied {
@@ -908,6 +938,10 @@ fn fill(loaded: &Loaded, w: &Widgets) {
     w.notes.buffer().set_text(&loaded.notes);
     w.services.fill(&loaded.features);
     w.features.fill(&loaded.features);
+    if let Some(rules) = &loaded.firewall {
+        w.firewall.fill(rules);
+        w.firewall.root.set_visible(true);
+    }
 }
 
 /// What Apply sends (used by the Apply handler and the tests).
@@ -925,6 +959,16 @@ pub fn pending(model: &Settings, w: &Widgets) -> (Vec<Change>, Option<String>) {
     if !global {
         changes.extend(w.services.changes(&loaded.features));
         changes.extend(w.features.changes(&loaded.features));
+        if let Some(old) = &loaded.firewall {
+            let mut rules = w.firewall.rules();
+            if rules.is_empty() {
+                // Limited to nothing: an explicit drop (an empty list cannot be set).
+                rules.push("action=drop".into());
+            }
+            if &rules != old {
+                changes.push(("firewall".into(), Some(rules.join("\n"))));
+            }
+        }
     }
     (changes, notes)
 }

@@ -1107,16 +1107,67 @@ fn shutdown_timeout_offers_kill_or_wait() {
     assert!(spin_until(10, || state().as_deref() == Some("Halted")));
 }
 
+fn firewall_page_limits_connections() {
+    use qubes_qube_manager::settings::Msg as S;
+    let f = Fixture::start();
+    f.controller.model().select("personal");
+    spin_until(1, || false);
+    f.controller.emit(Msg::OpenSettings(None));
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .settings
+        .as_ref()
+        .is_some_and(|s| s.model().is_loaded())));
+    spin_until(1, || false);
+    let fw = with_settings(&f, |s| s.widgets().firewall.clone());
+    assert!(fw.root.is_visible());
+    assert!(!fw.limit.is_active(), "no rules yet: everything allowed");
+    fw.limit.set_active(true);
+    fw.add_rule
+        .set_text("action=accept dsthost=qubes-os.org proto=tcp dstports=443");
+    fw.add_rule.emit_activate();
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(
+        spin_until(10, || with_settings(&f, |s| s.model().applied)),
+        "{:?}",
+        with_settings(&f, |s| s.model().errors.clone())
+    );
+    assert_eq!(
+        f.core
+            .call_raw("admin.vm.firewall.Get", "personal", "", b"")
+            .unwrap(),
+        b"0\0action=accept dsthost=qubes-os.org proto=tcp dstports=443-443\n"
+    );
+    // A malformed rule: the daemon refuses the whole list, the dialog says so.
+    spin_until(2, || false);
+    let fw = with_settings(&f, |s| s.widgets().firewall.clone());
+    assert_eq!(
+        fw.rules(),
+        ["action=accept dsthost=qubes-os.org proto=tcp dstports=443-443"]
+    );
+    fw.add("action=maybe");
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(spin_until(10, || with_settings(&f, |s| s
+        .model()
+        .errors
+        .get("firewall")
+        .is_some_and(
+            |e| e == "The rules were refused: check their syntax."
+        ))));
+    with_settings(&f, |s| s.widget().close());
+}
+
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 18 skipped");
+        println!("0 passed, 0 failed, 19 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 18] = [
+    let tests: [(&str, fn()); 19] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -1160,6 +1211,10 @@ fn main() {
         (
             "shutdown_timeout_offers_kill_or_wait",
             shutdown_timeout_offers_kill_or_wait,
+        ),
+        (
+            "firewall_page_limits_connections",
+            firewall_page_limits_connections,
         ),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),
