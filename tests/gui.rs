@@ -677,6 +677,10 @@ fn menus_and_context_menu() {
         start_time(),
         state()
     );
+    // Let the restart's events (halted, then running again) all arrive: the action applies to
+    // the state the window shows.
+    spin_until(1, || false);
+    assert!(spin_until(10, || state().as_deref() == Some("Running")));
     WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
     assert!(
         spin_until(10, || state().as_deref() == Some("Halted")),
