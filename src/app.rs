@@ -141,6 +141,10 @@ pub enum Msg {
     ChangeNetVm,
     /// A qube did not stop within its shutdown timeout: offer to kill it or to wait.
     ShutdownTimedOut(String),
+    /// Ask for a command and run it in the selected qube (`qvm-run`).
+    RunCommand,
+    /// Open the selected qube's console (`qvm-console-dispvm`).
+    Console,
     /// Select this qube (a right click on its row).
     SelectName(String),
     /// Run a lifecycle action on the selected qube.
@@ -199,6 +203,10 @@ pub struct Widgets {
     actions: Vec<(Action, gio::SimpleAction)>,
     /// Settings, remove, clone: enabled while one qube is selected.
     selection_actions: Vec<gio::SimpleAction>,
+    /// Run a command in the selected qube.
+    run_action: gio::SimpleAction,
+    /// Open the selected qube's console.
+    console_action: gio::SimpleAction,
     /// Change template: enabled while the selection has an app qube.
     template_action: gio::SimpleAction,
     /// Change network qube: enabled while the selection has a qube with a netvm.
@@ -272,6 +280,17 @@ impl App {
             .iter()
             .filter_map(|vm| self.infos.get(vm))
             .any(|i| a.enabled(&i.class, &i.state))
+    }
+
+    /// A local qube tool, when it reaches the qubes this window shows.
+    pub fn tool(&self, name: &str) -> Option<std::path::PathBuf> {
+        if !self.client.real_system() {
+            return None;
+        }
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     }
 
     /// The qubes of the selection a template change applies to.
@@ -438,6 +457,25 @@ fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
         }
     }
     Some(info)
+}
+
+/// Runs a local qube tool in the background; a failure (exit status, stderr) is reported.
+fn run_tool(mut command: std::process::Command, heading: String, input: relm4::Sender<Msg>) {
+    std::thread::spawn(move || {
+        let result = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        let failure = match result {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = failure {
+            input.emit(Msg::Failed(heading, message));
+        }
+    });
 }
 
 /// Bytes used by a qube's volumes and whether one is outdated (`admin.vm.volume.List`, then
@@ -709,6 +747,25 @@ impl SimpleComponent for App {
             manage_menu.append(Some(&label), Some(&format!("qube.{id}")));
             change_actions.push(simple);
         }
+        // Run a command / open a console: through the local qube tools, where they reach
+        // the qubes this window shows (dom0, or a qube with qubesadmin and policy for it).
+        let mut tool_actions = Vec::new();
+        for (id, label, msg) in [
+            (
+                "run",
+                tr("Run command…"),
+                (|| Msg::RunCommand) as fn() -> Msg,
+            ),
+            ("console", tr("Open console"), || Msg::Console),
+        ] {
+            let simple = gio::SimpleAction::new(id, None);
+            simple.set_enabled(false);
+            let input = sender.input_sender().clone();
+            simple.connect_activate(move |_, _| input.emit(msg()));
+            group.add_action(&simple);
+            manage_menu.append(Some(&label), Some(&format!("qube.{id}")));
+            tool_actions.push(simple);
+        }
         let global = gio::SimpleAction::new("global-settings", None);
         {
             let input = sender.input_sender().clone();
@@ -947,6 +1004,8 @@ impl SimpleComponent for App {
                 status,
                 actions,
                 selection_actions,
+                run_action: tool_actions[0].clone(),
+                console_action: tool_actions[1].clone(),
                 template_action: change_actions.next().expect("template action"),
                 netvm_action: change_actions.next().expect("netvm action"),
                 context_menu,
@@ -1297,6 +1356,51 @@ impl SimpleComponent for App {
                 dialog.present();
                 self.timed_out = Some(dialog);
             }
+            Msg::RunCommand => {
+                let (Some(vm), Some(tool)) = (self.single(), self.tool("qvm-run")) else {
+                    return;
+                };
+                let dialog = adw::MessageDialog::new(
+                    Some(&self.window),
+                    Some(&tr("Run a command in %s").replacen("%s", &vm, 1)),
+                    Some(&tr("The qube starts first if it is not running.")),
+                );
+                let entry = gtk::Entry::new();
+                entry.set_tooltip_text(Some(&tr("Command")));
+                crate::a11y::set_name(&entry, &tr("Command"));
+                entry.set_activates_default(true);
+                dialog.set_extra_child(Some(&entry));
+                dialog.add_response("cancel", &tr("Cancel"));
+                dialog.add_response("run", &tr("Run"));
+                dialog.set_default_response(Some("run"));
+                dialog.set_close_response("cancel");
+                let input = input.clone();
+                dialog.connect_response(Some("run"), move |_, _| {
+                    let cmd = entry.text().to_string();
+                    if cmd.trim().is_empty() {
+                        return;
+                    }
+                    let mut command = std::process::Command::new(&tool);
+                    command.args(["--autostart", "--quiet", &vm, &cmd]);
+                    run_tool(
+                        command,
+                        tr("Running a command in %s failed").replacen("%s", &vm, 1),
+                        input.clone(),
+                    );
+                });
+                dialog.present();
+            }
+            Msg::Console => {
+                if let (Some(vm), Some(tool)) = (self.single(), self.tool("qvm-console-dispvm")) {
+                    let mut command = std::process::Command::new(&tool);
+                    command.arg(&vm);
+                    run_tool(
+                        command,
+                        tr("Opening the console of %s failed").replacen("%s", &vm, 1),
+                        input.clone(),
+                    );
+                }
+            }
             Msg::GlobalSettings => {
                 let dialog = crate::settings::Settings::builder()
                     .launch((self.client.clone(), crate::settings::Target::Global))
@@ -1322,6 +1426,14 @@ impl SimpleComponent for App {
         for simple in &widgets.selection_actions {
             simple.set_enabled(self.single().is_some());
         }
+        let single = self.single().and_then(|vm| self.infos.get(&vm));
+        widgets.run_action.set_enabled(
+            single.is_some_and(|i| i.class != "RemoteVM") && self.tool("qvm-run").is_some(),
+        );
+        widgets.console_action.set_enabled(
+            single.is_some_and(|i| i.state == "Running")
+                && self.tool("qvm-console-dispvm").is_some(),
+        );
         widgets
             .template_action
             .set_enabled(!self.with_template().is_empty());

@@ -1162,16 +1162,108 @@ fn firewall_page_limits_connections() {
     with_settings(&f, |s| s.widget().close());
 }
 
+/// The embedded core presented as a real system, so that local qube tools are offered.
+struct AsRealSystem(std::sync::Arc<qubesd::Embedded>);
+
+impl Transport for AsRealSystem {
+    fn call_raw(
+        &self,
+        method: &str,
+        dest: &str,
+        arg: &str,
+        payload: &[u8],
+    ) -> std::io::Result<Vec<u8>> {
+        self.0.call_raw(method, dest, arg, payload)
+    }
+    fn open_stream(
+        &self,
+        method: &str,
+        dest: &str,
+    ) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        self.0.open_stream(method, dest)
+    }
+    fn describe(&self) -> String {
+        "test".into()
+    }
+}
+
+fn run_command_and_console_use_the_qube_tools() {
+    // In the demo the tools would act on other qubes than the window shows: not offered.
+    {
+        let f = Fixture::start();
+        f.controller.model().select("work");
+        spin_until(1, || false);
+        assert!(f.controller.model().tool("sh").is_none());
+    }
+    // On a real system they are, and get the qube and the command as arguments. The
+    // programs here record their arguments (qvm-run itself needs a Qubes system).
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("args");
+    for tool in ["qvm-run", "qvm-console-dispvm"] {
+        let path = bin.path().join(tool);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho {tool} \"$@\" >> {}\n", log.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let old_path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin.path().to_path_buf()];
+    paths.extend(std::env::split_paths(&old_path));
+    // SAFETY: the GUI tests run one at a time on the main thread; no other thread reads PATH
+    // while it changes.
+    unsafe { std::env::set_var("PATH", std::env::join_paths(paths).unwrap()) };
+    let (_, core) = app::demo_client().expect("demo core");
+    let client = qubes_api::Client::new(std::sync::Arc::new(AsRealSystem(core.clone())));
+    let config = tempfile::tempdir().unwrap();
+    let controller = app::builder(
+        client,
+        qubes_qube_manager::view_state::ViewState::open(&config.path().join("view.ini")),
+    );
+    controller.widget().present();
+    assert!(spin_until(20, || controller.model().is_loaded()));
+    controller.model().select("work");
+    spin_until(1, || false);
+    let window: gtk::Widget = controller.widget().clone().upcast();
+    WidgetExt::activate_action(&window, "qube.console", None).expect("qube.console");
+    assert!(spin_until(10, || std::fs::read_to_string(&log)
+        .is_ok_and(|l| l.contains("qvm-console-dispvm work\n"))));
+    controller.emit(Msg::RunCommand);
+    let dialog = loop {
+        spin_until(1, || false);
+        if let Some(d) = gtk::Window::list_toplevels()
+            .into_iter()
+            .find_map(|w| w.downcast::<relm4::adw::MessageDialog>().ok())
+        {
+            break d;
+        }
+    };
+    let entry = dialog
+        .extra_child()
+        .unwrap()
+        .downcast::<gtk::Entry>()
+        .unwrap();
+    entry.set_text("xterm -e top");
+    dialog.response("run");
+    assert!(spin_until(10, || std::fs::read_to_string(&log).is_ok_and(
+        |l| l.contains("qvm-run --autostart --quiet work xterm -e top\n")
+    )));
+    unsafe { std::env::set_var("PATH", old_path) };
+    controller.widget().close();
+}
+
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 19 skipped");
+        println!("0 passed, 0 failed, 20 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 19] = [
+    let tests: [(&str, fn()); 20] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -1219,6 +1311,10 @@ fn main() {
         (
             "firewall_page_limits_connections",
             firewall_page_limits_connections,
+        ),
+        (
+            "run_command_and_console_use_the_qube_tools",
+            run_command_and_console_use_the_qube_tools,
         ),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),

@@ -104,6 +104,11 @@ impl Client {
         self.transport.describe()
     }
 
+    /// Whether local qube tools (`qvm-run`, ...) act on the same qubes as this client.
+    pub fn real_system(&self) -> bool {
+        self.transport.real_system()
+    }
+
     /// One call; the OK content as text.
     pub fn call(
         &self,

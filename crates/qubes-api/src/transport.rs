@@ -18,6 +18,11 @@ pub trait Transport: Send + Sync {
     fn open_stream(&self, method: &str, dest: &str) -> io::Result<Box<dyn Read + Send>>;
     /// A short description for logs and the window subtitle.
     fn describe(&self) -> String;
+    /// Whether the daemon runs on this system's real qubes, so that local tools such as
+    /// `qvm-run` reach the same qubes (false for an in-process demo core).
+    fn real_system(&self) -> bool {
+        true
+    }
 }
 
 /// Writes a request on a connected stream and half-closes it. A daemon that dropped the

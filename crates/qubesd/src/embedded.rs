@@ -106,6 +106,10 @@ impl Transport for Embedded {
     fn describe(&self) -> String {
         "embedded demo qubesd".into()
     }
+
+    fn real_system(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
