@@ -535,7 +535,7 @@ fn scan_volumes(client: &Client, input: &relm4::Sender<Msg>, names: Vec<String>)
 }
 
 /// Volume reads run on this many threads (they are many small calls).
-const VOLUME_PARALLELISM: usize = 4;
+const VOLUME_PARALLELISM: usize = 2;
 
 /// How often the disk usage of running qubes is read again.
 const DISK_REFRESH: Duration = Duration::from_secs(60);

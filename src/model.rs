@@ -251,7 +251,9 @@ impl QubeInfo {
             name: entry.name.clone(),
             class: entry.class.clone(),
             state: entry.state.clone(),
-            props: props.into_iter().collect(),
+            // Only what a column or the Show selector uses: the rest of GetAll (some 60
+            // properties a qube) would cost megabytes over a thousand qubes.
+            props: props.into_iter().filter(|(k, _)| shown(k)).collect(),
             stats: None,
             features: BTreeMap::new(),
             disk: None,
@@ -446,7 +448,7 @@ pub enum Change {
 }
 
 /// Properties any column shows or the [`Show`] selector uses.
-fn shown(prop: &str) -> bool {
+pub fn shown(prop: &str) -> bool {
     matches!(prop, "provides_network" | "template_for_dispvms")
         || Column::ALL.iter().any(|c| c.property() == Some(prop))
 }
