@@ -459,6 +459,24 @@ fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
     Some(info)
 }
 
+/// Adds the disabled action `qube.<id>`, sending `msg()` when activated, and its menu item.
+fn command(
+    group: &gio::SimpleActionGroup,
+    menu: &gio::Menu,
+    id: &str,
+    label: &str,
+    input: &relm4::Sender<Msg>,
+    msg: impl Fn() -> Msg + 'static,
+) -> gio::SimpleAction {
+    let simple = gio::SimpleAction::new(id, None);
+    simple.set_enabled(false);
+    let input = input.clone();
+    simple.connect_activate(move |_, _| input.emit(msg()));
+    group.add_action(&simple);
+    menu.append(Some(label), Some(&format!("qube.{id}")));
+    simple
+}
+
 /// Runs a local qube tool in the background; a failure (exit status, stderr) is reported.
 fn run_tool(mut command: std::process::Command, heading: String, input: relm4::Sender<Msg>) {
     std::thread::spawn(move || {
@@ -686,6 +704,7 @@ impl SimpleComponent for App {
         // table's context menu share them, so enabling follows the selection everywhere.
         let group = gio::SimpleActionGroup::new();
         let lifecycle_menu = gio::Menu::new();
+        let input = sender.input_sender();
         let mut actions = Vec::new();
         for (action, id, label) in [
             (Action::Start, "start", tr("Start")),
@@ -694,78 +713,76 @@ impl SimpleComponent for App {
             (Action::Restart, "restart", tr("Restart")),
             (Action::Kill, "kill", tr("Kill")),
         ] {
-            let simple = gio::SimpleAction::new(id, None);
-            simple.set_enabled(false);
-            let input = sender.input_sender().clone();
-            simple.connect_activate(move |_, _| input.emit(Msg::Action(action)));
-            group.add_action(&simple);
-            lifecycle_menu.append(Some(&label), Some(&format!("qube.{id}")));
+            let simple = command(&group, &lifecycle_menu, id, &label, input, move || {
+                Msg::Action(action)
+            });
             let button = gtk::Button::with_label(&label);
             button.set_action_name(Some(&format!("qube.{id}")));
             header.pack_start(&button);
             actions.push((action, simple));
         }
         let manage_menu = gio::Menu::new();
-        let mut selection_actions = Vec::new();
-        for (id, label, msg) in [
-            (
+        // Settings, remove, clone: one qube at a time.
+        let selection_actions = vec![
+            command(
+                &group,
+                &manage_menu,
                 "settings",
-                tr("Settings"),
-                (|| Msg::OpenSettings(None)) as fn() -> Msg,
+                &tr("Settings"),
+                input,
+                || Msg::OpenSettings(None),
             ),
-            ("remove", tr("Remove"), || Msg::Remove),
-            ("clone", tr("Clone"), || Msg::Clone),
-            ("create", tr("New qube"), || Msg::Create),
-        ] {
-            let simple = gio::SimpleAction::new(id, None);
-            let input = sender.input_sender().clone();
-            simple.connect_activate(move |_, _| input.emit(msg()));
-            group.add_action(&simple);
-            manage_menu.append(Some(&label), Some(&format!("qube.{id}")));
-            if id != "create" {
-                simple.set_enabled(false);
-                selection_actions.push(simple);
-            }
-        }
-        // Template and network changes work on every selected qube they apply to.
-        let mut change_actions = Vec::new();
-        for (id, label, msg) in [
-            (
-                "change-template",
-                tr("Change template…"),
-                (|| Msg::ChangeTemplate) as fn() -> Msg,
-            ),
-            ("change-netvm", tr("Change network qube…"), || {
-                Msg::ChangeNetVm
+            command(&group, &manage_menu, "remove", &tr("Remove"), input, || {
+                Msg::Remove
             }),
-        ] {
-            let simple = gio::SimpleAction::new(id, None);
-            simple.set_enabled(false);
-            let input = sender.input_sender().clone();
-            simple.connect_activate(move |_, _| input.emit(msg()));
-            group.add_action(&simple);
-            manage_menu.append(Some(&label), Some(&format!("qube.{id}")));
-            change_actions.push(simple);
-        }
+            command(&group, &manage_menu, "clone", &tr("Clone"), input, || {
+                Msg::Clone
+            }),
+        ];
+        command(
+            &group,
+            &manage_menu,
+            "create",
+            &tr("New qube"),
+            input,
+            || Msg::Create,
+        )
+        .set_enabled(true);
+        // Template and network changes work on every selected qube they apply to.
+        let template_action = command(
+            &group,
+            &manage_menu,
+            "change-template",
+            &tr("Change template…"),
+            input,
+            || Msg::ChangeTemplate,
+        );
+        let netvm_action = command(
+            &group,
+            &manage_menu,
+            "change-netvm",
+            &tr("Change network qube…"),
+            input,
+            || Msg::ChangeNetVm,
+        );
         // Run a command / open a console: through the local qube tools, where they reach
         // the qubes this window shows (dom0, or a qube with qubesadmin and policy for it).
-        let mut tool_actions = Vec::new();
-        for (id, label, msg) in [
-            (
-                "run",
-                tr("Run command…"),
-                (|| Msg::RunCommand) as fn() -> Msg,
-            ),
-            ("console", tr("Open console"), || Msg::Console),
-        ] {
-            let simple = gio::SimpleAction::new(id, None);
-            simple.set_enabled(false);
-            let input = sender.input_sender().clone();
-            simple.connect_activate(move |_, _| input.emit(msg()));
-            group.add_action(&simple);
-            manage_menu.append(Some(&label), Some(&format!("qube.{id}")));
-            tool_actions.push(simple);
-        }
+        let run_action = command(
+            &group,
+            &manage_menu,
+            "run",
+            &tr("Run command…"),
+            input,
+            || Msg::RunCommand,
+        );
+        let console_action = command(
+            &group,
+            &manage_menu,
+            "console",
+            &tr("Open console"),
+            input,
+            || Msg::Console,
+        );
         let global = gio::SimpleAction::new("global-settings", None);
         {
             let input = sender.input_sender().clone();
@@ -997,17 +1014,16 @@ impl SimpleComponent for App {
         follow_events(init.client.clone(), sender.input_sender().clone());
         follow_stats(init.client, sender.input_sender().clone());
         disk_timer(sender.input_sender().clone());
-        let mut change_actions = change_actions.into_iter();
         ComponentParts {
             model,
             widgets: Widgets {
                 status,
                 actions,
                 selection_actions,
-                run_action: tool_actions[0].clone(),
-                console_action: tool_actions[1].clone(),
-                template_action: change_actions.next().expect("template action"),
-                netvm_action: change_actions.next().expect("netvm action"),
+                run_action,
+                console_action,
+                template_action,
+                netvm_action,
                 context_menu,
                 window: root.clone(),
                 shown_error: None,

@@ -426,28 +426,34 @@ pub(crate) fn vm_volume_clear(c: &mut Ctx) -> Result<Reply, QubesError> {
     let drv = vol_driver(&v)?;
     let size = drv.size(&v);
     drv.import_data(&v, size)?;
-    let vm = v.vm.clone();
     let size_s = size.to_string();
     c.fire(
-        &vm,
+        &v.vm,
         "domain-volume-import-begin",
         &[("volume", &v.name), ("size", &size_s)],
     );
-    if let Err(e) = drv.import_data_end(&v, true) {
+    end_import(c, &v, true)?;
+    c.save = true;
+    empty()
+}
+
+/// The driver's end of an import, with its `domain-volume-import-end` event (delivered
+/// with `success=False` even when the driver fails).
+fn end_import(c: &mut Ctx, v: &Vol, success: bool) -> Result<(), QubesError> {
+    if let Err(e) = vol_driver(v)?.import_data_end(v, success) {
         c.fire_sticky(
-            &vm,
+            &v.vm,
             "domain-volume-import-end",
             &[("volume", &v.name), ("success", "False")],
         );
         return Err(e);
     }
     c.fire(
-        &vm,
+        &v.vm,
         "domain-volume-import-end",
-        &[("volume", &v.name), ("success", "True")],
+        &[("volume", &v.name), ("success", b(success))],
     );
-    c.save = true;
-    empty()
+    Ok(())
 }
 
 pub(crate) fn vm_volume_set_revisions_to_keep(c: &mut Ctx) -> Result<Reply, QubesError> {
@@ -549,20 +555,7 @@ pub(crate) fn import_end(c: &mut Ctx) -> Result<Reply, QubesError> {
     let v = internal_volume(c)?;
     let success = c.untrusted_payload == b"ok";
     let drv = vol_driver(&v)?;
-    let vm = v.vm.clone();
-    if let Err(e) = drv.import_data_end(&v, success) {
-        c.fire_sticky(
-            &vm,
-            "domain-volume-import-end",
-            &[("volume", &v.name), ("success", "False")],
-        );
-        return Err(e);
-    }
-    c.fire(
-        &vm,
-        "domain-volume-import-end",
-        &[("volume", &v.name), ("success", b(success))],
-    );
+    end_import(c, &v, success)?;
     if !success {
         c.keep_on_error = true;
         let text = String::from_utf8_lossy(&c.untrusted_payload).into_owned();

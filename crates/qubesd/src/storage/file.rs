@@ -88,22 +88,12 @@ impl Driver for FileDriver {
     }
 
     fn config(&self, name: &str, o: &[(String, String)]) -> SResult<Vec<(String, String)>> {
-        let get = |k: &str| o.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
-        let revisions = int_option(get("revisions_to_keep"), 1)?;
-        self.check_pool_revisions(revisions)?;
-        Ok(vec![
-            ("name".into(), name.into()),
-            (
-                "dir_path".into(),
-                super::reflink::normalize(Path::new(get("dir_path").unwrap_or(""))),
-            ),
-            ("driver".into(), self.name().into()),
-            ("revisions_to_keep".into(), revisions.to_string()),
-            (
-                "ephemeral_volatile".into(),
-                bool_option(get("ephemeral_volatile"))?.into(),
-            ),
-        ])
+        let dir = super::option(o, "dir_path").unwrap_or("");
+        let location = vec![(
+            "dir_path".to_string(),
+            super::reflink::normalize(Path::new(dir)),
+        )];
+        super::standard_config(self, name, o, location)
     }
 
     fn check_pool_revisions(&self, n: i64) -> SResult<()> {

@@ -324,24 +324,11 @@ impl Driver for ThinDriver {
     }
 
     fn config(&self, name: &str, o: &[(String, String)]) -> SResult<Vec<(String, String)>> {
-        let get = |k: &str| o.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
-        Ok(vec![
-            ("name".into(), name.into()),
-            (
-                "volume_group".into(),
-                get("volume_group").unwrap_or("").into(),
-            ),
-            ("thin_pool".into(), get("thin_pool").unwrap_or("").into()),
-            ("driver".into(), self.name().into()),
-            (
-                "revisions_to_keep".into(),
-                super::file::int_option(get("revisions_to_keep"), 1)?.to_string(),
-            ),
-            (
-                "ephemeral_volatile".into(),
-                super::file::bool_option(get("ephemeral_volatile"))?.into(),
-            ),
-        ])
+        let location = ["volume_group", "thin_pool"]
+            .iter()
+            .map(|k| (k.to_string(), super::option(o, k).unwrap_or("").to_string()))
+            .collect();
+        super::standard_config(self, name, o, location)
     }
 
     fn setup(&self, pool: &Pool) -> SResult<()> {

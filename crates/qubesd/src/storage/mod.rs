@@ -200,6 +200,35 @@ pub fn pool_driver(pool: &Pool) -> SResult<&'static dyn Driver> {
     })
 }
 
+/// An option of `admin.pool.Add`'s payload.
+pub fn option<'a>(options: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    options
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The `config` of the drivers with revisions: name, where the data lives, driver,
+/// `revisions_to_keep`, `ephemeral_volatile` (the reference's attribute order).
+pub fn standard_config(
+    drv: &dyn Driver,
+    name: &str,
+    options: &[(String, String)],
+    location: Vec<(String, String)>,
+) -> SResult<Vec<(String, String)>> {
+    let revisions = file::int_option(option(options, "revisions_to_keep"), 1)?;
+    drv.check_pool_revisions(revisions)?;
+    let mut out = vec![("name".to_string(), name.to_string())];
+    out.extend(location);
+    out.push(("driver".into(), drv.name().into()));
+    out.push(("revisions_to_keep".into(), revisions.to_string()));
+    out.push((
+        "ephemeral_volatile".into(),
+        file::bool_option(option(options, "ephemeral_volatile"))?.into(),
+    ));
+    Ok(out)
+}
+
 /// `StoragePoolException` with a message.
 pub fn pool_err(msg: impl Into<String>) -> QubesError {
     QubesError::new(ExcKind::StoragePoolException, msg)

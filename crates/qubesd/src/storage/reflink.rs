@@ -159,26 +159,11 @@ impl Driver for ReflinkDriver {
     }
 
     fn config(&self, name: &str, o: &[(String, String)]) -> SResult<Vec<(String, String)>> {
-        let get = |k: &str| o.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
-        let dir = get("dir_path").unwrap_or("");
-        let abs = if Path::new(dir).is_absolute() {
-            PathBuf::from(dir)
-        } else {
-            std::env::current_dir().unwrap_or_default().join(dir)
-        };
-        Ok(vec![
-            ("name".into(), name.into()),
-            ("dir_path".into(), normalize(&abs)),
-            ("driver".into(), self.name().into()),
-            (
-                "revisions_to_keep".into(),
-                super::file::int_option(get("revisions_to_keep"), 1)?.to_string(),
-            ),
-            (
-                "ephemeral_volatile".into(),
-                super::file::bool_option(get("ephemeral_volatile"))?.into(),
-            ),
-        ])
+        let dir = super::option(o, "dir_path").unwrap_or("");
+        // `os.path.abspath`: relative to the daemon's working directory.
+        let abs = std::env::current_dir().unwrap_or_default().join(dir);
+        let location = vec![("dir_path".to_string(), normalize(&abs))];
+        super::standard_config(self, name, o, location)
     }
 
     fn setup(&self, pool: &Pool) -> SResult<()> {
