@@ -680,11 +680,27 @@ impl SimpleComponent for App {
         let show_internal = Rc::new(Cell::new(view_state.show_internal()));
         let (width, height) = view_state.window_size();
         root.set_default_size(width, height);
+        // Widths the user gave columns come back; the others size themselves.
+        for (col, width) in view_state.column_widths() {
+            if let Some(c) = crate::table::column_of(&table, col) {
+                c.set_fixed_width(width);
+            }
+        }
         {
             let view_state = view_state.clone();
+            let columns: Vec<(Column, gtk::ColumnViewColumn)> = Column::ALL
+                .into_iter()
+                .filter_map(|c| crate::table::column_of(&table, c).map(|v| (c, v)))
+                .collect();
             root.connect_close_request(move |w| {
                 let (width, height) = w.default_size();
                 view_state.set_window_size(width, height);
+                let widths: Vec<(Column, i32)> = columns
+                    .iter()
+                    .map(|(c, v)| (*c, v.fixed_width()))
+                    .filter(|(_, w)| *w > 0)
+                    .collect();
+                view_state.set_column_widths(&widths);
                 glib_propagation(false)
             });
         }

@@ -102,7 +102,7 @@ pub fn fields() -> Vec<(&'static str, &'static str, Kind, String)> {
             tr("Maximum memory (MiB)"),
         ),
         ("advanced", "vcpus", Kind::Number, tr("Virtual CPUs")),
-        ("advanced", "kernel", Kind::Text, tr("Kernel")),
+        ("advanced", "kernel", Kind::Choice, tr("Kernel")),
         ("advanced", "kernelopts", Kind::Text, tr("Kernel options")),
         (
             "advanced",
@@ -122,6 +122,15 @@ pub fn fields() -> Vec<(&'static str, &'static str, Kind, String)> {
             Kind::Flag,
             tr("Disposable template"),
         ),
+        (
+            "advanced",
+            "management_dispvm",
+            Kind::Choice,
+            tr("Disposable template for management"),
+        ),
+        ("advanced", "guivm", Kind::Choice, tr("GUI qube")),
+        ("advanced", "audiovm", Kind::Choice, tr("Audio qube")),
+        ("advanced", "bootmode", Kind::Text, tr("Boot mode")),
         ("advanced", "debug", Kind::Flag, tr("Debug mode")),
     ]
 }
@@ -323,6 +332,23 @@ fn roles(client: &Client, except: &str) -> Result<Roles, CallError> {
     Ok(r)
 }
 
+/// Installed kernels: the volumes of the kernel pool.
+fn kernels(client: &Client) -> Vec<String> {
+    let pool = client
+        .call("admin.property.Get", "dom0", "default_pool_kernel", b"")
+        .ok()
+        .and_then(|v| PropValue::parse(&v).ok())
+        .map(|p| p.value)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "linux-kernel".into());
+    client
+        .call("admin.pool.volume.List", "dom0", &pool, b"")
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
     let dest = target.dest();
     let mut props: BTreeMap<String, PropValue> = match target {
@@ -372,6 +398,19 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
                 "default_dispvm".to_string(),
                 vm_choices(&r.dvm_templates, "default_dispvm"),
             );
+            choices.insert(
+                "management_dispvm".to_string(),
+                vm_choices(&r.dvm_templates, "management_dispvm"),
+            );
+            for p in ["guivm", "audiovm"] {
+                choices.insert(p.to_string(), vm_choices(&r.all, p));
+            }
+            let mut kernel_choices = vec![
+                (String::new(), default_text("kernel")),
+                ("\u{0}none".to_string(), tr("none")),
+            ];
+            kernel_choices.extend(plain(kernels(client)));
+            choices.insert("kernel".to_string(), kernel_choices);
             choices.insert(
                 "virt_mode".to_string(),
                 std::iter::once((String::new(), default_text("virt_mode")))
@@ -453,21 +492,11 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
             let mut pool_choices = vec![(String::new(), default_text("default_pool"))];
             pool_choices.extend(plain(pools));
             choices.insert("default_pool".to_string(), pool_choices);
-            let kernel_pool = props
-                .get("default_pool_kernel")
-                .map(|p| p.value.clone())
-                .unwrap_or_else(|| "linux-kernel".into());
-            let kernels: Vec<String> = client
-                .call("admin.pool.volume.List", "dom0", &kernel_pool, b"")
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string)
-                .collect();
             let mut kernel_choices = vec![
                 (String::new(), default_text("default_kernel")),
                 ("\u{0}none".to_string(), tr("none")),
             ];
-            kernel_choices.extend(plain(kernels));
+            kernel_choices.extend(plain(kernels(client)));
             choices.insert("default_kernel".to_string(), kernel_choices);
         }
     }

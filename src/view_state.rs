@@ -1,5 +1,5 @@
 //! What the window remembers between runs (the "Show" choice, internal qubes, hidden
-//! columns, window size),
+//! columns, column widths, window size),
 //! kept with GSettings in a key file: `~/.config/qubes-os/qubes-qube-manager.ini` by default,
 //! like the reference manager's `~/.config/qubes-os/` file, so it works without dconf too.
 //!
@@ -116,6 +116,27 @@ impl ViewState {
             .map(|c| c.id())
             .collect();
         self.write(|s| s.set_strv("hidden-columns", ids.as_slice()));
+    }
+
+    /// Column widths the user set (by column), in pixels.
+    pub fn column_widths(&self) -> Vec<(Column, i32)> {
+        let Some(s) = &self.settings else {
+            return Vec::new();
+        };
+        let map: std::collections::HashMap<String, i32> = s.get("column-widths");
+        map.into_iter()
+            .filter_map(|(id, w)| Column::from_id(&id).map(|c| (c, w)))
+            .filter(|(_, w)| (16..=4096).contains(w))
+            .collect()
+    }
+
+    /// Remembers column widths (pixels; columns left to size themselves are not listed).
+    pub fn set_column_widths(&self, widths: &[(Column, i32)]) {
+        let map: std::collections::HashMap<String, i32> = widths
+            .iter()
+            .map(|(c, w)| (c.id().to_string(), *w))
+            .collect();
+        self.write(|s| s.set("column-widths", map));
     }
 
     fn write(

@@ -707,6 +707,10 @@ fn view_state_is_kept() {
         let window: gtk::Widget = f.controller.widget().clone().upcast();
         WidgetExt::activate_action(&window, "qube.show-internal", None).expect("show-internal");
         f.controller.widget().set_default_size(1200, 700);
+        // A column the user widened (dragging a header sets its fixed width).
+        qubes_qube_manager::table::column_of(&f.controller.model().table, Column::Template)
+            .unwrap()
+            .set_fixed_width(240);
         spin_until(1, || false);
         f.controller.widget().close();
         spin_until(1, || false);
@@ -718,6 +722,7 @@ fn view_state_is_kept() {
         "show-internal=true",
         "window-width=1200",
         "window-height=700",
+        "column-widths={'template': 240}",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
@@ -727,6 +732,13 @@ fn view_state_is_kept() {
     assert_eq!(selector.selected(), 3);
     assert!(spin_until(5, || visible_names(&f) == ["debian-12-xfce", "fedora-41"]));
     assert_eq!(f.controller.widget().default_size(), (1200, 700));
+    let template =
+        qubes_qube_manager::table::column_of(&f.controller.model().table, Column::Template)
+            .unwrap();
+    assert_eq!(template.fixed_width(), 240);
+    let name =
+        qubes_qube_manager::table::column_of(&f.controller.model().table, Column::Name).unwrap();
+    assert_eq!(name.fixed_width(), -1, "untouched columns size themselves");
     // A hand-edited file with a bad value falls back to the default instead of failing.
     drop(f);
     std::fs::write(&file, "[qube-manager]\nshow='bogus'\nwindow-width=-5\n").unwrap();
