@@ -129,6 +129,8 @@ pub enum Msg {
     DiskTick,
     /// Show or hide a column.
     ColumnVisible(Column, bool),
+    /// The user sorted the table by another column or direction.
+    SortChanged,
     /// Open the global settings.
     GlobalSettings,
     /// Ask for a name and clone the selected qube.
@@ -680,6 +682,24 @@ impl SimpleComponent for App {
         let show_internal = Rc::new(Cell::new(view_state.show_internal()));
         let (width, height) = view_state.window_size();
         root.set_default_size(width, height);
+        // The sort column comes back; a header click is remembered once the rows are sorted.
+        if let Some((col, descending)) = view_state.sort()
+            && let Some(c) = crate::table::column_of(&table, col)
+        {
+            let dir = if descending {
+                gtk::SortType::Descending
+            } else {
+                gtk::SortType::Ascending
+            };
+            table.view.sort_by_column(Some(&c), dir);
+        }
+        if let Some(sorter) = table.view.sorter() {
+            let input = sender.input_sender().clone();
+            sorter.connect_changed(move |_, _| {
+                let input = input.clone();
+                gtk::glib::idle_add_local_once(move || input.emit(Msg::SortChanged));
+            });
+        }
         // Widths the user gave columns come back; the others size themselves.
         for (col, width) in view_state.column_widths() {
             if let Some(c) = crate::table::column_of(&table, col) {
@@ -1109,6 +1129,16 @@ impl SimpleComponent for App {
                     })
                     .collect();
                 self.view_state.set_hidden_columns(&hidden);
+            }
+            Msg::SortChanged => {
+                let n = self.table.view.model().map_or(0, |m| m.n_items());
+                let rows: Vec<QubeRow> = (0..n)
+                    .filter_map(|i| self.table.get_visible(i))
+                    .map(|r| r.borrow().clone())
+                    .collect();
+                if let Some((col, descending)) = crate::table::sorted_by(&rows) {
+                    self.view_state.set_sort(col, descending);
+                }
             }
             Msg::Progress(text) => match text {
                 Some(t) => self.status = t,

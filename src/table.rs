@@ -92,7 +92,8 @@ fn state_rank(s: &str) -> u8 {
     }
 }
 
-fn compare(a: &QubeRow, b: &QubeRow, col: Column) -> Ordering {
+/// The order of two rows by `col` (ties by name, so every column is a total order).
+pub fn compare(a: &QubeRow, b: &QubeRow, col: Column) -> Ordering {
     let (x, y) = (a.text(col), b.text(col));
     let by = match col {
         Column::State => state_rank(&x).cmp(&state_rank(&y)),
@@ -304,6 +305,25 @@ pub fn new_table() -> TypedColumnView<QubeRow, gtk::MultiSelection> {
     t.append_column::<DispvmTemplateColumn>();
     t.append_column::<VirtModeColumn>();
     t
+}
+
+/// The column (and whether descending) the visible rows are sorted by, found from the rows
+/// themselves: GTK 4.8 cannot say which header was clicked. Every column's order is total, so
+/// only the sort column (or one giving the same order) fits.
+pub fn sorted_by(rows: &[QubeRow]) -> Option<(Column, bool)> {
+    if rows.len() < 2 {
+        return None;
+    }
+    for col in Column::ALL {
+        let pairs = || rows.windows(2).map(|w| compare(&w[0], &w[1], col));
+        if pairs().all(|o| o != Ordering::Greater) {
+            return Some((col, false));
+        }
+        if pairs().all(|o| o != Ordering::Less) {
+            return Some((col, true));
+        }
+    }
+    None
 }
 
 /// The table's column for `col`.

@@ -118,6 +118,23 @@ impl ViewState {
         self.write(|s| s.set_strv("hidden-columns", ids.as_slice()));
     }
 
+    /// The column the table is sorted by, and whether descending.
+    pub fn sort(&self) -> Option<(Column, bool)> {
+        let text = self.settings.as_ref()?.string("sort").to_string();
+        let (id, dir) = text.split_once(':')?;
+        Some((Column::from_id(id)?, dir == "descending"))
+    }
+
+    /// Remembers the sort column and direction.
+    pub fn set_sort(&self, col: Column, descending: bool) {
+        let dir = if descending {
+            "descending"
+        } else {
+            "ascending"
+        };
+        self.write(|s| s.set_string("sort", &format!("{}:{dir}", col.id())));
+    }
+
     /// Column widths the user set (by column), in pixels.
     pub fn column_widths(&self) -> Vec<(Column, i32)> {
         let Some(s) = &self.settings else {

@@ -843,9 +843,27 @@ fn extra_columns_markers_and_column_visibility() {
             m().cell("sys-net", Column::Ip).as_deref(),
             Some("10.137.0.3")
         );
+        // Sorting by a header is remembered (found from the sorted rows).
+        let template = qubes_qube_manager::table::column_of(&m().table, Column::Template).unwrap();
+        m().table
+            .view
+            .sort_by_column(Some(&template), gtk::SortType::Descending);
+        assert!(spin_until(5, || std::fs::read_to_string(&file)
+            .is_ok_and(|t| t.contains("sort='template:descending'"))));
     }
     let f = Fixture::start_with(&file);
     let table = &f.controller.model().table;
+    let first = table.get_visible(0).unwrap().borrow().name.clone();
+    let templates: Vec<String> = (0..11)
+        .filter_map(|i| table.get_visible(i))
+        .map(|r| r.borrow().text(Column::Template))
+        .collect();
+    let mut sorted = templates.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        templates, sorted,
+        "sorted by template, descending (first: {first})"
+    );
     assert!(
         qubes_qube_manager::table::column_of(table, Column::Ip)
             .unwrap()
