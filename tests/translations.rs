@@ -32,12 +32,22 @@ fn every_marked_string_is_translated() {
     let po = root.join("po");
     let dir = tempfile::tempdir().expect("temporary directory");
     let pot = dir.path().join("messages.pot");
-    let sources: Vec<String> = std::fs::read_to_string(po.join("POTFILES.in"))
+    // Rust sources (xgettext reads them as C) and the data files meson translates: desktop
+    // file, metainfo and GSettings schema (xgettext knows their formats).
+    let files: Vec<String> = std::fs::read_to_string(po.join("POTFILES.in"))
         .expect("POTFILES.in")
         .lines()
-        .filter(|l| l.ends_with(".rs"))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(String::from)
         .collect();
+    let sources: Vec<String> = files.iter().filter(|l| l.ends_with(".rs")).cloned().collect();
+    for data in [
+        "data/org.qubes_os.QubeManager.desktop.in",
+        "data/org.qubes_os.QubeManager.metainfo.xml.in",
+        "data/org.qubes_os.QubeManager.gschema.xml",
+    ] {
+        assert!(files.iter().any(|f| f == data), "{data} is missing from POTFILES.in");
+    }
     assert!(sources.len() >= 5, "POTFILES.in lists the sources");
     // Every source that calls tr() must be listed, or its strings are never extracted.
     for entry in std::fs::read_dir(root.join("src")).expect("src") {
@@ -51,19 +61,20 @@ fn every_marked_string_is_translated() {
     run(Command::new("xgettext")
         .current_dir(root)
         .args([
-            "--language=C",
             "--from-code=UTF-8",
             "--keyword=tr",
             "--keyword=noop_tr",
             "-o",
         ])
         .arg(&pot)
-        .args(&sources));
+        .args(&files));
     let extracted = msgids(&std::fs::read_to_string(&pot).expect("pot"));
     assert!(
         extracted.iter().any(|m| m == "Qube Manager")
-            && extracted.iter().any(|m| m == "There is no qube named {0}."),
-        "extraction found the window title and the error catalogue"
+            && extracted.iter().any(|m| m == "There is no qube named {0}.")
+            && extracted.iter().any(|m| m == "See and manage your qubes")
+            && extracted.iter().any(|m| m == "Which qubes the table lists"),
+        "extraction found the window title, the error catalogue, the desktop file and the schema"
     );
     let languages = std::fs::read_to_string(po.join("LINGUAS")).expect("LINGUAS");
     let languages: Vec<&str> = languages.split_whitespace().collect();
