@@ -157,6 +157,8 @@ pub enum Msg {
     OpenSettings(Option<u32>),
     /// Open the create dialog.
     Create,
+    /// Open the settings of this qube (after creating it).
+    OpenSettingsOf(String),
     /// Ask to remove the selected qube.
     Remove,
     /// A failure to show in the status line.
@@ -1292,6 +1294,12 @@ impl SimpleComponent for App {
                     });
                 }
             }
+            Msg::OpenSettingsOf(vm) => {
+                let dialog = crate::settings::Settings::builder()
+                    .launch((self.client.clone(), crate::settings::Target::Qube(vm)))
+                    .detach();
+                self.settings = Some(dialog);
+            }
             Msg::OpenSettings(pos) => {
                 let vm = pos
                     .and_then(|p| self.table.get_visible(p).map(|r| r.borrow().name.clone()))
@@ -1311,11 +1319,25 @@ impl SimpleComponent for App {
                     .map(|i| i.name.clone())
                     .collect();
                 templates.sort();
+                let mut networked: Vec<String> = self
+                    .infos
+                    .values()
+                    .filter(|i| {
+                        i.props
+                            .get("provides_network")
+                            .is_some_and(|p| p.value == "True")
+                    })
+                    .map(|i| i.name.clone())
+                    .collect();
+                networked.sort();
+                let input = input.clone();
                 self.create = Some(crate::dialogs::create_dialog(
                     &self.window,
                     self.client.clone(),
                     self.label_order.clone(),
                     templates,
+                    networked,
+                    move |vm| input.emit(Msg::OpenSettingsOf(vm)),
                 ));
             }
             Msg::Remove => {

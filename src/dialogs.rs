@@ -25,23 +25,27 @@ pub struct NewQube {
     pub template: String,
     /// Network qube: `None` = default, `Some("")` = none.
     pub netvm: Option<String>,
+    /// Storage pool for every volume (`None` = the default pools).
+    pub pool: Option<String>,
 }
 
 /// Creates the qube; then sets its netvm if one was chosen.
 pub fn create_qube(client: &Client, q: &NewQube) -> Result<(), String> {
-    let payload = format!("name={} label={}", q.name, q.label);
+    let mut payload = format!("name={} label={}", q.name, q.label);
     let template = if q.class == "AppVM" {
         q.template.as_str()
     } else {
         ""
     };
+    let method = match &q.pool {
+        Some(pool) => {
+            payload.push_str(&format!(" pool={pool}"));
+            format!("admin.vm.CreateInPool.{}", q.class)
+        }
+        None => format!("admin.vm.Create.{}", q.class),
+    };
     client
-        .call(
-            &format!("admin.vm.Create.{}", q.class),
-            "dom0",
-            template,
-            payload.as_bytes(),
-        )
+        .call(&method, "dom0", template, payload.as_bytes())
         .map_err(|e| describe(&e))?;
     if let Some(net) = &q.netvm {
         client
@@ -180,18 +184,27 @@ pub struct CreateDialog {
     pub label: gtk::DropDown,
     /// Template choice.
     pub template: gtk::DropDown,
+    /// Network choice: default, none, then the network qubes.
+    pub netvm: gtk::DropDown,
+    /// Storage pool choice: default, then the pools (filled once read).
+    pub pool: gtk::DropDown,
+    /// Open the new qube's settings after creating it.
+    pub open_settings: gtk::CheckButton,
     /// Create button.
     pub create: gtk::Button,
     /// Error line.
     pub status: gtk::Label,
 }
 
-/// The create dialog: name, class, label, template; the qube's settings may be opened after.
+/// The create dialog: name, class, label, template, network, pool; the qube's settings may
+/// be opened after (`created` hears the new qube's name).
 pub fn create_dialog(
     parent: &impl IsA<gtk::Window>,
     client: Client,
     labels: Vec<String>,
     templates: Vec<String>,
+    networked: Vec<String>,
+    created: impl Fn(String) + 'static,
 ) -> CreateDialog {
     let window = adw::Window::builder()
         .title(tr("Create new qube"))
@@ -219,6 +232,35 @@ pub fn create_dialog(
     let template_refs: Vec<&str> = templates.iter().map(String::as_str).collect();
     let template = gtk::DropDown::from_strings(&template_refs);
     template.set_tooltip_text(Some(&tr("Template")));
+    let mut net_texts = vec![tr("default"), tr("none")];
+    net_texts.extend(networked.iter().cloned());
+    let net_refs: Vec<&str> = net_texts.iter().map(String::as_str).collect();
+    let netvm = gtk::DropDown::from_strings(&net_refs);
+    netvm.set_tooltip_text(Some(&tr("Networking")));
+    let pool = gtk::DropDown::from_strings(&[tr("default").as_str()]);
+    pool.set_tooltip_text(Some(&tr("Storage pool")));
+    let pools: std::rc::Rc<std::cell::RefCell<Vec<String>>> = Default::default();
+    {
+        // Pools are read in the background; "default" works until they arrive.
+        let (client, pool, pools) = (client.clone(), pool.clone(), pools.clone());
+        background(
+            move || {
+                client
+                    .call("admin.pool.List", "dom0", "", b"")
+                    .map(|l| l.lines().map(str::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            },
+            move |list: Vec<String>| {
+                let mut texts = vec![tr("default")];
+                texts.extend(list.iter().cloned());
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                pool.set_model(Some(&gtk::StringList::new(&refs)));
+                *pools.borrow_mut() = list;
+            },
+        );
+    }
+    let open_settings =
+        gtk::CheckButton::with_label(&tr("Open the qube's settings after creating it"));
     let status = gtk::Label::builder().wrap(true).xalign(0.0).build();
     status.add_css_class("error");
     for (w, t) in [
@@ -226,6 +268,8 @@ pub fn create_dialog(
         (class.clone().upcast(), tr("Type")),
         (label.clone().upcast(), tr("Label")),
         (template.clone().upcast(), tr("Template")),
+        (netvm.clone().upcast(), tr("Networking")),
+        (pool.clone().upcast(), tr("Storage pool")),
     ] {
         crate::a11y::set_name(&w, &t);
     }
@@ -234,10 +278,13 @@ pub fn create_dialog(
         (tr("Type"), class.clone().upcast()),
         (tr("Label"), label.clone().upcast()),
         (tr("Template"), template.clone().upcast()),
+        (tr("Networking"), netvm.clone().upcast()),
+        (tr("Storage pool"), pool.clone().upcast()),
     ] {
         form.append(&caption(&t));
         form.append(&w);
     }
+    form.append(&open_settings);
     form.append(&status);
     {
         // Only AppVMs are based on a template.
@@ -257,6 +304,8 @@ pub fn create_dialog(
             status.clone(),
             window.clone(),
         );
+        let (netvm_d, pool_d, open_c) = (netvm.clone(), pool.clone(), open_settings.clone());
+        let created = std::rc::Rc::new(created);
         create.connect_clicked(move |button| {
             let pick = |d: &gtk::DropDown, list: &[String]| {
                 list.get(d.selected() as usize).cloned().unwrap_or_default()
@@ -266,8 +315,18 @@ pub fn create_dialog(
                 class: CLASSES[class_d.selected() as usize % CLASSES.len()].to_string(),
                 label: pick(&label_d, &labels),
                 template: pick(&template_d, &templates),
-                netvm: None,
+                netvm: match netvm_d.selected() {
+                    0 => None,
+                    1 => Some(String::new()),
+                    n => networked.get(n as usize - 2).cloned(),
+                },
+                pool: match pool_d.selected() {
+                    0 => None,
+                    n => pools.borrow().get(n as usize - 1).cloned(),
+                },
             };
+            let open_after = open_c.is_active();
+            let created = created.clone();
             button.set_sensitive(false);
             let (client, status_l, win, button) = (
                 client.clone(),
@@ -275,10 +334,16 @@ pub fn create_dialog(
                 win.clone(),
                 button.clone(),
             );
+            let name = q.name.clone();
             background(
                 move || create_qube(&client, &q),
                 move |r| match r {
-                    Ok(()) => win.close(),
+                    Ok(()) => {
+                        win.close();
+                        if open_after {
+                            created(name);
+                        }
+                    }
                     Err(e) => {
                         status_l.set_text(&e);
                         button.set_sensitive(true);
@@ -294,6 +359,9 @@ pub fn create_dialog(
         class,
         label,
         template,
+        netvm,
+        pool,
+        open_settings,
         create,
         status,
     }

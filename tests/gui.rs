@@ -370,11 +370,18 @@ fn create_and_remove_dialogs() {
     let f = Fixture::start();
     f.controller.emit(Msg::Create);
     assert!(spin_until(5, || f.controller.model().create.is_some()));
-    let (name, status, create) = {
+    let (name, status, create, netvm, pool, open_settings) = {
         let m = f.controller.model();
         let d = m.create.as_ref().unwrap();
         assert_eq!(d.class.selected(), 0, "AppVM first");
-        (d.name.clone(), d.status.clone(), d.create.clone())
+        (
+            d.name.clone(),
+            d.status.clone(),
+            d.create.clone(),
+            d.netvm.clone(),
+            d.pool.clone(),
+            d.open_settings.clone(),
+        )
     };
     // A daemon error stays in the dialog.
     name.set_text("1bad");
@@ -382,7 +389,36 @@ fn create_and_remove_dialogs() {
     assert!(spin_until(10, || status.text()
         == "VM name cannot start with hyphen, underscore, dot or numbers"));
     name.set_text("fresh2");
+    netvm.set_selected(1); // none
+    assert!(spin_until(5, || pool
+        .model()
+        .is_some_and(|m| m.n_items() == 3)));
+    pool.set_selected(1); // varlibqubes
+    open_settings.set_active(true);
     create.emit_clicked();
+    // Its settings open by themselves.
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .settings
+        .as_ref()
+        .is_some_and(|s| s.model().vm() == "fresh2")));
+    assert_eq!(
+        f.core
+            .call_raw("admin.vm.property.Get", "fresh2", "netvm", b"")
+            .unwrap(),
+        b"0\0default=False type=vm "
+    );
+    assert!(
+        String::from_utf8(
+            f.core
+                .call_raw("admin.vm.volume.Info", "fresh2", "private", b"")
+                .unwrap()
+        )
+        .unwrap()
+        .contains("pool=varlibqubes\n")
+    );
+    with_settings(&f, |s| s.widget().close());
     assert!(spin_until(10, || f
         .controller
         .model()

@@ -40,13 +40,20 @@ fn every_marked_string_is_translated() {
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(String::from)
         .collect();
-    let sources: Vec<String> = files.iter().filter(|l| l.ends_with(".rs")).cloned().collect();
+    let sources: Vec<String> = files
+        .iter()
+        .filter(|l| l.ends_with(".rs"))
+        .cloned()
+        .collect();
     for data in [
         "data/org.qubes_os.QubeManager.desktop.in",
         "data/org.qubes_os.QubeManager.metainfo.xml.in",
         "data/org.qubes_os.QubeManager.gschema.xml",
     ] {
-        assert!(files.iter().any(|f| f == data), "{data} is missing from POTFILES.in");
+        assert!(
+            files.iter().any(|f| f == data),
+            "{data} is missing from POTFILES.in"
+        );
     }
     assert!(sources.len() >= 5, "POTFILES.in lists the sources");
     // Every source that calls tr() must be listed, or its strings are never extracted.
