@@ -193,6 +193,8 @@ pub struct App {
     pub bulk: Option<crate::bulk::BulkDialog>,
     /// The open clone dialog, if any (public for tests).
     pub clone: Option<adw::MessageDialog>,
+    /// The open "shut down the qubes using it too?" question, if any (public for tests).
+    pub shutdown_users: Option<adw::MessageDialog>,
     /// The open "kill or wait" question, if any (public for tests).
     pub timed_out: Option<adw::MessageDialog>,
     /// The open global settings, if any (public for tests).
@@ -284,6 +286,66 @@ impl App {
             .iter()
             .filter_map(|vm| self.infos.get(vm))
             .any(|i| a.enabled(&i.class, &i.state))
+    }
+
+    /// Running qubes whose network goes through `vm`.
+    fn running_users(&self, vm: &str) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .infos
+            .values()
+            .filter(|i| {
+                !matches!(i.state.as_str(), "Halted" | "NA")
+                    && i.props.get("netvm").is_some_and(|n| n.value == vm)
+            })
+            .map(|i| i.name.clone())
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Offers to shut down the qubes using `vm` for network, then `vm` itself.
+    fn ask_shutdown_users(&mut self, vm: String, users: Vec<String>, input: &relm4::Sender<Msg>) {
+        let dialog = adw::MessageDialog::new(
+            Some(&self.window),
+            Some(&tr("Shut down %s?").replacen("%s", &vm, 1)),
+            Some(&format!(
+                "{}\n{}",
+                tr("These running qubes use it for network and will be shut down first:"),
+                users.join(", ")
+            )),
+        );
+        dialog.add_response("cancel", &tr("Cancel"));
+        dialog.add_response("shutdown", &tr("Shut down all"));
+        dialog.set_response_appearance("shutdown", adw::ResponseAppearance::Destructive);
+        dialog.set_close_response("cancel");
+        let (client, input) = (self.client.clone(), input.clone());
+        dialog.connect_response(Some("shutdown"), move |_, _| {
+            let (vm, users) = (vm.clone(), users.clone());
+            spawn_work(&client, &input, move |c| {
+                for u in &users {
+                    if let Err(e) = c.call("admin.vm.Shutdown", u, "", b"") {
+                        return Some(Msg::Failed(
+                            Action::Shutdown.failure(u),
+                            crate::errors::describe(&e),
+                        ));
+                    }
+                }
+                for u in &users {
+                    if let Some(msg) = after_shutdown(c, u, false) {
+                        return Some(msg);
+                    }
+                }
+                match c.call("admin.vm.Shutdown", &vm, "", b"") {
+                    Err(e) => Some(Msg::Failed(
+                        Action::Shutdown.failure(&vm),
+                        crate::errors::describe(&e),
+                    )),
+                    Ok(_) => after_shutdown(c, &vm, false),
+                }
+            });
+        });
+        dialog.present();
+        self.shutdown_users = Some(dialog);
     }
 
     /// A local qube tool, when it reaches the qubes this window shows.
@@ -1044,6 +1106,7 @@ impl SimpleComponent for App {
             bulk: None,
             clone: None,
             timed_out: None,
+            shutdown_users: None,
             global_settings: None,
             window: root.clone(),
             label_order: Vec::new(),
@@ -1279,6 +1342,12 @@ impl SimpleComponent for App {
                         continue;
                     }
                     let method = action.method(&info.state);
+                    let users = self.running_users(&vm);
+                    if action == Action::Shutdown && !users.is_empty() {
+                        // Qubes using it for network must stop first: ask.
+                        self.ask_shutdown_users(vm, users, &input);
+                        continue;
+                    }
                     spawn_work(&self.client, &input, move |c| {
                         if let Err(e) = c.call(method, &vm, "", b"") {
                             return Some(Msg::Failed(

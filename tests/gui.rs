@@ -1320,16 +1320,44 @@ fn run_command_and_console_use_the_qube_tools() {
     controller.widget().close();
 }
 
+fn shutting_down_a_network_qube_offers_its_users() {
+    let f = Fixture::start();
+    let state = |vm: &str| f.controller.model().cell(vm, Column::State);
+    // In the demo work runs behind sys-firewall.
+    assert_eq!(state("sys-firewall").as_deref(), Some("Running"));
+    f.controller.model().select("sys-firewall");
+    spin_until(1, || false);
+    let window: gtk::Widget = f.controller.widget().clone().upcast();
+    WidgetExt::activate_action(&window, "qube.shutdown", None).expect("qube.shutdown");
+    assert!(spin_until(5, || f
+        .controller
+        .model()
+        .shutdown_users
+        .is_some()));
+    let dialog = f.controller.model().shutdown_users.clone().unwrap();
+    assert!(dialog.body().contains("work"), "{}", dialog.body());
+    dialog.response("shutdown");
+    assert!(
+        spin_until(15, || state("work").as_deref() == Some("Halted")
+            && state("sys-firewall").as_deref() == Some("Halted")),
+        "{:?} {:?} {:?}",
+        state("work"),
+        state("sys-firewall"),
+        f.controller.model().last_error
+    );
+    assert_eq!(state("sys-net").as_deref(), Some("Running"));
+}
+
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 20 skipped");
+        println!("0 passed, 0 failed, 21 skipped");
         return;
     }
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 20] = [
+    let tests: [(&str, fn()); 21] = [
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
@@ -1381,6 +1409,10 @@ fn main() {
         (
             "run_command_and_console_use_the_qube_tools",
             run_command_and_console_use_the_qube_tools,
+        ),
+        (
+            "shutting_down_a_network_qube_offers_its_users",
+            shutting_down_a_network_qube_offers_its_users,
         ),
         // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),

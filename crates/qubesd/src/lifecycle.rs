@@ -204,7 +204,11 @@ pub(crate) fn vm_shutdown(c: &mut Ctx) -> Result<Reply, QubesError> {
         let connected: Vec<String> =
             c.st.domains_sorted()
                 .filter(|o| {
-                    o.is_active() && props::vm_get(c.st, o, "netvm").as_deref() == Some(vm.as_str())
+                    // Only qubes that have a netvm at all (dom0 has none, whatever the
+                    // global default).
+                    o.is_active()
+                        && props::vm_prop(o.class, "netvm").is_some()
+                        && props::vm_get(c.st, o, "netvm").as_deref() == Some(vm.as_str())
                 })
                 .map(|o| o.name.clone())
                 .collect();

@@ -398,3 +398,14 @@ fn generated_domain_xml_validates() {
         }
     }
 }
+
+#[test]
+fn dom0_is_never_a_connected_qube() {
+    // dom0 has no netvm property: the global default_netvm must not make it a user of the
+    // network qube (the reference lists qubes whose `netvm` attribute is that qube).
+    let d = setup();
+    d.ok("admin.vm.property.Set", "net", "netvm", b"");
+    d.ok("admin.property.Set", "dom0", "default_netvm", b"net");
+    d.ok("admin.vm.Start", "net", "", b"");
+    assert_eq!(d.ok("admin.vm.Shutdown", "net", "", b""), "");
+}
