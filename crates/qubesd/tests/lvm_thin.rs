@@ -77,7 +77,7 @@ fn thin_volumes_on_a_loop_device() {
     let vg = match Vg::new() {
         Ok(vg) => vg,
         Err(e) => {
-            eprintln!("SKIPPED lvm_thin test: {e}");
+            common::skipped(&format!("lvm_thin test: {e}"));
             return;
         }
     };

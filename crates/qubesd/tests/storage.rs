@@ -693,7 +693,7 @@ impl XfsMount {
     fn new() -> Option<XfsMount> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED real-reflink test: needs root to loop-mount XFS");
+            common::skipped("real-reflink test: needs root to loop-mount XFS");
             return None;
         }
         let img = tempfile::NamedTempFile::new().ok()?;
@@ -703,7 +703,7 @@ impl XfsMount {
             .arg(img.path())
             .status();
         if !mkfs.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED real-reflink test: mkfs.xfs missing or failed");
+            common::skipped("real-reflink test: mkfs.xfs missing or failed");
             return None;
         }
         let mnt = tempfile::tempdir().ok()?;
@@ -713,7 +713,7 @@ impl XfsMount {
             .arg(mnt.path())
             .status();
         if !mount.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED real-reflink test: cannot loop-mount here");
+            common::skipped("real-reflink test: cannot loop-mount here");
             return None;
         }
         Some(XfsMount { mnt, _img: img })

@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Says that a test skipped its work and why, on the terminal even though cargo captures
+/// test output (`std::io::stderr()` directly, not `eprintln!`).
+pub fn skipped(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {why}");
+}
+
 /// A daemon under test.
 pub struct TestDaemon {
     /// Temporary directory holding state and sockets.
