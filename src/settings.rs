@@ -780,7 +780,9 @@ impl Component for Settings {
         let services = crate::features_editor::FeatureEditor::new(true);
         let features = crate::features_editor::FeatureEditor::new(false);
         let firewall = crate::firewall_editor::FirewallEditor::new();
-        firewall.root.set_visible(false);
+        // Insensitive until the rules are read (a page hidden when added keeps no tab in
+        // GTK 4.8 even once shown).
+        firewall.root.set_sensitive(false);
         if !global {
             notebook.append_page(
                 &firewall.root,
@@ -969,8 +971,8 @@ fn fill(loaded: &Loaded, w: &Widgets) {
     w.features.fill(&loaded.features);
     if let Some(rules) = &loaded.firewall {
         w.firewall.fill(rules);
-        w.firewall.root.set_visible(true);
     }
+    w.firewall.root.set_sensitive(loaded.firewall.is_some());
 }
 
 /// What Apply sends (used by the Apply handler and the tests).

@@ -358,6 +358,30 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         .cell("work", Column::Memory)
         .as_deref()
         == Some("1024 MiB")));
+    // Every page has its tab, the firewall's included.
+    let fw = with_settings(&f, |s| s.widgets().firewall.clone());
+    assert!(fw.root.is_visible() && fw.root.is_sensitive());
+    let notebook = fw
+        .root
+        .ancestor(gtk::Notebook::static_type())
+        .and_downcast::<gtk::Notebook>()
+        .expect("notebook");
+    let tabs: Vec<String> = (0..notebook.n_pages())
+        .filter_map(|i| notebook.nth_page(Some(i)))
+        // What is drawn: the tab label itself must be shown.
+        .filter(|p| {
+            notebook
+                .tab_label(p)
+                .is_some_and(|l| l.is_visible() && l.is_mapped())
+        })
+        .filter_map(|p| notebook.tab_label_text(&p).map(|t| t.to_string()))
+        .collect();
+    assert_eq!(
+        tabs,
+        [
+            "Basic", "Advanced", "Firewall", "Services", "Features", "Notes"
+        ]
+    );
     if let Ok(path) = std::env::var("QUBES_MANAGER_SETTINGS_SCREENSHOT") {
         spin_until(1, || false);
         let root = with_settings(&f, |s| s.widget().clone());
@@ -1191,7 +1215,7 @@ fn firewall_page_limits_connections() {
         .is_some_and(|s| s.model().is_loaded())));
     spin_until(1, || false);
     let fw = with_settings(&f, |s| s.widgets().firewall.clone());
-    assert!(fw.root.is_visible());
+    assert!(fw.root.is_sensitive());
     assert!(!fw.limit.is_active(), "no rules yet: everything allowed");
     fw.limit.set_active(true);
     fw.add_rule
