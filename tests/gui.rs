@@ -847,10 +847,17 @@ fn extra_columns_markers_and_column_visibility() {
     {
         let f = Fixture::start_with(&file);
         let m = || f.controller.model();
-        // Disk usage comes from the volumes (sparse, so small), dom0 has none.
+        // Disk usage comes from the volumes: the demo wrote 12 MiB into each template's root
+        // and 1 + (length of the name mod 4) MiB into each private volume; an app qube's root
+        // is a snapshot of its template's. dom0 has none.
         assert!(spin_until(10, || m()
             .cell("work", Column::DiskUsage)
-            .is_some_and(|c| c.ends_with('B'))));
+            .as_deref()
+            == Some("1.00 MiB")));
+        assert_eq!(
+            m().cell("fedora-41", Column::DiskUsage).as_deref(),
+            Some("14.0 MiB")
+        );
         assert_eq!(m().cell("dom0", Column::DiskUsage).as_deref(), Some("n/a"));
         let virt = String::from_utf8(
             f.core

@@ -170,9 +170,41 @@ const SEED: &[(&str, &str, &str, &str)] = &[
     ("admin.vm.Start", "sys-usb", "", ""),
 ];
 
+/// Puts some data into the demo's images, so that disk usage shows what a used system has:
+/// a few MiB in each template's root and each qube's private volume.
+fn fill_images(core: &Core) {
+    use std::os::unix::fs::FileExt;
+    let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8 + 1).collect();
+    for d in core.state.domains.values() {
+        for v in crate::storage::volumes(&core.state, d) {
+            if !v.save_on_stop {
+                continue;
+            }
+            let mib: u64 = match v.name.as_str() {
+                "root" => 12,
+                "private" => 1 + d.name.len() as u64 % 4,
+                _ => continue,
+            };
+            let Ok(path) = crate::storage::vol_driver(&v).and_then(|drv| drv.export(&v)) else {
+                continue;
+            };
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                for i in 0..mib * 16 {
+                    let _ = f.write_all_at(&block, i * block.len() as u64);
+                }
+            }
+        }
+    }
+}
+
 /// Builds the demo system in `core` (an empty, freshly created store).
 pub fn seed(core: &mut Core) {
+    let mut filled = false;
     for (method, dest, arg, payload) in SEED {
+        if *method == "admin.vm.Start" && !filled {
+            fill_images(core);
+            filled = true;
+        }
         let raw = Request::encode(method, arg, "dom0", dest, payload.as_bytes());
         let req = Request::parse(&raw).expect("seed requests are well formed");
         if let Err(e) = core.call(Socket::Admin, &req) {
