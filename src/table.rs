@@ -1,11 +1,11 @@
-//! The qube table: one row object per qube, one `StringBinding` per cell, so an update
-//! repaints only the cells that are on screen. Recycled row widgets are unbound first.
+//! The qube table: one row per qube holding its cells' texts; the label showing a cell while
+//! its row is on screen is updated directly, so a change repaints only visible cells and an
+//! off-screen row costs a few strings (no object per cell: that was about 1 KB each).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::rc::Rc;
 
-use relm4::binding::{Binding, StringBinding};
 use relm4::gtk;
 use relm4::gtk::glib;
 use relm4::gtk::prelude::*;
@@ -15,13 +15,15 @@ use relm4::typed_view::column::{RelmColumn, TypedColumnView};
 use crate::i18n::tr;
 use crate::model::{Column, QubeInfo};
 
-/// One row: the qube's name and a binding per column.
+/// One row: the qube's name, its cells' texts and the labels showing them.
 #[derive(Clone)]
 pub struct QubeRow {
     /// The qube.
     pub name: String,
     /// Cell texts, indexed like [`Column::ALL`].
-    pub cells: Rc<Vec<StringBinding>>,
+    cells: Rc<RefCell<Vec<String>>>,
+    /// The label showing each cell while the row is on screen.
+    shown: Rc<RefCell<Vec<Option<glib::WeakRef<gtk::Label>>>>>,
     /// The "Show" choices listing this qube ([`QubeInfo::kinds`]).
     pub kinds: Rc<Cell<u8>>,
 }
@@ -31,37 +33,54 @@ impl QubeRow {
     pub fn new(info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> QubeRow {
         let cells = Column::ALL
             .iter()
-            .map(|c| StringBinding::new(cell_text(info, *c, colors)))
+            .map(|c| cell_text(info, *c, colors))
             .collect();
         QubeRow {
             name: info.name.clone(),
-            cells: Rc::new(cells),
+            cells: Rc::new(RefCell::new(cells)),
+            shown: Rc::new(RefCell::new(vec![None; Column::ALL.len()])),
             kinds: Rc::new(Cell::new(info.kinds())),
         }
     }
 
     /// Shows `info` in this row's cells; true when the "Show" choices listing it changed.
     pub fn update(&self, info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> bool {
-        for (i, c) in Column::ALL.iter().enumerate() {
-            let text = cell_text(info, *c, colors);
-            if self.cells[i].get() != text {
-                self.cells[i].set(text);
-            }
+        for c in Column::ALL {
+            self.set_cell(c, cell_text(info, c, colors));
         }
         self.kinds.replace(info.kinds()) != info.kinds()
     }
 
-    /// Sets one cell's text (no repaint if unchanged).
+    /// Sets one cell's text; repaints it only if it changed and is on screen.
     pub fn set_cell(&self, col: Column, text: String) {
-        let cell = &self.cells[col as usize];
-        if cell.get() != text {
-            cell.set(text);
+        let i = col as usize;
+        if self.cells.borrow()[i] == text {
+            return;
         }
+        if let Some(label) = self.shown.borrow()[i].as_ref().and_then(|w| w.upgrade()) {
+            label.set_label(&text);
+        }
+        self.cells.borrow_mut()[i] = text;
     }
 
     /// The current text of a cell.
     pub fn text(&self, col: Column) -> String {
-        self.cells[col as usize].get()
+        self.cells.borrow()[col as usize].clone()
+    }
+
+    /// `label` now shows this row's `col`.
+    fn show_in(&self, col: Column, label: &gtk::Label) {
+        label.set_label(&self.cells.borrow()[col as usize]);
+        self.shown.borrow_mut()[col as usize] = Some(label.downgrade());
+    }
+
+    /// `label` no longer shows this row's `col`.
+    fn hide_from(&self, col: Column, label: &gtk::Label) {
+        let mut shown = self.shown.borrow_mut();
+        let slot = &mut shown[col as usize];
+        if slot.as_ref().and_then(|w| w.upgrade()).as_ref() == Some(label) {
+            *slot = None;
+        }
     }
 }
 
@@ -174,7 +193,7 @@ macro_rules! column {
 
         impl RelmColumn for $ty {
             type Root = gtk::Label;
-            type Widgets = Option<glib::Binding>;
+            type Widgets = ();
             type Item = QubeRow;
 
             const COLUMN_NAME: &'static str = $id;
@@ -197,24 +216,17 @@ macro_rules! column {
                     label.set_max_width_chars($chars);
                     label.set_xalign(1.0);
                 }
-                (label, None)
+                (label, ())
             }
 
-            fn bind(item: &mut QubeRow, widgets: &mut Self::Widgets, root: &mut gtk::Label) {
+            fn bind(item: &mut QubeRow, _widgets: &mut Self::Widgets, root: &mut gtk::Label) {
                 // Lets a click find the row's qube from the widget under the pointer.
                 root.set_widget_name(&format!("{CELL_PREFIX}{}", item.name));
-                let cell = &item.cells[$col as usize];
-                *widgets = Some(
-                    cell.bind_property("value", &*root, "label")
-                        .sync_create()
-                        .build(),
-                );
+                item.show_in($col, root);
             }
 
-            fn unbind(_item: &mut QubeRow, widgets: &mut Self::Widgets, _root: &mut gtk::Label) {
-                if let Some(b) = widgets.take() {
-                    b.unbind();
-                }
+            fn unbind(item: &mut QubeRow, _widgets: &mut Self::Widgets, root: &mut gtk::Label) {
+                item.hide_from($col, root);
             }
 
             fn sort_fn() -> OrdFn<QubeRow> {
