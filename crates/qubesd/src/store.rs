@@ -162,6 +162,8 @@ impl Store {
             if fresh {
                 let mut text = String::with_capacity(2048);
                 write_domain(&mut text, arc);
+                // Kept until the qube changes: no slack (a thousand qubes, ~1 MB).
+                text.shrink_to_fit();
                 fragments.insert(name.clone(), (arc.clone(), text));
             }
             total += fragments.get(name).map_or(0, |(_, t)| t.len());
