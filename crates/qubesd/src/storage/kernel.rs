@@ -131,11 +131,11 @@ impl Driver for KernelDriver {
         Err(read_only())
     }
 
-    fn resize(&self, v: &Vol, _size: u64) -> SResult<()> {
-        Err(pool_err(format!(
-            "Can not resize readonly volume {}",
-            v.vid
-        )))
+    fn resize(&self, _v: &Vol, _size: u64) -> SResult<()> {
+        // The reference's LinuxModules has no resize: NotImplementedError, a generic failure.
+        Err(super::not_implemented(
+            "LinuxModules volumes cannot be resized",
+        ))
     }
 
     fn is_outdated(&self, _v: &Vol) -> Option<bool> {
