@@ -5,7 +5,7 @@
 use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
-use super::{Vol, bool_payload, pool_driver, validate_number, vol_driver, volume, volumes};
+use super::{Vol, bool_payload, pool_driver, validate_number, vol_driver, volume};
 use crate::core::{Ctx, Reply};
 use crate::model::{Class, Pool, PowerState};
 
@@ -573,7 +573,3 @@ pub(crate) fn import_end(c: &mut Ctx) -> Result<Reply, QubesError> {
     empty()
 }
 
-/// `(name, volume)` of every volume of every qube: used by the benchmark and tests.
-pub fn all_volumes(st: &crate::model::State) -> Vec<Vol> {
-    st.domains.values().flat_map(|d| volumes(st, d)).collect()
-}

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use qubes_api::{ExcKind, QubesError};
 
-use crate::model::{Class, Domain, Pool, PowerState, State, VolumeConfig};
+use crate::model::{Domain, Pool, PowerState, State, VolumeConfig};
 use crate::props;
 
 /// A qube's volume with its pool and source resolved.
@@ -464,11 +464,6 @@ pub fn included_in<'a>(st: &'a State, pool: &Pool) -> Option<&'a Pool> {
                 .and_then(|d| std::fs::canonicalize(d).ok())
                 .is_some_and(|pd| dir.starts_with(pd))
     })
-}
-
-/// `vm-templates` for templates, `appvms` for the rest (the file drivers' directories).
-pub fn dir_prefix(class: Class) -> &'static str {
-    class.dir_prefix()
 }
 
 /// Splits and checks a bool word payload (`ProtocolError` `Payload is not boolean ASCII`).
