@@ -778,3 +778,53 @@ fn free_bytes(dir: &Path) -> u64 {
         .parse()
         .unwrap()
 }
+
+#[test]
+fn snapshots_disabled_runs_on_the_volume_itself() {
+    let d = TestDaemon::start();
+    d.ok("admin.property.Set", "dom0", "default_kernel", b"6.6.1");
+    let dir = d.dir.path().join("r");
+    add_pool(
+        &d,
+        "file-reflink",
+        &format!("name=r\ndir_path={}\nsetup_check=no", dir.display()),
+    );
+    d.ok(
+        "admin.vm.CreateInPool.StandaloneVM",
+        "dom0",
+        "",
+        b"name=box label=red pool=r",
+    );
+    let clean = dir.join("appvms/box/private.img");
+    let dirty = dir.join("appvms/box/private-dirty.img");
+    write_at(&clean, b"KEEP", 0);
+    d.ok(
+        "admin.vm.volume.Set.revisions_to_keep",
+        "box",
+        "private",
+        b"-1",
+    );
+    assert_eq!(info(&d, "box", "private")["revisions_to_keep"], "-1");
+    d.ok("admin.vm.Start", "box", "", b"");
+    // No copy: the image itself became the running one.
+    assert!(!clean.exists() && dirty.exists());
+    assert_eq!(read_at(&dirty, 4, 0), b"KEEP");
+    assert_eq!(
+        d.call(
+            "admin.vm.volume.Set.revisions_to_keep",
+            "box",
+            "private",
+            b"1"
+        ),
+        b"2\0QubesVMNotHaltedError\0\0Domain is not powered off: 'box'\0",
+        "switching snapshots back on needs the qube halted"
+    );
+    write_at(&dirty, b"MORE", 8);
+    d.ok("admin.vm.Shutdown", "box", "wait", b"");
+    assert!(clean.exists() && !dirty.exists());
+    assert_eq!(read_at(&clean, 12, 0), b"KEEP\0\0\0\0MORE");
+    assert_eq!(
+        d.ok("admin.vm.volume.ListSnapshots", "box", "private", b""),
+        ""
+    );
+}

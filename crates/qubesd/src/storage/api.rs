@@ -572,4 +572,3 @@ pub(crate) fn import_end(c: &mut Ctx) -> Result<Reply, QubesError> {
     c.save = true;
     empty()
 }
-
