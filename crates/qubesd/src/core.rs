@@ -41,6 +41,9 @@ pub enum Reply {
         /// Destination qube (`dom0` = every running qube).
         dest: String,
     },
+    /// Copy volume data without holding the core, then commit it
+    /// ([`Core::finish_volume_copy`]); the caller hears the commit's outcome.
+    CopyVolume(crate::storage::api::VolumeCopy),
     /// Answer OK once the qube has stopped, or fail after `timeout` seconds.
     WaitHalted {
         /// The qube.
@@ -419,6 +422,23 @@ impl Core {
             Ok(rules) => crate::policy::allows(rules, &info, service_and_arg, src, target),
             Err(_) => false,
         }
+    }
+
+    /// The second half of a CloneTo whose data was copied outside the core: commits the
+    /// copy (or drops it when `copied` failed), with the same commit rules as a call.
+    pub fn finish_volume_copy(
+        &mut self,
+        job: crate::storage::api::VolumeCopy,
+        copied: Result<(), String>,
+    ) -> CallResult {
+        self.run_write(
+            "admin.vm.volume.CloneTo",
+            "dom0".into(),
+            job.vm.clone(),
+            job.volume.clone(),
+            Vec::new(),
+            move |c| crate::storage::api::finish_copy(c, &job, copied),
+        )
     }
 
     /// Writes the current state (used at shutdown).

@@ -163,6 +163,18 @@ where
         (Ok(Reply::WaitHalted { vm, timeout }), Some(rx)) => {
             (wait_halted(&shared, rx, &vm, timeout).await, None)
         }
+        (Ok(Reply::CopyVolume(job)), _) => {
+            // The data is copied without the core, so other calls go on meanwhile.
+            let shared2 = shared.clone();
+            let finish = move || {
+                let copied = job.run();
+                shared2.lock().finish_volume_copy(job, copied)
+            };
+            match tokio::task::spawn_blocking(finish).await {
+                Ok(r) => (r, None),
+                Err(_) => return,
+            }
+        }
         other => other,
     };
     match result {
@@ -180,7 +192,7 @@ where
                 stream_stats(&mut conn, &shared, rx, &dest).await;
             }
         }
-        Ok(Reply::WaitHalted { .. }) => {}
+        Ok(Reply::WaitHalted { .. }) | Ok(Reply::CopyVolume(_)) => {}
         Err(e) => write_error(&mut conn, &shared, &req, &method, e).await,
     }
 }

@@ -828,3 +828,98 @@ fn snapshots_disabled_runs_on_the_volume_itself() {
         ""
     );
 }
+
+#[test]
+fn other_calls_go_on_while_a_clone_copies() {
+    let d = TestDaemon::start();
+    if reflinks_here(d.dir.path()) {
+        common::skipped("clone concurrency test: this filesystem reflinks, copies are instant");
+        return;
+    }
+    let dir = d.dir.path().join("r");
+    add_pool(
+        &d,
+        "file-reflink",
+        &format!("name=r\ndir_path={}\nsetup_check=no", dir.display()),
+    );
+    for q in ["src", "dst"] {
+        d.ok(
+            "admin.vm.CreateInPool.StandaloneVM",
+            "dom0",
+            "",
+            format!("name={q} label=red pool=r").as_bytes(),
+        );
+    }
+    // 384 MiB of data: a copy that takes a noticeable time.
+    let size: u64 = 384 << 20;
+    d.ok(
+        "admin.vm.volume.Resize",
+        "src",
+        "private",
+        size.to_string().as_bytes(),
+    );
+    let src = dir.join("appvms/src/private.img");
+    let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    let chunk = vec![0xa5u8; 1 << 20];
+    for i in 0..(size >> 20) {
+        f.write_all_at(&chunk, i << 20).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    let token = d.ok("admin.vm.volume.CloneFrom", "src", "private", b"");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let socket = d.socket();
+    let clone = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let req = qubes_api::Request::encode(
+                "admin.vm.volume.CloneTo",
+                "private",
+                "dom0",
+                "dst",
+                token.as_bytes(),
+            );
+            let r = qubes_api::client::call_raw(&socket, &req).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        })
+    };
+    // Wait for the copy to be under way (its temporary file appears).
+    let appvm_dir = dir.join("appvms/dst");
+    let started = (0..2000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::fs::read_dir(&appvm_dir)
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .contains("private-import.img~")
+                })
+            })
+            .unwrap_or(false)
+    });
+    assert!(started, "the copy did not start");
+    // Another call is answered while the copy runs: its temporary file is still there.
+    let copying = || {
+        std::fs::read_dir(&appvm_dir)
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .contains("private-import.img~")
+                })
+            })
+            .unwrap_or(false)
+    };
+    let listed = d.ok("admin.vm.List", "dom0", "", b"");
+    assert!(listed.contains("src class=StandaloneVM"));
+    assert!(
+        copying() && !done.load(std::sync::atomic::Ordering::SeqCst),
+        "the other call waited for the copy"
+    );
+    assert_eq!(clone.join().unwrap(), b"0\0");
+    let dst = dir.join("appvms/dst/private.img");
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), size);
+    assert_eq!(read_at(&dst, 4, size - 4), [0xa5; 4]);
+    assert_eq!(info(&d, "dst", "private")["size"], size.to_string());
+}

@@ -380,16 +380,89 @@ pub(crate) fn vm_volume_clone_to(c: &mut Ctx) -> Result<Reply, QubesError> {
     }
     let src_drv = vol_driver(&src)?;
     let path = src_drv.export(&src)?;
-    vol_driver(&dst)?.import_volume(&dst, &src, &path)?;
-    let size = vol_driver(&dst)?.size(&dst);
-    set_cfg(c, &dst.vm, &dst.name, "size", size.to_string());
-    let vm_name = dst.vm.clone();
+    let dst_drv = vol_driver(&dst)?;
+    let file_based = matches!(dst.pool.attr("driver"), Some("file" | "file-reflink"));
+    if file_based && dst.save_on_stop && !src.snap_on_start {
+        // A copy can take seconds: it runs without the core, then `finish_copy` commits it.
+        let target = dst_drv.import_data(&dst, src_drv.size(&src))?;
+        return Ok(Reply::CopyVolume(VolumeCopy {
+            from: path,
+            to: target,
+            vm: dst.vm,
+            volume: dst.name,
+            vid: dst.vid,
+            source_vid: src.vid,
+        }));
+    }
+    dst_drv.import_volume(&dst, &src, &path)?;
+    imported(c, &dst, &src.vid);
+    empty()
+}
+
+/// After a volume's data was replaced by a clone: its size, the event, a save.
+fn imported(c: &mut Ctx, dst: &Vol, source_vid: &str) {
+    if let Ok(drv) = vol_driver(dst) {
+        set_cfg(c, &dst.vm, &dst.name, "size", drv.size(dst).to_string());
+    }
     c.fire(
-        &vm_name,
+        &dst.vm,
         "domain-import-volume",
-        &[("name", &dst.name), ("source", &src.vid)],
+        &[("name", &dst.name), ("source", source_vid)],
     );
     c.save = true;
+}
+
+/// A clone's data copy, done without holding the core (see [`Reply::CopyVolume`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeCopy {
+    /// The source's committed data.
+    pub from: std::path::PathBuf,
+    /// The destination's import file.
+    pub to: std::path::PathBuf,
+    /// Destination qube.
+    pub vm: String,
+    /// Destination volume name.
+    pub volume: String,
+    /// Destination volume id when the copy started.
+    pub vid: String,
+    /// Source volume id (for the event).
+    pub source_vid: String,
+}
+
+impl VolumeCopy {
+    /// Copies the data (reflink where possible); runs outside the core.
+    pub fn run(&self) -> Result<(), String> {
+        super::fsutil::copy_file(&self.from, &self.to, None)
+            .map(|_| ())
+            .map_err(|e| format!("Cannot copy {}: {e}", self.from.display()))
+    }
+}
+
+/// Commits (or drops) a copied clone, under the core again.
+pub(crate) fn finish_copy(
+    c: &mut Ctx,
+    job: &VolumeCopy,
+    copied: Result<(), String>,
+) -> Result<Reply, QubesError> {
+    // The qube or its volume may have gone meanwhile: then the copy only needs removing.
+    let dst =
+        c.st.domain(&job.vm)
+            .and_then(|d| volume(c.st, d, &job.volume))
+            .filter(|v| v.vid == job.vid);
+    let Some(dst) = dst else {
+        let _ = std::fs::remove_file(&job.to);
+        return Err(super::pool_err(format!(
+            "Volume {} went away during the clone",
+            job.vid
+        )));
+    };
+    let drv = vol_driver(&dst)?;
+    if let Err(e) = copied {
+        let _ = drv.import_data_end(&dst, false);
+        return Err(super::pool_err(e));
+    }
+    drv.import_data_end(&dst, true)?;
+    imported(c, &dst, &job.source_vid);
     empty()
 }
 
