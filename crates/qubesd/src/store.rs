@@ -114,6 +114,14 @@ impl Store {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let state = State::new_system(host);
+                // As the reference's first start: the default pools' directories.
+                for pool in &state.pools {
+                    if let Err(e) =
+                        crate::storage::pool_driver(pool).and_then(|drv| drv.setup(pool))
+                    {
+                        tracing::warn!("setting up pool {}: {e}", pool.name);
+                    }
+                }
                 store.save(&state).map_err(io_err)?;
                 Ok((store, state))
             }

@@ -98,6 +98,10 @@ fn pool_calls() {
         d.ok("admin.pool.List", "dom0", "", b""),
         "varlibqubes\nlinux-kernel\n"
     );
+    // A first start sets the default pool up as the reference does.
+    for sub in ["appvms", "vm-templates"] {
+        assert!(d.dir.path().join(sub).is_dir(), "{sub} created");
+    }
     assert_eq!(
         d.ok("admin.pool.Info", "dom0", "linux-kernel", b""),
         format!(
