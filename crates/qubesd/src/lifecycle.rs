@@ -50,6 +50,14 @@ fn set_power(c: &mut Ctx, vm: &str, power: PowerState, status: Option<&DomainSta
     }
 }
 
+/// Whether a domain in this hypervisor state exists as a running guest.
+fn domain_active(state: PowerState) -> bool {
+    matches!(
+        state,
+        PowerState::Running | PowerState::Paused | PowerState::Suspended | PowerState::Halting
+    )
+}
+
 /// Starts `vm` (and first the qubes its network comes through).
 pub fn start_vm(c: &mut Ctx, vm: &str, depth: usize) -> Result<(), QubesError> {
     let d =
@@ -459,62 +467,73 @@ impl Core {
     /// Applies a lifecycle change the hypervisor reported. Changes qubesd made itself were
     /// already applied by the call that made them, so only differences act.
     pub fn on_hypervisor_event(&mut self, ev: LifecycleEvent) {
-        let result =
-            self.run_internal(|c| {
-                match &ev {
-                    LifecycleEvent::Started(vm) => {
-                        if c.st.domain(vm).is_some_and(|d| {
-                            d.class.is_local_qube() && d.power == PowerState::Halted
-                        }) {
-                            let status = c.hv.as_ref().and_then(|h| h.status(vm).ok().flatten());
+        let result = self.run_internal(|c| {
+            match &ev {
+                LifecycleEvent::Started(vm) => {
+                    if c.st
+                        .domain(vm)
+                        .is_some_and(|d| d.class.is_local_qube() && d.power == PowerState::Halted)
+                    {
+                        // Events arrive late: one from a start we already saw end must not
+                        // bring the qube back. Only a domain that runs now counts.
+                        let status = c.hv.as_ref().and_then(|h| h.status(vm).ok().flatten());
+                        if status.as_ref().is_some_and(|s| domain_active(s.state)) {
                             set_power(c, vm, PowerState::Running, status.as_ref());
                             c.fire(vm, "domain-start", &[("start_guid", "False")]);
                         }
                     }
-                    LifecycleEvent::Suspended(vm) => {
-                        if c.st
-                            .domain(vm)
-                            .is_some_and(|d| d.power == PowerState::Running)
-                        {
-                            set_power(c, vm, PowerState::Paused, None);
-                            c.fire(vm, "domain-paused", &[]);
-                        }
-                    }
-                    LifecycleEvent::PmSuspended(vm) => {
-                        if c.st.domain(vm).is_some_and(|d| d.is_active()) {
-                            set_power(c, vm, PowerState::Suspended, None);
-                        }
-                    }
-                    LifecycleEvent::Resumed(vm) => {
-                        if c.st.domain(vm).is_some_and(|d| {
-                            matches!(d.power, PowerState::Paused | PowerState::Suspended)
-                        }) {
-                            set_power(c, vm, PowerState::Running, None);
-                            c.fire(vm, "domain-unpaused", &[]);
-                        }
-                    }
-                    LifecycleEvent::Stopped(vm) => {
-                        if c.st.domain(vm).is_some_and(|d| {
-                            d.class.is_local_qube() && d.power != PowerState::Halted
-                        }) {
-                            mark_stopped(c, vm);
-                        }
-                    }
-                    LifecycleEvent::ConnectionLost => {
-                        let names: Vec<String> =
-                            c.st.domains
-                                .values()
-                                .filter(|d| d.class.is_local_qube())
-                                .map(|d| d.name.clone())
-                                .collect();
-                        for n in names {
-                            set_power(c, &n, PowerState::NA, None);
-                        }
-                    }
-                    LifecycleEvent::Reconnected => {}
                 }
-                Ok(())
-            });
+                LifecycleEvent::Suspended(vm) => {
+                    if c.st
+                        .domain(vm)
+                        .is_some_and(|d| d.power == PowerState::Running)
+                    {
+                        set_power(c, vm, PowerState::Paused, None);
+                        c.fire(vm, "domain-paused", &[]);
+                    }
+                }
+                LifecycleEvent::PmSuspended(vm) => {
+                    if c.st.domain(vm).is_some_and(|d| d.is_active()) {
+                        set_power(c, vm, PowerState::Suspended, None);
+                    }
+                }
+                LifecycleEvent::Resumed(vm) => {
+                    if c.st.domain(vm).is_some_and(|d| {
+                        matches!(d.power, PowerState::Paused | PowerState::Suspended)
+                    }) {
+                        set_power(c, vm, PowerState::Running, None);
+                        c.fire(vm, "domain-unpaused", &[]);
+                    }
+                }
+                LifecycleEvent::Stopped(vm) => {
+                    // Likewise a late "stopped" of a qube that was started again since.
+                    let runs_now =
+                        c.hv.as_ref()
+                            .and_then(|h| h.status(vm).ok().flatten())
+                            .is_some_and(|s| domain_active(s.state));
+                    if !runs_now
+                        && c.st.domain(vm).is_some_and(|d| {
+                            d.class.is_local_qube() && d.power != PowerState::Halted
+                        })
+                    {
+                        mark_stopped(c, vm);
+                    }
+                }
+                LifecycleEvent::ConnectionLost => {
+                    let names: Vec<String> =
+                        c.st.domains
+                            .values()
+                            .filter(|d| d.class.is_local_qube())
+                            .map(|d| d.name.clone())
+                            .collect();
+                    for n in names {
+                        set_power(c, &n, PowerState::NA, None);
+                    }
+                }
+                LifecycleEvent::Reconnected => {}
+            }
+            Ok(())
+        });
         if let Err(e) = result {
             tracing::warn!("applying {ev:?}: {e}");
         }
@@ -622,5 +641,26 @@ pub fn run_stats_sampler(shared: Arc<crate::server::Shared>) {
         });
     if let Err(e) = spawned {
         tracing::error!("stats thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::hypervisor::LifecycleEvent;
+    use crate::model::PowerState;
+
+    #[test]
+    fn late_lifecycle_events_do_not_change_a_settled_qube() {
+        let e = crate::Embedded::demo().expect("demo core");
+        let mut core = e.shared.lock();
+        let power = |core: &crate::core::Core, vm: &str| core.state.domain(vm).unwrap().power;
+        // personal is halted and its domain shut off: a late "started" is ignored.
+        assert_eq!(power(&core, "personal"), PowerState::Halted);
+        core.on_hypervisor_event(LifecycleEvent::Started("personal".into()));
+        assert_eq!(power(&core, "personal"), PowerState::Halted);
+        // work runs: a late "stopped" (of an earlier run) does not stop it.
+        assert_eq!(power(&core, "work"), PowerState::Running);
+        core.on_hypervisor_event(LifecycleEvent::Stopped("work".into()));
+        assert_eq!(power(&core, "work"), PowerState::Running);
     }
 }
