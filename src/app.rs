@@ -290,17 +290,41 @@ impl App {
 
     /// Running qubes whose network goes through `vm`.
     fn running_users(&self, vm: &str) -> Vec<String> {
-        let mut users: Vec<String> = self
+        self.qubes_where(|i| {
+            !matches!(i.state.as_str(), "Halted" | "NA")
+                && i.props.get("netvm").is_some_and(|n| n.value == vm)
+        })
+    }
+
+    /// Names of the qubes that `keep` accepts, sorted.
+    fn qubes_where(&self, keep: impl Fn(&QubeInfo) -> bool) -> Vec<String> {
+        let mut names: Vec<String> = self
             .infos
             .values()
-            .filter(|i| {
-                !matches!(i.state.as_str(), "Halted" | "NA")
-                    && i.props.get("netvm").is_some_and(|n| n.value == vm)
-            })
+            .filter(|i| keep(i))
             .map(|i| i.name.clone())
             .collect();
-        users.sort();
-        users
+        names.sort();
+        names
+    }
+
+    /// Template qubes, sorted.
+    fn templates(&self) -> Vec<String> {
+        self.qubes_where(|i| i.class == "TemplateVM")
+    }
+
+    /// Qubes providing network, sorted.
+    fn network_providers(&self) -> Vec<String> {
+        self.qubes_where(|i| i.flag("provides_network"))
+    }
+
+    /// The selected qubes that `keep` accepts, in table order.
+    fn selected_where(&self, keep: impl Fn(&QubeInfo) -> bool) -> Vec<String> {
+        self.selected
+            .iter()
+            .filter(|vm| self.infos.get(*vm).is_some_and(&keep))
+            .cloned()
+            .collect()
     }
 
     /// Offers to shut down the qubes using `vm` for network, then `vm` itself.
@@ -361,24 +385,12 @@ impl App {
 
     /// The qubes of the selection a template change applies to.
     fn with_template(&self) -> Vec<String> {
-        self.selected
-            .iter()
-            .filter(|vm| self.infos.get(*vm).is_some_and(|i| i.class == "AppVM"))
-            .cloned()
-            .collect()
+        self.selected_where(|i| i.class == "AppVM")
     }
 
     /// The qubes of the selection a network change applies to.
     fn with_netvm(&self) -> Vec<String> {
-        self.selected
-            .iter()
-            .filter(|vm| {
-                self.infos
-                    .get(*vm)
-                    .is_some_and(|i| i.class != "AdminVM" && i.props.contains_key("netvm"))
-            })
-            .cloned()
-            .collect()
+        self.selected_where(|i| i.class != "AdminVM" && i.props.contains_key("netvm"))
     }
 
     fn color_of(&self) -> impl Fn(&str) -> String + '_ {
@@ -1174,12 +1186,7 @@ impl SimpleComponent for App {
                 }
             }
             Msg::DiskTick => {
-                let running: Vec<String> = self
-                    .infos
-                    .values()
-                    .filter(|i| i.state == "Running")
-                    .map(|i| i.name.clone())
-                    .collect();
+                let running = self.qubes_where(|i| i.state == "Running");
                 scan_volumes(&self.client, &input, running);
             }
             Msg::Change(Change::Volumes(vm)) => scan_volumes(&self.client, &input, vec![vm]),
@@ -1285,15 +1292,10 @@ impl SimpleComponent for App {
                         // Usage changes at start and commit; a template's stop makes its
                         // running qubes outdated.
                         let mut names = vec![vm.clone()];
-                        names.extend(
-                            self.infos
-                                .values()
-                                .filter(|i| {
-                                    i.state == "Running"
-                                        && i.props.get("template").is_some_and(|t| t.value == vm)
-                                })
-                                .map(|i| i.name.clone()),
-                        );
+                        names.extend(self.qubes_where(|i| {
+                            i.state == "Running"
+                                && i.props.get("template").is_some_and(|t| t.value == vm)
+                        }));
                         scan_volumes(&self.client, &input, names);
                     }
                 }
@@ -1381,31 +1383,13 @@ impl SimpleComponent for App {
                 }
             }
             Msg::Create => {
-                let mut templates: Vec<String> = self
-                    .infos
-                    .values()
-                    .filter(|i| i.class == "TemplateVM")
-                    .map(|i| i.name.clone())
-                    .collect();
-                templates.sort();
-                let mut networked: Vec<String> = self
-                    .infos
-                    .values()
-                    .filter(|i| {
-                        i.props
-                            .get("provides_network")
-                            .is_some_and(|p| p.value == "True")
-                    })
-                    .map(|i| i.name.clone())
-                    .collect();
-                networked.sort();
                 let input = input.clone();
                 self.create = Some(crate::dialogs::create_dialog(
                     &self.window,
                     self.client.clone(),
                     self.label_order.clone(),
-                    templates,
-                    networked,
+                    self.templates(),
+                    self.network_providers(),
                     move |vm| input.emit(Msg::OpenSettingsOf(vm)),
                 ));
             }
@@ -1431,14 +1415,8 @@ impl SimpleComponent for App {
             Msg::ChangeTemplate => {
                 let qubes = self.with_template();
                 if !qubes.is_empty() {
-                    let mut templates: Vec<String> = self
-                        .infos
-                        .values()
-                        .filter(|i| i.class == "TemplateVM")
-                        .map(|i| i.name.clone())
-                        .collect();
-                    templates.sort();
-                    let choices = templates
+                    let choices = self
+                        .templates()
                         .into_iter()
                         .map(|t| (Some(t.clone()), t))
                         .collect();
@@ -1455,20 +1433,13 @@ impl SimpleComponent for App {
             Msg::ChangeNetVm => {
                 let qubes = self.with_netvm();
                 if !qubes.is_empty() {
-                    let mut networked: Vec<String> = self
-                        .infos
-                        .values()
-                        .filter(|i| {
-                            i.props
-                                .get("provides_network")
-                                .is_some_and(|p| p.value == "True")
-                        })
-                        .map(|i| i.name.clone())
-                        .collect();
-                    networked.sort();
                     let mut choices =
                         vec![(None, tr("default")), (Some(String::new()), tr("none"))];
-                    choices.extend(networked.into_iter().map(|n| (Some(n.clone()), n)));
+                    choices.extend(
+                        self.network_providers()
+                            .into_iter()
+                            .map(|n| (Some(n.clone()), n)),
+                    );
                     self.bulk = Some(crate::bulk::bulk_dialog(
                         &self.window,
                         self.client.clone(),

@@ -263,7 +263,6 @@ impl QubeInfo {
 
     /// The [`Show`] choices that list this qube, as a bit set of [`Show::bit`].
     pub fn kinds(&self) -> u8 {
-        let is_true = |p: &str| self.prop(p).is_some_and(|v| v.value == "True");
         // Qubes reads a feature as true when it is set and not empty.
         let feature = |f: &str| self.features.get(f).is_some_and(|v| !v.is_empty());
         let class = self.class.as_str();
@@ -279,19 +278,24 @@ impl QubeInfo {
         );
         add(Show::Halted, self.state == "Halted");
         add(Show::Templates, class == "TemplateVM");
-        add(Show::Network, is_true("provides_network"));
+        add(Show::Network, self.flag("provides_network"));
         add(Show::Standalone, class == "StandaloneVM");
         add(
             Show::User,
             matches!(class, "AppVM" | "StandaloneVM" | "DispVM")
-                && !is_true("template_for_dispvms")
-                && !is_true("provides_network")
+                && !self.flag("template_for_dispvms")
+                && !self.flag("provides_network")
                 && !feature("servicevm"),
         );
         if feature("internal") {
             kinds |= INTERNAL;
         }
         kinds
+    }
+
+    /// Whether a boolean property is `True`.
+    pub fn flag(&self, prop: &str) -> bool {
+        self.prop(prop).is_some_and(|v| v.value == "True")
     }
 
     fn prop(&self, name: &str) -> Option<&PropValue> {
