@@ -254,6 +254,20 @@ fn toolbar_actions_follow_selection_and_report_failures() {
     }
 }
 
+/// Selects `vm`, opens its settings the way Enter does, and waits until they are loaded.
+fn open_settings(f: &Fixture, vm: &str) {
+    f.controller.model().select(vm);
+    spin_until(1, || false);
+    f.controller.emit(Msg::OpenSettings(None));
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .settings
+        .as_ref()
+        .is_some_and(|s| s.model().is_loaded())));
+    spin_until(1, || false);
+}
+
 /// Runs `op` on the open settings dialog; the borrow ends before the main loop runs again.
 fn with_settings<R>(
     f: &Fixture,
@@ -269,15 +283,7 @@ fn with_settings<R>(
 fn settings_dialog_applies_and_shows_errors_by_field() {
     use qubes_qube_manager::settings::Msg as S;
     let f = Fixture::start();
-    f.controller.model().select("work");
-    f.controller.emit(Msg::OpenSettings(None));
-    assert!(spin_until(10, || f
-        .controller
-        .model()
-        .settings
-        .as_ref()
-        .is_some_and(|s| s.model().is_loaded())));
-    spin_until(1, || false);
+    open_settings(&f, "work");
     assert_eq!(with_settings(&f, |s| s.model().vm().to_string()), "work");
     let entry = |prop: &str| {
         with_settings(&f, |s| {
@@ -1119,13 +1125,7 @@ fn global_settings_and_services() {
     f.call("admin.vm.Kill", "work", "", b"");
     f.call("admin.vm.feature.Set", "work", "service.cups", b"1");
     f.call("admin.vm.feature.Set", "work", "os", b"Linux");
-    f.controller.model().select("work");
-    spin_until(1, || false);
-    f.controller.emit(Msg::OpenSettings(None));
-    assert!(spin_until(10, || with_settings(&f, |s| s
-        .model()
-        .is_loaded())));
-    spin_until(1, || false);
+    open_settings(&f, "work");
     let (services, features) = with_settings(&f, |s| {
         (s.widgets().services.clone(), s.widgets().features.clone())
     });
@@ -1211,16 +1211,7 @@ fn shutdown_timeout_offers_kill_or_wait() {
 fn firewall_page_limits_connections() {
     use qubes_qube_manager::settings::Msg as S;
     let f = Fixture::start();
-    f.controller.model().select("personal");
-    spin_until(1, || false);
-    f.controller.emit(Msg::OpenSettings(None));
-    assert!(spin_until(10, || f
-        .controller
-        .model()
-        .settings
-        .as_ref()
-        .is_some_and(|s| s.model().is_loaded())));
-    spin_until(1, || false);
+    open_settings(&f, "personal");
     let fw = with_settings(&f, |s| s.widgets().firewall.clone());
     assert!(fw.root.is_sensitive());
     assert!(!fw.limit.is_active(), "no rules yet: everything allowed");
