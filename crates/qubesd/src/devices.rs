@@ -70,12 +70,7 @@ pub(crate) fn assigned(c: &mut Ctx) -> Result<Reply, QubesError> {
         .filter(|(key, _)| c.arg.is_empty() || key.split(':').next() == Some(c.arg.as_str()))
         .collect();
     lines.sort();
-    let mut out = String::new();
-    for (_, l) in lines {
-        out.push_str(&l);
-        out.push('\n');
-    }
-    Ok(Reply::Ok(out.into_bytes()))
+    crate::handlers::ok(crate::handlers::lines(lines.into_iter().map(|(_, l)| l)))
 }
 
 #[cfg(test)]

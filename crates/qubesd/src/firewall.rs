@@ -410,12 +410,10 @@ fn load(c: &Ctx) -> Result<Vec<Rule>, QubesError> {
 
 /// `admin.vm.firewall.Get`.
 pub(crate) fn get(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let mut out = String::new();
-    for r in load(c)?.iter().filter(|r| !r.expired()) {
-        out.push_str(&r.api_line());
-        out.push('\n');
-    }
-    Ok(Reply::Ok(out.into_bytes()))
+    let rules = load(c)?;
+    crate::handlers::ok(crate::handlers::lines(
+        rules.iter().filter(|r| !r.expired()).map(Rule::api_line),
+    ))
 }
 
 /// `admin.vm.firewall.Set`.
@@ -432,14 +430,14 @@ pub(crate) fn set(c: &mut Ctx) -> Result<Reply, QubesError> {
     c.side_files.push((path, to_xml(&rules).into_bytes()));
     let vm = c.dest.clone();
     c.fire(&vm, "firewall-changed", &[]);
-    Ok(Reply::Ok(Vec::new()))
+    crate::handlers::empty()
 }
 
 /// `admin.vm.firewall.Reload`.
 pub(crate) fn reload(c: &mut Ctx) -> Result<Reply, QubesError> {
     let vm = c.dest.clone();
     c.fire(&vm, "firewall-changed", &[]);
-    Ok(Reply::Ok(Vec::new()))
+    crate::handlers::empty()
 }
 
 #[cfg(test)]

@@ -587,15 +587,18 @@ pub fn lookup(socket: Socket, name: &str) -> Option<&'static Method> {
         .find(|m| m.socket == socket && m.name == name)
 }
 
-fn ok(s: impl Into<String>) -> Result<Reply, QubesError> {
+/// An OK reply with this text.
+pub(crate) fn ok(s: impl Into<String>) -> Result<Reply, QubesError> {
     Ok(Reply::Ok(s.into().into_bytes()))
 }
 
-fn empty() -> Result<Reply, QubesError> {
+/// An empty OK reply.
+pub(crate) fn empty() -> Result<Reply, QubesError> {
     Ok(Reply::Ok(Vec::new()))
 }
 
-fn lines<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
+/// One line per item, each ending in `\n`.
+pub(crate) fn lines<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> String {
     let mut out = String::new();
     for i in items {
         out.push_str(i.as_ref());
@@ -614,7 +617,7 @@ pub fn ev_str(ty: PType, v: &str) -> String {
 }
 
 /// `enforce_arg` failure.
-fn arg_not_in(what: &str) -> QubesError {
+pub(crate) fn arg_not_in(what: &str) -> QubesError {
     QubesError::denied(format!("Argument not in {}", py_repr(what)))
 }
 
@@ -1266,7 +1269,7 @@ fn serialize_prop(c: &Ctx, h: Holder, def: &PropDef) -> String {
         None => format!("default=True type={} ", def.ty.tag()),
         Some(v) => format!(
             "default={} type={} {v}",
-            if is_default { "True" } else { "False" },
+            setters::bool_word(is_default),
             def.ty.tag()
         ),
     }

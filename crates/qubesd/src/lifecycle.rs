@@ -203,7 +203,7 @@ pub(crate) fn vm_shutdown(c: &mut Ctx) -> Result<Reply, QubesError> {
     c.fire(
         &vm,
         "domain-pre-shutdown",
-        &[("force", if force { "True" } else { "False" })],
+        &[("force", crate::setters::bool_word(force))],
     );
     if d.power == PowerState::Paused && !force {
         return Err(not_running(&vm));

@@ -742,7 +742,7 @@ fn with_template(st: &State, d: &Domain, name: &str, fallback: Option<String>) -
 }
 
 fn b(v: bool) -> Option<String> {
-    Some(if v { "True" } else { "False" }.to_string())
+    Some(crate::setters::bool_word(v).to_string())
 }
 
 fn none() -> Option<String> {

@@ -37,6 +37,11 @@ pub fn py_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// Python's `str()` of a bool, as the wire and qubes.xml spell it.
+pub fn bool_word(v: bool) -> &'static str {
+    if v { "True" } else { "False" }
+}
+
 /// Boolean words of `qubes.property.bool`.
 pub fn py_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
@@ -73,14 +78,12 @@ pub fn sanitize(def: &PropDef, untrusted: &[u8]) -> Result<String, QubesError> {
         .ok_or_else(|| QubesError::value("Non-ASCII bytes in property value"))?;
     let fail = |t: &str| QubesError::value(format!("Failed to parse property value as {t}"));
     match def.parse {
-        Parse::Bool => py_bool(s)
-            .map(|b| if b { "True" } else { "False" }.to_string())
-            .ok_or_else(|| {
-                QubesError::value(format!(
-                    "Invalid literal for boolean property: {}",
-                    py_repr(s)
-                ))
-            }),
+        Parse::Bool => py_bool(s).map(|b| bool_word(b).to_string()).ok_or_else(|| {
+            QubesError::value(format!(
+                "Invalid literal for boolean property: {}",
+                py_repr(s)
+            ))
+        }),
         Parse::Int => py_int(s).map(|v| v.to_string()).ok_or_else(|| fail("int")),
         Parse::Uuid => uuid::Uuid::parse_str(s.trim())
             .map(|u| u.hyphenated().to_string())

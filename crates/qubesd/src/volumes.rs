@@ -1,16 +1,13 @@
 //! The volume configuration a new qube records in `qubes.xml` (admin-api.md §3.3, §6.2).
-//! The storage work turns these entries into real volumes.
+//! [`crate::storage`] turns these entries into real volumes.
 
 use qubes_api::QubesError;
 
 use crate::model::{Class, Domain, State, VolumeConfig};
 use crate::props;
+use crate::setters::bool_word as b;
 
 const GIB: u64 = 1024 * 1024 * 1024;
-
-fn b(v: bool) -> &'static str {
-    if v { "True" } else { "False" }
-}
 
 /// The volume id a pool's driver gives a qube's volume.
 fn vid(st: &State, pool: &str, d: &Domain, vol: &str) -> String {

@@ -7,27 +7,9 @@ use qubes_api::{ExcKind, QubesError};
 
 use super::{Vol, bool_payload, pool_driver, validate_number, vol_driver, volume};
 use crate::core::{Ctx, Reply};
+use crate::handlers::{arg_not_in, empty, lines, ok};
 use crate::model::{Class, Pool, PowerState};
-
-fn ok(s: impl Into<String>) -> Result<Reply, QubesError> {
-    Ok(Reply::Ok(s.into().into_bytes()))
-}
-
-fn empty() -> Result<Reply, QubesError> {
-    Ok(Reply::Ok(Vec::new()))
-}
-
-fn arg_not_in(what: &str) -> QubesError {
-    QubesError::denied(format!("Argument not in {}", py_repr(what)))
-}
-
-fn lines<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
-    items.into_iter().fold(String::new(), |mut out, i| {
-        out.push_str(i.as_ref());
-        out.push('\n');
-        out
-    })
-}
+use crate::setters::bool_word as b;
 
 fn arg_pool(c: &Ctx) -> Result<Pool, QubesError> {
     c.st.pool(&c.arg)
@@ -47,10 +29,6 @@ fn set_cfg(c: &mut Ctx, vm: &str, vol: &str, key: &str, value: String) {
     {
         super::cfg_set(cfg, key, value);
     }
-}
-
-fn b(v: bool) -> &'static str {
-    if v { "True" } else { "False" }
 }
 
 fn halted(c: &Ctx) -> Result<(), QubesError> {
