@@ -616,6 +616,14 @@ pub fn ev_str(ty: PType, v: &str) -> String {
     }
 }
 
+/// `QubesVMNotHaltedError` for a qube that must be halted.
+pub(crate) fn not_halted(vm: &str) -> QubesError {
+    QubesError::new(
+        ExcKind::QubesVMNotHaltedError,
+        format!("Domain is not powered off: {}", py_repr(vm)),
+    )
+}
+
 /// `enforce_arg` failure.
 pub(crate) fn arg_not_in(what: &str) -> QubesError {
     QubesError::denied(format!("Argument not in {}", py_repr(what)))
@@ -1192,10 +1200,7 @@ fn vm_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
         ));
     }
     if !matches!(d.power, PowerState::Halted) && d.class != Class::RemoteVM {
-        return Err(QubesError::new(
-            ExcKind::QubesVMNotHaltedError,
-            format!("Domain is not powered off: {}", py_repr(&d.name)),
-        ));
+        return Err(not_halted(&d.name));
     }
     c.fire("", "domain-pre-delete", &[("vm", &d.name)]);
     if let Some(why) = setters::referenced_by(c.st, &d.name) {

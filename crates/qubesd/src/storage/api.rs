@@ -7,7 +7,7 @@ use qubes_api::{ExcKind, QubesError};
 
 use super::{Vol, bool_payload, pool_driver, validate_number, vol_driver, volume};
 use crate::core::{Ctx, Reply};
-use crate::handlers::{arg_not_in, empty, lines, ok};
+use crate::handlers::{arg_not_in, empty, lines, not_halted, ok};
 use crate::model::{Class, Pool, PowerState};
 use crate::setters::bool_word as b;
 
@@ -34,10 +34,7 @@ fn set_cfg(c: &mut Ctx, vm: &str, vol: &str, key: &str, value: String) {
 fn halted(c: &Ctx) -> Result<(), QubesError> {
     let d = c.dest_domain();
     if !matches!(d.power, PowerState::Halted) {
-        return Err(QubesError::new(
-            ExcKind::QubesVMNotHaltedError,
-            format!("Domain is not powered off: {}", py_repr(&d.name)),
-        ));
+        return Err(not_halted(&d.name));
     }
     Ok(())
 }
@@ -525,14 +522,7 @@ pub(crate) fn vm_volume_set_revisions_to_keep(c: &mut Ctx) -> Result<Reply, Qube
                             == Some(d.name.as_str())
                 }));
         if busy {
-            halted(c)?;
-            return Err(QubesError::new(
-                ExcKind::QubesVMNotHaltedError,
-                format!(
-                    "Domain is not powered off: {}",
-                    py_repr(&c.dest_domain().name)
-                ),
-            ));
+            return Err(not_halted(&d.name));
         }
     }
     vol_driver(&v)?.check_volume_revisions(&v, n)?;
