@@ -356,8 +356,7 @@ pub(crate) fn vm_volume_clone_to(c: &mut Ctx) -> Result<Reply, QubesError> {
     let src_drv = vol_driver(&src)?;
     let path = src_drv.export(&src)?;
     let dst_drv = vol_driver(&dst)?;
-    let file_based = matches!(dst.pool.attr("driver"), Some("file" | "file-reflink"));
-    if file_based && dst.save_on_stop && !src.snap_on_start {
+    if dst_drv.clones_by_copy(&dst, &src)? {
         // A copy can take seconds: it runs without the core, then `finish_copy` commits it.
         let target = dst_drv.import_data(&dst, src_drv.size(&src))?;
         return Ok(Reply::CopyVolume(VolumeCopy {

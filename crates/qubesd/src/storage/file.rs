@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use qubes_api::QubesError;
 
 use super::fsutil;
-use super::{Driver, Revision, SResult, Vol, io, io_err, not_implemented, pool_err};
+use super::{Driver, Revision, SResult, Vol, io, not_implemented, pool_err};
 use crate::model::Pool;
 
 /// The `file` driver.
@@ -313,21 +313,18 @@ impl Driver for FileDriver {
         Ok(path(v))
     }
 
-    fn import_volume(&self, dst: &Vol, src: &Vol, src_path: &Path) -> SResult<()> {
+    fn clones_by_copy(&self, dst: &Vol, src: &Vol) -> SResult<bool> {
         if src.snap_on_start {
             return Err(pool_err(format!(
                 "Can not import snapshot volume {} in to pool {} ",
                 src.vid, dst.pool.name
             )));
         }
-        if dst.save_on_stop {
-            let tmp = import_path(dst);
-            if let Err(e) = fsutil::copy_file(src_path, &tmp, None) {
-                let _ = fsutil::remove(&tmp);
-                return Err(io_err("Cannot copy", src_path, e));
-            }
-            fsutil::rename(&tmp, &path(dst)).map_err(io("Cannot commit", &tmp))?;
-        }
+        Ok(dst.save_on_stop)
+    }
+
+    fn import_volume(&self, _dst: &Vol, _src: &Vol, _src_path: &Path) -> SResult<()> {
+        // Only volumes that keep no data get here (clones_by_copy): nothing to import.
         Ok(())
     }
 

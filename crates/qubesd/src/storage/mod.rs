@@ -152,7 +152,14 @@ pub trait Driver: Sync {
     fn import_data_end(&self, v: &Vol, success: bool) -> SResult<()>;
     /// A path to read the volume's committed data from (clone source).
     fn export(&self, v: &Vol) -> SResult<PathBuf>;
-    /// Replaces the volume's data with the data at `src_path` (CloneTo).
+    /// Whether CloneTo copies `src`'s data into this volume's import file ([`Driver::import_data`],
+    /// then [`Driver::import_data_end`]), which the daemon does outside the core. `Ok(false)`:
+    /// [`Driver::import_volume`] does the whole import.
+    fn clones_by_copy(&self, _dst: &Vol, _src: &Vol) -> SResult<bool> {
+        Ok(false)
+    }
+    /// Replaces the volume's data with the data at `src_path` (CloneTo), for what
+    /// [`Driver::clones_by_copy`] leaves to the driver.
     fn import_volume(&self, dst: &Vol, src: &Vol, src_path: &std::path::Path) -> SResult<()>;
     /// Checks a volume's new `revisions_to_keep`.
     fn check_volume_revisions(&self, _v: &Vol, _n: i64) -> SResult<()> {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::fsutil;
-use super::{Driver, Revision, SResult, Vol, io, io_err, not_implemented, pool_err};
+use super::{Driver, Revision, SResult, Vol, io, not_implemented, pool_err};
 use crate::model::Pool;
 
 /// The `file-reflink` driver.
@@ -384,16 +384,13 @@ impl Driver for ReflinkDriver {
         Ok(paths(v).clean)
     }
 
-    fn import_volume(&self, dst: &Vol, _src: &Vol, src_path: &Path) -> SResult<()> {
-        if !dst.save_on_stop {
-            return Ok(());
-        }
-        let p = paths(dst);
-        if let Err(e) = fsutil::copy_file(src_path, &p.import, None) {
-            let _ = fsutil::remove(&p.import);
-            return Err(io_err("Cannot copy", src_path, e));
-        }
-        commit(dst, &p, &p.import)
+    fn clones_by_copy(&self, dst: &Vol, _src: &Vol) -> SResult<bool> {
+        Ok(dst.save_on_stop)
+    }
+
+    fn import_volume(&self, _dst: &Vol, _src: &Vol, _src_path: &Path) -> SResult<()> {
+        // Only volumes that keep no data get here (clones_by_copy): nothing to import.
+        Ok(())
     }
 }
 
