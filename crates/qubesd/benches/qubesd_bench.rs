@@ -6,7 +6,6 @@
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,8 +14,11 @@ use qubes_api::Request;
 use qubes_api::client::call_raw;
 use qubesd::model::{Class, Domain, HostInfo, State};
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "../../../benches/support/measure.rs"]
 mod measure;
+use daemon::spawn;
 use measure::{percentile, rss_kib};
 
 const QUBES: usize = 1000;
@@ -61,28 +63,6 @@ fn make_store(dir: &Path) {
     }
     assert_eq!(st.domains.len(), QUBES);
     std::fs::write(dir.join("qubes.xml"), qubesd::store::serialize(&st)).unwrap();
-}
-
-fn spawn(dir: &Path) -> (Child, Duration) {
-    let socket = dir.join("qubesd.sock");
-    let t0 = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_qubesd"))
-        .args(["--log-level", "error", "--libvirt-uri", "test:///default"])
-        .arg("--state-dir")
-        .arg(dir)
-        .arg("--socket-dir")
-        .arg(dir)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qubesd");
-    while UnixStream::connect(&socket).is_err() {
-        std::thread::sleep(Duration::from_micros(200));
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "daemon did not start"
-        );
-    }
-    (child, t0.elapsed())
 }
 
 fn latencies(socket: &Path, req: impl Fn(usize) -> Vec<u8>, n: usize) -> Vec<Duration> {

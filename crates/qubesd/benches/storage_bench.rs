@@ -9,7 +9,6 @@
 //! - `admin.vm.volume.Info` (size and usage from the files) for 1000 volumes.
 
 use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +16,8 @@ use std::time::{Duration, Instant};
 use qubes_api::Request;
 use qubes_api::client::call_raw;
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "../../../benches/support/measure.rs"]
 mod measure;
 use measure::percentile;
@@ -33,18 +34,7 @@ impl Daemon {
         let k = dir.join("vm-kernels/6.6.1");
         std::fs::create_dir_all(&k).unwrap();
         std::fs::write(k.join("vmlinuz"), b"").unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qubesd"))
-            .args(["--log-level", "error", "--libvirt-uri", "test:///default"])
-            .arg("--state-dir")
-            .arg(dir)
-            .arg("--socket-dir")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qubesd");
-        while UnixStream::connect(dir.join("qubesd.sock")).is_err() {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let (child, _) = daemon::spawn(dir);
         Daemon {
             dir: dir.to_path_buf(),
             child,

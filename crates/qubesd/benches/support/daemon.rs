@@ -1,0 +1,31 @@
+//! Starting the real `qubesd` binary for the daemon's benchmarks (included with
+//! `#[path = ...] mod daemon;`).
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts qubesd on `dir` (state and sockets) with libvirt's test driver; returns the process
+/// and the time from exec to an accepting socket.
+pub fn spawn(dir: &Path) -> (Child, Duration) {
+    let socket = dir.join("qubesd.sock");
+    let t0 = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_qubesd"))
+        .args(["--log-level", "error", "--libvirt-uri", "test:///default"])
+        .arg("--state-dir")
+        .arg(dir)
+        .arg("--socket-dir")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qubesd");
+    while UnixStream::connect(&socket).is_err() {
+        std::thread::sleep(Duration::from_micros(200));
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "daemon did not start"
+        );
+    }
+    (child, t0.elapsed())
+}
