@@ -211,6 +211,10 @@ pub struct Widgets {
     selection_actions: Vec<gio::SimpleAction>,
     /// Run a command in the selected qube.
     run_action: gio::SimpleAction,
+    /// Whether `qvm-run` is there (looked up once: the view is updated after every message).
+    have_run_tool: bool,
+    /// Whether `qvm-console-dispvm` is there.
+    have_console_tool: bool,
     /// Open the selected qube's console.
     console_action: gio::SimpleAction,
     /// Change template: enabled while the selection has an app qube.
@@ -374,13 +378,7 @@ impl App {
 
     /// A local qube tool, when it reaches the qubes this window shows.
     pub fn tool(&self, name: &str) -> Option<std::path::PathBuf> {
-        if !self.client.real_system() {
-            return None;
-        }
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
+        find_tool(&self.client, name)
     }
 
     /// The qubes of the selection a template change applies to.
@@ -553,6 +551,17 @@ fn command(
     group.add_action(&simple);
     menu.append(Some(label), Some(&format!("qube.{id}")));
     simple
+}
+
+/// `name` in `PATH`, when local tools act on the qubes `client` shows.
+fn find_tool(client: &Client, name: &str) -> Option<std::path::PathBuf> {
+    if !client.real_system() {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Runs a local qube tool in the background; a failure (exit status, stderr) is reported.
@@ -1125,6 +1134,8 @@ impl SimpleComponent for App {
         };
         status.set_text(&model.status);
         follow_events(init.client.clone(), sender.input_sender().clone());
+        let have_run_tool = find_tool(&init.client, "qvm-run").is_some();
+        let have_console_tool = find_tool(&init.client, "qvm-console-dispvm").is_some();
         follow_stats(init.client, sender.input_sender().clone());
         disk_timer(sender.input_sender().clone());
         ComponentParts {
@@ -1135,6 +1146,8 @@ impl SimpleComponent for App {
                 selection_actions,
                 run_action,
                 console_action,
+                have_run_tool,
+                have_console_tool,
                 template_action,
                 netvm_action,
                 context_menu,
@@ -1551,13 +1564,12 @@ impl SimpleComponent for App {
             simple.set_enabled(self.single().is_some());
         }
         let single = self.single().and_then(|vm| self.infos.get(&vm));
-        widgets.run_action.set_enabled(
-            single.is_some_and(|i| i.class != "RemoteVM") && self.tool("qvm-run").is_some(),
-        );
-        widgets.console_action.set_enabled(
-            single.is_some_and(|i| i.state == "Running")
-                && self.tool("qvm-console-dispvm").is_some(),
-        );
+        widgets
+            .run_action
+            .set_enabled(single.is_some_and(|i| i.class != "RemoteVM") && widgets.have_run_tool);
+        widgets
+            .console_action
+            .set_enabled(single.is_some_and(|i| i.state == "Running") && widgets.have_console_tool);
         widgets
             .template_action
             .set_enabled(!self.with_template().is_empty());
