@@ -195,6 +195,16 @@ impl Store {
 
 /// Replaces `path` with `data` so that a crash leaves the old or the new content.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    replace_with(path, mode, |mut f| f.write_all(data))
+}
+
+/// Replaces `path` with a file that `fill` writes, so that a crash leaves the old or the new
+/// content: a temporary `<name>~<random>` next to it, fsync, rename, directory fsync.
+pub fn replace_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -202,12 +212,12 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!("{name}~{:016x}", rand::random::<u64>()));
     let result = (|| {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
-        f.write_all(data)?;
+        fill(&f)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;

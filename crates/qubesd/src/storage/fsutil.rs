@@ -4,9 +4,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `FICLONE` ioctl request (linux/fs.h: `_IOW(0x94, 9, int)`).
 const FICLONE: libc::c_ulong = 0x4004_9409;
@@ -25,34 +25,12 @@ pub fn ensure_parent(path: &Path) -> io::Result<()> {
     fs::create_dir_all(parent(path))
 }
 
-/// The temporary name a replacement of `path` is written under (removed at start-up of a
-/// volume operation, as the reference does with `*.img*~*`).
-pub fn tmp_name(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!("~{}", std::process::id()));
-    PathBuf::from(s)
-}
-
-/// Writes a new file at `path` through `fill` on a temporary file, then fsync and rename.
+/// Writes a new image at `path` (owner-only) through `fill`, with qubes.xml's durable
+/// replacement protocol; an interrupted one leaves `<name>~<random>`, which the reflink driver
+/// clears at the volume's next start (as the reference does with `*.img*~*`).
 fn replace_with(path: &Path, fill: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
     ensure_parent(path)?;
-    let tmp = tmp_name(path);
-    let result = (|| {
-        let f = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        fill(&f)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fsync_dir(parent(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::store::replace_with(path, 0o600, fill)
 }
 
 /// Creates (or replaces) `path` as an empty sparse file of `size` bytes.
