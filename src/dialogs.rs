@@ -216,11 +216,7 @@ pub fn create_dialog(
     let create = gtk::Button::with_label(&tr("Create"));
     create.add_css_class("suggested-action");
     header.pack_end(&create);
-    let form = gtk::Box::new(gtk::Orientation::Vertical, 6);
-    form.set_margin_start(16);
-    form.set_margin_end(16);
-    form.set_margin_top(12);
-    form.set_margin_bottom(12);
+    let form = crate::settings::page_box(6);
     let caption = |t: &str| gtk::Label::builder().label(t).xalign(0.0).build();
     let name = gtk::Entry::new();
     name.set_tooltip_text(Some(&tr("Name")));

@@ -37,15 +37,7 @@ pub struct FeatureEditor {
 impl FeatureEditor {
     /// An empty page; `services` picks the Services flavour.
     pub fn new(services: bool) -> FeatureEditor {
-        let root = gtk::Box::new(gtk::Orientation::Vertical, 8);
-        for m in [
-            |b: &gtk::Box| b.set_margin_start(16),
-            |b: &gtk::Box| b.set_margin_end(16),
-            |b: &gtk::Box| b.set_margin_top(12),
-            |b: &gtk::Box| b.set_margin_bottom(12),
-        ] {
-            m(&root);
-        }
+        let root = crate::settings::page_box(8);
         let list = gtk::ListBox::new();
         list.set_selection_mode(gtk::SelectionMode::None);
         list.add_css_class("boxed-list");
@@ -151,11 +143,7 @@ impl FeatureEditor {
             return;
         }
         let shown = name.strip_prefix(SERVICE_PREFIX).unwrap_or(name);
-        let line = gtk::Box::new(gtk::Orientation::Horizontal, 8);
-        line.set_margin_start(8);
-        line.set_margin_end(8);
-        line.set_margin_top(4);
-        line.set_margin_bottom(4);
+        let line = crate::settings::row_box(8);
         let value_widget: gtk::Widget = if self.services {
             let c = gtk::CheckButton::with_label(shown);
             c.set_hexpand(true);

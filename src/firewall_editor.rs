@@ -30,11 +30,7 @@ pub struct FirewallEditor {
 impl FirewallEditor {
     /// An empty page.
     pub fn new() -> FirewallEditor {
-        let root = gtk::Box::new(gtk::Orientation::Vertical, 8);
-        root.set_margin_start(16);
-        root.set_margin_end(16);
-        root.set_margin_top(12);
-        root.set_margin_bottom(12);
+        let root = crate::settings::page_box(8);
         let limit =
             gtk::CheckButton::with_label(&tr("Limit outgoing connections to the rules below"));
         let list = gtk::ListBox::new();
@@ -108,11 +104,7 @@ impl FirewallEditor {
 
     /// Adds a rule row.
     pub fn add(&self, rule: &str) {
-        let line = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-        line.set_margin_start(8);
-        line.set_margin_end(8);
-        line.set_margin_top(4);
-        line.set_margin_bottom(4);
+        let line = crate::settings::row_box(6);
         let entry = gtk::Entry::new();
         entry.set_text(rule);
         entry.set_hexpand(true);

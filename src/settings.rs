@@ -711,11 +711,7 @@ impl Component for Settings {
             vec![("basic", tr("Basic")), ("advanced", tr("Advanced"))]
         };
         for (page, title) in page_list {
-            let b = gtk::Box::new(gtk::Orientation::Vertical, 10);
-            b.set_margin_start(16);
-            b.set_margin_end(16);
-            b.set_margin_top(12);
-            b.set_margin_bottom(12);
+            let b = page_box(10);
             let scroller = gtk::ScrolledWindow::builder()
                 .child(&b)
                 .vexpand(true)
@@ -926,6 +922,26 @@ impl Component for Settings {
         });
         let _ = sender;
     }
+}
+
+/// A page of the dialog: a vertical box with the pages' margins.
+pub(crate) fn page_box(spacing: i32) -> gtk::Box {
+    let b = gtk::Box::new(gtk::Orientation::Vertical, spacing);
+    b.set_margin_start(16);
+    b.set_margin_end(16);
+    b.set_margin_top(12);
+    b.set_margin_bottom(12);
+    b
+}
+
+/// One row of a list on a page (a feature, a firewall rule).
+pub(crate) fn row_box(spacing: i32) -> gtk::Box {
+    let b = gtk::Box::new(gtk::Orientation::Horizontal, spacing);
+    b.set_margin_start(8);
+    b.set_margin_end(8);
+    b.set_margin_top(4);
+    b.set_margin_bottom(4);
+    b
 }
 
 /// Puts loaded values into the widgets.
