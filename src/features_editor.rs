@@ -65,19 +65,9 @@ impl FeatureEditor {
             e.set_hexpand(true);
             e
         });
-        let add = gtk::Button::with_label(&tr("Add"));
-        let add_row = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-        add_row.append(&add_name);
-        if let Some(v) = &add_value {
-            add_row.append(v);
-        }
-        add_row.append(&add);
-        let scroller = gtk::ScrolledWindow::builder()
-            .child(&list)
-            .vexpand(true)
-            .build();
-        root.append(&scroller);
-        root.append(&add_row);
+        let mut entries = vec![&add_name];
+        entries.extend(add_value.as_ref());
+        let add = crate::settings::list_with_add_bar(&root, &list, &entries);
         let editor = FeatureEditor {
             root,
             list,
@@ -108,10 +98,7 @@ impl FeatureEditor {
                     v.set_text("");
                 }
             };
-            let add_now = Rc::new(add_now);
-            let a = add_now.clone();
-            add.connect_clicked(move |_| a());
-            editor.add_name.connect_activate(move |_| add_now());
+            crate::settings::connect_add(&add, &editor.add_name, add_now);
         }
         editor
     }

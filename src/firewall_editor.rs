@@ -43,17 +43,8 @@ impl FirewallEditor {
         add_rule.set_tooltip_text(Some(&hint));
         crate::a11y::set_name(&add_rule, &tr("New firewall rule"));
         add_rule.set_hexpand(true);
-        let add = gtk::Button::with_label(&tr("Add"));
-        let add_row = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-        add_row.append(&add_rule);
-        add_row.append(&add);
-        let scroller = gtk::ScrolledWindow::builder()
-            .child(&list)
-            .vexpand(true)
-            .build();
         root.append(&limit);
-        root.append(&scroller);
-        root.append(&add_row);
+        let add = crate::settings::list_with_add_bar(&root, &list, &[&add_rule]);
         let editor = FirewallEditor {
             root,
             limit,
@@ -63,16 +54,13 @@ impl FirewallEditor {
         };
         {
             let e = editor.clone();
-            let add_now = Rc::new(move || {
+            crate::settings::connect_add(&add, &editor.add_rule, move || {
                 let text = e.add_rule.text().trim().to_string();
                 if !text.is_empty() {
                     e.add(&text);
                     e.add_rule.set_text("");
                 }
             });
-            let a = add_now.clone();
-            add.connect_clicked(move |_| a());
-            editor.add_rule.connect_activate(move |_| add_now());
         }
         {
             // The rules matter only when connections are limited.

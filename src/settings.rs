@@ -944,6 +944,36 @@ pub(crate) fn row_box(spacing: i32) -> gtk::Box {
     b
 }
 
+/// Puts `list` (scrolling) on a page with a bar under it: `entries` and an Add button,
+/// returned for [`connect_add`].
+pub(crate) fn list_with_add_bar(
+    page: &gtk::Box,
+    list: &gtk::ListBox,
+    entries: &[&gtk::Entry],
+) -> gtk::Button {
+    let add = gtk::Button::with_label(&tr("Add"));
+    let bar = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+    for e in entries {
+        bar.append(*e);
+    }
+    bar.append(&add);
+    let scroller = gtk::ScrolledWindow::builder()
+        .child(list)
+        .vexpand(true)
+        .build();
+    page.append(&scroller);
+    page.append(&bar);
+    add
+}
+
+/// Runs `on_add` when the Add button is pressed or Enter is typed in `entry`.
+pub(crate) fn connect_add(add: &gtk::Button, entry: &gtk::Entry, on_add: impl Fn() + 'static) {
+    let on_add = std::rc::Rc::new(on_add);
+    let again = on_add.clone();
+    add.connect_clicked(move |_| again());
+    entry.connect_activate(move |_| on_add());
+}
+
 /// Puts loaded values into the widgets.
 fn fill(loaded: &Loaded, w: &Widgets) {
     for (prop, ed) in &w.editors {
