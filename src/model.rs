@@ -1,5 +1,6 @@
-//! What the table shows about a qube, independent of GTK: built from `admin.vm.List` and
-//! `admin.vm.property.GetAll`, then changed by events.
+//! What the table shows about a qube, independent of GTK widgets (GLib only formats the
+//! last-backup time): built from `admin.vm.List` and `admin.vm.property.GetAll`, then changed
+//! by events.
 
 use std::collections::BTreeMap;
 
