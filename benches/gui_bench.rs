@@ -81,6 +81,8 @@ fn prepare(dir: &std::path::Path) -> qubesd::Config {
 }
 
 fn main() {
+    // As the program does: see renderer.rs.
+    qubes_qube_manager::renderer::prefer_software_rendering();
     if std::env::var_os("DISPLAY").is_none() {
         println!("no display: run under xvfb-run");
         return;

@@ -10,6 +10,7 @@ pub mod features_editor;
 pub mod firewall_editor;
 pub mod i18n;
 pub mod model;
+pub mod renderer;
 pub mod settings;
 pub mod table;
 pub mod view_state;

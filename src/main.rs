@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use qubes_api::{Client, LocalSocket, Qrexec};
-use qubes_qube_manager::{app, i18n};
+use qubes_qube_manager::{app, i18n, renderer};
 
 fn usage() -> ! {
     eprintln!("usage: qubes-qube-manager [--demo | --socket PATH | --qrexec]");
@@ -15,6 +15,7 @@ fn usage() -> ! {
 }
 
 fn main() -> anyhow::Result<()> {
+    renderer::prefer_software_rendering();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUBES_MANAGER_LOG")

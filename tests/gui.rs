@@ -1376,6 +1376,7 @@ fn main() {
         println!("0 passed, 0 failed, 21 skipped");
         return;
     }
+    qubes_qube_manager::renderer::prefer_software_rendering();
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
