@@ -14,6 +14,22 @@ pub const DEMO_KERNEL: &str = "6.6.48-1.qubes";
 /// A libvirt test-driver node with no domains (and an honest host size for the demo).
 pub const EMPTY_TEST_NODE: &str = "<node>\n  <cpu>\n    <nodes>1</nodes>\n    <sockets>1</sockets>\n    <cores>4</cores>\n    <threads>2</threads>\n    <mhz>2400</mhz>\n  </cpu>\n  <memory>16777216</memory>\n</node>\n";
 
+/// The demo's libvirt test node: a laptop's PCI devices (what dom0 exposes) and no domains.
+pub const DEMO_TEST_NODE: &str = concat!(
+    "<node>\n  <cpu>\n    <nodes>1</nodes>\n    <sockets>1</sockets>\n    <cores>4</cores>\n    <threads>2</threads>\n    <mhz>2400</mhz>\n  </cpu>\n  <memory>16777216</memory>\n",
+    "  <device>\n    <name>pci_0000_00_00_0</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x060000</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>0</slot>\n      <function>0</function>\n      <product id='0x4621'>Alder Lake-P Host Bridge/DRAM Registers</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_00_02_0</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x030000</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>2</slot>\n      <function>0</function>\n      <product id='0x46a6'>Alder Lake-P GT2 [Iris Xe Graphics]</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_00_06_0</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x060400</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>6</slot>\n      <function>0</function>\n      <product id='0x464d'>12th Gen Core Processor PCI Express x4 Controller #0</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_00_0d_0</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x0c0330</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>13</slot>\n      <function>0</function>\n      <product id='0x461e'>Alder Lake-P Thunderbolt 4 USB Controller</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_00_14_0</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x0c0330</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>20</slot>\n      <function>0</function>\n      <product id='0x51ed'>Alder Lake PCH USB 3.2 xHCI Host Controller</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_00_14_3</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x028000</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>20</slot>\n      <function>3</function>\n      <product id='0x51f0'>Alder Lake-P PCH CNVi WiFi</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_00_1c_0</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x060400</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>28</slot>\n      <function>0</function>\n      <product id='0x51b8'>Alder Lake-P PCH PCIe Root Port #1</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_00_1f_3</name>\n    <parent>computer</parent>\n    <capability type='pci'>\n      <class>0x040380</class>\n      <domain>0</domain>\n      <bus>0</bus>\n      <slot>31</slot>\n      <function>3</function>\n      <product id='0x51c8'>Alder Lake PCH-P High Definition Audio Controller</product>\n      <vendor id='0x8086'>Intel Corporation</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_02_00_0</name>\n    <parent>pci_0000_00_1c_0</parent>\n    <capability type='pci'>\n      <class>0x020000</class>\n      <domain>0</domain>\n      <bus>2</bus>\n      <slot>0</slot>\n      <function>0</function>\n      <product id='0x8168'>RTL8111/8168/8411 PCI Express Gigabit Ethernet Controller</product>\n      <vendor id='0x10ec'>Realtek Semiconductor Co., Ltd.</vendor>\n    </capability>\n  </device>\n",
+    "  <device>\n    <name>pci_0000_03_00_0</name>\n    <parent>pci_0000_00_06_0</parent>\n    <capability type='pci'>\n      <class>0x010802</class>\n      <domain>0</domain>\n      <bus>3</bus>\n      <slot>0</slot>\n      <function>0</function>\n      <product id='0xa80a'>NVMe SSD Controller PM9A1/PM9A3/980PRO</product>\n      <vendor id='0x144d'>Samsung Electronics Co Ltd</vendor>\n    </capability>\n  </device>\n",
+    "</node>\n"
+);
+
 /// Creates what a Qubes dom0 has on disk before qubesd starts (an installed kernel).
 pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
     let k = dir.join("vm-kernels").join(DEMO_KERNEL);
@@ -62,7 +78,18 @@ const SEED: &[(&str, &str, &str, &str)] = &[
     ),
     ("admin.vm.property.Set", "sys-net", "netvm", ""),
     ("admin.vm.property.Set", "sys-net", "memory", "425"),
-    ("admin.vm.property.Set", "sys-net", "virt_mode", "hvm"),
+    (
+        "admin.vm.device.pci.Assign",
+        "sys-net",
+        "dom0+00_14.3",
+        "mode='required'",
+    ),
+    (
+        "admin.vm.device.pci.Assign",
+        "sys-net",
+        "dom0+00_1c.0-00_00.0",
+        "mode='required' _no-strict-reset='True'",
+    ),
     ("admin.vm.property.Set", "sys-net", "autostart", "True"),
     (
         "admin.vm.Create.AppVM",
@@ -85,7 +112,18 @@ const SEED: &[(&str, &str, &str, &str)] = &[
         "name=sys-usb label=red",
     ),
     ("admin.vm.property.Set", "sys-usb", "netvm", ""),
-    ("admin.vm.property.Set", "sys-usb", "virt_mode", "hvm"),
+    (
+        "admin.vm.device.pci.Assign",
+        "sys-usb",
+        "dom0+00_14.0",
+        "mode='required'",
+    ),
+    (
+        "admin.vm.device.pci.Assign",
+        "sys-usb",
+        "dom0+00_0d.0",
+        "mode='required'",
+    ),
     (
         "admin.property.Set",
         "dom0",

@@ -52,7 +52,7 @@ impl Embedded {
         // A node file gives this core its own libvirt test node: `test:///default` is shared
         // by everything in the process.
         let node = dir.path().join("libvirt-node.xml");
-        std::fs::write(&node, crate::demo::EMPTY_TEST_NODE)?;
+        std::fs::write(&node, crate::demo::DEMO_TEST_NODE)?;
         let config = Config {
             state_dir: dir.path().to_path_buf(),
             socket_dir: dir.path().to_path_buf(),

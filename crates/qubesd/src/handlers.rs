@@ -400,6 +400,16 @@ static METHODS: &[Method] = &[
         true,
         crate::firewall::reload,
     ),
+    // Devices: every method for each class of devices::CLASSES (the reference generates them
+    // from its entry points).
+    m(
+        "admin.vm.device.block.Available",
+        Any,
+        No,
+        ANY,
+        true,
+        crate::devices::available,
+    ),
     m(
         "admin.vm.device.block.Assigned",
         Any,
@@ -409,12 +419,140 @@ static METHODS: &[Method] = &[
         crate::devices::assigned,
     ),
     m(
+        "admin.vm.device.block.Attached",
+        Any,
+        No,
+        ANY,
+        true,
+        crate::devices::attached,
+    ),
+    m(
+        "admin.vm.device.block.Assign",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        crate::devices::assign,
+    ),
+    m(
+        "admin.vm.device.block.Unassign",
+        Yes,
+        No,
+        ANY,
+        true,
+        crate::devices::unassign,
+    ),
+    m(
+        "admin.vm.device.block.Attach",
+        Yes,
+        Any,
+        ANY,
+        true,
+        crate::devices::attach,
+    ),
+    m(
+        "admin.vm.device.block.Detach",
+        Yes,
+        No,
+        ANY,
+        true,
+        crate::devices::detach,
+    ),
+    m(
+        "admin.vm.device.block.Set.assignment",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        crate::devices::set_assignment,
+    ),
+    m(
+        "admin.vm.device.pci.Available",
+        Any,
+        No,
+        ANY,
+        true,
+        crate::devices::available,
+    ),
+    m(
         "admin.vm.device.pci.Assigned",
         Any,
         No,
         ANY,
         false,
         crate::devices::assigned,
+    ),
+    m(
+        "admin.vm.device.pci.Attached",
+        Any,
+        No,
+        ANY,
+        true,
+        crate::devices::attached,
+    ),
+    m(
+        "admin.vm.device.pci.Assign",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        crate::devices::assign,
+    ),
+    m(
+        "admin.vm.device.pci.Unassign",
+        Yes,
+        No,
+        ANY,
+        true,
+        crate::devices::unassign,
+    ),
+    m(
+        "admin.vm.device.pci.Attach",
+        Yes,
+        Any,
+        ANY,
+        true,
+        crate::devices::attach,
+    ),
+    m(
+        "admin.vm.device.pci.Detach",
+        Yes,
+        No,
+        ANY,
+        true,
+        crate::devices::detach,
+    ),
+    m(
+        "admin.vm.device.pci.Set.assignment",
+        Yes,
+        Yes,
+        ANY,
+        true,
+        crate::devices::set_assignment,
+    ),
+    m(
+        "admin.vm.device.denied.List",
+        No,
+        No,
+        ANY,
+        false,
+        crate::devices::denied_list,
+    ),
+    m(
+        "admin.vm.device.denied.Add",
+        No,
+        Any,
+        ANY,
+        true,
+        crate::devices::denied_add,
+    ),
+    m(
+        "admin.vm.device.denied.Remove",
+        No,
+        Any,
+        ANY,
+        true,
+        crate::devices::denied_remove,
     ),
     m("admin.pool.List", No, No, DOM0, false, sapi::pool_list),
     m(
@@ -1212,6 +1350,9 @@ fn vm_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
                 py_repr(&d.name)
             ),
         ));
+    }
+    if let Some(why) = crate::devices::provided_to_others(c.st, &d) {
+        return Err(QubesError::new(ExcKind::QubesVMInUseError, why));
     }
     let vols = crate::storage::volumes(c.st, &d);
     c.st.domains.remove(&d.name);

@@ -23,6 +23,7 @@ pub mod setters;
 pub mod storage;
 pub mod store;
 pub mod volumes;
+pub mod xml;
 
 pub use daemon::{Config, Daemon};
 pub use embedded::Embedded;

@@ -11,7 +11,7 @@ use qubes_api::{Event, ExcKind, QubesError};
 
 use crate::core::{Core, Ctx, Reply};
 use crate::hypervisor::{DomainStatus, Hypervisor, LifecycleEvent};
-use crate::model::{Class, PowerState};
+use crate::model::{Class, Domain, PowerState};
 use crate::props;
 
 fn hv(c: &Ctx) -> Result<Arc<dyn Hypervisor>, QubesError> {
@@ -58,6 +58,21 @@ fn domain_active(state: PowerState) -> bool {
     )
 }
 
+/// The `<hostdev>`s of a qube's required devices, or the reference's refusal when one is
+/// missing. The host's devices are only read when the qube has required assignments.
+fn required_devices(c: &Ctx, d: &Domain, kind: &str) -> Result<Vec<String>, QubesError> {
+    let any_required = crate::devices::CLASSES.iter().any(|cls| {
+        crate::devices::assignments(c.st, d, cls)
+            .iter()
+            .any(|s| s.mode == crate::devices::protocol::Mode::Required)
+    });
+    if !any_required {
+        return Ok(Vec::new());
+    }
+    let host = crate::devices::host_pci(c)?;
+    crate::devices::required_at_start(c.st, d, &host, kind)
+}
+
 /// Starts `vm` (and first the qubes its network comes through).
 pub fn start_vm(c: &mut Ctx, vm: &str, depth: usize) -> Result<(), QubesError> {
     let d =
@@ -94,6 +109,17 @@ pub fn start_vm(c: &mut Ctx, vm: &str, depth: usize) -> Result<(), QubesError> {
         "domain-pre-start",
         &[("start_guid", "True"), ("mem_required", "None")],
     );
+    let hostdevs = match required_devices(c, &d, hv.domain_type()) {
+        Ok(h) => h,
+        Err(e) => {
+            let reason = match &e {
+                QubesError::Exception { message, .. } => message.clone(),
+                QubesError::Silent(m) => m.clone(),
+            };
+            c.fire_sticky(vm, "domain-start-failed", &[("reason", &reason)]);
+            return Err(e);
+        }
+    };
     if let Some(net) = props::vm_ref(c.st, &d, "netvm").map(|n| n.name.clone())
         && depth < 16
         && let Err(e) = start_vm(c, &net, depth + 1)
@@ -113,7 +139,7 @@ pub fn start_vm(c: &mut Ctx, vm: &str, depth: usize) -> Result<(), QubesError> {
         c.fire_sticky(vm, "domain-start-failed", &[("reason", &reason)]);
         return Err(e);
     }
-    let xml = crate::hypervisor::domain_xml::domain_xml(c.st, &d, hv.domain_type());
+    let xml = crate::hypervisor::domain_xml::domain_xml(c.st, &d, hv.domain_type(), &hostdevs);
     c.fire(vm, "domain-pre-spawn", &[("start_guid", "True")]);
     if let Err(e) = hv.define(&xml).and_then(|_| hv.start(vm)) {
         crate::storage::stop_all(c.st, &d);

@@ -216,6 +216,9 @@ pub struct DeviceXml {
     pub attrs: Vec<(String, String)>,
     /// `<option name="..">value</option>` children.
     pub options: Vec<(String, String)>,
+    /// Whether listings name the frontend qube: the reference does for assignments read from
+    /// `qubes.xml`, not for those made since it started.
+    pub frontend_shown: bool,
 }
 
 /// One qube.
@@ -496,14 +499,19 @@ impl State {
     /// Kernel options for a kernel without PCI devices: the kernel's own file, else the
     /// built-in default.
     pub fn default_kernelopts(&self, kernel: &str) -> String {
-        let path = self
-            .host
-            .kernels_dir
-            .join(kernel)
-            .join("default-kernelopts-nopci.txt");
+        self.kernel_file_or(kernel, "default-kernelopts-nopci.txt", "swiotlb=2048")
+    }
+
+    /// Kernel options for a qube with PCI devices: the kernel's own file, else none.
+    pub fn default_kernelopts_pci(&self, kernel: &str) -> String {
+        self.kernel_file_or(kernel, "default-kernelopts-pci.txt", "")
+    }
+
+    fn kernel_file_or(&self, kernel: &str, file: &str, fallback: &str) -> String {
+        let path = self.host.kernels_dir.join(kernel).join(file);
         match std::fs::read_to_string(path) {
             Ok(s) => s.trim().to_string(),
-            Err(_) => "swiotlb=2048".into(),
+            Err(_) => fallback.into(),
         }
     }
 }

@@ -907,7 +907,8 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
             if class == AdminVM {
                 return Some(st.host.dom0_maxmem_mib.to_string());
             }
-            if !st.host.memory_balancing {
+            // Balancing breaks PCI passthrough (the reference's is_memory_balancing_possible).
+            if !st.host.memory_balancing || crate::devices::has_pci(d) {
                 return Some("0".into());
             }
             let mem: u64 = vm_get(st, d, "memory")
@@ -935,7 +936,12 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
         "stubdom_xid" => Some("-1".into()),
         "updateable" => b(matches!(class, AdminVM | TemplateVM | StandaloneVM)),
         "vcpus" => with_template(st, d, name, Some("2".into())),
-        "virt_mode" => with_template(st, d, name, Some("pvh".into())),
+        "virt_mode" => {
+            if crate::devices::has_pci(d) {
+                return Some("hvm".into());
+            }
+            with_template(st, d, name, Some("pvh".into()))
+        }
         "visible_ip" => match feature_check_with_template(st, d, "net.fake-ip") {
             Some(v) if !v.is_empty() => Some(v),
             _ => vm_get(st, d, "ip"),
@@ -984,6 +990,9 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
             let kernel = vm_get(st, d, "kernel")?;
             if kernel.is_empty() {
                 return Some(String::new());
+            }
+            if crate::devices::has_pci(d) {
+                return Some(st.default_kernelopts_pci(&kernel));
             }
             with_template(st, d, name, Some(st.default_kernelopts(&kernel)))
         }

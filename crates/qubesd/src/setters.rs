@@ -404,6 +404,11 @@ pub fn validate_vm_prop(
                     "Invalid virtualization mode, supported values: hvm, pv, pvh",
                 ));
             }
+            if v == "pvh" && crate::devices::has_pci(d) {
+                return Err(prop_err(
+                    "pvh mode can't be set if pci devices are assigned",
+                ));
+            }
             Ok(v)
         }
         "keyboard_layout" => {

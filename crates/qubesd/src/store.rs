@@ -13,14 +13,12 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quick_xml::Reader;
-use quick_xml::events::{BytesStart, Event as XmlEvent};
-
 use crate::model::{
     Class, DeviceClassXml, DeviceXml, Domain, HostInfo, Label, Pool, State, VolumeConfig,
     default_labels,
 };
 use crate::props;
+use crate::xml::{Node, parse_tree};
 
 /// Why `qubes.xml` could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -438,107 +436,6 @@ fn write_domain(out: &mut String, d: &Domain) {
     close_tag(out, 2, "domain");
 }
 
-/// A parsed XML element: name, attributes, text, children.
-#[derive(Debug, Default)]
-struct Node {
-    name: String,
-    attrs: Vec<(String, String)>,
-    text: String,
-    children: Vec<Node>,
-}
-
-impl Node {
-    fn attr(&self, k: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(a, _)| a == k)
-            .map(|(_, v)| v.as_str())
-    }
-    fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
-    }
-    fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-}
-
-/// Deepest element nesting accepted (qubes.xml needs 5).
-const MAX_DEPTH: usize = 16;
-
-fn node_from_start(e: &BytesStart) -> Result<Node, String> {
-    let name = String::from_utf8(e.name().as_ref().to_vec()).map_err(|_| "bad element name")?;
-    let mut attrs = Vec::new();
-    for a in e.attributes() {
-        let a = a.map_err(|e| format!("bad attribute: {e}"))?;
-        let key = String::from_utf8(a.key.as_ref().to_vec()).map_err(|_| "bad attribute name")?;
-        let value = a
-            .unescape_value()
-            .map_err(|e| format!("bad attribute value: {e}"))?
-            .into_owned();
-        attrs.push((key, value));
-    }
-    Ok(Node {
-        name,
-        attrs,
-        ..Node::default()
-    })
-}
-
-fn parse_tree(text: &[u8]) -> Result<Node, String> {
-    let mut reader = Reader::from_reader(text);
-    reader.config_mut().trim_text(false);
-    let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Node> = None;
-    let mut buf = Vec::new();
-    loop {
-        let ev = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
-        match ev {
-            XmlEvent::Start(e) => {
-                if stack.len() >= MAX_DEPTH {
-                    return Err("elements nested too deeply".into());
-                }
-                stack.push(node_from_start(&e)?);
-            }
-            XmlEvent::Empty(e) => {
-                let n = node_from_start(&e)?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(n),
-                    None if root.is_none() => root = Some(n),
-                    None => return Err("more than one root element".into()),
-                }
-            }
-            XmlEvent::End(_) => {
-                let n = stack.pop().ok_or("unbalanced end tag")?;
-                match stack.last_mut() {
-                    Some(p) => p.children.push(n),
-                    None if root.is_none() => root = Some(n),
-                    None => return Err("more than one root element".into()),
-                }
-            }
-            XmlEvent::Text(t) => {
-                if let Some(n) = stack.last_mut() {
-                    let s = t.unescape().map_err(|e| format!("bad text: {e}"))?;
-                    n.text.push_str(&s);
-                }
-            }
-            XmlEvent::CData(t) => {
-                if let Some(n) = stack.last_mut() {
-                    n.text.push_str(&String::from_utf8_lossy(&t));
-                }
-            }
-            XmlEvent::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    if !stack.is_empty() {
-        return Err("unexpected end of file".into());
-    }
-    root.ok_or_else(|| "empty file".into())
-}
-
 /// Parses a `qubes.xml` written by the reference daemon or by us.
 pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
     let root = parse_tree(text)?;
@@ -740,6 +637,7 @@ fn parse_domain(dn: &Node, st: &State, refs: &mut Vec<PendingRef>) -> Result<Dom
                     .children("option")
                     .map(|o| (o.attr("name").unwrap_or("").to_string(), o.text.clone()))
                     .collect(),
+                frontend_shown: true,
             })
             .collect();
         d.devices.push(DeviceClassXml { class, devices });

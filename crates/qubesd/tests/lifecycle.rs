@@ -382,7 +382,8 @@ fn generated_domain_xml_validates() {
     let st = qubesd::store::parse(&std::fs::read(d.store()).unwrap(), host).unwrap();
     for kind in ["kvm", "test", "xen"] {
         for vm in ["work", "k", "net"] {
-            let xml = qubesd::hypervisor::domain_xml::domain_xml(&st, st.domain(vm).unwrap(), kind);
+            let xml =
+                qubesd::hypervisor::domain_xml::domain_xml(&st, st.domain(vm).unwrap(), kind, &[]);
             let path = d.dir.path().join(format!("{vm}-{kind}.xml"));
             std::fs::write(&path, &xml).unwrap();
             let out = std::process::Command::new("virt-xml-validate")

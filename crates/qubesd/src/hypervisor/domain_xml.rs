@@ -1,6 +1,6 @@
 //! libvirt domain XML generated from a qube's properties: name, uuid, memory, maxmem, vcpus,
-//! virt_mode, kernel and kernelopts, disks from its volume configuration, and a network
-//! interface with its MAC when the qube has a netvm.
+//! virt_mode, kernel and kernelopts, disks from its volume configuration, a network
+//! interface with its MAC when the qube has a netvm, and its required PCI devices.
 
 use std::fmt::Write as _;
 
@@ -28,8 +28,9 @@ fn num(st: &State, d: &Domain, prop: &str, fallback: u64) -> u64 {
         .unwrap_or(fallback)
 }
 
-/// The domain XML for `d`, for a libvirt domain of type `kind` (`test`, `kvm`, `xen`).
-pub fn domain_xml(st: &State, d: &Domain, kind: &str) -> String {
+/// The domain XML for `d`, for a libvirt domain of type `kind` (`test`, `kvm`, `xen`), with
+/// `hostdevs` (the `<hostdev>` elements of its required PCI devices).
+pub fn domain_xml(st: &State, d: &Domain, kind: &str, hostdevs: &[String]) -> String {
     let memory = num(st, d, "memory", 400).max(1);
     let maxmem = num(st, d, "maxmem", 0).max(memory);
     let vcpus = num(st, d, "vcpus", 2).max(1);
@@ -84,6 +85,9 @@ pub fn domain_xml(st: &State, d: &Domain, kind: &str) -> String {
         x.push_str("    <interface type='ethernet'>\n");
         let _ = writeln!(x, "      <mac address='{}'/>", esc(&mac));
         x.push_str("    </interface>\n");
+    }
+    for h in hostdevs {
+        let _ = writeln!(x, "    {h}");
     }
     x.push_str("  </devices>\n</domain>\n");
     x

@@ -256,4 +256,36 @@ impl Hypervisor for Libvirt {
     fn domain_type(&self) -> &'static str {
         self.kind
     }
+
+    fn pci_node_devices(&self) -> Result<Vec<String>, HvError> {
+        self.run(|c| {
+            let devs = c.list_all_node_devices(0).map_err(err)?;
+            let mut out = Vec::new();
+            for d in devs {
+                // The reference picks devices by capability, not by name.
+                if d.list_caps()
+                    .is_ok_and(|caps| caps.iter().any(|c| c == "pci"))
+                {
+                    out.push(d.xml_desc(0).map_err(err)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn live_xml(&self, name: &str) -> Result<String, HvError> {
+        self.with_domain(name, |d| d.xml_desc(0 as sys::virDomainXMLFlags))
+    }
+
+    fn attach_device(&self, name: &str, xml: &str) -> Result<(), HvError> {
+        let xml = xml.to_string();
+        // VIR_DOMAIN_AFFECT_LIVE: the running domain only; its definition is rewritten at the
+        // next start from the assignments.
+        self.with_domain(name, move |d| d.attach_device_flags(&xml, 1))
+    }
+
+    fn detach_device(&self, name: &str, xml: &str) -> Result<(), HvError> {
+        let xml = xml.to_string();
+        self.with_domain(name, move |d| d.detach_device_flags(&xml, 1))
+    }
 }

@@ -74,4 +74,12 @@ pub trait Hypervisor: Send + Sync {
     fn domain_type(&self) -> &'static str;
     /// Tells a running domain that the disk backed by `path` now has `bytes` bytes.
     fn block_resize(&self, name: &str, path: &str, bytes: u64) -> Result<(), HvError>;
+    /// XML descriptions of the host's PCI devices (node devices with the `pci` capability).
+    fn pci_node_devices(&self) -> Result<Vec<String>, HvError>;
+    /// The live XML of a defined domain.
+    fn live_xml(&self, name: &str) -> Result<String, HvError>;
+    /// Hot-plugs a device (libvirt device XML) into a running domain.
+    fn attach_device(&self, name: &str, xml: &str) -> Result<(), HvError>;
+    /// Hot-unplugs a device (libvirt device XML) from a running domain.
+    fn detach_device(&self, name: &str, xml: &str) -> Result<(), HvError>;
 }

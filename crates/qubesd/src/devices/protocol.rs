@@ -1,0 +1,441 @@
+//! Device identities, qrexec arguments and the `key='value'` serialization of devices and
+//! assignments (admin-api.md §8.2, §8.3), with the reference's messages for bad input.
+
+use qubes_api::QubesError;
+use qubes_api::exc::py_repr;
+
+/// Identity of a device the backend could not describe.
+pub const UNKNOWN_ID: &str = "0000:0000::?******";
+
+/// How an assignment attaches its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Attached by hand, never persisted.
+    Manual,
+    /// Attached automatically once the user confirms.
+    Ask,
+    /// Attached automatically when available.
+    Auto,
+    /// Must be present for the qube to start.
+    Required,
+}
+
+impl Mode {
+    /// The wire and `qubes.xml` word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Manual => "manual",
+            Mode::Ask => "ask-to-attach",
+            Mode::Auto => "auto-attach",
+            Mode::Required => "required",
+        }
+    }
+
+    /// Parses a mode word.
+    pub fn parse(s: &str) -> Option<Mode> {
+        [Mode::Manual, Mode::Ask, Mode::Auto, Mode::Required]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
+}
+
+/// A device as a request names it: backend qube, port and identity (`*` = any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualDevice {
+    /// Backend qube name.
+    pub backend: String,
+    /// Port id (`*` = any).
+    pub port_id: String,
+    /// Device identity (`*` = any).
+    pub device_id: String,
+}
+
+impl VirtualDevice {
+    /// Parses the qrexec argument form `<backend>+<port_id>[+<device_id with : as +>]`.
+    /// A missing `+` is a generic failure, as the reference's unpacking error is.
+    pub fn from_qarg(arg: &str) -> Result<VirtualDevice, QubesError> {
+        let (backend, rest) = arg
+            .split_once('+')
+            .ok_or_else(|| QubesError::silent(format!("device argument without '+': {arg}")))?;
+        let rest = rest.replace('+', ":");
+        let (port, devid) = rest.split_once(':').unwrap_or((rest.as_str(), ""));
+        let port_id = if port == "_" { "*" } else { port };
+        let device_id = match devid {
+            "" | "_" => "*".to_string(),
+            d => d.replace("_______", "?******"),
+        };
+        Ok(VirtualDevice {
+            backend: backend.to_string(),
+            port_id: port_id.to_string(),
+            device_id,
+        })
+    }
+
+    /// Python `str()`: `<backend>:<port_id>:<device_id>` (event arguments, messages).
+    pub fn display(&self) -> String {
+        format!("{}:{}:{}", self.backend, self.port_id, self.device_id)
+    }
+
+    /// Same port and identity (the reference's equality of devices and assignments).
+    pub fn same(&self, other: &VirtualDevice) -> bool {
+        self == other
+    }
+}
+
+/// Characters allowed in a serialized key.
+fn key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&()*+,-./:;<>?@[\\]^_{|}~".contains(c)
+}
+
+/// Characters allowed in a serialized value: key characters, punctuation and space.
+fn value_char(c: char) -> bool {
+    key_char(c) || c == ' ' || c.is_ascii_punctuation()
+}
+
+/// Python's `repr` of the set of offending characters (sorted, so the message is stable).
+fn bad_chars(s: &str, ok: fn(char) -> bool) -> Option<String> {
+    let mut bad: Vec<char> = s.chars().filter(|c| !ok(*c)).collect();
+    if bad.is_empty() {
+        return None;
+    }
+    bad.sort_unstable();
+    bad.dedup();
+    let items: Vec<String> = bad.iter().map(|c| py_repr(&c.to_string())).collect();
+    Some(format!("{{{}}}", items.join(", ")))
+}
+
+fn sanitize(s: &str, ok: fn(char) -> bool, what: &str) -> Result<String, QubesError> {
+    match bad_chars(s, ok) {
+        Some(set) => Err(QubesError::protocol(format!(
+            "Invalid chars in {what}: {set}"
+        ))),
+        None => Ok(s.to_string()),
+    }
+}
+
+/// `'value'` with `'` escaped, as the reference writes values.
+pub fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "\\'"))
+}
+
+/// One `key='value'` pair; characters the format cannot carry become `_` (the reference
+/// fails the whole listing on them).
+pub fn pair(key: &str, value: &str) -> String {
+    let clean: String = value
+        .chars()
+        .map(|c| if value_char(c) { c } else { '_' })
+        .collect();
+    format!("{key}={}", quote(&clean))
+}
+
+/// `key`, `value` pairs in order.
+pub type Pairs = Vec<(String, String)>;
+
+/// Properties and `_options` of a serialization, in payload order (a repeated key keeps its
+/// last value, as a Python dict does). Errors are the reference's `ProtocolError`s.
+pub fn unpack(
+    untrusted: &[u8],
+) -> Result<(Pairs, Pairs), QubesError> {
+    let Ok(text) = std::str::from_utf8(untrusted) else {
+        return Err(non_ascii(untrusted));
+    };
+    if !text.is_ascii() {
+        return Err(non_ascii(untrusted));
+    }
+    let text = text.trim_matches(py_space);
+    let mut props: Pairs = Vec::new();
+    let mut opts: Pairs = Vec::new();
+    if text.is_empty() {
+        return Ok((props, opts));
+    }
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
+    let (first, mut rest) = partition(text, "='");
+    keys.push(sanitize(
+        first.trim_matches(py_space),
+        key_char,
+        "property name",
+    )?);
+    while rest.contains("='") {
+        let (value_key, r) = partition(rest, "='");
+        rest = r;
+        let (value, key) = match value_key.rfind("' ") {
+            Some(i) => (&value_key[..i], &value_key[i + 2..]),
+            None => ("", value_key),
+        };
+        values.push(sanitize(
+            &value.replace("\\'", "'"),
+            value_char,
+            "property value",
+        )?);
+        keys.push(sanitize(
+            key.trim_matches(py_space),
+            key_char,
+            "property name",
+        )?);
+    }
+    // The last value runs to the end, minus its closing quote.
+    let last = rest.get(..rest.len().saturating_sub(1)).unwrap_or("");
+    values.push(sanitize(
+        &last.replace("\\'", "'"),
+        value_char,
+        "property value",
+    )?);
+    for (k, v) in keys.into_iter().zip(values) {
+        let (list, k) = match k.strip_prefix('_') {
+            Some(o) => (&mut opts, o.to_string()),
+            None => (&mut props, k),
+        };
+        match list.iter_mut().find(|(have, _)| *have == k) {
+            Some(entry) => entry.1 = v,
+            None => list.push((k, v)),
+        }
+    }
+    Ok((props, opts))
+}
+
+/// ASCII characters Python's `str.strip()` removes.
+fn py_space(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' | '\x1c'..='\x1f'
+    )
+}
+
+/// Python's `str.partition`.
+fn partition<'a>(s: &'a str, sep: &str) -> (&'a str, &'a str) {
+    match s.find(sep) {
+        Some(i) => (&s[..i], &s[i + sep.len()..]),
+        None => (s, ""),
+    }
+}
+
+/// The message of Python's `UnicodeDecodeError` for ASCII, re-raised as a `ProtocolError`.
+fn non_ascii(b: &[u8]) -> QubesError {
+    let pos = b.iter().position(|c| !c.is_ascii()).unwrap_or(0);
+    QubesError::protocol(format!(
+        "'ascii' codec can't decode byte {:#04x} in position {pos}: ordinal not in range(128)",
+        b.get(pos).copied().unwrap_or(0)
+    ))
+}
+
+/// An assignment decoded from an `Assign` or `Attach` payload and checked against the device
+/// the argument names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// The device (identity from the payload when the argument left it open).
+    pub device: VirtualDevice,
+    /// Requested mode (default `manual`).
+    pub mode: Mode,
+    /// `frontend_domain` if given.
+    pub frontend: Option<String>,
+    /// `_options`.
+    pub options: Vec<(String, String)>,
+}
+
+/// `DeviceAssignment.deserialize` (admin-api.md §8.4, Assign): every mismatch is a
+/// `ProtocolError` with the reference's text. `domain_exists` resolves `frontend_domain`.
+pub fn deserialize_assignment(
+    untrusted: &[u8],
+    expected: &VirtualDevice,
+    devclass: &str,
+    domain_exists: impl Fn(&str) -> bool,
+) -> Result<Requested, QubesError> {
+    let (mut props, options) = unpack(untrusted)?;
+    let mut take = |k: &str| {
+        props
+            .iter()
+            .position(|(have, _)| have == k)
+            .map(|i| props.remove(i).1)
+    };
+    if let Some(b) = take("backend_domain")
+        && b != expected.backend
+    {
+        // Sic: no space before "when", as the reference writes it.
+        return Err(QubesError::protocol(format!(
+            "Got device exposed by {b}when expected devices from {}.",
+            expected.backend
+        )));
+    }
+    if let Some(p) = take("port_id")
+        && p != expected.port_id
+    {
+        return Err(QubesError::protocol(format!(
+            "Got device from port: {p} when expected port: {}.",
+            expected.port_id
+        )));
+    }
+    if let Some(c) = take("devclass")
+        && c != devclass
+    {
+        return Err(QubesError::protocol(format!(
+            "Got {c} device when expected {devclass}."
+        )));
+    }
+    let device_id = match take("device_id") {
+        Some(d) if expected.device_id != "*" && d != expected.device_id => {
+            return Err(QubesError::protocol(format!(
+                "Unrecognized device identity '{d}' expected '{}'",
+                expected.device_id
+            )));
+        }
+        Some(d) => d,
+        None => expected.device_id.clone(),
+    };
+    let mode = take("mode");
+    let frontend = take("frontend_domain");
+    if let Some((k, _)) = props.first() {
+        return Err(QubesError::protocol(format!(
+            "DeviceAssignment.__init__() got an unexpected keyword argument {}",
+            py_repr(k)
+        )));
+    }
+    let mode = match mode {
+        None => Mode::Manual,
+        Some(m) => Mode::parse(&m).ok_or_else(|| {
+            QubesError::protocol(format!("{} is not a valid AssignmentMode", py_repr(&m)))
+        })?,
+    };
+    if let Some(f) = &frontend
+        && !domain_exists(f)
+    {
+        return Err(QubesError::protocol(py_repr(f)));
+    }
+    Ok(Requested {
+        device: VirtualDevice {
+            device_id,
+            ..expected.clone()
+        },
+        mode,
+        frontend,
+        options,
+    })
+}
+
+/// Python's repr of an options dict: `{'k': 'v', ...}`.
+pub fn options_repr(options: &[(String, String)]) -> String {
+    let items: Vec<String> = options
+        .iter()
+        .map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v)))
+        .collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(b: &str, p: &str, d: &str) -> VirtualDevice {
+        VirtualDevice {
+            backend: b.into(),
+            port_id: p.into(),
+            device_id: d.into(),
+        }
+    }
+
+    #[test]
+    fn qarg_forms() {
+        assert_eq!(
+            VirtualDevice::from_qarg("dom0+00_1f.3").unwrap(),
+            dev("dom0", "00_1f.3", "*")
+        );
+        assert_eq!(
+            VirtualDevice::from_qarg("dom0+00_1f.3+0x8086+0x51c8++p040300").unwrap(),
+            dev("dom0", "00_1f.3", "0x8086:0x51c8::p040300")
+        );
+        assert_eq!(
+            VirtualDevice::from_qarg("sys-usb+_+_").unwrap(),
+            dev("sys-usb", "*", "*")
+        );
+        assert_eq!(
+            VirtualDevice::from_qarg("dom0+x+0000+0000++_______").unwrap(),
+            dev("dom0", "x", UNKNOWN_ID)
+        );
+        assert!(matches!(
+            VirtualDevice::from_qarg("dom0"),
+            Err(QubesError::Silent(_))
+        ));
+    }
+
+    #[test]
+    fn unpack_reference_examples() {
+        let (p, o) = unpack(
+            b"device_id='*' port_id='00_1f.3' devclass='pci' backend_domain='dom0' mode='required' _no-strict-reset='True'",
+        )
+        .unwrap();
+        assert_eq!(p.len(), 5);
+        assert_eq!(p[4], ("mode".into(), "required".into()));
+        assert_eq!(o, vec![("no-strict-reset".into(), "True".into())]);
+        let (p, _) = unpack(b"product='Qubes O\\'S' name='a b'").unwrap();
+        assert_eq!(p[0].1, "Qubes O'S");
+        assert_eq!(p[1].1, "a b");
+        assert_eq!(unpack(b"  ").unwrap(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn unpack_refusals() {
+        let e = unpack(b"mo de='x'").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ProtocolError: Invalid chars in property name: {' '}"
+        );
+        let e = unpack(b"mode='\x07'").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ProtocolError: Invalid chars in property value: {'\\x07'}"
+        );
+        let e = unpack("mode='é'".as_bytes()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ProtocolError: 'ascii' codec can't decode byte 0xc3 in position 6: ordinal not in range(128)"
+        );
+    }
+
+    #[test]
+    fn assignment_payload_checks() {
+        let exp = dev("dom0", "00_1f.3", "*");
+        let ok = |p: &[u8]| deserialize_assignment(p, &exp, "pci", |n| n == "work");
+        let r = ok(b"device_id='a:b::p040300' mode='required' _no-strict-reset='True'").unwrap();
+        assert_eq!(r.device.device_id, "a:b::p040300");
+        assert_eq!(r.mode, Mode::Required);
+        assert_eq!(ok(b"").unwrap().mode, Mode::Manual);
+        let msg = |p: &[u8]| ok(p).unwrap_err().to_string();
+        assert_eq!(
+            msg(b"port_id='00_1f.4'"),
+            "ProtocolError: Got device from port: 00_1f.4 when expected port: 00_1f.3."
+        );
+        assert_eq!(
+            msg(b"backend_domain='sys-usb'"),
+            "ProtocolError: Got device exposed by sys-usbwhen expected devices from dom0."
+        );
+        assert_eq!(
+            msg(b"devclass='usb'"),
+            "ProtocolError: Got usb device when expected pci."
+        );
+        assert_eq!(
+            msg(b"mode='bogus'"),
+            "ProtocolError: 'bogus' is not a valid AssignmentMode"
+        );
+        assert_eq!(
+            msg(b"color='red'"),
+            "ProtocolError: DeviceAssignment.__init__() got an unexpected keyword argument 'color'"
+        );
+        assert_eq!(msg(b"frontend_domain='nope'"), "ProtocolError: 'nope'");
+        let fixed = dev("dom0", "00_1f.3", "a:b::p040300");
+        assert_eq!(
+            deserialize_assignment(b"device_id='c:d::p040300'", &fixed, "pci", |_| true)
+                .unwrap_err()
+                .to_string(),
+            "ProtocolError: Unrecognized device identity 'c:d::p040300' expected 'a:b::p040300'"
+        );
+    }
+
+    #[test]
+    fn options_as_python_dict() {
+        assert_eq!(options_repr(&[]), "{}");
+        assert_eq!(
+            options_repr(&[("no-strict-reset".into(), "True".into())]),
+            "{'no-strict-reset': 'True'}"
+        );
+    }
+}
