@@ -8,7 +8,7 @@
 
 use qubes_api::CallError;
 
-use crate::i18n::tr;
+use crate::i18n::{noop_tr, tr};
 
 /// One known message: exception class, the daemon's text with `{}` for each field, and the
 /// msgid of the sentence shown instead (`{0}`, `{1}`... stand for the fields).
@@ -16,11 +16,6 @@ struct Known {
     kind: &'static str,
     pattern: &'static str,
     sentence: &'static str,
-}
-
-/// Marks a msgid for extraction (`xgettext --keyword=noop_tr`); translated later with [`tr`].
-const fn noop_tr(s: &str) -> &str {
-    s
 }
 
 const CATALOGUE: &[Known] = &[

@@ -24,6 +24,12 @@ pub fn init() {
     let _ = textdomain(DOMAIN);
 }
 
+/// Marks a msgid for extraction (`xgettext --keyword=noop_tr`) where a call to [`tr`] cannot
+/// stand (constant tables); the text is translated later with [`tr`].
+pub const fn noop_tr(s: &str) -> &str {
+    s
+}
+
 /// Translates a message.
 pub fn tr(msgid: &str) -> String {
     gettext(msgid)

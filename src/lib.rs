@@ -4,6 +4,7 @@ pub mod a11y;
 pub mod app;
 pub mod bulk;
 pub mod clone;
+pub mod devices_editor;
 pub mod dialogs;
 pub mod errors;
 pub mod features_editor;

@@ -228,6 +228,8 @@ pub struct Loaded {
     pub features: Vec<(String, String)>,
     /// Firewall rules (API lines); `None` when the daemon has no firewall calls.
     pub firewall: Option<Vec<String>>,
+    /// PCI devices and assignments; `None` when the daemon has no device calls.
+    pub devices: Option<crate::devices_editor::DevicesLoaded>,
 }
 
 /// A change to send: property, value (`None` = reset to default). Properties named
@@ -269,6 +271,8 @@ pub struct Widgets {
     pub features: crate::features_editor::FeatureEditor,
     /// Firewall page.
     pub firewall: crate::firewall_editor::FirewallEditor,
+    /// Devices page.
+    pub devices: crate::devices_editor::DevicesEditor,
     status: gtk::Label,
     apply: gtk::Button,
     filled: bool,
@@ -384,6 +388,7 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
     let mut notes = String::new();
     let mut features = Vec::new();
     let mut firewall = None;
+    let mut devices = None;
     match target {
         Target::Qube(vm) => {
             let labels: Vec<String> = client
@@ -428,6 +433,7 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
                 .call("admin.vm.firewall.Get", vm, "", b"")
                 .ok()
                 .map(|r| r.lines().map(str::to_string).collect());
+            devices = load_devices(client, vm, &props);
             for f in client
                 .call("admin.vm.feature.List", vm, "", b"")
                 .unwrap_or_default()
@@ -506,6 +512,32 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
         notes,
         features,
         firewall,
+        devices,
+    })
+}
+
+/// dom0's PCI devices and the qube's required assignments, whether it runs and whether it is
+/// PVH; `None` when the daemon does not answer the device calls.
+fn load_devices(
+    client: &Client,
+    vm: &str,
+    props: &BTreeMap<String, PropValue>,
+) -> Option<crate::devices_editor::DevicesLoaded> {
+    use crate::devices_editor as de;
+    let available = client
+        .call("admin.vm.device.pci.Available", "dom0", "", b"")
+        .ok()?;
+    let assigned = client
+        .call("admin.vm.device.pci.Assigned", vm, "", b"")
+        .ok()?;
+    let state = client
+        .call("admin.vm.List", vm, "", b"")
+        .unwrap_or_default();
+    Some(de::DevicesLoaded {
+        available: de::parse_available(&available),
+        required: de::parse_required(&assigned),
+        running: !state.contains(" state=Halted "),
+        pvh: props.get("virt_mode").is_some_and(|p| p.value == "pvh"),
     })
 }
 
@@ -530,6 +562,9 @@ pub fn apply(
                     CallError::Empty => tr("The rules were refused: check their syntax."),
                     e => describe(&e),
                 })
+        } else if let Some(port) = prop.strip_prefix("pci:") {
+            crate::devices_editor::apply_change(client, dest, port, value.as_deref().unwrap_or(""))
+                .map_err(|e| describe(&e))
         } else if let Some(vol) = prop.strip_prefix("volume:") {
             resize(client, dest, vol, value.as_deref().unwrap_or(""))
         } else if let Some(f) = prop.strip_prefix("feature:") {
@@ -776,14 +811,17 @@ impl Component for Settings {
         let services = crate::features_editor::FeatureEditor::new(true);
         let features = crate::features_editor::FeatureEditor::new(false);
         let firewall = crate::firewall_editor::FirewallEditor::new();
+        let devices = crate::devices_editor::DevicesEditor::new();
         // Insensitive until the rules are read (a page hidden when added keeps no tab in
         // GTK 4.8 even once shown).
         firewall.root.set_sensitive(false);
+        devices.root.set_sensitive(false);
         if !global {
             notebook.append_page(
                 &firewall.root,
                 Some(&gtk::Label::new(Some(&tr("Firewall")))),
             );
+            notebook.append_page(&devices.root, Some(&gtk::Label::new(Some(&tr("Devices")))));
             notebook.append_page(
                 &services.root,
                 Some(&gtk::Label::new(Some(&tr("Services")))),
@@ -832,6 +870,7 @@ impl Component for Settings {
             services,
             features,
             firewall,
+            devices,
             status,
             apply: apply_button,
             filled: false,
@@ -911,6 +950,8 @@ impl Component for Settings {
             format!("{}: {e}", tr("Notes"))
         } else if let Some(e) = self.errors.get("firewall") {
             format!("{}: {e}", tr("Firewall"))
+        } else if let Some((k, e)) = self.errors.iter().find(|(k, _)| k.starts_with("pci:")) {
+            format!("{} {}: {e}", tr("PCI device"), k.trim_start_matches("pci:"))
         } else if let Some((k, e)) = self.errors.iter().find(|(k, _)| k.starts_with("feature:")) {
             format!("{}: {e}", k.trim_start_matches("feature:"))
         } else if self.applied {
@@ -1019,6 +1060,10 @@ fn fill(loaded: &Loaded, w: &Widgets) {
         w.firewall.fill(rules);
     }
     w.firewall.root.set_sensitive(loaded.firewall.is_some());
+    if let Some(d) = &loaded.devices {
+        w.devices.fill(d);
+    }
+    w.devices.root.set_sensitive(loaded.devices.is_some());
 }
 
 /// What Apply sends (used by the Apply handler and the tests).
@@ -1034,6 +1079,9 @@ pub fn pending(model: &Settings, w: &Widgets) -> (Vec<Change>, Option<String>) {
     let notes = (!global && text != loaded.notes).then_some(text);
     let mut changes = collect_changes(loaded, w);
     if !global {
+        if let Some(d) = &loaded.devices {
+            changes.extend(w.devices.changes(d));
+        }
         changes.extend(w.services.changes(&loaded.features));
         changes.extend(w.features.changes(&loaded.features));
         if let Some(old) = &loaded.firewall {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client;
+pub mod device_format;
 pub mod exc;
 pub mod framing;
 pub mod transport;

@@ -15,7 +15,8 @@ use crate::core::{Ctx, Reply};
 use crate::handlers::{empty, lines, ok};
 use crate::model::{Class, DeviceClassXml, DeviceXml, Domain, PowerState, State};
 use pci::PciDevice;
-use protocol::{Mode, VirtualDevice, pair};
+use protocol::{Mode, VirtualDevice};
+use qubes_api::device_format::pair;
 
 /// Device classes qubesd serves (also `admin.deviceclass.List`).
 pub const CLASSES: &[&str] = &["block", "pci"];
