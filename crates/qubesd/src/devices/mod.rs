@@ -280,9 +280,25 @@ pub(crate) fn assigned(c: &mut Ctx) -> Result<Reply, QubesError> {
     ok(sorted_lines(entries))
 }
 
+/// A device attached to a running qube.
+struct Attached {
+    /// The assignment it fulfils, or a manual one.
+    stored: Stored,
+    /// Whether listings name the frontend (see [`DeviceXml::frontend_shown`]).
+    frontend_shown: bool,
+    /// The host device, if libvirt still describes it.
+    pci: Option<PciDevice>,
+}
+
 /// What is attached to a running qube: PCI devices from its live domain, each with the
-/// assignment it fulfils or as a manual attachment.
-fn attached_list(c: &Ctx, d: &Domain, class: &str) -> Result<Vec<(Stored, bool)>, QubesError> {
+/// assignment it fulfils or as a manual attachment. `host` is dom0's device list when the
+/// caller has read it already; otherwise it is read only if something is attached.
+fn attached_list(
+    c: &Ctx,
+    d: &Domain,
+    class: &str,
+    host: Option<&[PciDevice]>,
+) -> Result<Vec<Attached>, QubesError> {
     if class != "pci" || d.class == Class::AdminVM || d.class == Class::RemoteVM || !d.is_active() {
         return Ok(Vec::new());
     }
@@ -296,12 +312,20 @@ fn attached_list(c: &Ctx, d: &Domain, class: &str) -> Result<Vec<(Stored, bool)>
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let host = host_pci(c)?;
+    let read;
+    let host = match host {
+        Some(h) => h,
+        None => {
+            read = host_pci(c)?;
+            &read
+        }
+    };
     let assigned = assignments(c.st, d, class);
     Ok(names
         .iter()
         .map(|n| {
-            let dev = match host.iter().find(|p| p.libvirt_name == *n) {
+            let pci = host.iter().find(|p| p.libvirt_name == *n).cloned();
+            let dev = match &pci {
                 Some(p) => pci_as_device(p),
                 None => VirtualDevice {
                     backend: "dom0".into(),
@@ -310,7 +334,7 @@ fn attached_list(c: &Ctx, d: &Domain, class: &str) -> Result<Vec<(Stored, bool)>
                     device_id: protocol::UNKNOWN_ID.into(),
                 },
             };
-            match assigned.iter().find(|s| s.device == dev) {
+            let (stored, frontend_shown) = match assigned.iter().find(|s| s.device == dev) {
                 Some(s) => (s.clone(), s.frontend_shown),
                 None => (
                     Stored {
@@ -321,6 +345,11 @@ fn attached_list(c: &Ctx, d: &Domain, class: &str) -> Result<Vec<(Stored, bool)>
                     },
                     true,
                 ),
+            };
+            Attached {
+                stored,
+                frontend_shown,
+                pci,
             }
         })
         .collect())
@@ -331,11 +360,14 @@ pub(crate) fn attached(c: &mut Ctx) -> Result<Reply, QubesError> {
     let class = class_of(c.method);
     let sel = select(&c.arg)?;
     let d = c.dest_domain().clone();
-    let list = filter_selected(attached_list(c, &d, class)?, &sel, |(s, _)| &s.device)?;
+    let list = filter_selected(attached_list(c, &d, class, None)?, &sel, |a| {
+        &a.stored.device
+    })?;
     let entries = list
         .iter()
-        .map(|(s, shown)| {
-            let frontend = shown.then_some(d.name.as_str());
+        .map(|a| {
+            let s = &a.stored;
+            let frontend = a.frontend_shown.then_some(d.name.as_str());
             assignment_line(class, &s.device, s.mode, frontend, &s.options)
         })
         .collect();
@@ -521,10 +553,7 @@ pub(crate) fn attach(c: &mut Ctx) -> Result<Reply, QubesError> {
             ));
         };
         let iface = p.interface();
-        let hit = denied
-            .as_bytes()
-            .chunks(7)
-            .any(|pat| interface_matches(&String::from_utf8_lossy(pat), &iface));
+        let hit = interface_codes(&denied).any(|pat| interface_matches(pat, &iface));
         if hit {
             return Err(QubesError::denied(format!(
                 "Device exposes a banned interface: {} device",
@@ -542,10 +571,7 @@ pub(crate) fn attach(c: &mut Ctx) -> Result<Reply, QubesError> {
     let want = &req.device;
     let matching: Vec<&PciDevice> = host
         .iter()
-        .filter(|p| {
-            (want.port_id == "*" || want.port_id == p.port_id)
-                && (want.device_id == "*" || want.device_id == p.device_id())
-        })
+        .filter(|p| want.matches(&p.port_id, &p.device_id()))
         .collect();
     let [device] = matching.as_slice() else {
         return Err(QubesError::protocol(format!(
@@ -553,9 +579,9 @@ pub(crate) fn attach(c: &mut Ctx) -> Result<Reply, QubesError> {
         )));
     };
     let vdev = pci_as_device(device);
-    if attached_list(c, &d, class)?
+    if attached_list(c, &d, class, Some(&host))?
         .iter()
-        .any(|(s, _)| s.device == vdev)
+        .any(|a| a.stored.device == vdev)
     {
         return Err(QubesError::new(
             ExcKind::DeviceAlreadyAttached,
@@ -603,10 +629,10 @@ pub(crate) fn detach(c: &mut Ctx) -> Result<Reply, QubesError> {
     let dev = device_arg(c)?;
     let d = c.dest_domain().clone();
     supports_devices(&d)?;
-    let attached = attached_list(c, &d, class)?;
-    let Some((found, _)) = attached
+    let attached = attached_list(c, &d, class, None)?;
+    let Some(found) = attached
         .iter()
-        .find(|(s, _)| s.device.port_id == dev.port_id)
+        .find(|a| a.stored.device.port_id == dev.port_id)
     else {
         return Err(QubesError::new(
             ExcKind::DeviceNotAssigned,
@@ -616,11 +642,11 @@ pub(crate) fn detach(c: &mut Ctx) -> Result<Reply, QubesError> {
             )),
         ));
     };
+    let on = &found.stored.device;
     let required = assignments(c.st, &d, class).into_iter().any(|s| {
         s.mode == Mode::Required
-            && s.device.backend == found.device.backend
-            && (s.device.port_id == "*" || s.device.port_id == found.device.port_id)
-            && (s.device.device_id == "*" || s.device.device_id == found.device.device_id)
+            && s.device.backend == on.backend
+            && s.device.matches(&on.port_id, &on.device_id)
     });
     if required && d.power != PowerState::Halted {
         return Err(QubesError::new(
@@ -628,17 +654,13 @@ pub(crate) fn detach(c: &mut Ctx) -> Result<Reply, QubesError> {
             "Can not detach a required device from a non halted qube. You need to unassign device first.",
         ));
     }
-    let port = format!("{}:{}", found.device.backend, found.device.port_id);
+    let port = format!("{}:{}", on.backend, on.port_id);
     c.fire_sticky(
         &d.name,
         format!("device-pre-detach:{class}"),
         &[("port", &port)],
     );
-    let host = host_pci(c)?;
-    if let (Some(hv), Some(p)) = (
-        c.hv.clone(),
-        host.iter().find(|p| p.port_id == found.device.port_id),
-    ) {
+    if let (Some(hv), Some(p)) = (c.hv.clone(), &found.pci) {
         hv.detach_device(&d.name, &p.hostdev_xml(hv.domain_type(), &[]))
             .map_err(|e| {
                 QubesError::qubes(format!("Failed to detach PCI device {}: {e}", p.port_id))
@@ -656,12 +678,15 @@ pub(crate) fn detach(c: &mut Ctx) -> Result<Reply, QubesError> {
 pub(crate) fn denied_list(c: &mut Ctx) -> Result<Reply, QubesError> {
     let d = c.dest_domain();
     let v = crate::props::vm_get(c.st, d, "devices_denied").unwrap_or_default();
-    let codes: Vec<&str> = v
-        .as_bytes()
+    ok(interface_codes(&v).collect::<Vec<_>>().join("\n"))
+}
+
+/// The 7-character interface codes of an ASCII concatenation (`devices_denied`, which its
+/// setter keeps to whole codes, or a payload whose length was checked).
+fn interface_codes(s: &str) -> impl Iterator<Item = &str> {
+    s.as_bytes()
         .chunks(7)
         .map(|ch| std::str::from_utf8(ch).unwrap_or(""))
-        .collect();
-    ok(codes.join("\n"))
 }
 
 /// Splits a payload of concatenated 7-character codes (the reference's messages).
@@ -677,11 +702,7 @@ fn codes(untrusted: &[u8]) -> Result<Vec<String>, QubesError> {
             text.len()
         )));
     }
-    Ok(text
-        .as_bytes()
-        .chunks(7)
-        .map(|ch| String::from_utf8_lossy(ch).into_owned())
-        .collect())
+    Ok(interface_codes(text).map(str::to_string).collect())
 }
 
 fn no_duplicates(codes: &[String]) -> Result<(), QubesError> {
@@ -728,11 +749,8 @@ pub(crate) fn denied_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
     }
     let remove = codes(&c.untrusted_payload)?;
     no_duplicates(&remove)?;
-    let kept: String = prev
-        .as_bytes()
-        .chunks(7)
-        .map(|ch| String::from_utf8_lossy(ch).into_owned())
-        .filter(|code| !remove.contains(code))
+    let kept: String = interface_codes(&prev)
+        .filter(|code| !remove.iter().any(|r| r == code))
         .collect();
     if kept == prev {
         return empty();
@@ -779,10 +797,7 @@ pub fn required_at_start(
         {
             let found: Vec<&PciDevice> = if *cls == "pci" && s.device.backend == "dom0" {
                 host.iter()
-                    .filter(|p| {
-                        (s.device.port_id == "*" || s.device.port_id == p.port_id)
-                            && (s.device.device_id == "*" || s.device.device_id == p.device_id())
-                    })
+                    .filter(|p| s.device.matches(&p.port_id, &p.device_id()))
                     .collect()
             } else {
                 Vec::new()

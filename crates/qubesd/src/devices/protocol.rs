@@ -77,9 +77,11 @@ impl VirtualDevice {
         format!("{}:{}:{}", self.backend, self.port_id, self.device_id)
     }
 
-    /// Same port and identity (the reference's equality of devices and assignments).
-    pub fn same(&self, other: &VirtualDevice) -> bool {
-        self == other
+    /// Whether this device, `*` matching anything, names the one on `port_id` with
+    /// `device_id` (the reference's `DeviceAssignment.matches`, backend compared by callers).
+    pub fn matches(&self, port_id: &str, device_id: &str) -> bool {
+        (self.port_id == "*" || self.port_id == port_id)
+            && (self.device_id == "*" || self.device_id == device_id)
     }
 }
 
