@@ -52,6 +52,15 @@ pub struct DevicesLoaded {
     pub pvh: bool,
 }
 
+impl DevicesLoaded {
+    /// The required assignment a device fulfils, if any.
+    pub fn required_for(&self, e: &PciEntry) -> Option<&Required> {
+        self.required
+            .iter()
+            .find(|r| r.port_id == e.port_id && (r.device_id == "*" || r.device_id == e.device_id))
+    }
+}
+
 /// Parses the lines of `admin.vm.device.pci.Available` (dom0).
 pub fn parse_available(text: &str) -> Vec<PciEntry> {
     text.lines()
@@ -243,9 +252,7 @@ impl DevicesEditor {
                 &no_strict_reset,
                 &format!("{} {}", tr("No strict reset for"), entry.port_id),
             );
-            let assigned = loaded.required.iter().find(|r| {
-                r.port_id == entry.port_id && (r.device_id == "*" || r.device_id == entry.device_id)
-            });
+            let assigned = loaded.required_for(entry);
             connected.set_active(assigned.is_some());
             no_strict_reset.set_active(assigned.is_some_and(|r| r.no_strict_reset));
             no_strict_reset.set_sensitive(assigned.is_some());
@@ -342,9 +349,7 @@ impl DevicesEditor {
         let mut out = Vec::new();
         for r in self.rows.borrow().iter() {
             let e = &r.entry;
-            let old = loaded.required.iter().find(|x| {
-                x.port_id == e.port_id && (x.device_id == "*" || x.device_id == e.device_id)
-            });
+            let old = loaded.required_for(e);
             let on = r.connected.is_active();
             let nsr = on && r.no_strict_reset.is_active();
             let key = format!("pci:{}", e.port_id);

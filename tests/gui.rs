@@ -268,6 +268,16 @@ fn open_settings(f: &Fixture, vm: &str) {
     spin_until(1, || false);
 }
 
+/// Presses Apply in the open settings dialog and waits until every change is applied.
+fn apply_settings(f: &Fixture) {
+    with_settings(f, |s| s.emit(qubes_qube_manager::settings::Msg::Apply));
+    assert!(
+        spin_until(10, || with_settings(f, |s| s.model().applied)),
+        "{:?}",
+        with_settings(f, |s| s.model().errors.clone())
+    );
+}
+
 /// Runs `op` on the open settings dialog; the borrow ends before the main loop runs again.
 fn with_settings<R>(
     f: &Fixture,
@@ -339,12 +349,7 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         })
         .unwrap();
     label.set_selected(green);
-    with_settings(&f, |s| s.emit(S::Apply));
-    assert!(
-        spin_until(10, || with_settings(&f, |s| s.model().applied)),
-        "{:?}",
-        with_settings(&f, |s| s.model().errors.clone())
-    );
+    apply_settings(&f);
     assert_eq!(
         f.core
             .call_raw("admin.vm.property.Get", "work", "memory", b"")
@@ -1136,12 +1141,7 @@ fn global_settings_and_services() {
     services.add_name.emit_activate();
     features.remove("os");
     features.add("gui-emulated", "1");
-    with_settings(&f, |s| s.emit(S::Apply));
-    assert!(
-        spin_until(10, || with_settings(&f, |s| s.model().applied)),
-        "{:?}",
-        with_settings(&f, |s| s.model().errors.clone())
-    );
+    apply_settings(&f);
     let feature = |name: &str| {
         String::from_utf8(
             f.core
@@ -1176,12 +1176,7 @@ fn global_settings_and_services() {
         ))));
     spin_until(2, || false);
     size.set_text("3072");
-    with_settings(&f, |s| s.emit(S::Apply));
-    assert!(
-        spin_until(10, || with_settings(&f, |s| s.model().applied)),
-        "{:?}",
-        with_settings(&f, |s| s.model().errors.clone())
-    );
+    apply_settings(&f);
     assert!(
         String::from_utf8(
             f.core
@@ -1219,12 +1214,7 @@ fn firewall_page_limits_connections() {
     fw.add_rule
         .set_text("action=accept dsthost=qubes-os.org proto=tcp dstports=443");
     fw.add_rule.emit_activate();
-    with_settings(&f, |s| s.emit(S::Apply));
-    assert!(
-        spin_until(10, || with_settings(&f, |s| s.model().applied)),
-        "{:?}",
-        with_settings(&f, |s| s.model().errors.clone())
-    );
+    apply_settings(&f);
     assert_eq!(
         f.core
             .call_raw("admin.vm.firewall.Get", "personal", "", b"")
@@ -1287,12 +1277,7 @@ fn devices_page_assigns_pci_devices() {
     assert!(spin_until(2, || dev.visible_ports() == ["00_1f.3"]));
     dev.kind.set_selected(0);
     dev.set_connected("00_1f.3", true, true);
-    with_settings(&f, |s| s.emit(S::Apply));
-    assert!(
-        spin_until(10, || with_settings(&f, |s| s.model().applied)),
-        "{:?}",
-        with_settings(&f, |s| s.model().errors.clone())
-    );
+    apply_settings(&f);
     assert_eq!(
         f.core
             .call_raw("admin.vm.device.pci.Assigned", "personal", "", b"")
