@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use qubes_api::{CallError, Client, PropValue, VmEntry};
+use qubes_api::{CallError, Client, PropValue};
 use relm4::adw;
 use relm4::adw::prelude::*;
 use relm4::gtk;
@@ -18,11 +18,9 @@ use relm4::prelude::*;
 use relm4::typed_view::column::TypedColumnView;
 
 use crate::i18n::tr;
-use crate::model::{Change, Column, QubeInfo, Show, WATCHED_FEATURES, change_for, listed};
+use crate::loader::{LoadedAll, load_all, read_qube, shutdown_timeout, wait_halted};
+use crate::model::{Change, Column, QubeInfo, Show, change_for, listed};
 use crate::table::{QubeRow, new_table};
-
-/// Largest number of concurrent GetAll calls during the initial load.
-const LOAD_PARALLELISM: usize = 8;
 
 /// Lifecycle actions of the toolbar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +82,8 @@ pub struct AppInit {
     pub client: Client,
     /// What the window remembers between runs.
     pub view_state: crate::view_state::ViewState,
+    /// A qube whose settings open at start (`--settings VM`, as the tray asks).
+    pub open_settings: Option<String>,
 }
 
 /// Messages to the window.
@@ -430,31 +430,6 @@ impl App {
     }
 }
 
-/// The qube's `shutdown_timeout` in seconds (60 if it cannot be read).
-fn shutdown_timeout(c: &Client, vm: &str) -> u64 {
-    c.call("admin.vm.property.Get", vm, "shutdown_timeout", b"")
-        .ok()
-        .and_then(|raw| PropValue::parse(&raw).ok())
-        .and_then(|p| p.value.parse::<u64>().ok())
-        .unwrap_or(60)
-}
-
-/// Waits until `vm` is halted, polling its power state, for `timeout` seconds at most.
-/// `Ok(false)` when it is still up then.
-fn wait_halted(c: &Client, vm: &str, timeout: u64) -> Result<bool, CallError> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
-    loop {
-        let state = c.call("admin.vm.CurrentState", vm, "", b"")?;
-        if state.split(' ').any(|kv| kv == "power_state=Halted") {
-            return Ok(true);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// What a shutdown (or the first half of a restart) came to.
 fn after_shutdown(c: &Client, vm: &str, restart: bool) -> Option<Msg> {
     match wait_halted(c, vm, shutdown_timeout(c, vm)) {
@@ -483,56 +458,6 @@ fn show_title(show: Show) -> String {
         Show::Standalone => tr("Standalone qubes"),
         Show::User => tr("My qubes"),
     }
-}
-
-/// Reads label colours and every qube (GetAll with bounded parallelism).
-/// Labels (name, colour) in index order, and every qube.
-type LoadedAll = (Vec<(String, String)>, Vec<QubeInfo>);
-
-fn load_all(client: &Client) -> Result<LoadedAll, CallError> {
-    let mut colors = Vec::new();
-    for l in client.call("admin.label.List", "dom0", "", b"")?.lines() {
-        if let Ok(c) = client.call("admin.label.Get", "dom0", l, b"") {
-            colors.push((l.to_string(), c));
-        }
-    }
-    let list = client.vm_list()?;
-    let chunk = list.len().div_ceil(LOAD_PARALLELISM).max(1);
-    let infos = std::thread::scope(|s| {
-        let handles: Vec<_> = list
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|e| read_qube(client, e))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .flatten()
-            .collect::<Vec<_>>()
-    });
-    Ok((colors, infos))
-}
-
-fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
-    // A qube removed meanwhile, or hidden by policy, is simply skipped.
-    let mut info = client
-        .property_get_all(&e.name)
-        .ok()
-        .map(|p| QubeInfo::new(e, p))?;
-    // One List per qube; a Get only for the few watched features it actually has.
-    if let Ok(names) = client.call("admin.vm.feature.List", &e.name, "", b"") {
-        for f in names.lines().filter(|f| WATCHED_FEATURES.contains(f)) {
-            if let Ok(v) = client.call("admin.vm.feature.Get", &e.name, f, b"") {
-                info.features.insert(f.to_string(), v);
-            }
-        }
-    }
-    Some(info)
 }
 
 /// Adds the disabled action `qube.<id>`, sending `msg()` when activated, and its menu item.
@@ -660,60 +585,22 @@ fn disk_timer(input: relm4::Sender<Msg>) {
         .expect("spawning the disk usage timer");
 }
 
-/// Follows `admin.Events` forever, reconnecting one second after the stream ends.
+/// Sends the table's changes from `admin.Events` to the window.
 fn follow_events(client: Client, input: relm4::Sender<Msg>) {
-    std::thread::Builder::new()
-        .name("qubes-events".into())
-        .spawn(move || {
-            loop {
-                match client.events("dom0") {
-                    Ok(mut reader) => {
-                        while let Ok(Some(ev)) = reader.next_event() {
-                            let change = change_for(&ev);
-                            if change != Change::None && input.send(Msg::Change(change)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if input.send(Msg::Error(crate::errors::describe(&e))).is_err() {
-                            return;
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-        .expect("spawning the events thread");
+    crate::loader::follow_events(client, move |event| match event {
+        Ok(ev) => {
+            let change = change_for(&ev);
+            change == Change::None || input.send(Msg::Change(change)).is_ok()
+        }
+        Err(e) => input.send(Msg::Error(crate::errors::describe(&e))).is_ok(),
+    });
 }
 
-/// Follows `admin.vm.Stats` for CPU and memory columns, reconnecting after one second.
+/// Sends rounds of `admin.vm.Stats` to the window.
 fn follow_stats(client: Client, input: relm4::Sender<Msg>) {
-    std::thread::Builder::new()
-        .name("qubes-stats".into())
-        .spawn(move || {
-            loop {
-                if let Ok(mut reader) = client.stats("dom0") {
-                    // A round starts with dom0 (lowest id): send the previous one then.
-                    let mut round = Vec::new();
-                    while let Ok(Some(ev)) = reader.next_event() {
-                        if ev.subject == "dom0"
-                            && !round.is_empty()
-                            && input
-                                .send(Msg::StatsRound(std::mem::take(&mut round)))
-                                .is_err()
-                        {
-                            return;
-                        }
-                        if let change @ Change::Stats { .. } = change_for(&ev) {
-                            round.push(change);
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-        .expect("spawning the stats thread");
+    crate::loader::follow_stats(client, move |round| {
+        input.send(Msg::StatsRound(round)).is_ok()
+    });
 }
 
 fn spawn_work(
@@ -1138,6 +1025,9 @@ impl SimpleComponent for App {
         let have_console_tool = find_tool(&init.client, "qvm-console-dispvm").is_some();
         follow_stats(init.client, sender.input_sender().clone());
         disk_timer(sender.input_sender().clone());
+        if let Some(vm) = init.open_settings {
+            sender.input(Msg::OpenSettingsOf(vm));
+        }
         ComponentParts {
             model,
             widgets: Widgets {
@@ -1621,7 +1511,11 @@ fn strip_markup(s: &str) -> String {
 /// Starts the window on `client` (used by `main` and the GUI tests).
 pub fn builder(client: Client, view_state: crate::view_state::ViewState) -> relm4::Controller<App> {
     App::builder()
-        .launch(AppInit { client, view_state })
+        .launch(AppInit {
+            client,
+            view_state,
+            open_settings: None,
+        })
         .detach()
 }
 

@@ -3,6 +3,7 @@
 pub mod a11y;
 pub mod app;
 pub mod bulk;
+pub mod cli;
 pub mod clone;
 pub mod devices_editor;
 pub mod dialogs;
@@ -10,8 +11,10 @@ pub mod errors;
 pub mod features_editor;
 pub mod firewall_editor;
 pub mod i18n;
+pub mod loader;
 pub mod model;
 pub mod renderer;
 pub mod settings;
 pub mod table;
+pub mod tray;
 pub mod view_state;

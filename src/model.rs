@@ -454,8 +454,10 @@ pub enum Change {
 
 /// Properties any column shows or the [`Show`] selector uses.
 pub fn shown(prop: &str) -> bool {
-    matches!(prop, "provides_network" | "template_for_dispvms")
-        || Column::ALL.iter().any(|c| c.property() == Some(prop))
+    matches!(
+        prop,
+        "provides_network" | "template_for_dispvms" | "auto_cleanup" | "is_preload"
+    ) || Column::ALL.iter().any(|c| c.property() == Some(prop))
 }
 
 /// Maps an event to the change it makes to the table.
@@ -511,7 +513,9 @@ pub fn change_for(ev: &Event) -> Change {
     }
     let state = match name {
         "domain-pre-start" => "Transient",
-        "domain-start" | "domain-unpaused" | "domain-resumed" => "Running",
+        "domain-start" | "domain-unpaused" | "domain-resumed" | "domain-shutdown-failed" => {
+            "Running"
+        }
         "domain-paused" => "Paused",
         "domain-pre-shutdown" => "Halting",
         "domain-shutdown" | "domain-start-failed" => "Halted",

@@ -66,6 +66,24 @@ impl Embedded {
         Ok(e)
     }
 
+    /// Also serves the admin socket at `path` (mode 0770), so other programs reach the same
+    /// core: the Qube Manager opened from the demo tray, the real `qvm-*` tools.
+    pub fn serve_admin_socket(&self, path: &std::path::Path) -> io::Result<()> {
+        let _guard = self.runtime.enter();
+        let listener = server::bind(path)?;
+        self.runtime.spawn(server::accept_loop(
+            listener,
+            Socket::Admin,
+            self.shared.clone(),
+        ));
+        Ok(())
+    }
+
+    /// The temporary state directory of a demo core.
+    pub fn demo_dir(&self) -> Option<&std::path::Path> {
+        self._state.as_ref().map(|d| d.path())
+    }
+
     /// A connected stream whose other end the core serves as the admin socket.
     fn connect(&self) -> io::Result<UnixStream> {
         let (ours, theirs) = UnixStream::pair()?;

@@ -1,0 +1,72 @@
+//! `qui-domains`: the Qubes Domains tray item (see [`qubes_qube_manager::tray`]).
+//!
+//! Transport as the Qube Manager's: `--demo`, `--socket PATH` or `QUBESD_SOCKET`,
+//! `--qrexec`, else `/var/run/qubesd.sock` in dom0, else `qrexec-client-vm` in a qube.
+//! With `--demo` the embedded core also listens on `qubesd.sock` in its temporary directory,
+//! so the Qube Manager opened from the tray shows the same system.
+
+use std::ffi::OsString;
+
+use qubes_qube_manager::cli::{self, Daemon};
+use qubes_qube_manager::{i18n, tray};
+
+fn usage() -> ! {
+    eprintln!("usage: qui-domains [--demo | --socket PATH | --qrexec]");
+    std::process::exit(2)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUBES_MANAGER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    i18n::init();
+    let daemon = match cli::from_env() {
+        Ok((daemon, rest)) if rest.is_empty() => daemon,
+        _ => usage(),
+    };
+    let (client, core) = cli::connect(&daemon)?;
+    let manager_args: Vec<OsString> = match (&daemon, &core) {
+        (Daemon::Demo, Some(core)) => match core.demo_dir() {
+            Some(dir) => {
+                let socket = dir.join("qubesd.sock");
+                core.serve_admin_socket(&socket)?;
+                vec!["--socket".into(), socket.into()]
+            }
+            None => Vec::new(),
+        },
+        (Daemon::Socket(path), _) => vec!["--socket".into(), path.into()],
+        _ => vec!["--qrexec".into()],
+    };
+    let options = tray::Options::detect(&client, manager_args);
+    let running = tray::spawn(client, options)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", i18n::tr("Cannot show the tray item")))?;
+    {
+        // SIGTERM / SIGINT: leave the bus cleanly (the item disappears from the tray at once).
+        let sender = running.sender.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                let _ = sender.send(tray::TrayMsg::Quit);
+            });
+        });
+    }
+    running.join();
+    drop(core);
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The command line both programs share: which daemon to talk to.
+//!
+//! `--demo` (an embedded core with a demo system), `--socket PATH` or `QUBESD_SOCKET` (a daemon's
+//! socket), `--qrexec` (`qrexec-client-vm`), else `/var/run/qubesd.sock` in dom0, else
+//! `qrexec-client-vm` in a qube.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use qubes_api::{Client, LocalSocket, Qrexec};
+
+/// The dom0 socket of the Admin API.
+pub const DOM0_SOCKET: &str = "/var/run/qubesd.sock";
+
+/// Where the Admin API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Daemon {
+    /// An embedded core with a demo system in a temporary directory.
+    Demo,
+    /// A daemon's admin socket.
+    Socket(PathBuf),
+    /// `qrexec-client-vm` (inside a qube).
+    Qrexec,
+}
+
+/// The daemon choice and the arguments left for the program, or `Err` with the offending
+/// argument. `env_socket` is `QUBESD_SOCKET`; `dom0` whether [`DOM0_SOCKET`] exists.
+pub fn parse(
+    args: impl IntoIterator<Item = String>,
+    env_socket: Option<PathBuf>,
+    dom0: bool,
+) -> Result<(Daemon, Vec<String>), String> {
+    let mut args = args.into_iter();
+    let mut chosen = None;
+    let mut rest = Vec::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--demo" => chosen = Some(Daemon::Demo),
+            "--qrexec" => chosen = Some(Daemon::Qrexec),
+            "--socket" => match args.next() {
+                Some(p) => chosen = Some(Daemon::Socket(p.into())),
+                None => return Err(a),
+            },
+            _ => rest.push(a),
+        }
+    }
+    let daemon = chosen
+        .or(env_socket.map(Daemon::Socket))
+        .unwrap_or(if dom0 {
+            Daemon::Socket(DOM0_SOCKET.into())
+        } else {
+            Daemon::Qrexec
+        });
+    Ok((daemon, rest))
+}
+
+/// [`parse`] over this process's arguments and environment.
+pub fn from_env() -> Result<(Daemon, Vec<String>), String> {
+    parse(
+        std::env::args().skip(1),
+        std::env::var_os("QUBESD_SOCKET").map(PathBuf::from),
+        std::path::Path::new(DOM0_SOCKET).exists(),
+    )
+}
+
+/// A client for `daemon`, and the embedded core to keep alive while it is used.
+pub fn connect(daemon: &Daemon) -> anyhow::Result<(Client, Option<Arc<qubesd::Embedded>>)> {
+    Ok(match daemon {
+        Daemon::Demo => {
+            let core = Arc::new(qubesd::Embedded::demo()?);
+            (Client::new(core.clone()), Some(core))
+        }
+        Daemon::Socket(path) => (
+            Client::new(Arc::new(LocalSocket { path: path.clone() })),
+            None,
+        ),
+        Daemon::Qrexec => (Client::new(Arc::new(Qrexec::default())), None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn explicit_choice_beats_environment_and_dom0() {
+        let (d, rest) = parse(args(&["--demo", "-x"]), Some("/e".into()), true).unwrap();
+        assert_eq!((d, rest), (Daemon::Demo, args(&["-x"])));
+        let (d, _) = parse(args(&["--socket", "/s"]), Some("/e".into()), true).unwrap();
+        assert_eq!(d, Daemon::Socket("/s".into()));
+        let (d, _) = parse(args(&[]), Some("/e".into()), true).unwrap();
+        assert_eq!(d, Daemon::Socket("/e".into()));
+        let (d, _) = parse(args(&[]), None, true).unwrap();
+        assert_eq!(d, Daemon::Socket(DOM0_SOCKET.into()));
+        let (d, _) = parse(args(&[]), None, false).unwrap();
+        assert_eq!(d, Daemon::Qrexec);
+        assert_eq!(
+            parse(args(&["--socket"]), None, false),
+            Err("--socket".into())
+        );
+    }
+}

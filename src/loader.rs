@@ -1,0 +1,150 @@
+//! Reading qubes from the daemon, shared by the Qube Manager and the tray: the initial load
+//! (labels, `admin.vm.List`, then `GetAll` and the watched features with bounded parallelism)
+//! the event and statistics streams, and waiting for a qube to halt. Blocking: callers run these on worker threads.
+
+use std::time::Duration;
+
+use qubes_api::{CallError, Client, Event, PropValue, VmEntry};
+
+use crate::model::{Change, QubeInfo, WATCHED_FEATURES, change_for};
+
+/// Largest number of concurrent GetAll calls during the initial load.
+const LOAD_PARALLELISM: usize = 8;
+
+/// Reads label colours and every qube (GetAll with bounded parallelism).
+/// Labels (name, colour) in index order, and every qube.
+pub type LoadedAll = (Vec<(String, String)>, Vec<QubeInfo>);
+
+pub fn load_all(client: &Client) -> Result<LoadedAll, CallError> {
+    let mut colors = Vec::new();
+    for l in client.call("admin.label.List", "dom0", "", b"")?.lines() {
+        if let Ok(c) = client.call("admin.label.Get", "dom0", l, b"") {
+            colors.push((l.to_string(), c));
+        }
+    }
+    let list = client.vm_list()?;
+    let chunk = list.len().div_ceil(LOAD_PARALLELISM).max(1);
+    let infos = std::thread::scope(|s| {
+        let handles: Vec<_> = list
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|e| read_qube(client, e))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .flatten()
+            .collect::<Vec<_>>()
+    });
+    Ok((colors, infos))
+}
+
+/// One qube's row: its properties and watched features; `None` if it is gone or hidden.
+pub fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
+    // A qube removed meanwhile, or hidden by policy, is simply skipped.
+    let mut info = client
+        .property_get_all(&e.name)
+        .ok()
+        .map(|p| QubeInfo::new(e, p))?;
+    // One List per qube; a Get only for the few watched features it actually has.
+    if let Ok(names) = client.call("admin.vm.feature.List", &e.name, "", b"") {
+        for f in names.lines().filter(|f| WATCHED_FEATURES.contains(f)) {
+            if let Ok(v) = client.call("admin.vm.feature.Get", &e.name, f, b"") {
+                info.features.insert(f.to_string(), v);
+            }
+        }
+    }
+    Some(info)
+}
+
+/// The qube's `shutdown_timeout` in seconds (60 if it cannot be read).
+pub fn shutdown_timeout(c: &Client, vm: &str) -> u64 {
+    c.call("admin.vm.property.Get", vm, "shutdown_timeout", b"")
+        .ok()
+        .and_then(|raw| PropValue::parse(&raw).ok())
+        .and_then(|p| p.value.parse::<u64>().ok())
+        .unwrap_or(60)
+}
+
+/// Waits until `vm` is halted, polling its power state, for `timeout` seconds at most.
+/// `Ok(false)` when it is still up then.
+pub fn wait_halted(c: &Client, vm: &str, timeout: u64) -> Result<bool, CallError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let state = c.call("admin.vm.CurrentState", vm, "", b"")?;
+        if state.split(' ').any(|kv| kv == "power_state=Halted") {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Follows `admin.Events` on a thread of its own, forever, reconnecting one second after the
+/// stream ends (the new stream starts with `connection-established`). `deliver` gets each event,
+/// or the error when the stream cannot be opened, and returns `false` to stop.
+pub fn follow_events(
+    client: Client,
+    deliver: impl Fn(Result<Event, CallError>) -> bool + Send + 'static,
+) {
+    std::thread::Builder::new()
+        .name("qubes-events".into())
+        .spawn(move || {
+            loop {
+                match client.events("dom0") {
+                    Ok(mut reader) => {
+                        while let Ok(Some(ev)) = reader.next_event() {
+                            if !deliver(Ok(ev)) {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if !deliver(Err(e)) {
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .expect("spawning the events thread");
+}
+
+/// Follows `admin.vm.Stats` on a thread of its own, forever, reconnecting after one second.
+/// `deliver` gets one round of [`Change::Stats`] at a time (every running qube once) and
+/// returns `false` to stop.
+pub fn follow_stats(client: Client, deliver: impl Fn(Vec<Change>) -> bool + Send + 'static) {
+    std::thread::Builder::new()
+        .name("qubes-stats".into())
+        .spawn(move || {
+            loop {
+                if let Ok(mut reader) = client.stats("dom0") {
+                    // A round starts with dom0 (lowest id), or, where policy hides dom0,
+                    // with a qube seen before: deliver the previous round then.
+                    let mut round: Vec<Change> = Vec::new();
+                    while let Ok(Some(ev)) = reader.next_event() {
+                        let new_round = ev.subject == "dom0"
+                            || round.iter().any(
+                                |c| matches!(c, Change::Stats { vm, .. } if *vm == ev.subject),
+                            );
+                        if new_round && !round.is_empty() && !deliver(std::mem::take(&mut round)) {
+                            return;
+                        }
+                        if let change @ Change::Stats { .. } = change_for(&ev) {
+                            round.push(change);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .expect("spawning the stats thread");
+}

@@ -1,0 +1,169 @@
+//! Images the tray sends over D-Bus: a label's colour as a small PNG for menu rows (dbusmenu
+//! takes PNG bytes) and the tray icon as ARGB32 pixmaps (StatusNotifierItem takes raw pixels),
+//! so rows show their qube's label colour and the item has an icon even without the Qubes icon
+//! theme.
+
+/// Side of a label swatch in pixels.
+const SWATCH: u32 = 16;
+
+/// `0xRRGGBB` (the Admin API's label colour) as bytes; `None` if it is not that.
+pub fn parse_colour(untrusted: &str) -> Option<[u8; 3]> {
+    let hex = untrusted.strip_prefix("0x")?;
+    if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let v = u32::from_str_radix(hex, 16).ok()?;
+    Some([(v >> 16) as u8, (v >> 8) as u8, v as u8])
+}
+
+/// A PNG of a rounded square in `rgb` with a dark outline (visible on light and dark menus).
+pub fn swatch_png(rgb: [u8; 3]) -> Vec<u8> {
+    let mut rows = Vec::with_capacity(((SWATCH * 4 + 1) * SWATCH) as usize);
+    for y in 0..SWATCH {
+        rows.push(0); // filter: none
+        for x in 0..SWATCH {
+            rows.extend_from_slice(&swatch_pixel(x, y, rgb));
+        }
+    }
+    png(SWATCH, SWATCH, &rows)
+}
+
+fn swatch_pixel(x: u32, y: u32, rgb: [u8; 3]) -> [u8; 4] {
+    let edge = |v: u32| v == 1 || v == SWATCH - 2;
+    let outside = |v: u32| v == 0 || v == SWATCH - 1;
+    let corner = (x <= 1 || x >= SWATCH - 2) && (y <= 1 || y >= SWATCH - 2);
+    if outside(x) || outside(y) || corner {
+        [0, 0, 0, 0]
+    } else if edge(x) || edge(y) {
+        [0x30, 0x30, 0x30, 0xff]
+    } else {
+        [rgb[0], rgb[1], rgb[2], 0xff]
+    }
+}
+
+/// The tray icon at `size` pixels: a blue rounded tile with a white cube outline. ARGB32 in
+/// network byte order, as StatusNotifierItem's `IconPixmap` wants.
+pub fn tray_pixmap(size: i32) -> ksni::Icon {
+    let n = size.max(8) as u32;
+    let mut data = Vec::with_capacity((n * n * 4) as usize);
+    let m = n / 8; // margin of the inner outline
+    for y in 0..n {
+        for x in 0..n {
+            let corner = (x < 2 || x >= n - 2) && (y < 2 || y >= n - 2);
+            let outline = (x >= m && x < n - m && y >= m && y < n - m)
+                && (x < m + 2 || x >= n - m - 2 || y < m + 2 || y >= n - m - 2);
+            let inner = x >= 3 * m && x < n - 3 * m && y >= 3 * m && y < n - 3 * m;
+            let px: [u8; 4] = if corner {
+                [0, 0, 0, 0]
+            } else if outline || inner {
+                [0xff, 0xff, 0xff, 0xff]
+            } else {
+                [0xff, 0x38, 0x74, 0xd8]
+            };
+            data.extend_from_slice(&px);
+        }
+    }
+    ksni::Icon {
+        width: n as i32,
+        height: n as i32,
+        data,
+    }
+}
+
+/// An RGBA PNG of already filtered scanlines, compressed with stored deflate blocks: tiny
+/// images only, so there is no need for a compressor.
+fn png(width: u32, height: u32, filtered: &[u8]) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8 bits, RGBA, deflate, no filter, no interlace
+    chunk(&mut out, b"IHDR", &ihdr);
+    let mut z = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = filtered.chunks(0xffff).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        z.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        z.extend_from_slice(&len.to_le_bytes());
+        z.extend_from_slice(&(!len).to_le_bytes());
+        z.extend_from_slice(block);
+    }
+    z.extend_from_slice(&adler32(filtered).to_be_bytes());
+    chunk(&mut out, b"IDAT", &z);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in data {
+        a = (a + u32::from(x)) % 65521;
+        b = (b + a) % 65521;
+    }
+    (b << 16) | a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_parse_strictly() {
+        assert_eq!(parse_colour("0xcc0000"), Some([0xcc, 0, 0]));
+        assert_eq!(parse_colour("0x73d216"), Some([0x73, 0xd2, 0x16]));
+        for bad in ["cc0000", "0xcc00", "0x+c0000", "0xgg0000", "0xcc00000"] {
+            assert_eq!(parse_colour(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn checksums_match_known_values() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+    }
+
+    #[test]
+    fn swatch_is_a_png_with_the_colour_inside() {
+        let png = swatch_png([0x12, 0x34, 0x56]);
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        assert_eq!(&png[16..24], &[0, 0, 0, 16, 0, 0, 0, 16]);
+        assert!(png.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82]));
+        // Stored deflate: the centre pixel's bytes appear as they are.
+        assert!(png.windows(4).any(|w| w == [0x12, 0x34, 0x56, 0xff]));
+    }
+
+    #[test]
+    fn tray_icon_has_every_pixel() {
+        let icon = tray_pixmap(22);
+        assert_eq!(
+            (icon.width, icon.height, icon.data.len()),
+            (22, 22, 22 * 22 * 4)
+        );
+        assert_eq!(&icon.data[..4], &[0, 0, 0, 0]); // transparent corner
+    }
+}

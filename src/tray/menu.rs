@@ -1,0 +1,518 @@
+//! The tray's menu as data: built from [`Domains`] on every change, then handed to the
+//! StatusNotifierItem service ([`super::sni`]), which sends hosts only what differs.
+//!
+//! Layout (after the reference domains widget, with its users' requests): a summary line with
+//! totals, dom0, every running qube with its memory and CPU and a submenu of what can be done
+//! in its state, "Start a qube" with the halted ones (QubesOS/qubes-issues#6007), and "Open
+//! Qube Manager".
+
+use crate::i18n::{tr, tr_count};
+use crate::model::QubeInfo;
+
+use super::state::Domains;
+
+/// Something the user asked for from the menu or a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `admin.vm.Start`.
+    Start(String),
+    /// `admin.vm.Pause`.
+    Pause(String),
+    /// `admin.vm.Unpause`.
+    Unpause(String),
+    /// `admin.vm.Shutdown`.
+    Shutdown(String),
+    /// `admin.vm.Shutdown force` (the qube still serves others).
+    ForceShutdown(String),
+    /// Forced shutdown, wait until halted, start.
+    Restart(String),
+    /// `admin.vm.Kill`.
+    Kill(String),
+    /// Unpause every paused qube.
+    UnpauseAll,
+    /// The qube's settings in the Qube Manager.
+    Settings(String),
+    /// A terminal in the qube (`qubes.StartApp+qubes-run-terminal`).
+    Terminal(String),
+    /// A file manager in the qube (`qubes.StartApp+qubes-open-file-manager`).
+    FileManager(String),
+    /// The Qube Manager.
+    OpenManager,
+}
+
+impl Command {
+    /// The key of a notification action for this command.
+    pub fn key(&self) -> String {
+        let verb = match self {
+            Command::Start(_) => "start",
+            Command::Pause(_) => "pause",
+            Command::Unpause(_) => "unpause",
+            Command::Shutdown(_) => "shutdown",
+            Command::ForceShutdown(_) => "force-shutdown",
+            Command::Restart(_) => "restart",
+            Command::Kill(_) => "kill",
+            Command::Settings(_) => "settings",
+            Command::Terminal(_) => "terminal",
+            Command::FileManager(_) => "files",
+            Command::UnpauseAll => "unpause-all",
+            Command::OpenManager => "manager",
+        };
+        match self.qube() {
+            Some(vm) => format!("{verb}:{vm}"),
+            None => verb.to_string(),
+        }
+    }
+
+    /// The command of a notification action key (which comes from another program: only the
+    /// forms [`Command::key`] makes are accepted).
+    pub fn from_key(untrusted: &str) -> Option<Command> {
+        match untrusted {
+            "unpause-all" => return Some(Command::UnpauseAll),
+            "manager" => return Some(Command::OpenManager),
+            _ => {}
+        }
+        let (verb, vm) = untrusted.split_once(':')?;
+        let valid = !vm.is_empty()
+            && vm.len() <= 31
+            && vm
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return None;
+        }
+        let vm = vm.to_string();
+        Some(match verb {
+            "start" => Command::Start(vm),
+            "pause" => Command::Pause(vm),
+            "unpause" => Command::Unpause(vm),
+            "shutdown" => Command::Shutdown(vm),
+            "force-shutdown" => Command::ForceShutdown(vm),
+            "restart" => Command::Restart(vm),
+            "kill" => Command::Kill(vm),
+            "settings" => Command::Settings(vm),
+            "terminal" => Command::Terminal(vm),
+            "files" => Command::FileManager(vm),
+            _ => return None,
+        })
+    }
+
+    /// The qube it acts on.
+    pub fn qube(&self) -> Option<&str> {
+        match self {
+            Command::Start(vm)
+            | Command::Pause(vm)
+            | Command::Unpause(vm)
+            | Command::Shutdown(vm)
+            | Command::ForceShutdown(vm)
+            | Command::Restart(vm)
+            | Command::Kill(vm)
+            | Command::Settings(vm)
+            | Command::Terminal(vm)
+            | Command::FileManager(vm) => Some(vm),
+            Command::UnpauseAll | Command::OpenManager => None,
+        }
+    }
+
+    /// The heading of a notification when the command fails.
+    pub fn failure(&self) -> String {
+        let text = match self {
+            Command::Start(_) => tr("Starting %s failed"),
+            Command::Pause(_) => tr("Pausing %s failed"),
+            Command::Unpause(_) => tr("Unpausing %s failed"),
+            Command::Shutdown(_) | Command::ForceShutdown(_) => tr("Shutting down %s failed"),
+            Command::Restart(_) => tr("Restarting %s failed"),
+            Command::Kill(_) => tr("Killing %s failed"),
+            Command::Settings(_) | Command::Terminal(_) | Command::FileManager(_) => {
+                tr("Opening a program for %s failed")
+            }
+            Command::UnpauseAll => tr("Unpausing the qubes failed"),
+            Command::OpenManager => tr("Opening the Qube Manager failed"),
+        };
+        text.replacen("%s", self.qube().unwrap_or_default(), 1)
+    }
+}
+
+/// What this system lets the tray do besides Admin API calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Abilities {
+    /// Programs can be started in qubes (a qrexec client is at hand on a real system).
+    pub run_in_qubes: bool,
+    /// The Qube Manager can be opened.
+    pub manager: bool,
+}
+
+/// One menu row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A line between groups.
+    Separator,
+    /// A row; with children it opens a submenu.
+    Item {
+        /// Text (shown as it is: the SNI layer escapes mnemonics).
+        label: String,
+        /// Whether it can be activated.
+        enabled: bool,
+        /// The colour of the qube's label (`0xRRGGBB`), drawn as a swatch.
+        colour: Option<String>,
+        /// What activating it does.
+        command: Option<Command>,
+        /// Submenu rows.
+        children: Vec<Entry>,
+    },
+}
+
+impl Entry {
+    fn action(label: String, command: Command) -> Entry {
+        Entry::Item {
+            label,
+            enabled: true,
+            colour: None,
+            command: Some(command),
+            children: Vec::new(),
+        }
+    }
+
+    fn note(label: String) -> Entry {
+        Entry::Item {
+            label,
+            enabled: false,
+            colour: None,
+            command: None,
+            children: Vec::new(),
+        }
+    }
+
+    /// The row's label (empty for a separator).
+    pub fn label(&self) -> &str {
+        match self {
+            Entry::Separator => "",
+            Entry::Item { label, .. } => label,
+        }
+    }
+
+    /// The submenu rows.
+    pub fn children(&self) -> &[Entry] {
+        match self {
+            Entry::Separator => &[],
+            Entry::Item { children, .. } => children,
+        }
+    }
+}
+
+/// Memory in MiB as the rows show it.
+fn mib(kib: u64) -> String {
+    format!("{} MiB", kib / 1024)
+}
+
+/// "work — 400 MiB · 3 %", with the state when it is not plainly running.
+pub fn row_label(q: &QubeInfo) -> String {
+    let mut parts = Vec::new();
+    match q.state.as_str() {
+        "Running" => {}
+        "Paused" | "Suspended" => parts.push(tr("paused")),
+        "Transient" => parts.push(tr("starting")),
+        "Halting" => parts.push(tr("shutting down")),
+        other => parts.push(other.to_string()),
+    }
+    if let Some((cpu, kib)) = q.stats {
+        parts.push(mib(kib));
+        parts.push(format!("{cpu} %"));
+    }
+    if parts.is_empty() {
+        q.name.clone()
+    } else {
+        format!("{} \u{2014} {}", q.name, parts.join(" \u{b7} "))
+    }
+}
+
+/// The summary line: running qubes and their memory and CPU together.
+pub fn summary(domains: &Domains) -> String {
+    let (n, kib, cpu) = domains.totals();
+    // Translators: the tray's first line; {count} is "N qubes", then memory and CPU use.
+    tr("{count} running \u{b7} {memory} \u{b7} {cpu} % CPU")
+        .replacen("{count}", &tr_count(n), 1)
+        .replacen("{memory}", &mib(kib), 1)
+        .replacen("{cpu}", &cpu.to_string(), 1)
+}
+
+/// What a qube's submenu offers in its state.
+fn qube_menu(q: &QubeInfo, internal: bool, can: Abilities) -> Vec<Entry> {
+    let vm = || q.name.clone();
+    let mut out = Vec::new();
+    let settings = || Entry::action(tr("Settings"), Command::Settings(vm()));
+    if internal {
+        out.push(Entry::note(tr("Internal qube")));
+        if q.state == "Running" {
+            out.push(Entry::action(tr("Shut down"), Command::Shutdown(vm())));
+        } else {
+            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+        }
+        return out;
+    }
+    if q.outdated {
+        out.push(Entry::note(tr("Restart to apply changes of the template")));
+    }
+    let updates = q
+        .features
+        .get("updates-available")
+        .is_some_and(|v| !v.is_empty());
+    if updates && matches!(q.class.as_str(), "TemplateVM" | "StandaloneVM") {
+        out.push(Entry::note(tr("Updates are available")));
+    }
+    if !out.is_empty() {
+        out.push(Entry::Separator);
+    }
+    match q.state.as_str() {
+        "Running" => {
+            if can.run_in_qubes {
+                out.push(Entry::action(
+                    tr("Open file manager"),
+                    Command::FileManager(vm()),
+                ));
+                out.push(Entry::action(tr("Run terminal"), Command::Terminal(vm())));
+            }
+            if can.manager {
+                out.push(settings());
+            }
+            out.push(Entry::Separator);
+            out.push(Entry::action(tr("Emergency pause"), Command::Pause(vm())));
+            out.push(Entry::action(tr("Shut down"), Command::Shutdown(vm())));
+            if !(q.class == "DispVM" && q.flag("auto_cleanup")) {
+                out.push(Entry::action(tr("Restart"), Command::Restart(vm())));
+            }
+            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+        }
+        "Paused" | "Suspended" => {
+            if can.manager {
+                out.push(settings());
+            }
+            out.push(Entry::action(tr("Unpause"), Command::Unpause(vm())));
+            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+        }
+        _ => {
+            if can.manager {
+                out.push(settings());
+            }
+            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+        }
+    }
+    out
+}
+
+/// The whole menu.
+pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
+    let mut out = Vec::new();
+    if !domains.loaded {
+        out.push(Entry::note(tr("Loading qubes\u{2026}")));
+    } else {
+        out.push(Entry::note(summary(domains)));
+        out.push(Entry::Separator);
+        let colour = |q: &QubeInfo| {
+            q.props
+                .get("label")
+                .and_then(|l| domains.colours.get(&l.value))
+                .cloned()
+        };
+        // dom0 (no actions), then the other running qubes.
+        let (admin, others): (Vec<&QubeInfo>, Vec<&QubeInfo>) =
+            domains.running().partition(|q| q.class == "AdminVM");
+        for q in &admin {
+            out.push(Entry::Item {
+                label: row_label(q),
+                enabled: true,
+                colour: colour(q),
+                command: None,
+                children: vec![Entry::note(tr("Administrative domain"))],
+            });
+        }
+        if !admin.is_empty() && !others.is_empty() {
+            out.push(Entry::Separator);
+        }
+        for q in others {
+            out.push(Entry::Item {
+                label: row_label(q),
+                enabled: true,
+                colour: colour(q),
+                command: None,
+                children: qube_menu(q, domains.internal(&q.name), can),
+            });
+        }
+        let halted: Vec<Entry> = domains
+            .qubes
+            .values()
+            .filter(|q| q.state == "Halted" && !matches!(q.class.as_str(), "AdminVM" | "RemoteVM"))
+            .filter(|q| !domains.internal(&q.name))
+            .map(|q| {
+                let blocked = q
+                    .features
+                    .get("prohibit-start")
+                    .is_some_and(|v| !v.is_empty());
+                Entry::Item {
+                    label: if blocked {
+                        format!("{} ({})", q.name, tr("blocked"))
+                    } else {
+                        q.name.clone()
+                    },
+                    enabled: !blocked,
+                    colour: colour(q),
+                    command: Some(Command::Start(q.name.clone())),
+                    children: Vec::new(),
+                }
+            })
+            .collect();
+        if !halted.is_empty() {
+            out.push(Entry::Separator);
+            out.push(Entry::Item {
+                label: tr("Start a qube"),
+                enabled: true,
+                colour: None,
+                command: None,
+                children: halted,
+            });
+        }
+    }
+    if can.manager {
+        out.push(Entry::Separator);
+        out.push(Entry::action(tr("Open Qube Manager"), Command::OpenManager));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Change;
+    use qubes_api::{PropValue, VmEntry};
+
+    fn qube(name: &str, class: &str, state: &str) -> QubeInfo {
+        let entry = VmEntry {
+            name: name.into(),
+            class: class.into(),
+            state: state.into(),
+            uuid: String::new(),
+        };
+        let prop = |v: &str| PropValue {
+            is_default: false,
+            ty: "str".into(),
+            value: v.into(),
+        };
+        QubeInfo::new(
+            &entry,
+            vec![
+                ("label".into(), prop("red")),
+                ("auto_cleanup".into(), prop("True")),
+            ],
+        )
+    }
+
+    fn domains() -> Domains {
+        let mut d = Domains::default();
+        d.replace(
+            vec![("red".into(), "0xcc0000".into())],
+            vec![
+                qube("dom0", "AdminVM", "Running"),
+                qube("work", "AppVM", "Running"),
+                qube("disp1", "DispVM", "Running"),
+                qube("vault", "AppVM", "Halted"),
+                qube("sys_usb", "AppVM", "Paused"),
+            ],
+        );
+        d.apply(Change::Stats {
+            vm: "work".into(),
+            cpu: 4,
+            mem_kib: 409_600,
+        });
+        d
+    }
+
+    fn labels(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(Entry::label).collect()
+    }
+
+    #[test]
+    fn menu_lists_running_qubes_with_figures_and_halted_ones_to_start() {
+        let can = Abilities {
+            run_in_qubes: false,
+            manager: true,
+        };
+        let menu = build(&domains(), can);
+        assert_eq!(
+            labels(&menu),
+            [
+                "4 qubes running \u{b7} 400 MiB \u{b7} 4 % CPU",
+                "",
+                "dom0",
+                "",
+                "disp1",
+                "sys_usb \u{2014} paused",
+                "work \u{2014} 400 MiB \u{b7} 4 %",
+                "",
+                "Start a qube",
+                "",
+                "Open Qube Manager",
+            ]
+        );
+        let work = &menu[6];
+        assert_eq!(
+            labels(work.children()),
+            [
+                "Settings",
+                "",
+                "Emergency pause",
+                "Shut down",
+                "Restart",
+                "Kill"
+            ]
+        );
+        assert!(matches!(work, Entry::Item { colour: Some(c), .. } if c == "0xcc0000"));
+        // An auto-cleanup disposable cannot be restarted; a paused qube can be unpaused.
+        assert!(!labels(menu[4].children()).contains(&"Restart"));
+        assert_eq!(labels(menu[5].children()), ["Settings", "Unpause", "Kill"]);
+        assert_eq!(labels(menu[8].children()), ["vault"]);
+        assert!(matches!(
+            &menu[8].children()[0],
+            Entry::Item { command: Some(Command::Start(v)), .. } if v == "vault"
+        ));
+    }
+
+    #[test]
+    fn without_a_manager_or_qrexec_the_menu_says_less() {
+        let menu = build(&domains(), Abilities::default());
+        assert_eq!(labels(&menu).last(), Some(&"Start a qube"));
+        assert_eq!(
+            labels(menu[6].children()),
+            ["", "Emergency pause", "Shut down", "Restart", "Kill"]
+        );
+        let can = Abilities {
+            run_in_qubes: true,
+            manager: false,
+        };
+        let menu = build(&domains(), can);
+        assert_eq!(
+            labels(&menu[6].children()[..2]),
+            ["Open file manager", "Run terminal"]
+        );
+    }
+
+    #[test]
+    fn command_keys_round_trip_and_reject_anything_else() {
+        for c in [
+            Command::Kill("work".into()),
+            Command::ForceShutdown("sys-net".into()),
+            Command::UnpauseAll,
+            Command::Start("a_b.c".into()),
+        ] {
+            assert_eq!(Command::from_key(&c.key()), Some(c));
+        }
+        for bad in [
+            "kill:",
+            "kill:a b",
+            "format:work",
+            "kill",
+            "kill:x;rm",
+            &format!("kill:{}", "a".repeat(32)),
+        ] {
+            assert_eq!(Command::from_key(bad), None, "{bad}");
+        }
+    }
+}

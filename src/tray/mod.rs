@@ -1,0 +1,494 @@
+//! `qui-domains`: the Qubes Domains tray item. Running qubes with their memory and CPU, what
+//! can be done to each, halted qubes to start, notifications about power changes and failures,
+//! and a warning with "Unpause all" when every qube is paused.
+//!
+//! It is a StatusNotifierItem with a dbusmenu (works on X11 and Wayland hosts alike), not a
+//! window: no GTK in the process. The qube rows and the event mapping are the Qube Manager's
+//! ([`crate::model`], [`crate::loader`]); one thread owns the state ([`state::Domains`]) and
+//! rebuilds the menu after each burst of messages; daemon calls run on worker threads, so
+//! neither the menu nor the state ever waits on the daemon.
+
+pub mod icon;
+pub mod menu;
+pub mod notify;
+pub mod sni;
+pub mod state;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::Duration;
+
+use ksni::blocking::TrayMethods;
+use qubes_api::{CallError, Client, Event, PropValue};
+
+use crate::i18n::tr;
+use crate::loader::{LoadedAll, read_qube, shutdown_timeout, wait_halted};
+use crate::model::{QubeInfo, change_for};
+use menu::{Abilities, Command};
+use notify::{Notification, Notifier};
+use sni::QubesTray;
+use state::{Domains, Refetch};
+
+/// How events are gathered before the menu is rebuilt.
+const BURST: Duration = Duration::from_millis(50);
+
+/// Messages to the thread that owns the state.
+#[derive(Debug)]
+pub enum TrayMsg {
+    /// An event from `admin.Events`.
+    Event(Event),
+    /// The event stream could not be opened.
+    Unreachable(String),
+    /// A round of statistics.
+    Stats(Vec<crate::model::Change>),
+    /// Labels and every qube, after a (re)connection.
+    Loaded(Result<LoadedAll, String>),
+    /// A qube read again (`None`: gone or hidden).
+    Qube(String, Option<QubeInfo>),
+    /// A property read again.
+    Property(String, String, Option<PropValue>),
+    /// A feature read again (`None`: not set).
+    Feature(String, String, Option<String>),
+    /// The user asked for something.
+    Command(Command),
+    /// A command failed.
+    Failed(Command, CallError),
+    /// A qube did not halt within its `shutdown_timeout` after being asked to.
+    StillRunning(String, u64),
+    /// Stop the tray.
+    Quit,
+}
+
+/// How to start a local program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// The executable.
+    pub path: PathBuf,
+    /// Arguments before the ones the tray adds.
+    pub args: Vec<OsString>,
+}
+
+/// What the tray can do beyond Admin API calls, found by [`Options::detect`] or set by tests.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The Qube Manager on the same daemon (Settings adds `--settings QUBE`).
+    pub manager: Option<Program>,
+    /// Runs a qrexec service in a qube: `qvm-run --service` in dom0 (the tray adds `-- QUBE
+    /// SERVICE`), `qrexec-client-vm` in a GUI qube (adds `QUBE SERVICE`).
+    pub run_service: Option<Program>,
+}
+
+impl Options {
+    /// The Qube Manager next to this program or in `PATH` (run with `daemon_args`), and a
+    /// service runner when `client` reaches a real system.
+    pub fn detect(client: &Client, daemon_args: Vec<OsString>) -> Options {
+        let manager = find_program("qubes-qube-manager").map(|path| Program {
+            path,
+            args: daemon_args,
+        });
+        let run_service = if client.real_system() {
+            find_program("qvm-run")
+                .map(|path| Program {
+                    path,
+                    args: vec!["--service".into(), "--".into()],
+                })
+                .or_else(|| {
+                    find_program("qrexec-client-vm").map(|path| Program {
+                        path,
+                        args: Vec::new(),
+                    })
+                })
+        } else {
+            None
+        };
+        Options {
+            manager,
+            run_service,
+        }
+    }
+
+    fn abilities(&self) -> Abilities {
+        Abilities {
+            run_in_qubes: self.run_service.is_some(),
+            manager: self.manager.is_some(),
+        }
+    }
+}
+
+/// `name` next to the running program, else in `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    beside
+        .into_iter()
+        .chain(std::env::split_paths(&path).map(|d| d.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// A running tray.
+pub struct Running {
+    /// Sends messages to the tray's state thread.
+    pub sender: Sender<TrayMsg>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the tray stops (after [`TrayMsg::Quit`]).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the tray item on the session bus and follows the daemon behind `client`.
+pub fn spawn(client: Client, options: Options) -> Result<Running, ksni::Error> {
+    let (tx, rx) = channel();
+    let dispatch: sni::Dispatch = {
+        let tx = std::sync::Mutex::new(tx.clone());
+        Arc::new(move |c| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(TrayMsg::Command(c));
+            }
+        })
+    };
+    // Without a StatusNotifierWatcher (stock GNOME) the item waits for one to appear;
+    // notifications work meanwhile.
+    let handle = QubesTray::new(dispatch)
+        .assume_sni_available(true)
+        .spawn()?;
+    let notifier = Notifier::connect();
+    {
+        let tx = tx.clone();
+        notifier.listen(move |c| {
+            let _ = tx.send(TrayMsg::Command(c));
+        });
+    }
+    let owner = Owner {
+        client,
+        options,
+        tx: tx.clone(),
+        notifier,
+        domains: Domains::default(),
+        all_paused_shown: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("qui-domains".into())
+        .spawn(move || owner.run(rx, handle))
+        .map_err(|e| ksni::Error::Dbus(zbus::Error::InputOutput(Arc::new(e))))?;
+    Ok(Running { sender: tx, thread })
+}
+
+/// The state thread.
+struct Owner {
+    client: Client,
+    options: Options,
+    tx: Sender<TrayMsg>,
+    notifier: Notifier,
+    domains: Domains,
+    all_paused_shown: bool,
+}
+
+impl Owner {
+    fn run(mut self, rx: Receiver<TrayMsg>, handle: ksni::blocking::Handle<QubesTray>) {
+        {
+            let tx = self.tx.clone();
+            crate::loader::follow_events(self.client.clone(), move |e| {
+                let msg = match e {
+                    Ok(ev) => TrayMsg::Event(ev),
+                    Err(e) => TrayMsg::Unreachable(crate::errors::describe(&e)),
+                };
+                tx.send(msg).is_ok()
+            });
+            let tx = self.tx.clone();
+            crate::loader::follow_stats(self.client.clone(), move |round| {
+                tx.send(TrayMsg::Stats(round)).is_ok()
+            });
+        }
+        self.publish(&handle);
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            // Take the whole burst before touching the menu.
+            while let Some(msg) = next {
+                if matches!(msg, TrayMsg::Quit) {
+                    handle.shutdown().wait();
+                    return;
+                }
+                self.handle(msg);
+                next = match rx.recv_timeout(BURST) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                };
+            }
+            self.publish(&handle);
+        }
+    }
+
+    /// Sends the current menu to the tray item and shows or withdraws the all-paused warning.
+    fn publish(&mut self, handle: &ksni::blocking::Handle<QubesTray>) {
+        let entries = menu::build(&self.domains, self.options.abilities());
+        let summary = if self.domains.loaded {
+            menu::summary(&self.domains)
+        } else {
+            String::new()
+        };
+        let all_paused = self.domains.all_paused();
+        handle.update(move |t| {
+            t.set_menu(entries);
+            t.summary = summary;
+            t.attention = all_paused;
+        });
+        if all_paused != self.all_paused_shown {
+            self.all_paused_shown = all_paused;
+            if all_paused {
+                self.notifier.show(&Notification {
+                    key: "all-paused".into(),
+                    summary: tr("Your qubes have been paused!"),
+                    body: tr("Every running qube is paused. Unpause them to go on working."),
+                    urgent: true,
+                    actions: vec![(Command::UnpauseAll, tr("Unpause all"))],
+                });
+            } else {
+                self.notifier.withdraw("all-paused");
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: TrayMsg) {
+        match msg {
+            TrayMsg::Event(ev) => {
+                if let Some(n) = state::notice_for(&ev, &self.domains) {
+                    self.notifier.show(&Notification {
+                        key: n.vm.clone(),
+                        summary: tr("Qube status: %s").replacen("%s", &n.vm, 1),
+                        body: n.body,
+                        urgent: n.urgent,
+                        actions: Vec::new(),
+                    });
+                }
+                if let Some(refetch) = self.domains.apply(change_for(&ev)) {
+                    self.refetch(refetch);
+                }
+            }
+            TrayMsg::Unreachable(e) => tracing::warn!("qubesd: {e}"),
+            TrayMsg::Stats(round) => {
+                for change in round {
+                    self.domains.apply(change);
+                }
+            }
+            TrayMsg::Loaded(Ok((colours, qubes))) => self.domains.replace(colours, qubes),
+            TrayMsg::Loaded(Err(e)) => tracing::warn!("loading qubes: {e}"),
+            TrayMsg::Qube(vm, info) => match info {
+                Some(q) => {
+                    self.domains.qubes.insert(vm, q);
+                }
+                None => {
+                    self.domains.qubes.remove(&vm);
+                }
+            },
+            TrayMsg::Property(vm, prop, value) => {
+                if let Some(q) = self.domains.qubes.get_mut(&vm) {
+                    match value {
+                        Some(v) => q.props.insert(prop, v),
+                        None => q.props.remove(&prop),
+                    };
+                }
+            }
+            TrayMsg::Feature(vm, feature, value) => {
+                if let Some(q) = self.domains.qubes.get_mut(&vm) {
+                    match value {
+                        Some(v) => q.features.insert(feature, v),
+                        None => q.features.remove(&feature),
+                    };
+                }
+            }
+            TrayMsg::Command(Command::UnpauseAll) => {
+                let paused: Vec<String> = self
+                    .domains
+                    .running()
+                    .filter(|q| q.state == "Paused" && q.class != "AdminVM")
+                    .map(|q| q.name.clone())
+                    .collect();
+                for vm in paused {
+                    self.execute(Command::Unpause(vm));
+                }
+            }
+            TrayMsg::Command(c) => self.execute(c),
+            TrayMsg::Failed(command, error) => self.failed(command, &error),
+            TrayMsg::StillRunning(vm, seconds) => {
+                self.notifier.show(&Notification {
+                    key: vm.clone(),
+                    summary: tr("Shutting down %s failed").replacen("%s", &vm, 1),
+                    body: tr("%s is still running %d seconds after it was asked to shut down.")
+                        .replacen("%s", &vm, 1)
+                        .replacen("%d", &seconds.to_string(), 1),
+                    urgent: true,
+                    actions: vec![(Command::Kill(vm), tr("Kill"))],
+                });
+            }
+            TrayMsg::Quit => {}
+        }
+    }
+
+    /// Tells the user a command failed, offering what may help.
+    fn failed(&self, command: Command, error: &CallError) {
+        let kind = match error {
+            CallError::Exception { kind, .. } => kind.as_str(),
+            _ => "",
+        };
+        let actions = match &command {
+            // The qube still serves others (its network, its devices): say so, offer force.
+            Command::Shutdown(vm) if kind == "QubesVMInUseError" => {
+                vec![(Command::ForceShutdown(vm.clone()), tr("Force shutdown"))]
+            }
+            Command::Shutdown(vm) | Command::ForceShutdown(vm) | Command::Restart(vm) => {
+                vec![(Command::Kill(vm.clone()), tr("Kill"))]
+            }
+            _ => Vec::new(),
+        };
+        let key = command.qube().unwrap_or("tray").to_string();
+        self.notifier.show(&Notification {
+            key,
+            summary: command.failure(),
+            body: crate::errors::describe(error),
+            urgent: true,
+            actions,
+        });
+    }
+
+    /// Reads again what a change made stale, on a worker thread.
+    fn refetch(&self, what: Refetch) {
+        let (client, tx) = (self.client.clone(), self.tx.clone());
+        std::thread::spawn(move || {
+            let msg = match what {
+                Refetch::All => TrayMsg::Loaded(
+                    crate::loader::load_all(&client).map_err(|e| crate::errors::describe(&e)),
+                ),
+                Refetch::Qube(vm) => {
+                    let entry = client
+                        .vm_list()
+                        .ok()
+                        .and_then(|l| l.into_iter().find(|e| e.name == vm));
+                    let info = entry.and_then(|e| read_qube(&client, &e));
+                    TrayMsg::Qube(vm, info)
+                }
+                Refetch::Property(vm, prop) => {
+                    let value = client
+                        .call("admin.vm.property.Get", &vm, &prop, b"")
+                        .ok()
+                        .and_then(|raw| PropValue::parse(&raw).ok());
+                    TrayMsg::Property(vm, prop, value)
+                }
+                Refetch::Feature(vm, feature) => {
+                    let value = client.call("admin.vm.feature.Get", &vm, &feature, b"").ok();
+                    TrayMsg::Feature(vm, feature, value)
+                }
+            };
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// Carries out a command on a worker thread; failures come back as [`TrayMsg::Failed`].
+    fn execute(&self, command: Command) {
+        // A button of an old notification may name a qube that is gone.
+        if command
+            .qube()
+            .is_some_and(|vm| !self.domains.qubes.contains_key(vm))
+        {
+            return;
+        }
+        let (client, tx, options) = (self.client.clone(), self.tx.clone(), self.options.clone());
+        match &command {
+            Command::OpenManager => return spawn_program(options.manager, Vec::new(), command, tx),
+            Command::Settings(vm) => {
+                let args = vec!["--settings".into(), vm.into()];
+                return spawn_program(options.manager, args, command, tx);
+            }
+            Command::Terminal(vm) | Command::FileManager(vm) => {
+                let service = if matches!(command, Command::Terminal(_)) {
+                    "qubes.StartApp+qubes-run-terminal"
+                } else {
+                    "qubes.StartApp+qubes-open-file-manager"
+                };
+                let args = vec![vm.into(), service.into()];
+                return spawn_program(options.run_service, args, command, tx);
+            }
+            _ => {}
+        }
+        std::thread::spawn(move || {
+            if let Err(e) = run_call(&client, &command, &tx) {
+                let _ = tx.send(TrayMsg::Failed(command, e));
+            }
+        });
+    }
+}
+
+/// The Admin API side of a command (blocking).
+fn run_call(client: &Client, command: &Command, tx: &Sender<TrayMsg>) -> Result<(), CallError> {
+    let call = |method: &str, vm: &str, arg: &str| client.call(method, vm, arg, b"").map(drop);
+    // After a shutdown request: tell the user if the qube outlives its timeout.
+    let halted = |vm: &str| -> Result<bool, CallError> {
+        let timeout = shutdown_timeout(client, vm);
+        let done = wait_halted(client, vm, timeout)?;
+        if !done {
+            let _ = tx.send(TrayMsg::StillRunning(vm.to_string(), timeout));
+        }
+        Ok(done)
+    };
+    match command {
+        Command::Start(vm) => call("admin.vm.Start", vm, ""),
+        Command::Pause(vm) => call("admin.vm.Pause", vm, ""),
+        Command::Unpause(vm) => call("admin.vm.Unpause", vm, ""),
+        Command::Kill(vm) => call("admin.vm.Kill", vm, ""),
+        Command::Shutdown(vm) => {
+            call("admin.vm.Shutdown", vm, "")?;
+            halted(vm).map(drop)
+        }
+        Command::ForceShutdown(vm) => {
+            call("admin.vm.Shutdown", vm, "force")?;
+            halted(vm).map(drop)
+        }
+        Command::Restart(vm) => {
+            call("admin.vm.Shutdown", vm, "force")?;
+            if halted(vm)? {
+                call("admin.vm.Start", vm, "")?;
+            }
+            Ok(())
+        }
+        // Local programs: see `Owner::execute`.
+        _ => Ok(()),
+    }
+}
+
+/// Starts a local program; a failure to start or a failed exit is reported.
+fn spawn_program(
+    program: Option<Program>,
+    extra: Vec<OsString>,
+    command: Command,
+    tx: Sender<TrayMsg>,
+) {
+    let Some(program) = program else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let result = std::process::Command::new(&program.path)
+            .args(&program.args)
+            .args(&extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        let failure = match result {
+            Ok(o) if o.status.success() => return,
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = tx.send(TrayMsg::Failed(
+            command,
+            CallError::Io(std::io::Error::other(failure)),
+        ));
+    });
+}

@@ -1,0 +1,136 @@
+//! Desktop notifications (`org.freedesktop.Notifications`) on the session bus. A notification
+//! about a qube replaces the previous one about it (QubesOS/qubes-issues#6146: no pile of
+//! "starting" / "started"), and buttons come back as [`Command`]s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use zbus::blocking::Connection;
+use zbus::zvariant::Value;
+
+use super::menu::Command;
+
+const NAME: &str = "org.freedesktop.Notifications";
+const PATH: &str = "/org/freedesktop/Notifications";
+
+/// One notification to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// What it is about: a later notification with the same key replaces it.
+    pub key: String,
+    /// Title.
+    pub summary: String,
+    /// Text.
+    pub body: String,
+    /// Critical urgency (stays until dismissed).
+    pub urgent: bool,
+    /// Buttons: what they do and their labels.
+    pub actions: Vec<(Command, String)>,
+}
+
+/// A connection to the notification server, or nothing when there is no session bus.
+pub struct Notifier {
+    conn: Option<Connection>,
+    /// Server id of the shown notification, by key.
+    shown: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Notifier {
+    /// Connects to the session bus; without one, notifications are only logged.
+    pub fn connect() -> Notifier {
+        let conn = Connection::session()
+            .map_err(|e| tracing::warn!("no session bus, no notifications: {e}"))
+            .ok();
+        Notifier {
+            conn,
+            shown: Arc::default(),
+        }
+    }
+
+    /// Shows `n`, replacing the last notification with the same key.
+    pub fn show(&self, n: &Notification) {
+        let Some(conn) = &self.conn else {
+            tracing::info!("{}: {}", n.summary, n.body);
+            return;
+        };
+        let replaces = self
+            .shown
+            .lock()
+            .map_or(0, |m| *m.get(&n.key).unwrap_or(&0));
+        let mut actions = Vec::new();
+        for (command, label) in &n.actions {
+            actions.push(command.key());
+            actions.push(label.clone());
+        }
+        let mut hints: HashMap<&str, Value> = HashMap::new();
+        hints.insert("urgency", Value::U8(if n.urgent { 2 } else { 1 }));
+        hints.insert("desktop-entry", Value::from("org.qubes_os.QubeManager"));
+        let reply = conn.call_method(
+            Some(NAME),
+            PATH,
+            Some(NAME),
+            "Notify",
+            &(
+                "Qubes Domains",
+                replaces,
+                "org.qubes_os.QubeManager",
+                n.summary.as_str(),
+                n.body.as_str(),
+                actions,
+                hints,
+                -1i32,
+            ),
+        );
+        match reply.and_then(|r| r.body().deserialize::<u32>()) {
+            Ok(id) => {
+                if let Ok(mut m) = self.shown.lock() {
+                    m.insert(n.key.clone(), id);
+                }
+            }
+            Err(e) => tracing::warn!("notification not shown ({e}): {}", n.body),
+        }
+    }
+
+    /// Takes back the notification with `key`, if one is shown.
+    pub fn withdraw(&self, key: &str) {
+        let id = self.shown.lock().ok().and_then(|mut m| m.remove(key));
+        if let (Some(conn), Some(id)) = (&self.conn, id) {
+            let _ = conn.call_method(Some(NAME), PATH, Some(NAME), "CloseNotification", &id);
+        }
+    }
+
+    /// Calls `on_action` with the command of every button pressed on our notifications, from a
+    /// thread of its own.
+    pub fn listen(&self, on_action: impl Fn(Command) + Send + 'static) {
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
+        let shown = self.shown.clone();
+        let spawned = std::thread::Builder::new()
+            .name("qui-notification-actions".into())
+            .spawn(move || {
+                let proxy = match zbus::blocking::Proxy::new(&conn, NAME, PATH, NAME) {
+                    Ok(p) => p,
+                    Err(e) => return tracing::warn!("notification actions: {e}"),
+                };
+                let signals = match proxy.receive_signal("ActionInvoked") {
+                    Ok(s) => s,
+                    Err(e) => return tracing::warn!("notification actions: {e}"),
+                };
+                for msg in signals {
+                    // The match rule takes the signal only from the notification server; and
+                    // only for a notification of ours, with a key we make.
+                    let Ok((id, key)) = msg.body().deserialize::<(u32, String)>() else {
+                        continue;
+                    };
+                    let ours = shown.lock().is_ok_and(|m| m.values().any(|&v| v == id));
+                    if ours && let Some(command) = Command::from_key(&key) {
+                        on_action(command);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("notification actions: {e}");
+        }
+    }
+}

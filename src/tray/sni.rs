@@ -1,0 +1,157 @@
+//! The StatusNotifierItem (with its dbusmenu) that desktop trays show, through `ksni`. It holds
+//! the last built menu; ksni serves it from its own thread, so the menu opens at once even while
+//! the daemon is slow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ksni::menu::{StandardItem, SubMenu};
+use ksni::{MenuItem, Status, ToolTip};
+
+use super::icon;
+use super::menu::{Command, Entry};
+use crate::i18n::tr;
+
+/// Where activated commands go.
+pub type Dispatch = Arc<dyn Fn(Command) + Send + Sync>;
+
+/// The tray item's contents.
+pub struct QubesTray {
+    /// The menu, as last built.
+    pub menu: Vec<Entry>,
+    /// The tooltip's text.
+    pub summary: String,
+    /// Every running qube is paused: ask for attention.
+    pub attention: bool,
+    dispatch: Dispatch,
+    swatches: HashMap<String, Vec<u8>>,
+}
+
+impl QubesTray {
+    /// An empty item sending activated commands to `dispatch`.
+    pub fn new(dispatch: Dispatch) -> QubesTray {
+        QubesTray {
+            menu: Vec::new(),
+            summary: String::new(),
+            attention: false,
+            dispatch,
+            swatches: HashMap::new(),
+        }
+    }
+
+    /// Sets the menu, drawing swatches for colours not seen before.
+    pub fn set_menu(&mut self, menu: Vec<Entry>) {
+        fn colours<'a>(entries: &'a [Entry], out: &mut Vec<&'a str>) {
+            for e in entries {
+                if let Entry::Item {
+                    colour, children, ..
+                } = e
+                {
+                    out.extend(colour.as_deref());
+                    colours(children, out);
+                }
+            }
+        }
+        let mut seen = Vec::new();
+        colours(&menu, &mut seen);
+        for c in seen {
+            if !self.swatches.contains_key(c)
+                && let Some(rgb) = icon::parse_colour(c)
+            {
+                self.swatches.insert(c.to_string(), icon::swatch_png(rgb));
+            }
+        }
+        self.menu = menu;
+    }
+
+    fn item(&self, entry: &Entry) -> MenuItem<QubesTray> {
+        let Entry::Item {
+            label,
+            enabled,
+            colour,
+            command,
+            children,
+        } = entry
+        else {
+            return MenuItem::Separator;
+        };
+        // dbusmenu reads "_" as a mnemonic mark; qube names may contain it.
+        let label = label.replace('_', "__");
+        let icon_data = colour
+            .as_ref()
+            .and_then(|c| self.swatches.get(c))
+            .cloned()
+            .unwrap_or_default();
+        if !children.is_empty() {
+            return SubMenu {
+                label,
+                enabled: *enabled,
+                icon_data,
+                submenu: children.iter().map(|c| self.item(c)).collect(),
+                ..Default::default()
+            }
+            .into();
+        }
+        let command = command.clone();
+        StandardItem {
+            label,
+            enabled: *enabled,
+            icon_data,
+            activate: Box::new(move |tray: &mut QubesTray| {
+                if let Some(c) = &command {
+                    (tray.dispatch)(c.clone());
+                }
+            }),
+            ..Default::default()
+        }
+        .into()
+    }
+}
+
+impl ksni::Tray for QubesTray {
+    // A click shows the menu, as the reference widget does.
+    const MENU_ON_ACTIVATE: bool = true;
+
+    fn id(&self) -> String {
+        "qubes-domains".into()
+    }
+
+    fn title(&self) -> String {
+        tr("Qubes Domains")
+    }
+
+    fn status(&self) -> Status {
+        if self.attention {
+            Status::NeedsAttention
+        } else {
+            Status::Active
+        }
+    }
+
+    fn icon_name(&self) -> String {
+        "org.qubes_os.QubeManager".into()
+    }
+
+    fn icon_pixmap(&self) -> Vec<ksni::Icon> {
+        vec![icon::tray_pixmap(22), icon::tray_pixmap(32)]
+    }
+
+    fn tool_tip(&self) -> ToolTip {
+        ToolTip {
+            title: tr("Qubes Domains"),
+            description: self.summary.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn menu(&self) -> Vec<MenuItem<Self>> {
+        self.menu.iter().map(|e| self.item(e)).collect()
+    }
+
+    fn watcher_offline(&self, reason: ksni::OfflineReason) -> bool {
+        // Stock GNOME has no tray host: notifications still work; keep running and wait for
+        // a host to appear.
+        tracing::info!("no StatusNotifierWatcher: {reason:?}");
+        true
+    }
+}

@@ -1,0 +1,294 @@
+//! What the tray knows about the qubes: the same [`QubeInfo`] rows and event mapping as the
+//! Qube Manager's table ([`crate::model::change_for`]), kept in a plain map, plus the
+//! notifications events deserve.
+
+use std::collections::{BTreeMap, HashMap};
+
+use qubes_api::Event;
+
+use crate::i18n::tr;
+use crate::model::{Change, QubeInfo};
+
+/// Properties the tray shows or decides by; a change of another property is not read again.
+pub const TRAY_PROPS: [&str; 5] = ["label", "template", "netvm", "auto_cleanup", "is_preload"];
+
+/// Every qube the daemon lets us see, by name.
+#[derive(Debug, Default)]
+pub struct Domains {
+    /// Qubes by name.
+    pub qubes: BTreeMap<String, QubeInfo>,
+    /// Label name to colour (`0xRRGGBB`).
+    pub colours: HashMap<String, String>,
+    /// Whether the first load has finished.
+    pub loaded: bool,
+}
+
+/// What the tray must read again after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refetch {
+    /// Everything (the event stream started again).
+    All,
+    /// One qube, which appeared.
+    Qube(String),
+    /// One property of a qube.
+    Property(String, String),
+    /// One feature of a qube.
+    Feature(String, String),
+}
+
+impl Domains {
+    /// Replaces everything with a fresh load, keeping the last statistics of running qubes.
+    pub fn replace(&mut self, colours: Vec<(String, String)>, qubes: Vec<QubeInfo>) {
+        let old = std::mem::take(&mut self.qubes);
+        self.colours = colours.into_iter().collect();
+        for mut q in qubes {
+            if q.state != "Halted" {
+                q.stats = old.get(&q.name).and_then(|o| o.stats);
+            }
+            self.qubes.insert(q.name.clone(), q);
+        }
+        self.loaded = true;
+    }
+
+    /// Applies a change; returns what must be read from the daemon for it.
+    pub fn apply(&mut self, change: Change) -> Option<Refetch> {
+        match change {
+            Change::None | Change::Volumes(_) => None,
+            Change::Reload => Some(Refetch::All),
+            Change::Added(vm) => Some(Refetch::Qube(vm)),
+            Change::Removed(vm) => {
+                self.qubes.remove(&vm);
+                None
+            }
+            Change::State { vm, state } => {
+                if let Some(q) = self.qubes.get_mut(&vm) {
+                    if matches!(state.as_str(), "Halted" | "Transient") {
+                        q.stats = None;
+                    }
+                    q.state = state;
+                }
+                None
+            }
+            Change::Stats { vm, cpu, mem_kib } => {
+                if let Some(q) = self.qubes.get_mut(&vm) {
+                    q.stats = Some((cpu, mem_kib));
+                }
+                None
+            }
+            Change::RefetchProperty { vm, prop } => (self.qubes.contains_key(&vm)
+                && TRAY_PROPS.contains(&prop.as_str()))
+            .then_some(Refetch::Property(vm, prop)),
+            Change::RefetchFeature { vm, feature } => self
+                .qubes
+                .contains_key(&vm)
+                .then_some(Refetch::Feature(vm, feature)),
+        }
+    }
+
+    /// Qubes that are not halted, dom0 and other admin qubes first, then by name.
+    pub fn running(&self) -> impl Iterator<Item = &QubeInfo> {
+        let up = |q: &&QubeInfo| !matches!(q.state.as_str(), "Halted" | "NA");
+        let admin = self.qubes.values().filter(|q| q.class == "AdminVM");
+        let others = self
+            .qubes
+            .values()
+            .filter(|q| !matches!(q.class.as_str(), "AdminVM" | "RemoteVM"));
+        admin.filter(up).chain(others.filter(up))
+    }
+
+    /// Running qubes, memory in KiB and CPU percent summed over them.
+    pub fn totals(&self) -> (usize, u64, u32) {
+        self.running().fold((0, 0, 0), |(n, mem, cpu), q| {
+            let (c, m) = q.stats.unwrap_or((0, 0));
+            (n + 1, mem + m, cpu.saturating_add(c))
+        })
+    }
+
+    /// Whether every running qube besides dom0 (and preloaded disposables, which wait paused
+    /// by design) is paused, with at least one paused: then the user must be told (the
+    /// reference's "all paused" guard).
+    pub fn all_paused(&self) -> bool {
+        let mut any = false;
+        for q in self.running() {
+            if q.class == "AdminVM" || q.flag("is_preload") {
+                continue;
+            }
+            if q.state != "Paused" {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// Whether a qube is internal (hidden from users: no notifications, a short menu).
+    pub fn internal(&self, vm: &str) -> bool {
+        self.qubes.get(vm).is_some_and(|q| {
+            q.features.get("internal").is_some_and(|v| !v.is_empty()) || q.flag("is_preload")
+        })
+    }
+}
+
+/// A desktop notification about one qube.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The qube (notifications about one qube replace each other).
+    pub vm: String,
+    /// Body text.
+    pub body: String,
+    /// Shown with critical urgency (failures).
+    pub urgent: bool,
+}
+
+/// The notification an event deserves, if any (power changes of qubes the user sees).
+pub fn notice_for(ev: &Event, domains: &Domains) -> Option<Notice> {
+    let vm = ev.subject.as_str();
+    if vm.is_empty() || domains.internal(vm) || !domains.qubes.contains_key(vm) {
+        return None;
+    }
+    let reason = || ev.get("reason").unwrap_or_default().to_string();
+    let (text, urgent, detail) = match ev.name.as_str() {
+        // Translators: %s is a qube's name.
+        "domain-pre-start" => (tr("%s is starting."), false, None),
+        // Translators: %s is a qube's name.
+        "domain-start" => (tr("%s has started."), false, None),
+        // Translators: %s is a qube's name; the reason follows on the next line.
+        "domain-start-failed" => (tr("%s failed to start."), true, Some(reason())),
+        // Translators: %s is a qube's name.
+        "domain-pre-shutdown" => (tr("%s is shutting down."), false, None),
+        // Translators: %s is a qube's name.
+        "domain-shutdown" => (tr("%s has shut down."), false, None),
+        // Translators: %s is a qube's name; the reason follows on the next line.
+        "domain-shutdown-failed" => (tr("%s failed to shut down."), true, Some(reason())),
+        _ => return None,
+    };
+    let mut body = text.replacen("%s", vm, 1);
+    if let Some(d) = detail.filter(|d| !d.is_empty()) {
+        body.push('\n');
+        body.push_str(&d);
+    }
+    Some(Notice {
+        vm: vm.to_string(),
+        body,
+        urgent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qubes_api::{PropValue, VmEntry};
+
+    fn qube(name: &str, class: &str, state: &str) -> QubeInfo {
+        let entry = VmEntry {
+            name: name.into(),
+            class: class.into(),
+            state: state.into(),
+            uuid: String::new(),
+        };
+        let label = PropValue {
+            is_default: false,
+            ty: "label".into(),
+            value: "red".into(),
+        };
+        QubeInfo::new(&entry, vec![("label".into(), label)])
+    }
+
+    fn domains() -> Domains {
+        let mut d = Domains::default();
+        d.replace(
+            vec![("red".into(), "0xcc0000".into())],
+            vec![
+                qube("work", "AppVM", "Running"),
+                qube("dom0", "AdminVM", "Running"),
+                qube("vault", "AppVM", "Halted"),
+                qube("sys-net", "AppVM", "Paused"),
+            ],
+        );
+        d
+    }
+
+    #[test]
+    fn running_lists_admin_first_and_skips_halted() {
+        let d = domains();
+        let names: Vec<_> = d.running().map(|q| q.name.as_str()).collect();
+        assert_eq!(names, ["dom0", "sys-net", "work"]);
+    }
+
+    #[test]
+    fn changes_update_state_and_stats_and_ask_for_refetches() {
+        let mut d = domains();
+        let stats = |vm: &str, cpu, mem_kib| Change::Stats {
+            vm: vm.into(),
+            cpu,
+            mem_kib,
+        };
+        assert_eq!(d.apply(stats("work", 7, 409_600)), None);
+        assert_eq!(d.apply(stats("dom0", 3, 1_048_576)), None);
+        assert_eq!(d.totals(), (3, 1_458_176, 10));
+        let state = |vm: &str, s: &str| Change::State {
+            vm: vm.into(),
+            state: s.into(),
+        };
+        d.apply(state("work", "Halted"));
+        assert_eq!(d.qubes["work"].stats, None);
+        assert_eq!(d.totals().0, 2);
+        let prop = |p: &str| Change::RefetchProperty {
+            vm: "vault".into(),
+            prop: p.into(),
+        };
+        assert_eq!(
+            d.apply(prop("label")),
+            Some(Refetch::Property("vault".into(), "label".into()))
+        );
+        assert_eq!(d.apply(prop("memory")), None);
+        assert_eq!(
+            d.apply(Change::Added("new".into())),
+            Some(Refetch::Qube("new".into()))
+        );
+        d.apply(Change::Removed("vault".into()));
+        assert!(!d.qubes.contains_key("vault"));
+        assert_eq!(d.apply(Change::Reload), Some(Refetch::All));
+    }
+
+    #[test]
+    fn all_paused_needs_every_running_user_qube_paused() {
+        let mut d = domains();
+        assert!(!d.all_paused());
+        d.apply(Change::State {
+            vm: "work".into(),
+            state: "Paused".into(),
+        });
+        assert!(d.all_paused());
+        d.apply(Change::State {
+            vm: "sys-net".into(),
+            state: "Halted".into(),
+        });
+        assert!(d.all_paused());
+        d.apply(Change::State {
+            vm: "work".into(),
+            state: "Halted".into(),
+        });
+        assert!(!d.all_paused(), "nothing paused is nothing to warn about");
+    }
+
+    #[test]
+    fn notices_name_the_qube_and_the_reason() {
+        let mut d = domains();
+        let n = notice_for(&Event::new("work", "domain-start"), &d).unwrap();
+        assert_eq!(n.body, "work has started.");
+        assert!(!n.urgent);
+        let ev = Event::new("vault", "domain-start-failed").kw("reason", "Not enough memory");
+        let n = notice_for(&ev, &d).unwrap();
+        assert_eq!(n.body, "vault failed to start.\nNot enough memory");
+        assert!(n.urgent);
+        assert_eq!(notice_for(&Event::new("work", "domain-paused"), &d), None);
+        assert_eq!(notice_for(&Event::new("gone", "domain-start"), &d), None);
+        d.qubes
+            .get_mut("work")
+            .unwrap()
+            .features
+            .insert("internal".into(), "1".into());
+        assert_eq!(notice_for(&Event::new("work", "domain-start"), &d), None);
+    }
+}
