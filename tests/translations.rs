@@ -49,6 +49,7 @@ fn every_marked_string_is_translated() {
         "data/org.qubes_os.QubeManager.desktop.in",
         "data/org.qubes_os.QubeManager.metainfo.xml.in",
         "data/org.qubes_os.QubeManager.gschema.xml",
+        "data/org.qubes_os.QuiDomains.desktop.in",
     ] {
         assert!(
             files.iter().any(|f| f == data),
@@ -57,12 +58,23 @@ fn every_marked_string_is_translated() {
     }
     assert!(sources.len() >= 5, "POTFILES.in lists the sources");
     // Every source that calls tr() must be listed, or its strings are never extracted.
-    for entry in std::fs::read_dir(root.join("src")).expect("src") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("source");
-        let rel = format!("src/{}", path.file_name().unwrap().to_string_lossy());
-        if text.contains("tr(\"") {
-            assert!(sources.contains(&rel), "{rel} is missing from POTFILES.in");
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("source directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if text.contains("tr(\"") {
+                assert!(sources.contains(&rel), "{rel} is missing from POTFILES.in");
+            }
         }
     }
     run(Command::new("xgettext")

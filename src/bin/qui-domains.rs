@@ -41,8 +41,14 @@ fn main() -> anyhow::Result<()> {
         _ => vec!["--qrexec".into()],
     };
     let options = tray::Options::detect(&client, manager_args);
-    let running = tray::spawn(client, options)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", i18n::tr("Cannot show the tray item")))?;
+    let running = match tray::spawn(client, options) {
+        Ok(r) => r,
+        Err(e) => {
+            // No session bus: a message, not a backtrace.
+            eprintln!("{}: {e}", i18n::tr("Cannot show the tray item"));
+            std::process::exit(1);
+        }
+    };
     {
         // SIGTERM / SIGINT: leave the bus cleanly (the item disappears from the tray at once).
         let sender = running.sender.clone();

@@ -229,7 +229,7 @@ pub fn row_label(q: &QubeInfo) -> String {
 pub fn summary(domains: &Domains) -> String {
     let (n, kib, cpu) = domains.totals();
     // Translators: the tray's first line; {count} is "N qubes", then memory and CPU use.
-    tr("{count} running \u{b7} {memory} \u{b7} {cpu} % CPU")
+    tr("{count} running · {memory} · CPU {cpu} %")
         .replacen("{count}", &tr_count(n), 1)
         .replacen("{memory}", &mib(kib), 1)
         .replacen("{cpu}", &cpu.to_string(), 1)
@@ -303,7 +303,7 @@ fn qube_menu(q: &QubeInfo, internal: bool, can: Abilities) -> Vec<Entry> {
 pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
     let mut out = Vec::new();
     if !domains.loaded {
-        out.push(Entry::note(tr("Loading qubes\u{2026}")));
+        out.push(Entry::note(tr("Loading qubes…")));
     } else {
         out.push(Entry::note(summary(domains)));
         out.push(Entry::Separator);
@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(
             labels(&menu),
             [
-                "4 qubes running \u{b7} 400 MiB \u{b7} 4 % CPU",
+                "4 qubes running \u{b7} 400 MiB \u{b7} CPU 4 %",
                 "",
                 "dom0",
                 "",

@@ -155,3 +155,40 @@ impl ksni::Tray for QubesTray {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ksni::Tray;
+
+    #[test]
+    fn rows_escape_mnemonics_carry_swatches_and_dispatch_commands() {
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let mut tray = QubesTray::new(Arc::new(move |c| sink.lock().unwrap().push(c)));
+        tray.set_menu(vec![Entry::Item {
+            label: "sys_usb".into(),
+            enabled: true,
+            colour: Some("0x73d216".into()),
+            command: None,
+            children: vec![Entry::Item {
+                label: "Kill".into(),
+                enabled: true,
+                colour: None,
+                command: Some(Command::Kill("sys_usb".into())),
+                children: Vec::new(),
+            }],
+        }]);
+        let mut menu = tray.menu();
+        let MenuItem::SubMenu(sub) = &mut menu[0] else {
+            panic!("a submenu")
+        };
+        assert_eq!(sub.label, "sys__usb", "shown as sys_usb, not as a mnemonic");
+        assert_eq!(sub.icon_data, icon::swatch_png([0x73, 0xd2, 0x16]));
+        let MenuItem::Standard(kill) = &sub.submenu[0] else {
+            panic!("an item")
+        };
+        (kill.activate)(&mut tray);
+        assert_eq!(*got.lock().unwrap(), [Command::Kill("sys_usb".into())]);
+    }
+}
