@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qubes_api::{Client, Transport};
-use qubesd::model::{Class, Domain, HostInfo, State};
 use relm4::ComponentController;
 use relm4::gtk;
 use relm4::gtk::prelude::*;
@@ -16,9 +15,9 @@ use relm4::gtk::prelude::*;
 #[path = "support/measure.rs"]
 mod measure;
 use measure::{cpu_time, rss_kib};
-
-const QUBES: usize = 1000;
-const RUNNING: usize = 100;
+#[path = "support/system.rs"]
+mod system;
+use system::{QUBES, RUNNING, prepare};
 
 fn spin(secs: f64, mut done: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs_f64(secs);
@@ -33,51 +32,6 @@ fn spin(secs: f64, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     done()
-}
-
-/// A state dir with 1000 qubes in qubes.xml and a libvirt node where 100 of them run.
-fn prepare(dir: &std::path::Path) -> qubesd::Config {
-    qubesd::demo::prepare_dir(dir).unwrap();
-    let host = HostInfo::detect(&dir.to_string_lossy(), false);
-    let mut st = State::new_system(host);
-    let mut node = String::from("<node>");
-    for i in 0..QUBES - 1 {
-        let name = format!("qube{i:04}");
-        let qid = i as u32 + 1;
-        let mut d = Domain::new(Class::StandaloneVM, &name, qid);
-        for (k, v) in [
-            ("name", name.as_str()),
-            ("qid", &qid.to_string()),
-            ("label", ["red", "blue", "green"][i % 3]),
-        ] {
-            d.props.insert(k.into(), v.into());
-        }
-        d.props
-            .insert("uuid".into(), format!("00000000-0000-4000-8000-{qid:012}"));
-        // Volume configurations (root, private, volatile), as a created qube has: the disk
-        // usage column reads them.
-        if std::env::var_os("BENCH_NO_VOLUMES").is_none() {
-            d.volumes = qubesd::volumes::default_volume_config(&st, &d, None, &[]).unwrap();
-        }
-        st.domains.insert(name.clone(), Arc::new(d));
-        if i < RUNNING {
-            node.push_str(&format!(
-                "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>{name}</name>\
-                 <memory>409600</memory><os><type>hvm</type></os><test:runstate>1</test:runstate></domain>"
-            ));
-        }
-    }
-    node.push_str("</node>");
-    st.global.insert("stats_interval".into(), "1".into());
-    std::fs::write(dir.join("qubes.xml"), qubesd::store::serialize(&st)).unwrap();
-    std::fs::write(dir.join("node.xml"), node).unwrap();
-    qubesd::Config {
-        state_dir: dir.to_path_buf(),
-        socket_dir: dir.to_path_buf(),
-        libvirt_uri: format!("test://{}", dir.join("node.xml").display()),
-        debug: false,
-        policy_dirs: vec![dir.join("policy.d")],
-    }
 }
 
 fn main() {

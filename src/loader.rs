@@ -119,27 +119,18 @@ pub fn follow_events(
 }
 
 /// Follows `admin.vm.Stats` on a thread of its own, forever, reconnecting after one second.
-/// `deliver` gets one round of [`Change::Stats`] at a time (every running qube once) and
-/// returns `false` to stop.
-pub fn follow_stats(client: Client, deliver: impl Fn(Vec<Change>) -> bool + Send + 'static) {
+/// `deliver` gets each [`Change::Stats`] as it arrives and returns `false` to stop.
+pub fn follow_stats_each(client: Client, mut deliver: impl FnMut(Change) -> bool + Send + 'static) {
     std::thread::Builder::new()
         .name("qubes-stats".into())
         .spawn(move || {
             loop {
                 if let Ok(mut reader) = client.stats("dom0") {
-                    // A round starts with dom0 (lowest id), or, where policy hides dom0,
-                    // with a qube seen before: deliver the previous round then.
-                    let mut round: Vec<Change> = Vec::new();
                     while let Ok(Some(ev)) = reader.next_event() {
-                        let new_round = ev.subject == "dom0"
-                            || round.iter().any(
-                                |c| matches!(c, Change::Stats { vm, .. } if *vm == ev.subject),
-                            );
-                        if new_round && !round.is_empty() && !deliver(std::mem::take(&mut round)) {
+                        if let change @ Change::Stats { .. } = change_for(&ev)
+                            && !deliver(change)
+                        {
                             return;
-                        }
-                        if let change @ Change::Stats { .. } = change_for(&ev) {
-                            round.push(change);
                         }
                     }
                 }
@@ -147,4 +138,25 @@ pub fn follow_stats(client: Client, deliver: impl Fn(Vec<Change>) -> bool + Send
             }
         })
         .expect("spawning the stats thread");
+}
+
+/// As [`follow_stats_each`], one round at a time (every running qube once): a round is
+/// delivered when the next begins, with dom0 (lowest id) or, where policy hides dom0, with a
+/// qube seen before.
+pub fn follow_stats(client: Client, deliver: impl Fn(Vec<Change>) -> bool + Send + 'static) {
+    let mut round: Vec<Change> = Vec::new();
+    follow_stats_each(client, move |change| {
+        let Change::Stats { vm: subject, .. } = &change else {
+            return true;
+        };
+        let new_round = subject == "dom0"
+            || round
+                .iter()
+                .any(|c| matches!(c, Change::Stats { vm, .. } if vm == subject));
+        if new_round && !round.is_empty() && !deliver(std::mem::take(&mut round)) {
+            return false;
+        }
+        round.push(change);
+        true
+    });
 }

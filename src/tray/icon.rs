@@ -17,27 +17,32 @@ pub fn parse_colour(untrusted: &str) -> Option<[u8; 3]> {
 }
 
 /// A PNG of a rounded square in `rgb` with a dark outline (visible on light and dark menus).
+/// Two bits per pixel over a three-colour palette: a menu of a thousand qubes carries a
+/// thousand of these, so they stay under 200 bytes.
 pub fn swatch_png(rgb: [u8; 3]) -> Vec<u8> {
-    let mut rows = Vec::with_capacity(((SWATCH * 4 + 1) * SWATCH) as usize);
+    let mut rows = Vec::with_capacity(((SWATCH / 4 + 1) * SWATCH) as usize);
     for y in 0..SWATCH {
         rows.push(0); // filter: none
-        for x in 0..SWATCH {
-            rows.extend_from_slice(&swatch_pixel(x, y, rgb));
+        for x4 in 0..SWATCH / 4 {
+            let byte = (0..4).fold(0u8, |acc, i| (acc << 2) | swatch_index(x4 * 4 + i, y));
+            rows.push(byte);
         }
     }
-    png(SWATCH, SWATCH, &rows)
+    let palette = [0, 0, 0, 0x30, 0x30, 0x30, rgb[0], rgb[1], rgb[2]];
+    png_indexed(SWATCH, SWATCH, &palette, &[0], &rows)
 }
 
-fn swatch_pixel(x: u32, y: u32, rgb: [u8; 3]) -> [u8; 4] {
+/// Palette index of a swatch pixel: 0 transparent, 1 outline, 2 fill.
+fn swatch_index(x: u32, y: u32) -> u8 {
     let edge = |v: u32| v == 1 || v == SWATCH - 2;
     let outside = |v: u32| v == 0 || v == SWATCH - 1;
     let corner = (x <= 1 || x >= SWATCH - 2) && (y <= 1 || y >= SWATCH - 2);
     if outside(x) || outside(y) || corner {
-        [0, 0, 0, 0]
+        0
     } else if edge(x) || edge(y) {
-        [0x30, 0x30, 0x30, 0xff]
+        1
     } else {
-        [rgb[0], rgb[1], rgb[2], 0xff]
+        2
     }
 }
 
@@ -70,24 +75,23 @@ pub fn tray_pixmap(size: i32) -> ksni::Icon {
     }
 }
 
-/// An RGBA PNG of already filtered scanlines, compressed with stored deflate blocks: tiny
-/// images only, so there is no need for a compressor.
-fn png(width: u32, height: u32, filtered: &[u8]) -> Vec<u8> {
+/// A 2-bit indexed PNG of already filtered scanlines, compressed with one stored deflate
+/// block: tiny images only, so there is no need for a compressor.
+fn png_indexed(width: u32, height: u32, palette: &[u8], alpha: &[u8], filtered: &[u8]) -> Vec<u8> {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&width.to_be_bytes());
     ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8 bits, RGBA, deflate, no filter, no interlace
+    ihdr.extend_from_slice(&[2, 3, 0, 0, 0]); // 2 bits, indexed, deflate, no filter, no interlace
     chunk(&mut out, b"IHDR", &ihdr);
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = filtered.chunks(0xffff).collect();
-    for (i, block) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        let len = block.len() as u16;
-        z.extend_from_slice(&len.to_le_bytes());
-        z.extend_from_slice(&(!len).to_le_bytes());
-        z.extend_from_slice(block);
-    }
+    chunk(&mut out, b"PLTE", palette);
+    chunk(&mut out, b"tRNS", alpha);
+    debug_assert!(filtered.len() <= 0xffff);
+    let len = filtered.len() as u16;
+    let mut z = vec![0x78, 0x01, 1]; // zlib header; final stored block
+    z.extend_from_slice(&len.to_le_bytes());
+    z.extend_from_slice(&(!len).to_le_bytes());
+    z.extend_from_slice(filtered);
     z.extend_from_slice(&adler32(filtered).to_be_bytes());
     chunk(&mut out, b"IDAT", &z);
     chunk(&mut out, b"IEND", &[]);
@@ -147,14 +151,23 @@ mod tests {
     }
 
     #[test]
-    fn swatch_is_a_png_with_the_colour_inside() {
+    fn swatch_is_a_small_png_with_the_colour_in_its_palette() {
         let png = swatch_png([0x12, 0x34, 0x56]);
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert_eq!(&png[12..16], b"IHDR");
-        assert_eq!(&png[16..24], &[0, 0, 0, 16, 0, 0, 0, 16]);
+        assert_eq!(&png[16..26], &[0, 0, 0, 16, 0, 0, 0, 16, 2, 3]);
+        let plte = png.windows(4).position(|w| w == b"PLTE").unwrap();
+        assert_eq!(&png[plte - 4..plte], &[0, 0, 0, 9]);
+        assert_eq!(&png[plte + 10..plte + 13], &[0x12, 0x34, 0x56]);
         assert!(png.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82]));
-        // Stored deflate: the centre pixel's bytes appear as they are.
-        assert!(png.windows(4).any(|w| w == [0x12, 0x34, 0x56, 0xff]));
+        assert!(png.len() < 200, "{} bytes", png.len());
+        // Row 8: transparent, outline, then fill (index 2 = 0b10) up to the far outline.
+        let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
+        let row8 = idat + 4 + 7 + 8 * 5;
+        assert_eq!(
+            &png[row8..row8 + 5],
+            &[0, 0b0001_1010, 0xaa, 0xaa, 0b1010_0100]
+        );
     }
 
     #[test]

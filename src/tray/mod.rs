@@ -203,8 +203,9 @@ impl Owner {
                 tx.send(msg).is_ok()
             });
             let tx = self.tx.clone();
-            crate::loader::follow_stats(self.client.clone(), move |round| {
-                tx.send(TrayMsg::Stats(round)).is_ok()
+            // Each figure as it comes: the burst gathering below makes one menu of a round.
+            crate::loader::follow_stats_each(self.client.clone(), move |change| {
+                tx.send(TrayMsg::Stats(vec![change])).is_ok()
             });
         }
         self.publish(&handle);
