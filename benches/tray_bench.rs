@@ -4,7 +4,6 @@
 //! clicked), CPU at idle and RSS of the tray process. `cargo bench --bench tray_bench`.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use zbus::blocking::Connection;
@@ -13,6 +12,8 @@ use zbus::zvariant::OwnedValue;
 #[path = "support/measure.rs"]
 mod measure;
 use measure::{percentile, rss_kib};
+#[path = "support/bus.rs"]
+mod bus;
 #[path = "support/system.rs"]
 mod system;
 use system::{QUBES, RUNNING, prepare};
@@ -42,17 +43,7 @@ fn main() {
     let socket = dir.path().join("bench.sock");
     core.serve_admin_socket(&socket).unwrap();
 
-    let mut bus = std::process::Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("dbus-daemon");
-    let mut address = String::new();
-    std::io::BufReader::new(bus.stdout.take().unwrap())
-        .read_line(&mut address)
-        .unwrap();
-    let address = address.trim().to_string();
+    let (_bus, address) = bus::Bus::start();
 
     let t0 = Instant::now();
     let mut tray = std::process::Command::new(env!("CARGO_BIN_EXE_qui-domains"))
@@ -149,6 +140,4 @@ fn main() {
     );
     let _ = tray.kill();
     let _ = tray.wait();
-    let _ = bus.kill();
-    let _ = bus.wait();
 }

@@ -492,17 +492,7 @@ fn find_tool(client: &Client, name: &str) -> Option<std::path::PathBuf> {
 /// Runs a local qube tool in the background; a failure (exit status, stderr) is reported.
 fn run_tool(mut command: std::process::Command, heading: String, input: relm4::Sender<Msg>) {
     std::thread::spawn(move || {
-        let result = command
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output();
-        let failure = match result {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(message) = failure {
+        if let Err(message) = crate::cli::run_quietly(&mut command) {
             input.emit(Msg::Failed(heading, message));
         }
     });

@@ -78,6 +78,31 @@ pub fn connect(daemon: &Daemon) -> anyhow::Result<(Client, Option<Arc<qubesd::Em
     })
 }
 
+/// Logs to stderr, filtered by `QUBES_MANAGER_LOG` (default: warnings).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUBES_MANAGER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+}
+
+/// Runs a local program to its end without input or output (blocking); a failure to start or
+/// a failed exit comes back as a message (its stderr).
+pub fn run_quietly(command: &mut std::process::Command) -> Result<(), String> {
+    let result = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match result {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +127,15 @@ mod tests {
             parse(args(&["--socket"]), None, false),
             Err("--socket".into())
         );
+    }
+
+    #[test]
+    fn programs_report_their_failure() {
+        assert_eq!(run_quietly(&mut std::process::Command::new("true")), Ok(()));
+        let mut fails = std::process::Command::new("sh");
+        fails.args(["-c", "echo broken >&2; exit 3"]);
+        assert_eq!(run_quietly(&mut fails), Err("broken".into()));
+        let missing = run_quietly(&mut std::process::Command::new("/nonexistent/program"));
+        assert!(missing.unwrap_err().contains("No such file"));
     }
 }

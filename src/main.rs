@@ -13,12 +13,7 @@ fn usage() -> ! {
 
 fn main() -> anyhow::Result<()> {
     renderer::prefer_software_rendering();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUBES_MANAGER_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    cli::init_logging();
     i18n::init();
     let (daemon, open_settings) = match cli::from_env() {
         Ok((daemon, rest)) if rest.is_empty() => (daemon, None),

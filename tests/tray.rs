@@ -14,31 +14,9 @@ use qubes_qube_manager::tray::{self, Options, Program};
 use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedValue, Value};
 
-/// A private `dbus-daemon --session`, stopped when dropped.
-struct Bus(std::process::Child);
-
-impl Bus {
-    fn start() -> (Bus, String) {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("dbus-daemon (package dbus-daemon) runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        (Bus(child), line.trim().to_string())
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "../benches/support/bus.rs"]
+mod bus;
+use bus::Bus;
 
 /// The tray host's side: records items that register.
 struct Watcher {
@@ -207,32 +185,28 @@ struct Host {
 }
 
 impl Host {
-    fn layout(&self) -> Node {
-        let reply = self
+    /// Calls a dbusmenu method of the item.
+    fn menu_call<B>(&self, method: &str, body: &B) -> zbus::message::Message
+    where
+        B: zbus::export::serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let service = self.service.as_str();
+        let menu = Some("com.canonical.dbusmenu");
+        (self
             .conn
-            .call_method(
-                Some(self.service.as_str()),
-                "/MenuBar",
-                Some("com.canonical.dbusmenu"),
-                "GetLayout",
-                &(0i32, -1i32, Vec::<String>::new()),
-            )
-            .expect("GetLayout");
+            .call_method(Some(service), "/MenuBar", menu, method, body))
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    fn layout(&self) -> Node {
+        let reply = self.menu_call("GetLayout", &(0i32, -1i32, Vec::<String>::new()));
         type Layout = (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>);
         let (_rev, (id, props, kids)): (u32, Layout) = reply.body().deserialize().unwrap();
         node(id, props, kids)
     }
 
     fn click(&self, item: &Node) {
-        self.conn
-            .call_method(
-                Some(self.service.as_str()),
-                "/MenuBar",
-                Some("com.canonical.dbusmenu"),
-                "Event",
-                &(item.id, "clicked", Value::I32(0), 0u32),
-            )
-            .expect("Event clicked");
+        self.menu_call("Event", &(item.id, "clicked", Value::I32(0), 0u32));
     }
 
     fn property(&self, name: &str) -> OwnedValue {
@@ -270,6 +244,18 @@ fn wait(what: &str, ok: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits for a notification that satisfies `ok` and returns it.
+fn wait_shown(shown: &Mutex<Vec<Shown>>, what: &str, ok: impl Fn(&Shown) -> bool) -> Shown {
+    wait(what, || shown.lock().unwrap().iter().any(&ok));
+    shown
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| ok(s))
+        .cloned()
+        .unwrap()
 }
 
 fn state(client: &Client, vm: &str) -> String {
@@ -426,12 +412,8 @@ fn tray_shows_qubes_acts_and_notifies() {
         state(&second, "personal") == "Running"
     });
     let menu = host.wait_menu("personal listed", |m| m.starting("personal").is_some());
-    wait("the started notification", || {
-        shown
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.body == "personal has started.")
+    wait_shown(&shown, "the started notification", |s| {
+        s.body == "personal has started."
     });
     {
         let shown = shown.lock().unwrap();
@@ -453,12 +435,8 @@ fn tray_shows_qubes_acts_and_notifies() {
     wait("personal to halt", || {
         state(&second, "personal") == "Halted"
     });
-    wait("the shut down notification", || {
-        shown
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.body == "personal has shut down.")
+    wait_shown(&shown, "the shut down notification", |s| {
+        s.body == "personal has shut down."
     });
     host.wait_menu("personal gone from the running rows", |m| {
         m.starting("personal").is_none()
@@ -468,30 +446,19 @@ fn tray_shows_qubes_acts_and_notifies() {
     let menu = host.layout();
     let sys_net = menu.starting("sys-net").unwrap();
     host.click(sys_net.find("Shut down").unwrap());
-    wait("the failure notification", || {
-        shown
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.summary == "Shutting down sys-net failed")
+    let failure = wait_shown(&shown, "the failure notification", |s| {
+        s.summary == "Shutting down sys-net failed"
     });
-    {
-        let shown = shown.lock().unwrap();
-        let failure = shown
-            .iter()
-            .find(|s| s.summary == "Shutting down sys-net failed")
-            .unwrap();
-        assert_eq!(failure.urgency, 2);
-        assert!(
-            failure.body.contains("sys-firewall"),
-            "names who still uses it: {}",
-            failure.body
-        );
-        assert_eq!(
-            failure.actions,
-            ["force-shutdown:sys-net", "Force shutdown"]
-        );
-    }
+    assert_eq!(failure.urgency, 2);
+    assert!(
+        failure.body.contains("sys-firewall"),
+        "names who still uses it: {}",
+        failure.body
+    );
+    assert_eq!(
+        failure.actions,
+        ["force-shutdown:sys-net", "Force shutdown"]
+    );
     assert_eq!(state(&second, "sys-net"), "Running");
 
     // Every qube paused (through another client): an urgent warning with "Unpause all", and
@@ -499,20 +466,9 @@ fn tray_shows_qubes_acts_and_notifies() {
     for vm in &running_qubes {
         second.call("admin.vm.Pause", vm, "", b"").unwrap();
     }
-    wait("the all-paused warning", || {
-        shown
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.summary == "Your qubes have been paused!")
+    let warning = wait_shown(&shown, "the all-paused warning", |s| {
+        s.summary == "Your qubes have been paused!"
     });
-    let warning = shown
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|s| s.summary == "Your qubes have been paused!")
-        .cloned()
-        .unwrap();
     assert_eq!(warning.actions, ["unpause-all", "Unpause all"]);
     assert_eq!(warning.urgency, 2);
     wait("NeedsAttention", || {

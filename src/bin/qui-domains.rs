@@ -16,12 +16,7 @@ fn usage() -> ! {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUBES_MANAGER_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    cli::init_logging();
     i18n::init();
     let daemon = match cli::from_env() {
         Ok((daemon, rest)) if rest.is_empty() => daemon,

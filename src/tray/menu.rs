@@ -382,27 +382,10 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
 mod tests {
     use super::*;
     use crate::model::Change;
-    use qubes_api::{PropValue, VmEntry};
 
     fn qube(name: &str, class: &str, state: &str) -> QubeInfo {
-        let entry = VmEntry {
-            name: name.into(),
-            class: class.into(),
-            state: state.into(),
-            uuid: String::new(),
-        };
-        let prop = |v: &str| PropValue {
-            is_default: false,
-            ty: "str".into(),
-            value: v.into(),
-        };
-        QubeInfo::new(
-            &entry,
-            vec![
-                ("label".into(), prop("red")),
-                ("auto_cleanup".into(), prop("True")),
-            ],
-        )
+        let props = [("label", "red"), ("auto_cleanup", "True")];
+        super::super::state::test_qube(name, class, state, &props)
     }
 
     fn domains() -> Domains {

@@ -475,21 +475,13 @@ fn spawn_program(
         return;
     };
     std::thread::spawn(move || {
-        let result = std::process::Command::new(&program.path)
-            .args(&program.args)
-            .args(&extra)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output();
-        let failure = match result {
-            Ok(o) if o.status.success() => return,
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            Err(e) => e.to_string(),
-        };
-        let _ = tx.send(TrayMsg::Failed(
-            command,
-            CallError::Io(std::io::Error::other(failure)),
-        ));
+        let mut run = std::process::Command::new(&program.path);
+        run.args(&program.args).args(&extra);
+        if let Err(failure) = crate::cli::run_quietly(&mut run) {
+            let _ = tx.send(TrayMsg::Failed(
+                command,
+                CallError::Io(std::io::Error::other(failure)),
+            ));
+        }
     });
 }

@@ -174,24 +174,35 @@ pub fn notice_for(ev: &Event, domains: &Domains) -> Option<Notice> {
     })
 }
 
+/// A qube row for tests: `props` as plain values.
+#[cfg(test)]
+pub(crate) fn test_qube(name: &str, class: &str, state: &str, props: &[(&str, &str)]) -> QubeInfo {
+    let entry = qubes_api::VmEntry {
+        name: name.into(),
+        class: class.into(),
+        state: state.into(),
+        uuid: String::new(),
+    };
+    let props = props
+        .iter()
+        .map(|(k, v)| {
+            let value = qubes_api::PropValue {
+                is_default: false,
+                ty: "str".into(),
+                value: v.to_string(),
+            };
+            (k.to_string(), value)
+        })
+        .collect();
+    QubeInfo::new(&entry, props)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qubes_api::{PropValue, VmEntry};
 
     fn qube(name: &str, class: &str, state: &str) -> QubeInfo {
-        let entry = VmEntry {
-            name: name.into(),
-            class: class.into(),
-            state: state.into(),
-            uuid: String::new(),
-        };
-        let label = PropValue {
-            is_default: false,
-            ty: "label".into(),
-            value: "red".into(),
-        };
-        QubeInfo::new(&entry, vec![("label".into(), label)])
+        test_qube(name, class, state, &[("label", "red")])
     }
 
     fn domains() -> Domains {
