@@ -302,6 +302,13 @@ fn qube_menu(q: &QubeInfo, internal: bool, can: Abilities) -> Vec<Entry> {
 /// The whole menu.
 pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
     let mut out = Vec::new();
+    if let Some(why) = &domains.unreachable {
+        out.push(Entry::note(format!("{}: {why}", tr("Cannot reach qubesd"))));
+        if domains.loaded {
+            // What follows is as last seen.
+            out.push(Entry::Separator);
+        }
+    }
     if !domains.loaded {
         out.push(Entry::note(tr("Loading qubes…")));
     } else {
@@ -475,6 +482,21 @@ mod tests {
             labels(&menu[6].children()[..2]),
             ["Open file manager", "Run terminal"]
         );
+    }
+
+    #[test]
+    fn an_unreachable_daemon_is_said_first() {
+        let mut d = Domains {
+            unreachable: Some("connection refused".into()),
+            ..Default::default()
+        };
+        let menu = build(&d, Abilities::default());
+        assert_eq!(
+            labels(&menu),
+            ["Cannot reach qubesd: connection refused", "Loading qubes…"]
+        );
+        d.replace(Vec::new(), vec![qube("work", "AppVM", "Running")]);
+        assert_eq!(d.unreachable, None, "a load means it is back");
     }
 
     #[test]

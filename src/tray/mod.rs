@@ -231,10 +231,10 @@ impl Owner {
     /// Sends the current menu to the tray item and shows or withdraws the all-paused warning.
     fn publish(&mut self, handle: &ksni::blocking::Handle<QubesTray>) {
         let entries = menu::build(&self.domains, self.options.abilities());
-        let summary = if self.domains.loaded {
-            menu::summary(&self.domains)
-        } else {
-            String::new()
+        let summary = match (&self.domains.unreachable, self.domains.loaded) {
+            (Some(why), _) => format!("{}: {why}", tr("Cannot reach qubesd")),
+            (None, true) => menu::summary(&self.domains),
+            (None, false) => String::new(),
         };
         let all_paused = self.domains.all_paused();
         handle.update(move |t| {
@@ -274,14 +274,19 @@ impl Owner {
                     self.refetch(refetch);
                 }
             }
-            TrayMsg::Unreachable(e) => tracing::warn!("qubesd: {e}"),
+            TrayMsg::Unreachable(e) => {
+                if self.domains.unreachable.as_ref() != Some(&e) {
+                    tracing::warn!("qubesd: {e}");
+                    self.domains.unreachable = Some(e);
+                }
+            }
             TrayMsg::Stats(round) => {
                 for change in round {
                     self.domains.apply(change);
                 }
             }
             TrayMsg::Loaded(Ok((colours, qubes))) => self.domains.replace(colours, qubes),
-            TrayMsg::Loaded(Err(e)) => tracing::warn!("loading qubes: {e}"),
+            TrayMsg::Loaded(Err(e)) => self.domains.unreachable = Some(e),
             TrayMsg::Qube(vm, info) => match info {
                 Some(q) => {
                     self.domains.qubes.insert(vm, q);

@@ -21,6 +21,8 @@ pub struct Domains {
     pub colours: HashMap<String, String>,
     /// Whether the first load has finished.
     pub loaded: bool,
+    /// Why the daemon cannot be reached, while it cannot (the tray retries every second).
+    pub unreachable: Option<String>,
 }
 
 /// What the tray must read again after a change.
@@ -48,6 +50,7 @@ impl Domains {
             self.qubes.insert(q.name.clone(), q);
         }
         self.loaded = true;
+        self.unreachable = None;
     }
 
     /// Applies a change; returns what must be read from the daemon for it.
