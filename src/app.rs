@@ -6,7 +6,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use qubes_api::{CallError, Client, PropValue};
@@ -1510,7 +1509,8 @@ pub fn builder(client: Client, view_state: crate::view_state::ViewState) -> relm
 }
 
 /// A client for the embedded demo core.
-pub fn demo_client() -> anyhow::Result<(Client, Arc<qubesd::Embedded>)> {
-    let core = Arc::new(qubesd::Embedded::demo()?);
+#[cfg(feature = "demo")]
+pub fn demo_client() -> anyhow::Result<(Client, std::sync::Arc<qubesd::Embedded>)> {
+    let core = std::sync::Arc::new(qubesd::Embedded::demo()?);
     Ok((Client::new(core.clone()), core))
 }

@@ -63,19 +63,54 @@ pub fn from_env() -> Result<(Daemon, Vec<String>), String> {
     )
 }
 
+/// The embedded core of `--demo`, kept alive while its client is used.
+#[cfg(feature = "demo")]
+pub type Core = Arc<qubesd::Embedded>;
+
+/// Built without the demo core: there never is one.
+#[cfg(not(feature = "demo"))]
+pub enum Core {}
+
 /// A client for `daemon`, and the embedded core to keep alive while it is used.
-pub fn connect(daemon: &Daemon) -> anyhow::Result<(Client, Option<Arc<qubesd::Embedded>>)> {
+pub fn connect(daemon: &Daemon) -> anyhow::Result<(Client, Option<Core>)> {
     Ok(match daemon {
+        #[cfg(feature = "demo")]
         Daemon::Demo => {
             let core = Arc::new(qubesd::Embedded::demo()?);
             (Client::new(core.clone()), Some(core))
         }
+        #[cfg(not(feature = "demo"))]
+        Daemon::Demo => anyhow::bail!("built without the demo core (cargo feature \"demo\")"),
         Daemon::Socket(path) => (
             Client::new(Arc::new(LocalSocket { path: path.clone() })),
             None,
         ),
         Daemon::Qrexec => (Client::new(Arc::new(Qrexec::default())), None),
     })
+}
+
+/// [`connect`], or a message and exit status 1.
+pub fn connect_or_exit(daemon: &Daemon) -> (Client, Option<Core>) {
+    connect(daemon).unwrap_or_else(|e| {
+        eprintln!("{e:#}");
+        std::process::exit(1)
+    })
+}
+
+/// Makes a demo core reachable by other programs too, at `qubesd.sock` in its directory;
+/// returns that socket.
+pub fn share_demo(core: &Core) -> anyhow::Result<Option<PathBuf>> {
+    #[cfg(feature = "demo")]
+    {
+        let Some(dir) = core.demo_dir() else {
+            return Ok(None);
+        };
+        let socket = dir.join("qubesd.sock");
+        core.serve_admin_socket(&socket)?;
+        Ok(Some(socket))
+    }
+    #[cfg(not(feature = "demo"))]
+    match *core {}
 }
 
 /// Logs to stderr, filtered by `QUBES_MANAGER_LOG` (default: warnings).

@@ -32,13 +32,13 @@ fn main() -> anyhow::Result<()> {
         );
         std::process::exit(1);
     }
-    let (client, keep_alive) = cli::connect(&daemon)?;
+    // The embedded core (demo) lives until the window closes.
+    let (client, _core) = cli::connect_or_exit(&daemon);
     let relm = relm4::RelmApp::new("org.qubes_os.qube_manager").with_args(Vec::new());
     relm.run::<app::App>(app::AppInit {
         client,
         view_state: qubes_qube_manager::view_state::ViewState::open_default(),
         open_settings,
     });
-    drop(keep_alive);
     Ok(())
 }

@@ -22,14 +22,10 @@ fn main() -> anyhow::Result<()> {
         Ok((daemon, rest)) if rest.is_empty() => daemon,
         _ => usage(),
     };
-    let (client, core) = cli::connect(&daemon)?;
+    let (client, core) = cli::connect_or_exit(&daemon);
     let manager_args: Vec<OsString> = match (&daemon, &core) {
-        (Daemon::Demo, Some(core)) => match core.demo_dir() {
-            Some(dir) => {
-                let socket = dir.join("qubesd.sock");
-                core.serve_admin_socket(&socket)?;
-                vec!["--socket".into(), socket.into()]
-            }
+        (Daemon::Demo, Some(core)) => match cli::share_demo(core)? {
+            Some(socket) => vec!["--socket".into(), socket.into()],
             None => Vec::new(),
         },
         (Daemon::Socket(path), _) => vec!["--socket".into(), path.into()],
@@ -68,6 +64,5 @@ fn main() -> anyhow::Result<()> {
         });
     }
     running.join();
-    drop(core);
     Ok(())
 }
