@@ -115,7 +115,7 @@ impl Notifications {
     }
 
     fn get_capabilities(&self) -> Vec<String> {
-        vec!["body".into(), "actions".into()]
+        vec!["body".into(), "body-markup".into(), "actions".into()]
     }
 
     fn get_server_information(&self) -> (String, String, String, String) {
@@ -383,17 +383,23 @@ fn tray_shows_qubes_acts_and_notifies() {
     );
     let work = menu.starting("work \u{2014} ").unwrap();
     assert!(work.has_icon, "the label colour is drawn");
-    assert_eq!(
-        work.labels(),
-        [
-            "Settings",
-            "---",
-            "Emergency pause",
-            "Shut down",
-            "Restart",
-            "Kill"
-        ]
-    );
+    // What the reference showed in a tooltip, then what can be done.
+    let prop = |p: &str| {
+        let raw = second
+            .call("admin.vm.property.Get", "work", p, b"")
+            .unwrap();
+        qubes_api::PropValue::parse(&raw).unwrap().value
+    };
+    let about = [
+        format!("Template: {}", prop("template")),
+        format!("Net qube: {}", prop("netvm")),
+        "---".into(),
+        "Settings".into(),
+        "---".into(),
+    ];
+    let power = ["Emergency pause", "Shut down", "Restart", "Kill"];
+    assert_eq!(work.labels()[..5], about);
+    assert_eq!(work.labels()[5..], power);
     let start = menu.find("Start a qube").unwrap();
     assert!(start.labels().contains(&"personal"), "{:?}", start.labels());
     assert!(!start.labels().contains(&"work"));
@@ -475,10 +481,9 @@ fn tray_shows_qubes_acts_and_notifies() {
         String::try_from(host.property("Status")).unwrap() == "NeedsAttention"
     });
     let menu = host.layout();
-    assert_eq!(
-        menu.starting("work").unwrap().labels(),
-        ["Settings", "Unpause", "Kill"]
-    );
+    let paused = menu.starting("work").unwrap().labels();
+    assert_eq!(paused[..5], about);
+    assert_eq!(paused[5..], ["Unpause", "Kill"]);
     // The button, pressed on the notification server: everything runs again, the warning goes.
     desktop
         .emit_signal(

@@ -238,63 +238,76 @@ pub fn summary(domains: &Domains) -> String {
 /// What a qube's submenu offers in its state.
 fn qube_menu(q: &QubeInfo, internal: bool, can: Abilities) -> Vec<Entry> {
     let vm = || q.name.clone();
-    let mut out = Vec::new();
-    let settings = || Entry::action(tr("Settings"), Command::Settings(vm()));
     if internal {
-        out.push(Entry::note(tr("Internal qube")));
-        if q.state == "Running" {
-            out.push(Entry::action(tr("Shut down"), Command::Shutdown(vm())));
+        let last = if q.state == "Running" {
+            Entry::action(tr("Shut down"), Command::Shutdown(vm()))
         } else {
-            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
-        }
-        return out;
+            Entry::action(tr("Kill"), Command::Kill(vm()))
+        };
+        return vec![Entry::note(tr("Internal qube")), last];
+    }
+    // What the reference widget's row tooltip said (dbusmenu rows have no tooltips).
+    let mut about = Vec::new();
+    if let Some(t) = q.props.get("template").filter(|t| !t.value.is_empty()) {
+        about.push(Entry::note(tr("Template: %s").replacen("%s", &t.value, 1)));
+    }
+    if let Some(n) = q.props.get("netvm") {
+        let net = if n.value.is_empty() {
+            tr("none")
+        } else {
+            n.value.clone()
+        };
+        about.push(Entry::note(tr("Net qube: %s").replacen("%s", &net, 1)));
     }
     if q.outdated {
-        out.push(Entry::note(tr("Restart to apply changes of the template")));
+        about.push(Entry::note(tr("Restart to apply changes of the template")));
     }
     let updates = q
         .features
         .get("updates-available")
         .is_some_and(|v| !v.is_empty());
     if updates && matches!(q.class.as_str(), "TemplateVM" | "StandaloneVM") {
-        out.push(Entry::note(tr("Updates are available")));
+        about.push(Entry::note(tr("Updates are available")));
     }
-    if !out.is_empty() {
-        out.push(Entry::Separator);
+    let mut open = Vec::new();
+    if q.state == "Running" && can.run_in_qubes {
+        open.push(Entry::action(
+            tr("Open file manager"),
+            Command::FileManager(vm()),
+        ));
+        open.push(Entry::action(tr("Run terminal"), Command::Terminal(vm())));
     }
-    match q.state.as_str() {
+    if can.manager {
+        open.push(Entry::action(tr("Settings"), Command::Settings(vm())));
+    }
+    let power = match q.state.as_str() {
         "Running" => {
-            if can.run_in_qubes {
-                out.push(Entry::action(
-                    tr("Open file manager"),
-                    Command::FileManager(vm()),
-                ));
-                out.push(Entry::action(tr("Run terminal"), Command::Terminal(vm())));
-            }
-            if can.manager {
-                out.push(settings());
-            }
-            out.push(Entry::Separator);
-            out.push(Entry::action(tr("Emergency pause"), Command::Pause(vm())));
-            out.push(Entry::action(tr("Shut down"), Command::Shutdown(vm())));
+            let mut power = vec![
+                Entry::action(tr("Emergency pause"), Command::Pause(vm())),
+                Entry::action(tr("Shut down"), Command::Shutdown(vm())),
+            ];
             if !(q.class == "DispVM" && q.flag("auto_cleanup")) {
-                out.push(Entry::action(tr("Restart"), Command::Restart(vm())));
+                power.push(Entry::action(tr("Restart"), Command::Restart(vm())));
             }
-            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+            power.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+            power
         }
-        "Paused" | "Suspended" => {
-            if can.manager {
-                out.push(settings());
-            }
-            out.push(Entry::action(tr("Unpause"), Command::Unpause(vm())));
-            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+        "Paused" | "Suspended" => vec![
+            Entry::action(tr("Unpause"), Command::Unpause(vm())),
+            Entry::action(tr("Kill"), Command::Kill(vm())),
+        ],
+        _ => vec![Entry::action(tr("Kill"), Command::Kill(vm()))],
+    };
+    // Groups apart by one separator; none around an empty group.
+    let mut out = Vec::new();
+    for group in [about, open, power] {
+        if group.is_empty() {
+            continue;
         }
-        _ => {
-            if can.manager {
-                out.push(settings());
-            }
-            out.push(Entry::action(tr("Kill"), Command::Kill(vm())));
+        if !out.is_empty() {
+            out.push(Entry::Separator);
         }
+        out.extend(group);
     }
     out
 }
@@ -391,7 +404,10 @@ mod tests {
     use crate::model::Change;
 
     fn qube(name: &str, class: &str, state: &str) -> QubeInfo {
-        let props = [("label", "red"), ("auto_cleanup", "True")];
+        let mut props = vec![("label", "red"), ("auto_cleanup", "True")];
+        if name == "work" {
+            props.extend([("template", "debian-12"), ("netvm", "sys-firewall")]);
+        }
         super::super::state::test_qube(name, class, state, &props)
     }
 
@@ -446,6 +462,9 @@ mod tests {
         assert_eq!(
             labels(work.children()),
             [
+                "Template: debian-12",
+                "Net qube: sys-firewall",
+                "",
                 "Settings",
                 "",
                 "Emergency pause",
@@ -457,7 +476,10 @@ mod tests {
         assert!(matches!(work, Entry::Item { colour: Some(c), .. } if c == "0xcc0000"));
         // An auto-cleanup disposable cannot be restarted; a paused qube can be unpaused.
         assert!(!labels(menu[4].children()).contains(&"Restart"));
-        assert_eq!(labels(menu[5].children()), ["Settings", "Unpause", "Kill"]);
+        assert_eq!(
+            labels(menu[5].children()),
+            ["Settings", "", "Unpause", "Kill"]
+        );
         assert_eq!(labels(menu[8].children()), ["vault"]);
         assert!(matches!(
             &menu[8].children()[0],
@@ -470,7 +492,7 @@ mod tests {
         let menu = build(&domains(), Abilities::default());
         assert_eq!(labels(&menu).last(), Some(&"Start a qube"));
         assert_eq!(
-            labels(menu[6].children()),
+            labels(&menu[6].children()[2..]),
             ["", "Emergency pause", "Shut down", "Restart", "Kill"]
         );
         let can = Abilities {
@@ -479,7 +501,7 @@ mod tests {
         };
         let menu = build(&domains(), can);
         assert_eq!(
-            labels(&menu[6].children()[..2]),
+            labels(&menu[6].children()[3..5]),
             ["Open file manager", "Run terminal"]
         );
     }

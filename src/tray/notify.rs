@@ -31,6 +31,8 @@ pub struct Notification {
 /// A connection to the notification server, or nothing when there is no session bus.
 pub struct Notifier {
     conn: Option<Connection>,
+    /// The server reads markup in bodies: text must be escaped.
+    markup: bool,
     /// Server id of the shown notification, by key.
     shown: Arc<Mutex<HashMap<String, u32>>>,
 }
@@ -41,8 +43,14 @@ impl Notifier {
         let conn = Connection::session()
             .map_err(|e| tracing::warn!("no session bus, no notifications: {e}"))
             .ok();
+        let markup = conn.as_ref().is_some_and(|c| {
+            c.call_method(Some(NAME), PATH, Some(NAME), "GetCapabilities", &())
+                .and_then(|r| r.body().deserialize::<Vec<String>>())
+                .is_ok_and(|caps| caps.iter().any(|c| c == "body-markup"))
+        });
         Notifier {
             conn,
+            markup,
             shown: Arc::default(),
         }
     }
@@ -62,6 +70,12 @@ impl Notifier {
             actions.push(command.key());
             actions.push(label.clone());
         }
+        // Daemon messages and event reasons are text: a "<" in them must not become markup.
+        let body = if self.markup {
+            escape_markup(&n.body)
+        } else {
+            n.body.clone()
+        };
         let mut hints: HashMap<&str, Value> = HashMap::new();
         hints.insert("urgency", Value::U8(if n.urgent { 2 } else { 1 }));
         hints.insert("desktop-entry", Value::from("org.qubes_os.QubeManager"));
@@ -75,7 +89,7 @@ impl Notifier {
                 replaces,
                 "org.qubes_os.QubeManager",
                 n.summary.as_str(),
-                n.body.as_str(),
+                body.as_str(),
                 actions,
                 hints,
                 -1i32,
@@ -132,5 +146,35 @@ impl Notifier {
         if let Err(e) = spawned {
             tracing::warn!("notification actions: {e}");
         }
+    }
+}
+
+/// Text for a notification body that servers read as markup.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            escape_markup("<b>x</b> & 'y' \"z\""),
+            "&lt;b&gt;x&lt;/b&gt; &amp; &apos;y&apos; &quot;z&quot;"
+        );
+        assert_eq!(escape_markup("work has started."), "work has started.");
     }
 }
