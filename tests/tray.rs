@@ -521,4 +521,50 @@ fn tray_shows_qubes_acts_and_notifies() {
 
     running.sender.send(tray::TrayMsg::Quit).unwrap();
     running.join();
+    let registered = items.lock().unwrap().len();
+
+    // The program itself, in German, on the same core through a socket.
+    let socket = dir.path().join("qubesd.sock");
+    core.serve_admin_socket(&socket).unwrap();
+    let mut german = std::process::Command::new(env!("CARGO_BIN_EXE_qui-domains"))
+        .arg("--socket")
+        .arg(&socket)
+        .env("LANG", "C.UTF-8")
+        .env("LANGUAGE", "de")
+        .spawn()
+        .expect("qui-domains runs");
+    wait("the program's registration", || {
+        items.lock().unwrap().len() > registered
+    });
+    let host = Host {
+        conn: Connection::session().unwrap(),
+        service: items.lock().unwrap()[registered].1.clone(),
+    };
+    assert_eq!(
+        host.service,
+        format!("org.kde.StatusNotifierItem-{}-1", german.id())
+    );
+    let menu = host.wait_menu("a German menu", |m| m.find("Qube starten").is_some());
+    let labels = menu.labels();
+    assert!(labels[0].contains(" aktiv \u{b7} "), "{labels:?}");
+    assert_eq!(labels.last(), Some(&"Qube Manager öffnen"));
+    let work = menu.starting("work").unwrap();
+    assert!(
+        work.labels().contains(&"Notfall-Pause"),
+        "{:?}",
+        work.labels()
+    );
+    assert_eq!(
+        String::try_from(host.property("Title")).unwrap(),
+        "Qubes-Domänen"
+    );
+    second.call("admin.vm.Start", "personal", "", b"").unwrap();
+    let started = wait_shown(&shown, "a German notification", |s| {
+        s.body == "personal wurde gestartet."
+    });
+    assert_eq!(started.summary, "Qube-Status: personal");
+    // SIGTERM: it leaves the bus and exits cleanly.
+    // SAFETY: kill with a child's pid and a signal number.
+    unsafe { libc::kill(german.id() as i32, libc::SIGTERM) };
+    assert!(german.wait().unwrap().success());
 }
