@@ -1497,15 +1497,18 @@ fn strip_markup(s: &str) -> String {
     out
 }
 
-/// Starts the window on `client` (used by `main` and the GUI tests).
+/// Starts the window on `client` (used by the GUI tests and the benchmark).
 pub fn builder(client: Client, view_state: crate::view_state::ViewState) -> relm4::Controller<App> {
-    App::builder()
-        .launch(AppInit {
-            client,
-            view_state,
-            open_settings: None,
-        })
-        .detach()
+    launch(AppInit {
+        client,
+        view_state,
+        open_settings: None,
+    })
+}
+
+/// Starts the window as `init` says.
+pub fn launch(init: AppInit) -> relm4::Controller<App> {
+    App::builder().launch(init).detach()
 }
 
 /// A client for the embedded demo core.

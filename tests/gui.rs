@@ -290,6 +290,34 @@ fn with_settings<R>(
         .expect("settings open"))
 }
 
+/// `qubes-qube-manager --settings work` (the tray's "Settings"): the window and that qube's
+/// settings.
+fn settings_of_a_qube_open_at_start() {
+    let (client, core) = app::demo_client().expect("demo core");
+    let config = tempfile::tempdir().expect("config dir");
+    let controller = app::launch(app::AppInit {
+        client,
+        view_state: qubes_qube_manager::view_state::ViewState::open(&config.path().join("v.ini")),
+        open_settings: Some("work".into()),
+    });
+    controller.widget().present();
+    assert!(spin_until(10, || controller
+        .model()
+        .settings
+        .as_ref()
+        .is_some_and(|s| s.model().is_loaded())));
+    let settings = controller.model().settings.as_ref().map(|s| {
+        let title = s.widget().title().map(|t| t.to_string());
+        (s.model().vm().to_string(), title)
+    });
+    assert_eq!(
+        settings,
+        Some(("work".to_string(), Some("Settings: work".to_string())))
+    );
+    controller.widget().close();
+    drop(core);
+}
+
 fn settings_dialog_applies_and_shows_errors_by_field() {
     use qubes_qube_manager::settings::Msg as S;
     let f = Fixture::start();
@@ -1437,14 +1465,18 @@ fn shutting_down_a_network_qube_offers_its_users() {
 fn main() {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("no display: GUI tests skipped (run under xvfb-run)");
-        println!("0 passed, 0 failed, 22 skipped");
+        println!("0 passed, 0 failed, 23 skipped");
         return;
     }
     qubes_qube_manager::renderer::prefer_software_rendering();
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
-    let tests: [(&str, fn()); 22] = [
+    let tests: [(&str, fn()); 23] = [
+        (
+            "settings_of_a_qube_open_at_start",
+            settings_of_a_qube_open_at_start,
+        ),
         ("rows_for_every_qube", rows_for_every_qube),
         (
             "property_change_from_second_client_updates_cell",
