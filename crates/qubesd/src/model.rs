@@ -216,9 +216,32 @@ pub struct DeviceXml {
     pub attrs: Vec<(String, String)>,
     /// `<option name="..">value</option>` children.
     pub options: Vec<(String, String)>,
-    /// Whether listings name the frontend qube: the reference does for assignments read from
-    /// `qubes.xml`, not for those made since it started.
-    pub frontend_shown: bool,
+    /// The frontend listings name (transient, not written to `qubes.xml`).
+    pub listed_frontend: ListedFrontend,
+}
+
+/// The `frontend_domain` device listings give an assignment. The reference lists the owner for
+/// assignments read from `qubes.xml`, but keeps one made since it started as the caller sent
+/// it: no frontend when the Assign payload named none, the named qube when it named one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedFrontend {
+    /// `frontend_domain` is left out.
+    Hidden,
+    /// The qube that has the assignment.
+    Owner,
+    /// The qube the Assign payload named.
+    Named(String),
+}
+
+impl ListedFrontend {
+    /// The name listings give, for an assignment of `owner`.
+    pub fn name<'a>(&'a self, owner: &'a str) -> Option<&'a str> {
+        match self {
+            ListedFrontend::Hidden => None,
+            ListedFrontend::Owner => Some(owner),
+            ListedFrontend::Named(n) => Some(n),
+        }
+    }
 }
 
 /// One qube.

@@ -637,7 +637,7 @@ fn parse_domain(dn: &Node, st: &State, refs: &mut Vec<PendingRef>) -> Result<Dom
                     .children("option")
                     .map(|o| (o.attr("name").unwrap_or("").to_string(), o.text.clone()))
                     .collect(),
-                frontend_shown: true,
+                listed_frontend: crate::model::ListedFrontend::Owner,
             })
             .collect();
         d.devices.push(DeviceClassXml { class, devices });

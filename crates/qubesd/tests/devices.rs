@@ -25,6 +25,14 @@ fn daemon() -> TestDaemon {
     d
 }
 
+/// Stops the daemon and starts it again on the same state and libvirt node.
+fn restart(d: &mut TestDaemon) {
+    d.stop();
+    let node = d.dir.path().join("node.xml");
+    d.spawn_with_uri(&format!("test://{}", node.display()))
+        .expect("daemon restarts");
+}
+
 fn exc(kind: &str, msg: &str) -> Vec<u8> {
     format!("2\0{kind}\0\0{msg}\0").into_bytes()
 }
@@ -230,10 +238,7 @@ fn assignments_are_kept_listed_and_change_defaults() {
     );
 
     // Read back after a restart, the reference names the frontend too.
-    d.stop();
-    let node = d.dir.path().join("node.xml");
-    d.spawn_with_uri(&format!("test://{}", node.display()))
-        .unwrap();
+    restart(&mut d);
     assert_eq!(
         d.ok("admin.vm.device.pci.Assigned", "work", "", b""),
         "dom0+00_14.3:* device_id='*' port_id='00_14.3' devclass='pci' backend_domain='dom0' mode='auto-attach' frontend_domain='work' _no-strict-reset='True'\n"
@@ -434,4 +439,52 @@ fn a_backend_in_use_cannot_be_removed() {
     );
     d.ok("admin.vm.device.block.Unassign", "work", "usbvm+sda", b"");
     d.ok("admin.vm.Remove", "usbvm", "", b"");
+}
+
+/// The reference lists a new assignment as the Assign payload had it: with no
+/// `frontend_domain` when it named none, with the qube it named (even another one), until the
+/// assignment is read back from qubes.xml (compared byte for byte with the reference daemon).
+#[test]
+fn listings_give_the_frontend_the_payload_named() {
+    let mut d = daemon();
+    let assign = |d: &mut TestDaemon, port: &str, frontend: &str| {
+        let payload = format!(
+            "device_id='*' port_id='{port}' devclass='pci' backend_domain='dom0' mode='required'{frontend}"
+        );
+        d.ok(
+            "admin.vm.device.pci.Assign",
+            "work",
+            &format!("dom0+{port}"),
+            payload.as_bytes(),
+        );
+    };
+    assign(&mut d, "00_14.0", "");
+    assign(&mut d, "00_14.3", " frontend_domain='work'");
+    assign(&mut d, "00_1f.3", " frontend_domain='fedora'");
+    let line = |port: &str, frontend: &str| {
+        format!(
+            "dom0+{port}:* device_id='*' port_id='{port}' devclass='pci' backend_domain='dom0' mode='required'{frontend}\n"
+        )
+    };
+    let listed = |d: &TestDaemon| d.ok("admin.vm.device.pci.Assigned", "work", "", b"");
+    assert_eq!(
+        listed(&d),
+        [
+            line("00_14.0", ""),
+            line("00_14.3", " frontend_domain='work'"),
+            line("00_1f.3", " frontend_domain='fedora'"),
+        ]
+        .concat()
+    );
+    // Read back from qubes.xml, every assignment names its owner.
+    restart(&mut d);
+    assert_eq!(
+        listed(&d),
+        [
+            line("00_14.0", " frontend_domain='work'"),
+            line("00_14.3", " frontend_domain='work'"),
+            line("00_1f.3", " frontend_domain='work'"),
+        ]
+        .concat()
+    );
 }

@@ -13,7 +13,7 @@ use qubes_api::{ExcKind, QubesError};
 
 use crate::core::{Ctx, Reply};
 use crate::handlers::{empty, lines, ok};
-use crate::model::{Class, DeviceClassXml, DeviceXml, Domain, PowerState, State};
+use crate::model::{Class, DeviceClassXml, DeviceXml, Domain, ListedFrontend, PowerState, State};
 use pci::PciDevice;
 use protocol::{Mode, VirtualDevice};
 use qubes_api::device_format::pair;
@@ -38,8 +38,8 @@ pub struct Stored {
     pub mode: Mode,
     /// Options (`no-strict-reset`, `permissive`, `read-only`, ...).
     pub options: Vec<(String, String)>,
-    /// See [`DeviceXml::frontend_shown`].
-    pub frontend_shown: bool,
+    /// See [`DeviceXml::listed_frontend`].
+    pub listed_frontend: ListedFrontend,
 }
 
 fn attr<'a>(d: &'a DeviceXml, k: &str) -> Option<&'a str> {
@@ -83,7 +83,7 @@ pub fn stored(d: &DeviceXml) -> Option<Stored> {
             .filter(|(k, _)| k != "identity")
             .cloned()
             .collect(),
-        frontend_shown: d.frontend_shown,
+        listed_frontend: d.listed_frontend.clone(),
     })
 }
 
@@ -97,7 +97,7 @@ fn to_xml(s: &Stored) -> DeviceXml {
             ("identity".into(), s.device.device_id.clone()),
         ],
         options: s.options.clone(),
-        frontend_shown: s.frontend_shown,
+        listed_frontend: s.listed_frontend.clone(),
     }
 }
 
@@ -273,7 +273,7 @@ pub(crate) fn assigned(c: &mut Ctx) -> Result<Reply, QubesError> {
     let entries = list
         .iter()
         .map(|s| {
-            let frontend = s.frontend_shown.then_some(d.name.as_str());
+            let frontend = s.listed_frontend.name(&d.name);
             assignment_line(class, &s.device, s.mode, frontend, &s.options)
         })
         .collect();
@@ -284,8 +284,6 @@ pub(crate) fn assigned(c: &mut Ctx) -> Result<Reply, QubesError> {
 struct Attached {
     /// The assignment it fulfils, or a manual one.
     stored: Stored,
-    /// Whether listings name the frontend (see [`DeviceXml::frontend_shown`]).
-    frontend_shown: bool,
     /// The host device, if libvirt still describes it.
     pci: Option<PciDevice>,
 }
@@ -334,23 +332,16 @@ fn attached_list(
                     device_id: protocol::UNKNOWN_ID.into(),
                 },
             };
-            let (stored, frontend_shown) = match assigned.iter().find(|s| s.device == dev) {
-                Some(s) => (s.clone(), s.frontend_shown),
-                None => (
-                    Stored {
-                        device: dev,
-                        mode: Mode::Manual,
-                        options: Vec::new(),
-                        frontend_shown: true,
-                    },
-                    true,
-                ),
+            let stored = match assigned.iter().find(|s| s.device == dev) {
+                Some(s) => s.clone(),
+                None => Stored {
+                    device: dev,
+                    mode: Mode::Manual,
+                    options: Vec::new(),
+                    listed_frontend: ListedFrontend::Owner,
+                },
             };
-            Attached {
-                stored,
-                frontend_shown,
-                pci,
-            }
+            Attached { stored, pci }
         })
         .collect())
 }
@@ -367,7 +358,7 @@ pub(crate) fn attached(c: &mut Ctx) -> Result<Reply, QubesError> {
         .iter()
         .map(|a| {
             let s = &a.stored;
-            let frontend = a.frontend_shown.then_some(d.name.as_str());
+            let frontend = s.listed_frontend.name(&d.name);
             assignment_line(class, &s.device, s.mode, frontend, &s.options)
         })
         .collect();
@@ -429,7 +420,11 @@ pub(crate) fn assign(c: &mut Ctx) -> Result<Reply, QubesError> {
         device: req.device.clone(),
         mode: req.mode,
         options: req.options.clone(),
-        frontend_shown: false,
+        listed_frontend: match &req.frontend {
+            None => ListedFrontend::Hidden,
+            Some(f) if *f == d.name => ListedFrontend::Owner,
+            Some(f) => ListedFrontend::Named(f.clone()),
+        },
     });
     store_assignments(dest_mut(c), class, &list);
     let (device, options) = (req.device.display(), protocol::options_repr(&req.options));
@@ -830,7 +825,7 @@ mod tests {
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
-            frontend_shown: false,
+            listed_frontend: ListedFrontend::Hidden,
         }
     }
 
