@@ -403,6 +403,14 @@ fn tray_shows_qubes_acts_and_notifies() {
     let start = menu.find("Start a qube").unwrap();
     assert!(start.labels().contains(&"personal"), "{:?}", start.labels());
     assert!(!start.labels().contains(&"work"));
+    // Templates wait in a submenu of their own, after the others.
+    assert_eq!(
+        start.labels()[start.labels().len() - 2..],
+        ["---", "Templates"]
+    );
+    let templates = start.find("Templates").unwrap().labels();
+    assert!(templates.contains(&"fedora-41"), "{templates:?}");
+    assert!(!start.labels().contains(&"fedora-41"));
 
     // Settings opens the Qube Manager on that qube.
     host.click(work.find("Settings").unwrap());

@@ -357,7 +357,9 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
                 children: qube_menu(q, domains.internal(&q.name), can),
             });
         }
-        let halted: Vec<Entry> = domains
+        // Templates are started for maintenance, rarely from here: they go in a submenu at
+        // the end, so the qubes people start stay in a short list.
+        let (templates, others): (Vec<_>, Vec<_>) = domains
             .qubes
             .values()
             .filter(|q| q.state == "Halted" && !matches!(q.class.as_str(), "AdminVM" | "RemoteVM"))
@@ -367,7 +369,7 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
                     .features
                     .get("prohibit-start")
                     .is_some_and(|v| !v.is_empty());
-                Entry::Item {
+                let entry = Entry::Item {
                     label: if blocked {
                         format!("{} ({})", q.name, tr("blocked"))
                     } else {
@@ -377,9 +379,24 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
                     colour: colour(q),
                     command: Some(Command::Start(q.name.clone())),
                     children: Vec::new(),
-                }
+                };
+                (q.class == "TemplateVM", entry)
             })
-            .collect();
+            .partition(|(template, _)| *template);
+        let templates: Vec<Entry> = templates.into_iter().map(|(_, e)| e).collect();
+        let mut halted: Vec<Entry> = others.into_iter().map(|(_, e)| e).collect();
+        if !templates.is_empty() {
+            if !halted.is_empty() {
+                halted.push(Entry::Separator);
+            }
+            halted.push(Entry::Item {
+                label: tr("Templates"),
+                enabled: true,
+                colour: None,
+                command: None,
+                children: templates,
+            });
+        }
         if !halted.is_empty() {
             out.push(Entry::Separator);
             out.push(Entry::Item {
@@ -421,6 +438,7 @@ mod tests {
                 qube("disp1", "DispVM", "Running"),
                 qube("vault", "AppVM", "Halted"),
                 qube("sys_usb", "AppVM", "Paused"),
+                qube("fedora", "TemplateVM", "Halted"),
             ],
         );
         d.apply(Change::Stats {
@@ -480,7 +498,8 @@ mod tests {
             labels(menu[5].children()),
             ["Settings", "", "Unpause", "Kill"]
         );
-        assert_eq!(labels(menu[8].children()), ["vault"]);
+        assert_eq!(labels(menu[8].children()), ["vault", "", "Templates"]);
+        assert_eq!(labels(menu[8].children()[2].children()), ["fedora"]);
         assert!(matches!(
             &menu[8].children()[0],
             Entry::Item { command: Some(Command::Start(v)), .. } if v == "vault"
