@@ -167,6 +167,7 @@ pub fn spawn(client: Client, options: Options) -> Result<Running, ksni::Error> {
         });
     }
     let owner = Owner {
+        refetches: refetch_worker(client.clone(), tx.clone())?,
         client,
         options,
         tx: tx.clone(),
@@ -177,8 +178,13 @@ pub fn spawn(client: Client, options: Options) -> Result<Running, ksni::Error> {
     let thread = std::thread::Builder::new()
         .name("qui-domains".into())
         .spawn(move || owner.run(rx, handle))
-        .map_err(|e| ksni::Error::Dbus(zbus::Error::InputOutput(Arc::new(e))))?;
+        .map_err(thread_error)?;
     Ok(Running { sender: tx, thread })
+}
+
+/// A thread that could not be started, as the error `spawn` reports.
+fn thread_error(e: std::io::Error) -> ksni::Error {
+    ksni::Error::Dbus(zbus::Error::InputOutput(Arc::new(e)))
 }
 
 /// The state thread.
@@ -186,6 +192,8 @@ struct Owner {
     client: Client,
     options: Options,
     tx: Sender<TrayMsg>,
+    /// Reads for the refetch worker (one thread, however many events come at once).
+    refetches: Sender<Refetch>,
     notifier: Notifier,
     domains: Domains,
     all_paused_shown: bool,
@@ -318,9 +326,8 @@ impl Owner {
                     .filter(|q| q.state == "Paused" && q.class != "AdminVM")
                     .map(|q| q.name.clone())
                     .collect();
-                for vm in paused {
-                    self.execute(Command::Unpause(vm));
-                }
+                let commands = paused.into_iter().map(Command::Unpause).collect();
+                run_calls(self.client.clone(), commands, self.tx.clone());
             }
             TrayMsg::Command(c) => self.execute(c),
             TrayMsg::Failed(command, error) => self.failed(command, &error),
@@ -365,36 +372,9 @@ impl Owner {
         });
     }
 
-    /// Reads again what a change made stale, on a worker thread.
+    /// Reads again what a change made stale, on the refetch worker.
     fn refetch(&self, what: Refetch) {
-        let (client, tx) = (self.client.clone(), self.tx.clone());
-        std::thread::spawn(move || {
-            let msg = match what {
-                Refetch::All => TrayMsg::Loaded(
-                    crate::loader::load_all(&client).map_err(|e| crate::errors::describe(&e)),
-                ),
-                Refetch::Qube(vm) => {
-                    let entry = client
-                        .vm_list()
-                        .ok()
-                        .and_then(|l| l.into_iter().find(|e| e.name == vm));
-                    let info = entry.and_then(|e| read_qube(&client, &e));
-                    TrayMsg::Qube(vm, info)
-                }
-                Refetch::Property(vm, prop) => {
-                    let value = client
-                        .call("admin.vm.property.Get", &vm, &prop, b"")
-                        .ok()
-                        .and_then(|raw| PropValue::parse(&raw).ok());
-                    TrayMsg::Property(vm, prop, value)
-                }
-                Refetch::Feature(vm, feature) => {
-                    let value = client.call("admin.vm.feature.Get", &vm, &feature, b"").ok();
-                    TrayMsg::Feature(vm, feature, value)
-                }
-            };
-            let _ = tx.send(msg);
-        });
+        let _ = self.refetches.send(what);
     }
 
     /// Carries out a command on a worker thread; failures come back as [`TrayMsg::Failed`].
@@ -424,11 +404,77 @@ impl Owner {
             }
             _ => {}
         }
-        std::thread::spawn(move || {
-            if let Err(e) = run_call(&client, &command, &tx) {
-                let _ = tx.send(TrayMsg::Failed(command, e));
+        run_calls(client, vec![command], tx);
+    }
+}
+
+/// Runs Admin API commands one after the other on a thread of their own; failures come back
+/// as [`TrayMsg::Failed`].
+fn run_calls(client: Client, commands: Vec<Command>, tx: Sender<TrayMsg>) {
+    let spawned = std::thread::Builder::new()
+        .name("qui-command".into())
+        .spawn(move || {
+            for command in commands {
+                if let Err(e) = run_call(&client, &command, &tx) {
+                    let _ = tx.send(TrayMsg::Failed(command, e));
+                }
             }
         });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot run a command: {e}");
+    }
+}
+
+/// Starts the thread that reads what events made stale. It takes every request waiting at
+/// once: a reload makes the rest moot, and repeated requests are read once.
+fn refetch_worker(client: Client, tx: Sender<TrayMsg>) -> Result<Sender<Refetch>, ksni::Error> {
+    let (queue, requests) = channel::<Refetch>();
+    std::thread::Builder::new()
+        .name("qui-refetch".into())
+        .spawn(move || {
+            while let Ok(first) = requests.recv() {
+                let mut batch = vec![first];
+                batch.extend(requests.try_iter());
+                if batch.contains(&Refetch::All) {
+                    batch = vec![Refetch::All];
+                }
+                let mut seen = std::collections::HashSet::new();
+                for what in batch {
+                    if seen.insert(what.clone()) && tx.send(read_again(&client, what)).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(thread_error)?;
+    Ok(queue)
+}
+
+/// Reads one thing again (blocking).
+fn read_again(client: &Client, what: Refetch) -> TrayMsg {
+    match what {
+        Refetch::All => TrayMsg::Loaded(
+            crate::loader::load_all(client).map_err(|e| crate::errors::describe(&e)),
+        ),
+        Refetch::Qube(vm) => {
+            let entry = client
+                .vm_list()
+                .ok()
+                .and_then(|l| l.into_iter().find(|e| e.name == vm));
+            let info = entry.and_then(|e| read_qube(client, &e));
+            TrayMsg::Qube(vm, info)
+        }
+        Refetch::Property(vm, prop) => {
+            let value = client
+                .call("admin.vm.property.Get", &vm, &prop, b"")
+                .ok()
+                .and_then(|raw| PropValue::parse(&raw).ok());
+            TrayMsg::Property(vm, prop, value)
+        }
+        Refetch::Feature(vm, feature) => {
+            let value = client.call("admin.vm.feature.Get", &vm, &feature, b"").ok();
+            TrayMsg::Feature(vm, feature, value)
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub struct Domains {
 }
 
 /// What the tray must read again after a change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Refetch {
     /// Everything (the event stream started again).
     All,
