@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use qubes_api::{CallError, Client, PropValue};
+use qubes_api::{Client, PropValue};
 use relm4::adw;
 use relm4::adw::prelude::*;
 use relm4::gtk;
@@ -17,7 +17,7 @@ use relm4::prelude::*;
 use relm4::typed_view::column::TypedColumnView;
 
 use crate::i18n::tr;
-use crate::loader::{LoadedAll, load_all, read_qube, shutdown_timeout, wait_halted};
+use crate::loader::{LoadedAll, Refetch, Refetched, shutdown_timeout, wait_halted};
 use crate::model::{Change, Column, QubeInfo, Show, change_for, listed};
 use crate::table::{QubeRow, new_table};
 
@@ -167,6 +167,8 @@ pub enum Msg {
 /// The window's state.
 pub struct App {
     client: Client,
+    /// Queue of the worker that reads again what events made stale.
+    refetch: std::sync::mpsc::Sender<Refetch>,
     /// The rows (public for tests).
     pub table: TypedColumnView<QubeRow, gtk::MultiSelection>,
     infos: HashMap<String, QubeInfo>,
@@ -585,6 +587,21 @@ fn follow_events(client: Client, input: relm4::Sender<Msg>) {
     });
 }
 
+/// Starts the refetch worker, whose results come to the window as messages.
+fn refetch_worker(client: Client, input: relm4::Sender<Msg>) -> std::sync::mpsc::Sender<Refetch> {
+    crate::loader::refetch_worker(client, move |r| {
+        let msg = match r {
+            Refetched::All(loaded) => Msg::Loaded(loaded),
+            Refetched::Qube(_, Some(info)) => Msg::Qube(info),
+            Refetched::Qube(_, None) => return true,
+            Refetched::Property(vm, prop, value) => Msg::Property { vm, prop, value },
+            Refetched::Feature(vm, feature, value) => Msg::Feature { vm, feature, value },
+        };
+        input.send(msg).is_ok()
+    })
+    .expect("starting the refetch thread")
+}
+
 /// Sends rounds of `admin.vm.Stats` to the window.
 fn follow_stats(client: Client, input: relm4::Sender<Msg>) {
     crate::loader::follow_stats(client, move |round| {
@@ -984,6 +1001,7 @@ impl SimpleComponent for App {
         root.add_controller(keys);
 
         let model = App {
+            refetch: refetch_worker(init.client.clone(), sender.input_sender().clone()),
             client: init.client.clone(),
             table,
             infos: HashMap::new(),
@@ -1136,15 +1154,7 @@ impl SimpleComponent for App {
                 self.table.notify_filter_changed(1);
             }
             Msg::Change(Change::RefetchFeature { vm, feature }) => {
-                spawn_work(&self.client, &input, move |c| {
-                    let value = match c.call("admin.vm.feature.Get", &vm, &feature, b"") {
-                        Ok(v) => Some(v),
-                        Err(CallError::Exception { .. }) => None,
-                        // Unreachable daemon: the reconnect reloads everything anyway.
-                        Err(_) => return None,
-                    };
-                    Some(Msg::Feature { vm, feature, value })
-                });
+                let _ = self.refetch.send(Refetch::Feature(vm, feature));
             }
             Msg::Feature { vm, feature, value } => {
                 if let Some(mut info) = self.infos.get(&vm).cloned() {
@@ -1156,17 +1166,10 @@ impl SimpleComponent for App {
                 }
             }
             Msg::Change(Change::Reload) => {
-                spawn_work(&self.client, &input, |c| {
-                    Some(Msg::Loaded(
-                        load_all(c).map_err(|e| crate::errors::describe(&e)),
-                    ))
-                });
+                let _ = self.refetch.send(Refetch::All);
             }
             Msg::Change(Change::Added(vm)) => {
-                spawn_work(&self.client, &input, move |c| {
-                    let entry = c.vm_list().ok()?.into_iter().find(|e| e.name == vm)?;
-                    read_qube(c, &entry).map(Msg::Qube)
-                });
+                let _ = self.refetch.send(Refetch::Qube(vm));
             }
             Msg::Change(Change::Removed(vm)) => {
                 self.remove(&vm);
@@ -1193,11 +1196,7 @@ impl SimpleComponent for App {
                 }
             }
             Msg::Change(Change::RefetchProperty { vm, prop }) => {
-                spawn_work(&self.client, &input, move |c| {
-                    let raw = c.call("admin.vm.property.Get", &vm, &prop, b"").ok()?;
-                    let value = PropValue::parse(&raw).ok()?;
-                    Some(Msg::Property { vm, prop, value })
-                });
+                let _ = self.refetch.send(Refetch::Property(vm, prop));
             }
             Msg::StatsRound(changes) => {
                 for c in changes {

@@ -87,6 +87,95 @@ pub fn wait_halted(c: &Client, vm: &str, timeout: u64) -> Result<bool, CallError
     }
 }
 
+/// Something to read again after an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Refetch {
+    /// Labels and every qube (the event stream started again).
+    All,
+    /// One qube, which appeared.
+    Qube(String),
+    /// One property of a qube.
+    Property(String, String),
+    /// One feature of a qube.
+    Feature(String, String),
+}
+
+/// What was read again.
+#[derive(Debug)]
+pub enum Refetched {
+    /// Labels and every qube, or why not.
+    All(Result<LoadedAll, String>),
+    /// A qube (`None`: gone or hidden).
+    Qube(String, Option<QubeInfo>),
+    /// A property's value.
+    Property(String, String, PropValue),
+    /// A feature's value (`None`: not set).
+    Feature(String, String, Option<String>),
+}
+
+/// Starts the thread that reads again what events made stale, and returns its queue. It takes
+/// every request waiting at once: a reload makes the rest moot, repeated requests are read
+/// once, and a burst of events (a global default changed for a thousand qubes) costs one
+/// thread, not one each. `deliver` gets each result and returns `false` to stop. A property
+/// or feature that cannot be read (the daemon went away: the reconnection reloads everything)
+/// is skipped.
+pub fn refetch_worker(
+    client: Client,
+    deliver: impl Fn(Refetched) -> bool + Send + 'static,
+) -> std::io::Result<std::sync::mpsc::Sender<Refetch>> {
+    let (queue, requests) = std::sync::mpsc::channel::<Refetch>();
+    std::thread::Builder::new()
+        .name("qubes-refetch".into())
+        .spawn(move || {
+            while let Ok(first) = requests.recv() {
+                let mut batch = vec![first];
+                batch.extend(requests.try_iter());
+                if batch.contains(&Refetch::All) {
+                    batch = vec![Refetch::All];
+                }
+                let mut seen = std::collections::HashSet::new();
+                for what in batch {
+                    if !seen.insert(what.clone()) {
+                        continue;
+                    }
+                    if let Some(result) = read_again(&client, what)
+                        && !deliver(result)
+                    {
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(queue)
+}
+
+/// Reads one thing again (blocking).
+fn read_again(client: &Client, what: Refetch) -> Option<Refetched> {
+    Some(match what {
+        Refetch::All => Refetched::All(load_all(client).map_err(|e| crate::errors::describe(&e))),
+        Refetch::Qube(vm) => {
+            let entry = client
+                .vm_list()
+                .ok()
+                .and_then(|l| l.into_iter().find(|e| e.name == vm));
+            let info = entry.and_then(|e| read_qube(client, &e));
+            Refetched::Qube(vm, info)
+        }
+        Refetch::Property(vm, prop) => {
+            let raw = client.call("admin.vm.property.Get", &vm, &prop, b"").ok()?;
+            Refetched::Property(vm, prop, PropValue::parse(&raw).ok()?)
+        }
+        Refetch::Feature(vm, feature) => {
+            let value = match client.call("admin.vm.feature.Get", &vm, &feature, b"") {
+                Ok(v) => Some(v),
+                Err(CallError::Exception { .. }) => None,
+                Err(_) => return None,
+            };
+            Refetched::Feature(vm, feature, value)
+        }
+    })
+}
+
 /// Follows `admin.Events` on a thread of its own, forever, reconnecting one second after the
 /// stream ends (the new stream starts with `connection-established`). `deliver` gets each event,
 /// or the error when the stream cannot be opened, and returns `false` to stop.

@@ -21,15 +21,16 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::Duration;
 
 use ksni::blocking::TrayMethods;
-use qubes_api::{CallError, Client, Event, PropValue};
+use qubes_api::{CallError, Client, Event};
 
 use crate::i18n::tr;
-use crate::loader::{LoadedAll, read_qube, shutdown_timeout, wait_halted};
-use crate::model::{QubeInfo, change_for};
+use crate::loader::{Refetch, Refetched};
+use crate::loader::{shutdown_timeout, wait_halted};
+use crate::model::change_for;
 use menu::{Abilities, Command};
 use notify::{Notification, Notifier};
 use sni::QubesTray;
-use state::{Domains, Refetch};
+use state::Domains;
 
 /// How events are gathered before the menu is rebuilt.
 const BURST: Duration = Duration::from_millis(50);
@@ -43,14 +44,8 @@ pub enum TrayMsg {
     Unreachable(String),
     /// A round of statistics.
     Stats(Vec<crate::model::Change>),
-    /// Labels and every qube, after a (re)connection.
-    Loaded(Result<LoadedAll, String>),
-    /// A qube read again (`None`: gone or hidden).
-    Qube(String, Option<QubeInfo>),
-    /// A property read again.
-    Property(String, String, Option<PropValue>),
-    /// A feature read again (`None`: not set).
-    Feature(String, String, Option<String>),
+    /// What the refetch worker read again.
+    Refetched(Refetched),
     /// The user asked for something.
     Command(Command),
     /// A command failed.
@@ -167,7 +162,13 @@ pub fn spawn(client: Client, options: Options) -> Result<Running, ksni::Error> {
         });
     }
     let owner = Owner {
-        refetches: refetch_worker(client.clone(), tx.clone())?,
+        refetches: {
+            let tx = tx.clone();
+            crate::loader::refetch_worker(client.clone(), move |r| {
+                tx.send(TrayMsg::Refetched(r)).is_ok()
+            })
+            .map_err(thread_error)?
+        },
         client,
         options,
         tx: tx.clone(),
@@ -293,9 +294,11 @@ impl Owner {
                     self.domains.apply(change);
                 }
             }
-            TrayMsg::Loaded(Ok((colours, qubes))) => self.domains.replace(colours, qubes),
-            TrayMsg::Loaded(Err(e)) => self.domains.unreachable = Some(e),
-            TrayMsg::Qube(vm, info) => match info {
+            TrayMsg::Refetched(Refetched::All(Ok((colours, qubes)))) => {
+                self.domains.replace(colours, qubes)
+            }
+            TrayMsg::Refetched(Refetched::All(Err(e))) => self.domains.unreachable = Some(e),
+            TrayMsg::Refetched(Refetched::Qube(vm, info)) => match info {
                 Some(q) => {
                     self.domains.qubes.insert(vm, q);
                 }
@@ -303,15 +306,12 @@ impl Owner {
                     self.domains.qubes.remove(&vm);
                 }
             },
-            TrayMsg::Property(vm, prop, value) => {
+            TrayMsg::Refetched(Refetched::Property(vm, prop, value)) => {
                 if let Some(q) = self.domains.qubes.get_mut(&vm) {
-                    match value {
-                        Some(v) => q.props.insert(prop, v),
-                        None => q.props.remove(&prop),
-                    };
+                    q.props.insert(prop, value);
                 }
             }
-            TrayMsg::Feature(vm, feature, value) => {
+            TrayMsg::Refetched(Refetched::Feature(vm, feature, value)) => {
                 if let Some(q) = self.domains.qubes.get_mut(&vm) {
                     match value {
                         Some(v) => q.features.insert(feature, v),
@@ -422,59 +422,6 @@ fn run_calls(client: Client, commands: Vec<Command>, tx: Sender<TrayMsg>) {
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot run a command: {e}");
-    }
-}
-
-/// Starts the thread that reads what events made stale. It takes every request waiting at
-/// once: a reload makes the rest moot, and repeated requests are read once.
-fn refetch_worker(client: Client, tx: Sender<TrayMsg>) -> Result<Sender<Refetch>, ksni::Error> {
-    let (queue, requests) = channel::<Refetch>();
-    std::thread::Builder::new()
-        .name("qui-refetch".into())
-        .spawn(move || {
-            while let Ok(first) = requests.recv() {
-                let mut batch = vec![first];
-                batch.extend(requests.try_iter());
-                if batch.contains(&Refetch::All) {
-                    batch = vec![Refetch::All];
-                }
-                let mut seen = std::collections::HashSet::new();
-                for what in batch {
-                    if seen.insert(what.clone()) && tx.send(read_again(&client, what)).is_err() {
-                        return;
-                    }
-                }
-            }
-        })
-        .map_err(thread_error)?;
-    Ok(queue)
-}
-
-/// Reads one thing again (blocking).
-fn read_again(client: &Client, what: Refetch) -> TrayMsg {
-    match what {
-        Refetch::All => TrayMsg::Loaded(
-            crate::loader::load_all(client).map_err(|e| crate::errors::describe(&e)),
-        ),
-        Refetch::Qube(vm) => {
-            let entry = client
-                .vm_list()
-                .ok()
-                .and_then(|l| l.into_iter().find(|e| e.name == vm));
-            let info = entry.and_then(|e| read_qube(client, &e));
-            TrayMsg::Qube(vm, info)
-        }
-        Refetch::Property(vm, prop) => {
-            let value = client
-                .call("admin.vm.property.Get", &vm, &prop, b"")
-                .ok()
-                .and_then(|raw| PropValue::parse(&raw).ok());
-            TrayMsg::Property(vm, prop, value)
-        }
-        Refetch::Feature(vm, feature) => {
-            let value = client.call("admin.vm.feature.Get", &vm, &feature, b"").ok();
-            TrayMsg::Feature(vm, feature, value)
-        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use qubes_api::Event;
 
 use crate::i18n::tr;
+use crate::loader::Refetch;
 use crate::model::{Change, QubeInfo};
 
 /// Properties the tray shows or decides by; a change of another property is not read again.
@@ -23,19 +24,6 @@ pub struct Domains {
     pub loaded: bool,
     /// Why the daemon cannot be reached, while it cannot (the tray retries every second).
     pub unreachable: Option<String>,
-}
-
-/// What the tray must read again after a change.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Refetch {
-    /// Everything (the event stream started again).
-    All,
-    /// One qube, which appeared.
-    Qube(String),
-    /// One property of a qube.
-    Property(String, String),
-    /// One feature of a qube.
-    Feature(String, String),
 }
 
 impl Domains {
