@@ -128,16 +128,8 @@ pub fn refetch_worker(
         .name("qubes-refetch".into())
         .spawn(move || {
             while let Ok(first) = requests.recv() {
-                let mut batch = vec![first];
-                batch.extend(requests.try_iter());
-                if batch.contains(&Refetch::All) {
-                    batch = vec![Refetch::All];
-                }
-                let mut seen = std::collections::HashSet::new();
-                for what in batch {
-                    if !seen.insert(what.clone()) {
-                        continue;
-                    }
+                let waiting = std::iter::once(first).chain(requests.try_iter()).collect();
+                for what in plan(waiting) {
                     if let Some(result) = read_again(&client, what)
                         && !deliver(result)
                     {
@@ -147,6 +139,19 @@ pub fn refetch_worker(
             }
         })?;
     Ok(queue)
+}
+
+/// What to read for the requests waiting: everything once if a reload is among them, else
+/// each request once, in order.
+fn plan(waiting: Vec<Refetch>) -> Vec<Refetch> {
+    if waiting.contains(&Refetch::All) {
+        return vec![Refetch::All];
+    }
+    let mut seen = std::collections::HashSet::new();
+    waiting
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect()
 }
 
 /// Reads one thing again (blocking).
@@ -248,4 +253,27 @@ pub fn follow_stats(client: Client, deliver: impl Fn(Vec<Change>) -> bool + Send
         round.push(change);
         true
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_requests_are_read_once_and_a_reload_covers_all() {
+        let prop = |vm: &str| Refetch::Property(vm.into(), "netvm".into());
+        let burst: Vec<Refetch> = (0..1000).map(|i| prop(&format!("q{}", i % 10))).collect();
+        assert_eq!(
+            plan(burst),
+            (0..10).map(|i| prop(&format!("q{i}"))).collect::<Vec<_>>()
+        );
+        let with_reload = vec![prop("a"), Refetch::All, Refetch::Qube("b".into())];
+        assert_eq!(plan(with_reload), [Refetch::All]);
+        let mixed = vec![
+            Refetch::Feature("a".into(), "internal".into()),
+            prop("a"),
+            Refetch::Feature("a".into(), "internal".into()),
+        ];
+        assert_eq!(plan(mixed.clone()), mixed[..2]);
+    }
 }
