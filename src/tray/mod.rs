@@ -32,8 +32,10 @@ use notify::{Notification, Notifier};
 use sni::QubesTray;
 use state::Domains;
 
-/// How events are gathered before the menu is rebuilt.
+/// How events are gathered before the menu is rebuilt: until none came for this long...
 const BURST: Duration = Duration::from_millis(50);
+/// ...or for this long at most, so a steady stream cannot hold the menu back.
+const LONGEST_BURST: Duration = Duration::from_millis(250);
 
 /// Messages to the thread that owns the state.
 #[derive(Debug)]
@@ -220,13 +222,17 @@ impl Owner {
         self.publish(&handle);
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
-            // Take the whole burst before touching the menu.
+            // Take the whole burst before touching the menu, but show a long one as it goes.
+            let started = std::time::Instant::now();
             while let Some(msg) = next {
                 if matches!(msg, TrayMsg::Quit) {
                     handle.shutdown().wait();
                     return;
                 }
                 self.handle(msg);
+                if started.elapsed() > LONGEST_BURST {
+                    break;
+                }
                 next = match rx.recv_timeout(BURST) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
