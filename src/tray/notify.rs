@@ -28,89 +28,50 @@ pub struct Notification {
     pub actions: Vec<(Command, String)>,
 }
 
-/// A connection to the notification server, or nothing when there is no session bus.
+/// Talks to the notification server from a thread of its own, so a slow or hung server never
+/// holds up the tray; without a session bus, notifications are only logged.
 pub struct Notifier {
     conn: Option<Connection>,
-    /// The server reads markup in bodies: text must be escaped.
-    markup: bool,
+    jobs: std::sync::mpsc::Sender<Job>,
     /// Server id of the shown notification, by key.
     shown: Arc<Mutex<HashMap<String, u32>>>,
 }
 
+enum Job {
+    Show(Notification),
+    Withdraw(String),
+}
+
 impl Notifier {
-    /// Connects to the session bus; without one, notifications are only logged.
+    /// Connects to the session bus and starts the notification thread.
     pub fn connect() -> Notifier {
         let conn = Connection::session()
             .map_err(|e| tracing::warn!("no session bus, no notifications: {e}"))
             .ok();
-        let markup = conn.as_ref().is_some_and(|c| {
-            c.call_method(Some(NAME), PATH, Some(NAME), "GetCapabilities", &())
-                .and_then(|r| r.body().deserialize::<Vec<String>>())
-                .is_ok_and(|caps| caps.iter().any(|c| c == "body-markup"))
-        });
-        Notifier {
-            conn,
-            markup,
-            shown: Arc::default(),
+        let shown: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let worker = Worker {
+            conn: conn.clone(),
+            markup: None,
+            shown: shown.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("qui-notifications".into())
+            .spawn(move || worker.run(queue));
+        if let Err(e) = spawned {
+            tracing::warn!("no notifications: {e}");
         }
+        Notifier { conn, jobs, shown }
     }
 
     /// Shows `n`, replacing the last notification with the same key.
     pub fn show(&self, n: &Notification) {
-        let Some(conn) = &self.conn else {
-            tracing::info!("{}: {}", n.summary, n.body);
-            return;
-        };
-        let replaces = self
-            .shown
-            .lock()
-            .map_or(0, |m| *m.get(&n.key).unwrap_or(&0));
-        let mut actions = Vec::new();
-        for (command, label) in &n.actions {
-            actions.push(command.key());
-            actions.push(label.clone());
-        }
-        // Daemon messages and event reasons are text: a "<" in them must not become markup.
-        let body = if self.markup {
-            escape_markup(&n.body)
-        } else {
-            n.body.clone()
-        };
-        let mut hints: HashMap<&str, Value> = HashMap::new();
-        hints.insert("urgency", Value::U8(if n.urgent { 2 } else { 1 }));
-        hints.insert("desktop-entry", Value::from("org.qubes_os.QubeManager"));
-        let reply = conn.call_method(
-            Some(NAME),
-            PATH,
-            Some(NAME),
-            "Notify",
-            &(
-                "Qubes Domains",
-                replaces,
-                "org.qubes_os.QubeManager",
-                n.summary.as_str(),
-                body.as_str(),
-                actions,
-                hints,
-                -1i32,
-            ),
-        );
-        match reply.and_then(|r| r.body().deserialize::<u32>()) {
-            Ok(id) => {
-                if let Ok(mut m) = self.shown.lock() {
-                    m.insert(n.key.clone(), id);
-                }
-            }
-            Err(e) => tracing::warn!("notification not shown ({e}): {}", n.body),
-        }
+        let _ = self.jobs.send(Job::Show(n.clone()));
     }
 
     /// Takes back the notification with `key`, if one is shown.
     pub fn withdraw(&self, key: &str) {
-        let id = self.shown.lock().ok().and_then(|mut m| m.remove(key));
-        if let (Some(conn), Some(id)) = (&self.conn, id) {
-            let _ = conn.call_method(Some(NAME), PATH, Some(NAME), "CloseNotification", &id);
-        }
+        let _ = self.jobs.send(Job::Withdraw(key.to_string()));
     }
 
     /// Calls `on_action` with the command of every button pressed on our notifications, from a
@@ -145,6 +106,89 @@ impl Notifier {
             });
         if let Err(e) = spawned {
             tracing::warn!("notification actions: {e}");
+        }
+    }
+}
+
+/// The notification thread.
+struct Worker {
+    conn: Option<Connection>,
+    /// Whether the server reads markup in bodies (asked once, when first needed).
+    markup: Option<bool>,
+    shown: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Worker {
+    fn run(mut self, queue: std::sync::mpsc::Receiver<Job>) {
+        for job in queue {
+            match job {
+                Job::Show(n) => self.show(&n),
+                Job::Withdraw(key) => self.withdraw(&key),
+            }
+        }
+    }
+
+    fn markup(&mut self, conn: &Connection) -> bool {
+        *self.markup.get_or_insert_with(|| {
+            conn.call_method(Some(NAME), PATH, Some(NAME), "GetCapabilities", &())
+                .and_then(|r| r.body().deserialize::<Vec<String>>())
+                .is_ok_and(|caps| caps.iter().any(|c| c == "body-markup"))
+        })
+    }
+
+    fn show(&mut self, n: &Notification) {
+        let Some(conn) = self.conn.clone() else {
+            tracing::info!("{}: {}", n.summary, n.body);
+            return;
+        };
+        let replaces = self
+            .shown
+            .lock()
+            .map_or(0, |m| *m.get(&n.key).unwrap_or(&0));
+        let mut actions = Vec::new();
+        for (command, label) in &n.actions {
+            actions.push(command.key());
+            actions.push(label.clone());
+        }
+        // Daemon messages and event reasons are text: a "<" in them must not become markup.
+        let body = if self.markup(&conn) {
+            escape_markup(&n.body)
+        } else {
+            n.body.clone()
+        };
+        let mut hints: HashMap<&str, Value> = HashMap::new();
+        hints.insert("urgency", Value::U8(if n.urgent { 2 } else { 1 }));
+        hints.insert("desktop-entry", Value::from("org.qubes_os.QubeManager"));
+        let reply = conn.call_method(
+            Some(NAME),
+            PATH,
+            Some(NAME),
+            "Notify",
+            &(
+                "Qubes Domains",
+                replaces,
+                "org.qubes_os.QubeManager",
+                n.summary.as_str(),
+                body.as_str(),
+                actions,
+                hints,
+                -1i32,
+            ),
+        );
+        match reply.and_then(|r| r.body().deserialize::<u32>()) {
+            Ok(id) => {
+                if let Ok(mut m) = self.shown.lock() {
+                    m.insert(n.key.clone(), id);
+                }
+            }
+            Err(e) => tracing::warn!("notification not shown ({e}): {}", n.body),
+        }
+    }
+
+    fn withdraw(&mut self, key: &str) {
+        let id = self.shown.lock().ok().and_then(|mut m| m.remove(key));
+        if let (Some(conn), Some(id)) = (&self.conn, id) {
+            let _ = conn.call_method(Some(NAME), PATH, Some(NAME), "CloseNotification", &id);
         }
     }
 }
