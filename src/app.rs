@@ -75,6 +75,60 @@ impl Action {
     }
 }
 
+/// The application id (D-Bus name of the running Qube Manager).
+pub const APP_ID: &str = "org.qubes_os.qube_manager";
+
+/// The application action that opens a qube's settings (parameter: the qube's name); a second
+/// `qubes-qube-manager --settings QUBE` activates it in the running one.
+const OPEN_SETTINGS_ACTION: &str = "open-settings";
+
+/// When a Qube Manager already runs in this session, asks it to come forward (and to open
+/// the settings of `open_settings`) and returns `true`: this process has nothing more to do.
+/// Call after creating the `RelmApp`, before connecting to a daemon.
+pub fn hand_over_to_running(open_settings: Option<&str>) -> bool {
+    // Registering would start this application (GApplication's startup, where relm4 builds
+    // the window): ask the bus first whether another one owns the name. Without a session
+    // bus the application cannot be unique: run on our own.
+    let Ok(bus) = gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE) else {
+        return false;
+    };
+    let owned = bus
+        .call_sync(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "NameHasOwner",
+            Some(&(APP_ID,).to_variant()),
+            Some(gtk::glib::VariantTy::new("(b)").expect("a valid type")),
+            gio::DBusCallFlags::NONE,
+            1000,
+            gio::Cancellable::NONE,
+        )
+        .ok()
+        .and_then(|r| r.get::<(bool,)>())
+        .is_some_and(|(owned,)| owned);
+    if !owned {
+        return false;
+    }
+    let app = relm4::main_application();
+    if app.register(gio::Cancellable::NONE).is_err() || !app.is_remote() {
+        // It went away meanwhile, and this process took its place before relm4 could build
+        // the window: it cannot show one now.
+        eprintln!(
+            "{}",
+            tr("The running Qube Manager just closed: start it again.")
+        );
+        std::process::exit(1);
+    }
+    if let Some(vm) = open_settings {
+        app.activate_action(OPEN_SETTINGS_ACTION, Some(&vm.to_variant()));
+    }
+    app.activate();
+    // The requests are D-Bus messages: send them before this process exits.
+    let _ = bus.flush_sync(gio::Cancellable::NONE);
+    true
+}
+
 /// What starts the window.
 pub struct AppInit {
     /// The daemon to talk to.
@@ -1034,6 +1088,21 @@ impl SimpleComponent for App {
         disk_timer(sender.input_sender().clone());
         if let Some(vm) = init.open_settings {
             sender.input(Msg::OpenSettingsOf(vm));
+        }
+        // A second start of the program (the tray's "Settings", a menu entry) comes here.
+        {
+            let app = relm4::main_application();
+            let open =
+                gio::SimpleAction::new(OPEN_SETTINGS_ACTION, Some(gtk::glib::VariantTy::STRING));
+            let input = sender.input_sender().clone();
+            open.connect_activate(move |_, vm| {
+                if let Some(vm) = vm.and_then(|v| v.get::<String>()) {
+                    input.emit(Msg::OpenSettingsOf(vm));
+                }
+            });
+            app.add_action(&open);
+            let window = root.clone();
+            app.connect_activate(move |_| window.present());
         }
         ComponentParts {
             model,

@@ -2,7 +2,8 @@
 //!
 //! Transport: `--demo` (embedded core with a demo system), `--socket PATH` or `QUBESD_SOCKET`
 //! (a daemon's socket), else `/var/run/qubesd.sock` in dom0, else `qrexec-client-vm` in a qube.
-//! `--settings QUBE` opens that qube's settings as well (the tray's "Settings").
+//! `--settings QUBE` opens that qube's settings as well (the tray's "Settings"). One Qube
+//! Manager runs per session: a second start raises it (and opens the settings asked for).
 
 use qubes_qube_manager::{app, cli, i18n, renderer};
 
@@ -32,9 +33,13 @@ fn main() -> anyhow::Result<()> {
         );
         std::process::exit(1);
     }
+    let relm = relm4::RelmApp::new(app::APP_ID).with_args(Vec::new());
+    if app::hand_over_to_running(open_settings.as_deref()) {
+        // Straight out: the application object stays registered as a remote to the end.
+        std::process::exit(0);
+    }
     // The embedded core (demo) lives until the window closes.
     let (client, _core) = cli::connect_or_exit(&daemon);
-    let relm = relm4::RelmApp::new("org.qubes_os.qube_manager").with_args(Vec::new());
     relm.run::<app::App>(app::AppInit {
         client,
         view_state: qubes_qube_manager::view_state::ViewState::open_default(),

@@ -555,7 +555,7 @@ fn tray_shows_qubes_acts_and_notifies() {
     let menu = host.wait_menu("a German menu", |m| m.find("Qube starten").is_some());
     let labels = menu.labels();
     assert!(labels[0].contains(" aktiv \u{b7} "), "{labels:?}");
-    assert_eq!(labels.last(), Some(&"Qube Manager öffnen"));
+    assert_eq!(labels.last(), Some(&"Qube-Verwaltung öffnen"));
     let work = menu.starting("work").unwrap();
     assert!(
         work.labels().contains(&"Notfall-Pause"),

@@ -1,0 +1,84 @@
+//! One Qube Manager per session: a second start (the tray's "Settings", a menu entry) hands
+//! its request to the running one and exits, without even connecting to a daemon. Runs the
+//! real program under the test's display and session bus.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Kills the program when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait(what: &str, secs: u64, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn manager() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qubes-qube-manager"));
+    c.env("GSK_RENDERER", "cairo").env("LANG", "C.UTF-8");
+    c
+}
+
+/// Titles of the X windows on the display.
+fn window_titles() -> String {
+    Command::new("xwininfo")
+        .args(["-root", "-tree"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .expect("xwininfo (package x11-utils) runs")
+}
+
+#[test]
+fn a_second_start_hands_over_to_the_running_manager() {
+    if std::env::var_os("DISPLAY").is_none()
+        || std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none()
+    {
+        println!("no display or session bus: skipped (run under xvfb-run dbus-run-session)");
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let mut first = manager();
+    first.arg("--demo").env("XDG_CONFIG_HOME", config.path());
+    let _first = Running(first.spawn().expect("the Qube Manager starts"));
+    let bus = zbus::blocking::Connection::session().unwrap();
+    let dbus = zbus::blocking::fdo::DBusProxy::new(&bus).unwrap();
+    wait("the Qube Manager on the bus", 30, || {
+        dbus.name_has_owner("org.qubes_os.qube_manager".try_into().unwrap())
+            .unwrap_or(false)
+    });
+    wait("its window", 20, || {
+        window_titles().contains("\"Qube Manager\"")
+    });
+    assert!(!window_titles().contains("\"Settings: work\""));
+
+    // A daemon that does not exist: the second start must not need one.
+    let mut second = manager()
+        .args(["--socket", "/nonexistent/qubesd.sock", "--settings", "work"])
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second start hangs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    wait("the settings in the running manager", 20, || {
+        window_titles().contains("\"Settings: work\"")
+    });
+}
