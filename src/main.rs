@@ -3,9 +3,12 @@
 //! Transport: `--demo` (embedded core with a demo system), `--socket PATH` or `QUBESD_SOCKET`
 //! (a daemon's socket), else `/var/run/qubesd.sock` in dom0, else `qrexec-client-vm` in a qube.
 //! `--settings QUBE` opens that qube's settings as well (the tray's "Settings"). One Qube
-//! Manager runs per session: a second start raises it (and opens the settings asked for).
+//! Manager runs per daemon and session: a second start raises it (and opens the settings
+//! asked for). Every `--demo` is a system of its own.
 
 use qubes_qube_manager::{app, cli, i18n, renderer};
+use relm4::gtk;
+use relm4::gtk::gio::prelude::ApplicationExt;
 
 fn usage() -> ! {
     eprintln!("usage: qubes-qube-manager [--demo | --socket PATH | --qrexec] [--settings QUBE]");
@@ -33,10 +36,16 @@ fn main() -> anyhow::Result<()> {
         );
         std::process::exit(1);
     }
-    let relm = relm4::RelmApp::new(app::APP_ID).with_args(Vec::new());
-    if app::hand_over_to_running(open_settings.as_deref()) {
-        // Straight out: the application object stays registered as a remote to the end.
-        std::process::exit(0);
+    let id = app::app_id(&daemon);
+    let relm = relm4::RelmApp::new(id.as_deref().unwrap_or(app::APP_ID)).with_args(Vec::new());
+    match &id {
+        None => relm4::main_application().set_flags(gtk::gio::ApplicationFlags::NON_UNIQUE),
+        Some(id) => {
+            if app::hand_over_to_running(id, open_settings.as_deref()) {
+                // Straight out: the application object stays registered as a remote.
+                std::process::exit(0);
+            }
+        }
     }
     // The embedded core (demo) lives until the window closes.
     let (client, _core) = cli::connect_or_exit(&daemon);

@@ -1,6 +1,7 @@
-//! One Qube Manager per session: a second start (the tray's "Settings", a menu entry) hands
-//! its request to the running one and exits, without even connecting to a daemon. Runs the
-//! real program under the test's display and session bus.
+//! One Qube Manager per daemon and session: a second start (the tray's "Settings", a menu
+//! entry) hands its request to the running one and exits, without even connecting to the
+//! daemon; a demo is a system of its own. Runs the real program under the test's display and
+//! session bus, on a demo core served on a socket.
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -25,7 +26,10 @@ fn wait(what: &str, secs: u64, ok: impl Fn() -> bool) {
 
 fn manager() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_qubes-qube-manager"));
-    c.env("GSK_RENDERER", "cairo").env("LANG", "C.UTF-8");
+    c.env("GSK_RENDERER", "cairo")
+        .env("LANG", "C.UTF-8")
+        .env("GTK_A11Y", "none")
+        .env("NO_AT_BRIDGE", "1");
     c
 }
 
@@ -47,23 +51,36 @@ fn a_second_start_hands_over_to_the_running_manager() {
         return;
     }
     let config = tempfile::tempdir().unwrap();
+    let core = qubesd::Embedded::demo().expect("demo core");
+    let socket = config.path().join("qubesd.sock");
+    core.serve_admin_socket(&socket).unwrap();
+    let id =
+        qubes_qube_manager::app::app_id(&qubes_qube_manager::cli::Daemon::Socket(socket.clone()))
+            .unwrap();
     let mut first = manager();
-    first.arg("--demo").env("XDG_CONFIG_HOME", config.path());
+    first
+        .arg("--socket")
+        .arg(&socket)
+        .env("XDG_CONFIG_HOME", config.path());
     let _first = Running(first.spawn().expect("the Qube Manager starts"));
     let bus = zbus::blocking::Connection::session().unwrap();
     let dbus = zbus::blocking::fdo::DBusProxy::new(&bus).unwrap();
-    wait("the Qube Manager on the bus", 30, || {
-        dbus.name_has_owner("org.qubes_os.qube_manager".try_into().unwrap())
+    let owned = || {
+        dbus.name_has_owner(id.as_str().try_into().unwrap())
             .unwrap_or(false)
-    });
+    };
+    wait("the Qube Manager on the bus", 30, owned);
     wait("its window", 20, || {
         window_titles().contains("\"Qube Manager\"")
     });
     assert!(!window_titles().contains("\"Settings: work\""));
 
-    // A daemon that does not exist: the second start must not need one.
+    // The core stops answering: the second start must not need it.
+    drop(core);
     let mut second = manager()
-        .args(["--socket", "/nonexistent/qubesd.sock", "--settings", "work"])
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--settings", "work"])
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -81,4 +98,11 @@ fn a_second_start_hands_over_to_the_running_manager() {
     wait("the settings in the running manager", 20, || {
         window_titles().contains("\"Settings: work\"")
     });
+
+    // A demo is a system of its own: it starts its own window.
+    let demo = Running(manager().args(["--demo"]).spawn().unwrap());
+    wait("a second window", 30, || {
+        window_titles().matches("\"Qube Manager\"").count() == 2
+    });
+    drop(demo);
 }
