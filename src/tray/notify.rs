@@ -159,13 +159,15 @@ impl Worker {
         let mut hints: HashMap<&str, Value> = HashMap::new();
         hints.insert("urgency", Value::U8(if n.urgent { 2 } else { 1 }));
         hints.insert("desktop-entry", Value::from("org.qubes_os.QubeManager"));
+        // Servers show the application's name: translated like the rest.
+        let app_name = crate::i18n::tr("Qubes Domains");
         let reply = conn.call_method(
             Some(NAME),
             PATH,
             Some(NAME),
             "Notify",
             &(
-                "Qubes Domains",
+                app_name.as_str(),
                 replaces,
                 "org.qubes_os.QubeManager",
                 n.summary.as_str(),
