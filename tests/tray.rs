@@ -258,6 +258,19 @@ fn wait_shown(shown: &Mutex<Vec<Shown>>, what: &str, ok: impl Fn(&Shown) -> bool
         .unwrap()
 }
 
+/// The notification server says a button was pressed.
+fn press(server: &Connection, id: u32, key: &str) {
+    server
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/Notifications",
+            "org.freedesktop.Notifications",
+            "ActionInvoked",
+            &(id, key),
+        )
+        .unwrap();
+}
+
 fn state(client: &Client, vm: &str) -> String {
     let s = client
         .call("admin.vm.CurrentState", vm, "", b"")
@@ -493,15 +506,7 @@ fn tray_shows_qubes_acts_and_notifies() {
     assert_eq!(paused[..5], about);
     assert_eq!(paused[5..], ["Unpause", "Kill"]);
     // The button, pressed on the notification server: everything runs again, the warning goes.
-    desktop
-        .emit_signal(
-            None::<&str>,
-            "/org/freedesktop/Notifications",
-            "org.freedesktop.Notifications",
-            "ActionInvoked",
-            &(warning.id, "unpause-all"),
-        )
-        .unwrap();
+    press(&desktop, warning.id, "unpause-all");
     wait("every qube unpaused", || {
         running_qubes
             .iter()
@@ -515,15 +520,7 @@ fn tray_shows_qubes_acts_and_notifies() {
     });
 
     // A button of a notification that is not ours does nothing.
-    desktop
-        .emit_signal(
-            None::<&str>,
-            "/org/freedesktop/Notifications",
-            "org.freedesktop.Notifications",
-            "ActionInvoked",
-            &(999u32, "kill:work"),
-        )
-        .unwrap();
+    press(&desktop, 999, "kill:work");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(state(&second, "work"), "Running");
 

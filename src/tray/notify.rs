@@ -152,7 +152,7 @@ impl Worker {
         }
         // Daemon messages and event reasons are text: a "<" in them must not become markup.
         let body = if self.markup(&conn) {
-            escape_markup(&n.body)
+            relm4::gtk::glib::markup_escape_text(&n.body).to_string()
         } else {
             n.body.clone()
         };
@@ -192,35 +192,5 @@ impl Worker {
         if let (Some(conn), Some(id)) = (&self.conn, id) {
             let _ = conn.call_method(Some(NAME), PATH, Some(NAME), "CloseNotification", &id);
         }
-    }
-}
-
-/// Text for a notification body that servers read as markup.
-pub fn escape_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markup_is_escaped() {
-        assert_eq!(
-            escape_markup("<b>x</b> & 'y' \"z\""),
-            "&lt;b&gt;x&lt;/b&gt; &amp; &apos;y&apos; &quot;z&quot;"
-        );
-        assert_eq!(escape_markup("work has started."), "work has started.");
     }
 }
