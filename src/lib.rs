@@ -11,6 +11,7 @@ pub mod errors;
 pub mod features_editor;
 pub mod firewall_editor;
 pub mod i18n;
+pub mod instance;
 pub mod loader;
 pub mod model;
 pub mod renderer;

@@ -6,7 +6,7 @@
 //! Manager runs per daemon and session: a second start raises it (and opens the settings
 //! asked for). Every `--demo` is a system of its own.
 
-use qubes_qube_manager::{app, cli, i18n, renderer};
+use qubes_qube_manager::{app, cli, i18n, instance, renderer};
 use relm4::gtk;
 use relm4::gtk::gio::prelude::ApplicationExt;
 
@@ -36,12 +36,12 @@ fn main() -> anyhow::Result<()> {
         );
         std::process::exit(1);
     }
-    let id = app::app_id(&daemon);
-    let relm = relm4::RelmApp::new(id.as_deref().unwrap_or(app::APP_ID)).with_args(Vec::new());
+    let id = instance::app_id(&daemon);
+    let relm = relm4::RelmApp::new(id.as_deref().unwrap_or(instance::APP_ID)).with_args(Vec::new());
     match &id {
         None => relm4::main_application().set_flags(gtk::gio::ApplicationFlags::NON_UNIQUE),
         Some(id) => {
-            if app::hand_over_to_running(id, open_settings.as_deref()) {
+            if instance::hand_over_to_running(id, open_settings.as_deref()) {
                 // Straight out: the application object stays registered as a remote.
                 std::process::exit(0);
             }

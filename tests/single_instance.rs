@@ -54,9 +54,10 @@ fn a_second_start_hands_over_to_the_running_manager() {
     let core = qubesd::Embedded::demo().expect("demo core");
     let socket = config.path().join("qubesd.sock");
     core.serve_admin_socket(&socket).unwrap();
-    let id =
-        qubes_qube_manager::app::app_id(&qubes_qube_manager::cli::Daemon::Socket(socket.clone()))
-            .unwrap();
+    let id = qubes_qube_manager::instance::app_id(&qubes_qube_manager::cli::Daemon::Socket(
+        socket.clone(),
+    ))
+    .unwrap();
     let mut first = manager();
     first
         .arg("--socket")
