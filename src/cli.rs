@@ -123,6 +123,38 @@ pub fn init_logging() {
         .init();
 }
 
+/// Calls `stop` (once, on a thread of its own) when the process gets SIGINT or SIGTERM, so
+/// the program can end normally instead of being cut off.
+pub fn on_termination(stop: impl FnOnce() + Send + 'static) {
+    let spawned = std::thread::Builder::new()
+        .name("termination".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                stop();
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no handling of SIGTERM: {e}");
+    }
+}
+
 /// Runs a local program to its end without input or output (blocking); a failure to start or
 /// a failed exit comes back as a message (its stderr).
 pub fn run_quietly(command: &mut std::process::Command) -> Result<(), String> {

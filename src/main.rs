@@ -47,6 +47,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    // Ctrl+C or SIGTERM closes the window as its close button does, so the program ends
+    // normally (a demo's temporary directory is removed then).
+    cli::on_termination(|| {
+        gtk::glib::MainContext::default().invoke(|| relm4::main_application().quit());
+    });
     // The embedded core (demo) lives until the window closes.
     let (client, _core) = cli::connect_or_exit(&daemon);
     relm.run::<app::App>(app::AppInit {

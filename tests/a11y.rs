@@ -72,7 +72,9 @@ fn controls_and_cells_are_named() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let _ = app.kill();
+    // SIGTERM ends it normally (its demo directory is removed).
+    // SAFETY: kill with our child's pid and a signal number.
+    unsafe { libc::kill(app.id() as i32, libc::SIGTERM) };
     let _ = app.wait();
     let lines: Vec<(&str, &str)> = tree.lines().filter_map(|l| l.split_once('\t')).collect();
     let has = |role: &str, name: &str| lines.iter().any(|(r, n)| *r == role && *n == name);

@@ -6,13 +6,32 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// Kills the program when the test ends, however it ends.
+/// Stops the program when the test ends, however it ends: SIGTERM, as a desktop session
+/// does, then SIGKILL if it does not go.
 struct Running(Child);
+
+impl Running {
+    /// SIGTERM, and whether it ended by itself, successfully, within 10 s.
+    fn terminate(&mut self) -> bool {
+        // SAFETY: kill with our child's pid and a signal number.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if !self.terminate() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -100,10 +119,21 @@ fn a_second_start_hands_over_to_the_running_manager() {
         window_titles().contains("\"Settings: work\"")
     });
 
-    // A demo is a system of its own: it starts its own window.
-    let demo = Running(manager().args(["--demo"]).spawn().unwrap());
+    // A demo is a system of its own: it starts its own window. Ended as a session ends it,
+    // it leaves nothing in the temporary directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = Running(
+        manager()
+            .args(["--demo"])
+            .env("TMPDIR", tmp.path())
+            .spawn()
+            .unwrap(),
+    );
     wait("a second window", 30, || {
         window_titles().matches("\"Qube Manager\"").count() == 2
     });
-    drop(demo);
+    let leftovers = || std::fs::read_dir(tmp.path()).unwrap().count();
+    assert_eq!(leftovers(), 1, "the demo's state directory");
+    assert!(demo.terminate(), "SIGTERM ends it normally");
+    assert_eq!(leftovers(), 0, "the demo's state directory is removed");
 }

@@ -40,29 +40,11 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
-    {
-        // SIGTERM / SIGINT: leave the bus cleanly (the item disappears from the tray at once).
-        let sender = running.sender.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::spawn(move || {
-            rt.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                let _ = sender.send(tray::TrayMsg::Quit);
-            });
-        });
-    }
+    // SIGTERM / SIGINT: leave the bus cleanly (the item disappears from the tray at once).
+    let sender = running.sender.clone();
+    cli::on_termination(move || {
+        let _ = sender.send(tray::TrayMsg::Quit);
+    });
     running.join();
     Ok(())
 }

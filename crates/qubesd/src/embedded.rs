@@ -62,6 +62,7 @@ impl Embedded {
         };
         let mut e = Embedded::start(&config)?;
         crate::demo::seed(&mut e.shared.lock());
+        remove_at_exit(dir.path());
         e._state = Some(dir);
         Ok(e)
     }
@@ -94,6 +95,43 @@ impl Embedded {
         self.runtime
             .spawn(async move { server::handle(theirs, Socket::Admin, shared).await });
         Ok(ours)
+    }
+}
+
+/// Demo directories to remove when the process exits.
+static DEMO_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes a demo's directory when the process exits, even if the core is never dropped: a
+/// GUI keeps clients (and so the core) alive in components that outlive `main`, and each
+/// demo left 50 MB in the temporary directory.
+fn remove_at_exit(dir: &std::path::Path) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a plain function without arguments, run once at exit.
+        unsafe {
+            libc::atexit(remove_demo_dirs);
+        }
+    });
+    if let Ok(mut dirs) = DEMO_DIRS.lock() {
+        dirs.push(dir.to_path_buf());
+    }
+}
+
+extern "C" fn remove_demo_dirs() {
+    // At exit another thread may hold the lock (it will never release it): skip then.
+    if let Ok(dirs) = DEMO_DIRS.try_lock() {
+        for d in dirs.iter() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        // The TempDir removes the directory itself now.
+        if let (Some(dir), Ok(mut dirs)) = (&self._state, DEMO_DIRS.lock()) {
+            dirs.retain(|d| d != dir.path());
+        }
     }
 }
 
