@@ -295,9 +295,9 @@ impl Rule {
 }
 
 fn xml_text(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    let mut out = String::with_capacity(s.len());
+    crate::xml::escape_text(s, &mut out);
+    out
 }
 
 /// `firewall.xml` (version 2) for `rules`, as lxml pretty-prints it; expired rules dropped.

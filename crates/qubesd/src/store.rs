@@ -227,41 +227,6 @@ pub fn replace_with(
     result
 }
 
-fn esc_text(s: &str, out: &mut String) {
-    if !s.contains(['&', '<', '>', '\r']) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn esc_attr(s: &str, out: &mut String) {
-    if !s.contains(['&', '<', '>', '"', '\n', '\r', '\t']) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c => out.push(c),
-        }
-    }
-}
-
 fn open_tag(out: &mut String, indent: usize, name: &str, attrs: &[(&str, &str)], empty: bool) {
     for _ in 0..indent {
         out.push_str("  ");
@@ -270,7 +235,7 @@ fn open_tag(out: &mut String, indent: usize, name: &str, attrs: &[(&str, &str)],
     out.push_str(name);
     for (k, v) in attrs {
         let _ = write!(out, " {k}=\"");
-        esc_attr(v, out);
+        crate::xml::escape_attr(v, out);
         out.push('"');
     }
     out.push_str(if empty { "/>\n" } else { ">" });
@@ -278,7 +243,7 @@ fn open_tag(out: &mut String, indent: usize, name: &str, attrs: &[(&str, &str)],
 
 fn text_elem(out: &mut String, indent: usize, name: &str, attrs: &[(&str, &str)], text: &str) {
     open_tag(out, indent, name, attrs, false);
-    esc_text(text, out);
+    crate::xml::escape_text(text, out);
     let _ = writeln!(out, "</{name}>");
 }
 

@@ -1,9 +1,47 @@
 //! A small XML tree (element name, attributes, text, children) read with quick-xml: what
 //! `qubes.xml` and libvirt's node device and domain descriptions need. Bounded nesting, so a
-//! hostile file cannot exhaust the stack.
+//! hostile file cannot exhaust the stack. And the escaping every XML this daemon writes uses.
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event as XmlEvent};
+
+/// Appends `s` as XML text content, escaped as lxml writes it (`&`, `<`, `>`, CR).
+pub fn escape_text(s: &str, out: &mut String) {
+    if !s.contains(['&', '<', '>', '\r']) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends `s` as an XML attribute value, escaped as lxml writes it (also quotes and
+/// whitespace other than space, which attribute normalisation would otherwise lose).
+pub fn escape_attr(s: &str, out: &mut String) {
+    if !s.contains(['&', '<', '>', '"', '\n', '\r', '\t']) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c => out.push(c),
+        }
+    }
+}
 
 /// A parsed XML element: name, attributes, text, children.
 #[derive(Debug, Default)]

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use crate::model::{Domain, State};
 use crate::props;
 
+/// Escaped for text and for the single-quoted attributes this file writes (`crate::xml`'s
+/// escapers follow lxml, which quotes attributes with `"` and leaves `'` alone).
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
