@@ -175,7 +175,7 @@ pub enum Response {
     Exception {
         /// Events that came before the exception (streams).
         events: Vec<Event>,
-        /// Exception class name as sent (may be unknown to [`ExcKind`]).
+        /// Exception class name as sent (may be unknown to [`ExcKind`](crate::ExcKind)).
         kind: String,
         /// Traceback (empty unless the daemon runs with `--debug`).
         traceback: String,
