@@ -403,7 +403,11 @@ impl App {
 
     fn upsert(&mut self, info: QubeInfo) {
         if let Some(row) = self.rows.get(&info.name) {
-            if row.update(&info, &self.color_of()) {
+            let refilter = row.update(&info, &self.color_of());
+            if refilter.search {
+                self.table.notify_filter_changed(0);
+            }
+            if refilter.show {
                 self.table.notify_filter_changed(1);
             }
         } else {
@@ -650,7 +654,7 @@ impl SimpleComponent for App {
             table.add_filter(move |row: &QubeRow| {
                 let needle = search.borrow().to_lowercase();
                 needle.is_empty()
-                    || [Column::Name, Column::Class, Column::Label]
+                    || crate::table::SEARCHED
                         .iter()
                         .any(|c| strip_markup(&row.text(*c)).to_lowercase().contains(&needle))
             });
@@ -918,7 +922,7 @@ impl SimpleComponent for App {
                 .connect_activate(move |_, pos| input.emit(Msg::OpenSettings(Some(pos))));
         }
         let search_entry = gtk::SearchEntry::builder()
-            .placeholder_text(tr("Search qubes by name, type or label"))
+            .placeholder_text(tr("Search qubes by name, type, label or tag"))
             .hexpand(true)
             .build();
         search_entry.set_tooltip_text(Some(&tr("Search qubes")));
@@ -1191,6 +1195,12 @@ impl SimpleComponent for App {
             Msg::Change(Change::Removed(vm)) => {
                 self.remove(&vm);
                 self.refresh_status();
+            }
+            Msg::Change(Change::Tag { vm, tag, added }) => {
+                if let Some(mut info) = self.infos.get(&vm).cloned() {
+                    info.set_tag(&tag, added);
+                    self.upsert(info);
+                }
             }
             Msg::Change(Change::State { vm, state }) => {
                 if let Some(mut info) = self.infos.get(&vm).cloned() {

@@ -51,6 +51,11 @@ pub fn read_qube(client: &Client, e: &VmEntry) -> Option<QubeInfo> {
         .property_get_all(&e.name)
         .ok()
         .map(|p| QubeInfo::new(e, p))?;
+    if let Ok(tags) = client.call("admin.vm.tag.List", &e.name, "", b"") {
+        for t in tags.lines().filter(|t| !t.is_empty()) {
+            info.set_tag(t, true);
+        }
+    }
     // One List per qube; a Get only for the few watched features it actually has.
     if let Ok(names) = client.call("admin.vm.feature.List", &e.name, "", b"") {
         for f in names.lines().filter(|f| WATCHED_FEATURES.contains(f)) {

@@ -44,11 +44,13 @@ pub enum Column {
     IsDispvmTemplate,
     /// Virtualisation mode.
     VirtMode,
+    /// Tags (QubesOS/qubes-issues#9914).
+    Tags,
 }
 
 impl Column {
     /// All columns, in display order.
-    pub const ALL: [Column; 17] = [
+    pub const ALL: [Column; 18] = [
         Column::Label,
         Column::Name,
         Column::State,
@@ -66,16 +68,18 @@ impl Column {
         Column::DefaultDispvm,
         Column::IsDispvmTemplate,
         Column::VirtMode,
+        Column::Tags,
     ];
 
     /// Columns hidden until the user shows them.
-    pub const HIDDEN_BY_DEFAULT: [Column; 6] = [
+    pub const HIDDEN_BY_DEFAULT: [Column; 7] = [
         Column::Internal,
         Column::Ip,
         Column::LastBackup,
         Column::DefaultDispvm,
         Column::IsDispvmTemplate,
         Column::VirtMode,
+        Column::Tags,
     ];
 
     /// Stable identifier (view state, widget names).
@@ -98,6 +102,7 @@ impl Column {
             Column::DefaultDispvm => "default-dispvm",
             Column::IsDispvmTemplate => "dispvm-template",
             Column::VirtMode => "virt-mode",
+            Column::Tags => "tags",
         }
     }
 
@@ -191,6 +196,8 @@ pub struct QubeInfo {
     pub disk: Option<u64>,
     /// Whether a volume is outdated (running on an old snapshot of its template).
     pub outdated: bool,
+    /// Tags, sorted.
+    pub tags: Vec<String>,
 }
 
 /// Features the table reads: `internal` hides a qube, `servicevm` keeps it out of "my qubes",
@@ -246,6 +253,17 @@ pub fn listed(show: Show, show_internal: bool, kinds: u8) -> bool {
 }
 
 impl QubeInfo {
+    /// Adds or removes a tag, keeping the list sorted and without repeats.
+    pub fn set_tag(&mut self, tag: &str, present: bool) {
+        match (self.tags.binary_search_by(|t| t.as_str().cmp(tag)), present) {
+            (Err(at), true) => self.tags.insert(at, tag.to_string()),
+            (Ok(at), false) => {
+                self.tags.remove(at);
+            }
+            _ => {}
+        }
+    }
+
     /// A row from an `admin.vm.List` entry and the qube's properties.
     pub fn new(entry: &VmEntry, props: Vec<(String, PropValue)>) -> QubeInfo {
         QubeInfo {
@@ -259,6 +277,7 @@ impl QubeInfo {
             features: BTreeMap::new(),
             disk: None,
             outdated: false,
+            tags: Vec::new(),
         }
     }
 
@@ -392,6 +411,7 @@ impl QubeInfo {
                 .prop("visible_ip")
                 .map(|p| p.value.clone())
                 .unwrap_or_default(),
+            Column::Tags => self.tags.join(", "),
             Column::VirtMode => self
                 .prop("virt_mode")
                 .map(|p| p.value.clone())
@@ -437,6 +457,15 @@ pub enum Change {
     Added(String),
     /// A qube went away.
     Removed(String),
+    /// A tag was added to a qube or taken from it.
+    Tag {
+        /// Qube.
+        vm: String,
+        /// Tag.
+        tag: String,
+        /// Added (else removed).
+        added: bool,
+    },
     /// The stream (re)started: reload everything.
     Reload,
     /// A qube's volumes changed (import, clone): read their usage again.
@@ -492,6 +521,15 @@ pub fn change_for(ev: &Event) -> Change {
             return Change::RefetchProperty {
                 vm: ev.subject.clone(),
                 prop: prop.to_string(),
+            };
+        }
+    }
+    for (prefix, added) in [("domain-tag-add:", true), ("domain-tag-delete:", false)] {
+        if let Some(tag) = name.strip_prefix(prefix) {
+            return Change::Tag {
+                vm: ev.subject.clone(),
+                tag: tag.to_string(),
+                added,
             };
         }
     }
@@ -559,6 +597,22 @@ mod tests {
         assert_eq!(
             change_for(&Event::new("", "connection-established")),
             Change::Reload
+        );
+        assert_eq!(
+            change_for(&Event::new("work", "domain-tag-add:audit").kw("tag", "audit")),
+            Change::Tag {
+                vm: "work".into(),
+                tag: "audit".into(),
+                added: true
+            }
+        );
+        assert_eq!(
+            change_for(&Event::new("work", "domain-tag-delete:audit").kw("tag", "audit")),
+            Change::Tag {
+                vm: "work".into(),
+                tag: "audit".into(),
+                added: false
+            }
         );
     }
 

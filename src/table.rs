@@ -43,12 +43,18 @@ impl QubeRow {
         }
     }
 
-    /// Shows `info` in this row's cells; true when the "Show" choices listing it changed.
-    pub fn update(&self, info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> bool {
+    /// Shows `info` in this row's cells; says which filters must run again.
+    pub fn update(&self, info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> Refilter {
+        let mut search = false;
         for c in Column::ALL {
-            self.set_cell(c, cell_text(info, c, colors));
+            let text = cell_text(info, c, colors);
+            search |= SEARCHED.contains(&c) && self.cells.borrow()[c as usize] != text;
+            self.set_cell(c, text);
         }
-        self.kinds.replace(info.kinds()) != info.kinds()
+        Refilter {
+            search,
+            show: self.kinds.replace(info.kinds()) != info.kinds(),
+        }
     }
 
     /// Sets one cell's text; repaints it only if it changed and is on screen.
@@ -151,6 +157,7 @@ pub fn column_title(col: Column) -> String {
         Column::DefaultDispvm => tr("Default disposable template"),
         Column::IsDispvmTemplate => tr("Disposable template"),
         Column::VirtMode => tr("Virt mode"),
+        Column::Tags => tr("Tags"),
     }
 }
 
@@ -296,6 +303,20 @@ column!(
     0
 );
 
+column!(TagsColumn, Column::Tags, "tags", false, false, 0);
+
+/// Columns the search field looks in.
+pub const SEARCHED: [Column; 4] = [Column::Name, Column::Class, Column::Label, Column::Tags];
+
+/// Which filters must run again after a row changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refilter {
+    /// A column the search looks in changed.
+    pub search: bool,
+    /// What the Show selector goes by changed.
+    pub show: bool,
+}
+
 /// A column view with every column, in [`Column::ALL`] order.
 pub fn new_table() -> TypedColumnView<QubeRow, gtk::MultiSelection> {
     let mut t = TypedColumnView::<QubeRow, gtk::MultiSelection>::new();
@@ -316,6 +337,7 @@ pub fn new_table() -> TypedColumnView<QubeRow, gtk::MultiSelection> {
     t.append_column::<DefaultDispvmColumn>();
     t.append_column::<DispvmTemplateColumn>();
     t.append_column::<VirtModeColumn>();
+    t.append_column::<TagsColumn>();
     t
 }
 

@@ -581,6 +581,29 @@ fn search_filters_rows() {
     assert!(spin_until(5, || visible() == 1));
     entry.emit_by_name::<()>("stop-search", &[]);
     assert!(spin_until(5, || visible() == 11 && entry.text().is_empty()));
+    // Tags: a tag set through another client shows in the Tags column, and search finds it.
+    f.call("admin.vm.tag.Set", "work", "audit", b"");
+    f.call("admin.vm.tag.Set", "vault", "audit", b"");
+    let tags = |vm: &str| {
+        f.controller
+            .model()
+            .cell(vm, Column::Tags)
+            .unwrap_or_default()
+    };
+    assert!(
+        spin_until(5, || tags("vault").split(", ").any(|t| t == "audit")),
+        "{}",
+        tags("vault")
+    );
+    entry.set_text("audit");
+    assert!(spin_until(5, || visible() == 2));
+    f.call("admin.vm.tag.Remove", "vault", "audit", b"");
+    assert!(
+        spin_until(5, || visible() == 1),
+        "a removed tag no longer matches"
+    );
+    assert!(!tags("vault").contains("audit"));
+    entry.emit_by_name::<()>("stop-search", &[]);
     if let Ok(path) = std::env::var("QUBES_MANAGER_SCREENSHOT") {
         snapshot(f.controller.widget().upcast_ref(), &path);
     }

@@ -45,6 +45,12 @@ impl Domains {
     pub fn apply(&mut self, change: Change) -> Option<Refetch> {
         match change {
             Change::None | Change::Volumes(_) => None,
+            Change::Tag { vm, tag, added } => {
+                if let Some(q) = self.qubes.get_mut(&vm) {
+                    q.set_tag(&tag, added);
+                }
+                None
+            }
             Change::Reload => Some(Refetch::All),
             Change::Added(vm) => Some(Refetch::Qube(vm)),
             Change::Removed(vm) => {
