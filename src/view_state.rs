@@ -96,16 +96,25 @@ impl ViewState {
         });
     }
 
-    /// Columns the user hid.
+    /// Columns the user hid, and columns added since the list was saved that start hidden (a
+    /// new column must not squeeze the ones a user chose).
     pub fn hidden_columns(&self) -> Vec<Column> {
-        match &self.settings {
-            Some(s) => s
-                .strv("hidden-columns")
-                .iter()
-                .filter_map(|id| Column::from_id(id.as_str()))
-                .collect(),
-            None => Column::HIDDEN_BY_DEFAULT.to_vec(),
-        }
+        let Some(s) = &self.settings else {
+            return Column::HIDDEN_BY_DEFAULT.to_vec();
+        };
+        let ids =
+            |key: &str| -> Vec<String> { s.strv(key).iter().map(|id| id.to_string()).collect() };
+        let known = ids("known-columns");
+        let mut hidden: Vec<Column> = ids("hidden-columns")
+            .iter()
+            .filter_map(|id| Column::from_id(id))
+            .collect();
+        let added: Vec<Column> = Column::HIDDEN_BY_DEFAULT
+            .into_iter()
+            .filter(|c| !known.iter().any(|k| k == c.id()) && !hidden.contains(c))
+            .collect();
+        hidden.extend(added);
+        hidden
     }
 
     /// Remembers which columns are hidden (the name column is always shown).
@@ -115,7 +124,11 @@ impl ViewState {
             .filter(|c| **c != Column::Name)
             .map(|c| c.id())
             .collect();
-        self.write(|s| s.set_strv("hidden-columns", ids.as_slice()));
+        let known: Vec<&str> = Column::ALL.iter().map(|c| c.id()).collect();
+        self.write(|s| {
+            s.set_strv("hidden-columns", ids.as_slice())?;
+            s.set_strv("known-columns", known.as_slice())
+        });
     }
 
     /// The column the table is sorted by, and whether descending.
@@ -194,4 +207,47 @@ fn schema() -> Option<gio::SettingsSchema> {
     gio::SettingsSchemaSource::from_directory(&dir, default.as_ref(), false)
         .ok()?
         .lookup(SCHEMA_ID, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_added_since_the_view_was_saved_starts_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("view.ini");
+        // What a version without the Tags column wrote: IP shown, the rest as by default.
+        std::fs::write(
+            &file,
+            "[qube-manager]\nhidden-columns=['internal', 'last-backup', 'default-dispvm', 'dispvm-template', 'virt-mode']\n",
+        )
+        .unwrap();
+        let v = ViewState::open(&file);
+        let hidden = v.hidden_columns();
+        assert!(!hidden.contains(&Column::Ip), "the user's choice stands");
+        assert!(
+            hidden.contains(&Column::Tags),
+            "the new column starts hidden"
+        );
+        // The user shows Tags: saved with the columns known now, it stays shown.
+        let shown_tags: Vec<Column> = hidden.into_iter().filter(|c| *c != Column::Tags).collect();
+        v.set_hidden_columns(&shown_tags);
+        let again = ViewState::open(&file);
+        assert!(!again.hidden_columns().contains(&Column::Tags));
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("known-columns=["), "{text}");
+        assert!(text.contains("'tags'"), "{text}");
+    }
+
+    #[test]
+    fn a_new_user_sees_the_default_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = ViewState::open(&dir.path().join("view.ini"));
+        let mut hidden = v.hidden_columns();
+        hidden.sort();
+        let mut default = Column::HIDDEN_BY_DEFAULT.to_vec();
+        default.sort();
+        assert_eq!(hidden, default);
+    }
 }
