@@ -488,10 +488,7 @@ fn find_tool(client: &Client, name: &str) -> Option<std::path::PathBuf> {
     if !client.real_system() {
         return None;
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    crate::cli::in_path(name)
 }
 
 /// Runs a local qube tool in the background; a failure (exit status, stderr) is reported.

@@ -123,6 +123,14 @@ pub fn init_logging() {
         .init();
 }
 
+/// `name` in a directory of `PATH`.
+pub fn in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Calls `stop` (once, on a thread of its own) when the process gets SIGINT or SIGTERM, so
 /// the program can end normally instead of being cut off.
 pub fn on_termination(stop: impl FnOnce() + Send + 'static) {

@@ -116,14 +116,11 @@ impl Options {
 
 /// `name` next to the running program, else in `PATH`.
 fn find_program(name: &str) -> Option<PathBuf> {
-    let beside = std::env::current_exe()
+    std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(name)));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    beside
-        .into_iter()
-        .chain(std::env::split_paths(&path).map(|d| d.join(name)))
-        .find(|p| p.is_file())
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .or_else(|| crate::cli::in_path(name))
 }
 
 /// A running tray.

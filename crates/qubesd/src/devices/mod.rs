@@ -390,14 +390,22 @@ fn dest_mut<'a>(c: &'a mut Ctx) -> &'a mut Domain {
         .expect("destination checked before the handler")
 }
 
+/// The assignment an Assign or Attach payload describes, checked against the device the
+/// argument names; `frontend_domain` must name an existing qube.
+fn payload_assignment(
+    c: &Ctx,
+    dev: &VirtualDevice,
+    class: &str,
+) -> Result<protocol::Requested, QubesError> {
+    let st = &*c.st;
+    protocol::deserialize_assignment(&c.untrusted_payload, dev, class, |n| st.domain(n).is_some())
+}
+
 /// `admin.vm.device.<class>.Assign`.
 pub(crate) fn assign(c: &mut Ctx) -> Result<Reply, QubesError> {
     let class = class_of(c.method);
     let dev = device_arg(c)?;
-    let st = &*c.st;
-    let req = protocol::deserialize_assignment(&c.untrusted_payload, &dev, class, |n| {
-        st.domain(n).is_some()
-    })?;
+    let req = payload_assignment(c, &dev, class)?;
     let d = c.dest_domain().clone();
     supports_devices(&d)?;
     let mut list = assignments(c.st, &d, class);
@@ -525,10 +533,7 @@ fn interface_matches(pattern: &str, interface: &str) -> bool {
 pub(crate) fn attach(c: &mut Ctx) -> Result<Reply, QubesError> {
     let class = class_of(c.method);
     let dev = device_arg(c)?;
-    let st = &*c.st;
-    let req = protocol::deserialize_assignment(&c.untrusted_payload, &dev, class, |n| {
-        st.domain(n).is_some()
-    })?;
+    let req = payload_assignment(c, &dev, class)?;
     let d = c.dest_domain().clone();
     let backend =
         c.st.domain(&dev.backend)
