@@ -16,6 +16,8 @@ use qubesd::model::{Class, Domain, HostInfo, State};
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/load.rs"]
+mod load;
 #[path = "../../../benches/support/measure.rs"]
 mod measure;
 use daemon::spawn;
@@ -63,6 +65,14 @@ fn make_store(dir: &Path) {
     }
     assert_eq!(st.domains.len(), QUBES);
     std::fs::write(dir.join("qubes.xml"), qubesd::store::serialize(&st)).unwrap();
+    // app0 plays a management qube that may hear every qube's events.
+    std::fs::create_dir_all(dir.join("policy.d")).unwrap();
+    std::fs::write(
+        dir.join("policy.d/30-bench.policy"),
+        "admin.Events * app0 @adminvm allow target=dom0\n\
+         admin.Events * app0 @anyvm allow target=dom0\n",
+    )
+    .unwrap();
 }
 
 fn latencies(socket: &Path, req: impl Fn(usize) -> Vec<u8>, n: usize) -> Vec<Duration> {
@@ -215,7 +225,27 @@ fn main() {
         300,
     );
     let (ev_rate, ev_total) = event_fanout(&socket, 50, 400);
+    let list_rate = load::rate(
+        &socket,
+        &Request::encode("admin.vm.List", "", "dom0", "dom0", b""),
+        2.0,
+    );
+    let mut mixed = load::mixed(&socket, APPS, 64, 30, 5.0);
+    let writes_alone = load::feature_writes(&socket, "app20", 16, 2.0);
+    let subs = load::Subscribers::start(&socket, "app0", 50);
+    let writes_50 = load::feature_writes(&socket, "app20", 16, 2.0);
+    subs.stop();
     let rss_after = rss_kib(&child.id().to_string());
+    // A subscriber that never reads while 64 KiB feature values are written.
+    let stuck = load::subscribe(&socket, "dom0");
+    let big_sets = 3000;
+    let t = Instant::now();
+    for i in 0..big_sets {
+        load::feature_set(&socket, "app21", i, 64_000);
+    }
+    let big_elapsed = t.elapsed();
+    let rss_stuck = rss_kib(&child.id().to_string());
+    drop(stuck);
     let _ = child.kill();
     let _ = child.wait();
 
@@ -279,9 +309,31 @@ fn main() {
         ms(percentile(&mut write, 0.5))
     );
     println!("| events/s delivered to 50 subscribers ({ev_total} events) | {ev_rate:.0} | |");
+    println!("| admin.vm.List calls/s, 1 client | {list_rate:.0} | > 5000 |");
+    println!(
+        "| 64 clients, 30 % writes: {} reads p50 / p99 | {} / {} | < 1 ms / < 5 ms |",
+        mixed.reads.len(),
+        ms(percentile(&mut mixed.reads, 0.5)),
+        ms(percentile(&mut mixed.reads, 0.99))
+    );
+    println!(
+        "| 64 clients, 30 % writes: {} writes p50 / p99 | {} / {} | |",
+        mixed.writes.len(),
+        ms(percentile(&mut mixed.writes, 0.5)),
+        ms(percentile(&mut mixed.writes, 0.99))
+    );
+    println!(
+        "| feature.Set calls/s, no subscriber / 50 non-dom0 subscribers | {writes_alone:.0} / {writes_50:.0} ({:.0} %) | >= 80 % |",
+        writes_50 * 100.0 / writes_alone
+    );
     println!(
         "| daemon RSS idle / after load | {} MiB / {} MiB | < 50 MB |",
         rss_idle / 1024,
         rss_after / 1024
+    );
+    println!(
+        "| RSS after {big_sets} 64 KB feature.Set ({:.1} s) with a subscriber that does not read | {} MiB | < 100 MB |",
+        big_elapsed.as_secs_f64(),
+        rss_stuck / 1024
     );
 }

@@ -7,16 +7,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Starts qubesd on `dir` (state and sockets) with libvirt's test driver; returns the process
-/// and the time from exec to an accepting socket.
+/// and the time from exec to an accepting socket. `QUBESD_BENCH_BIN` names another binary.
 pub fn spawn(dir: &Path) -> (Child, Duration) {
     let socket = dir.join("qubesd.sock");
     let t0 = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_qubesd"))
+    // QUBESD_BENCH_BIN runs another build (an older one, to compare in the same conditions).
+    let bin =
+        std::env::var_os("QUBESD_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_qubesd").into());
+    let child = Command::new(bin)
         .args(["--log-level", "error", "--libvirt-uri", "test:///default"])
         .arg("--state-dir")
         .arg(dir)
         .arg("--socket-dir")
         .arg(dir)
+        .arg("--policy-dir")
+        .arg(dir.join("policy.d"))
         .stderr(Stdio::null())
         .spawn()
         .expect("qubesd");
