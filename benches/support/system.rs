@@ -14,7 +14,7 @@ pub const RUNNING: usize = 100;
 pub fn prepare(dir: &std::path::Path) -> qubesd::Config {
     qubesd::demo::prepare_dir(dir).unwrap();
     let host = HostInfo::detect(&dir.to_string_lossy(), false);
-    let mut st = State::new_system(host);
+    let mut st = State::new_system(host, "file");
     let mut node = String::from("<node>");
     for i in 0..QUBES - 1 {
         let name = format!("qube{i:04}");

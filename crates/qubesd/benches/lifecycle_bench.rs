@@ -90,22 +90,22 @@ fn main() {
             format!("name=r{i} label=red").as_bytes(),
         );
     }
-    e2.shared.lock().reconcile();
-    let hv: Arc<dyn Hypervisor> = e2.shared.lock().hv.clone().unwrap();
+    qubesd::ops::lifecycle::reconcile(&e2.shared.core);
+    let hv: Arc<dyn Hypervisor> = e2.shared.core.env().hv.clone().unwrap();
     let mut prev: HashMap<String, (u64, Instant)> = HashMap::new();
     let mut ticks = Vec::new();
     let mut count = 0;
     for _ in 0..20 {
         let c0 = cpu_time();
         let list: Vec<(String, DomainStatus)> = hv.list().unwrap();
-        let events = e2.shared.lock().stats_round(&list, &mut prev);
+        let events = qubesd::ops::stats::round(&e2.shared.core.snapshot(), &list, &mut prev);
         ticks.push(cpu_time() - c0);
         count = events.len();
     }
     let running = e2
         .shared
-        .lock()
-        .state
+        .core
+        .snapshot()
         .domains
         .values()
         .filter(|d| d.class.is_local_qube() && d.power == PowerState::Running)

@@ -29,7 +29,7 @@ const APPS: usize = QUBES - 12;
 
 fn make_store(dir: &Path) {
     let host = HostInfo::detect(&dir.to_string_lossy(), false);
-    let mut st = State::new_system(host);
+    let mut st = State::new_system(host, "file");
     let add = |st: &mut State, class: Class, name: &str, extra: &[(&str, &str)]| {
         let qid = st.next_qid().unwrap();
         let mut d = Domain::new(class, name, qid);

@@ -15,7 +15,11 @@ fn main() {
         policy_dirs: vec![dir.path().join("policy.d")],
     };
     let shared = qubesd::Daemon::load(&cfg).unwrap();
-    let mut core = shared.lock();
+    let core = &shared.core;
+    let call = |raw: Vec<u8>| {
+        let req = qubes_api::Request::parse(&raw).unwrap();
+        qubesd::dispatch::call(core, qubesd::api::Socket::Admin, &req).unwrap();
+    };
     for i in 0..999 {
         let r = qubes_api::Request::encode(
             "admin.vm.Create.StandaloneVM",
@@ -24,16 +28,12 @@ fn main() {
             "dom0",
             format!("name=q{i} label=red").as_bytes(),
         );
-        core.call(
-            qubesd::core::Socket::Admin,
-            &qubes_api::Request::parse(&r).unwrap(),
-        )
-        .unwrap();
+        call(r);
     }
     let n = 300;
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(core.state.clone());
+        std::hint::black_box((*core.snapshot()).clone());
     }
     println!(
         "state clone: {:.3} ms",
@@ -48,14 +48,10 @@ fn main() {
             &format!("q{}", i % 999),
             (400 + i).to_string().as_bytes(),
         );
-        core.call(
-            qubesd::core::Socket::Admin,
-            &qubes_api::Request::parse(&r).unwrap(),
-        )
-        .unwrap();
+        call(r);
     }
     println!(
-        "Set via Core::call: {:.3} ms",
+        "Set via dispatch::call: {:.3} ms",
         t.elapsed().as_secs_f64() * 1000.0 / n as f64
     );
     let t = Instant::now();
@@ -68,13 +64,13 @@ fn main() {
     );
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(qubesd::store::serialize(&core.state));
+        std::hint::black_box(qubesd::store::serialize(&core.snapshot()));
     }
     println!(
         "full serialize: {:.3} ms",
         t.elapsed().as_secs_f64() * 1000.0 / n as f64
     );
-    let xml = qubesd::store::serialize(&core.state);
+    let xml = qubesd::store::serialize(&core.snapshot());
     let t = Instant::now();
     for _ in 0..n {
         qubesd::store::write_atomic(&dir.path().join("x.xml"), xml.as_bytes(), 0o660).unwrap();

@@ -1,15 +1,17 @@
 //! Starting and stopping the daemon: load the store, bind the sockets, serve.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
 use crate::core::Core;
-use crate::events::EventHub;
 use crate::model::HostInfo;
 use crate::server::{self, Shared};
 use crate::store::Store;
+use crate::txn::Env;
 
 /// Daemon settings.
 #[derive(Debug, Clone)]
@@ -84,18 +86,21 @@ impl Daemon {
         let base = config.state_dir.to_string_lossy().into_owned();
         let host = HostInfo::detect(&base, config.libvirt_uri.starts_with("xen"));
         let (store, state) = Store::open(&config.store_path(), host)?;
-        let mut core = Core::new(state, store, config.state_dir.clone(), EventHub::new());
-        core.policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let (hv, events) =
             crate::hypervisor::libvirt::Libvirt::start(&config.libvirt_uri, watch_events);
-        core.hv = Some(hv);
-        core.reconcile();
+        let env = Env {
+            hv: Some(hv),
+            state_dir: config.state_dir.clone(),
+            tokens: Default::default(),
+        };
+        let policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let shared = Arc::new(Shared {
-            core: Mutex::new(core),
+            core: Core::new(state, store, env, policy),
             debug: config.debug,
         });
+        crate::ops::lifecycle::reconcile(&shared.core);
         spawn_event_pump(shared.clone(), events);
-        crate::lifecycle::run_stats_sampler(shared.clone());
+        spawn_stats_sampler(shared.clone());
         Ok(shared)
     }
 
@@ -104,7 +109,7 @@ impl Daemon {
         for t in &self.tasks {
             t.abort();
         }
-        if let Err(e) = self.shared.lock().save() {
+        if let Err(e) = self.shared.core.save() {
             tracing::error!("final save failed: {e}");
         }
         for s in &self.sockets {
@@ -122,11 +127,41 @@ fn spawn_event_pump(
         .name("qubesd-lifecycle".into())
         .spawn(move || {
             for ev in events {
-                shared.lock().on_hypervisor_event(ev);
+                crate::ops::lifecycle::on_hypervisor_event(&shared.core, &ev);
             }
         });
     if let Err(e) = spawned {
         tracing::error!("lifecycle thread: {e}");
+    }
+}
+
+/// Runs the statistics sampler: every `stats_interval` seconds, while anybody listens, one
+/// round of `vm-stats` for all running qubes. One sampler serves every subscriber.
+fn spawn_stats_sampler(shared: Arc<Shared>) {
+    let spawned = std::thread::Builder::new()
+        .name("qubesd-stats".into())
+        .spawn(move || {
+            let mut prev = HashMap::new();
+            loop {
+                let interval = crate::props::global_get(&shared.core.snapshot(), "stats_interval")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(3)
+                    .clamp(1, 3600);
+                std::thread::sleep(Duration::from_secs(interval));
+                if shared.core.stats_hub().subscribers() == 0 {
+                    prev.clear();
+                    continue;
+                }
+                let list = match shared.core.env().hv.as_ref().map(|h| h.list()) {
+                    Some(Ok(l)) => l,
+                    _ => Vec::new(),
+                };
+                let events = crate::ops::stats::round(&shared.core.snapshot(), &list, &mut prev);
+                shared.core.stats_hub().publish(events);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("stats thread: {e}");
     }
 }
 

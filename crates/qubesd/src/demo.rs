@@ -6,7 +6,8 @@ use std::path::Path;
 
 use qubes_api::Request;
 
-use crate::core::{Core, Socket};
+use crate::api::Socket;
+use crate::core::Core;
 
 /// Kernel version installed in the demo's kernel directory.
 pub const DEMO_KERNEL: &str = "6.6.48-1.qubes";
@@ -211,10 +212,11 @@ const SEED: &[(&str, &str, &str, &str)] = &[
 /// Puts some data into the demo's images, so that disk usage shows what a used system has:
 /// a few MiB in each template's root and each qube's private volume.
 fn fill_images(core: &Core) {
+    let st = core.snapshot();
     use std::os::unix::fs::FileExt;
     let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8 + 1).collect();
-    for d in core.state.domains.values() {
-        for v in crate::storage::volumes(&core.state, d) {
+    for d in st.domains.values() {
+        for v in crate::storage::volumes(&st, d) {
             if !v.save_on_stop {
                 continue;
             }
@@ -236,7 +238,7 @@ fn fill_images(core: &Core) {
 }
 
 /// Builds the demo system in `core` (an empty, freshly created store).
-pub fn seed(core: &mut Core) {
+pub fn seed(core: &Core) {
     let mut filled = false;
     for (method, dest, arg, payload) in SEED {
         if *method == "admin.vm.Start" && !filled {
@@ -245,7 +247,7 @@ pub fn seed(core: &mut Core) {
         }
         let raw = Request::encode(method, arg, "dom0", dest, payload.as_bytes());
         let req = Request::parse(&raw).expect("seed requests are well formed");
-        if let Err(e) = core.call(Socket::Admin, &req) {
+        if let Err(e) = crate::dispatch::call(core, Socket::Admin, &req) {
             tracing::warn!("demo seed {method}+{arg} on {dest}: {e}");
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use qubes_api::transport::{read_answer, send_on};
 use qubes_api::{Request, Transport};
 
-use crate::core::Socket;
+use crate::api::Socket;
 use crate::daemon::{Config, Daemon, StartError};
 use crate::server::{self, Shared};
 
@@ -61,7 +61,7 @@ impl Embedded {
             policy_dirs: vec![dir.path().join("policy.d")],
         };
         let mut e = Embedded::start(&config)?;
-        crate::demo::seed(&mut e.shared.lock());
+        crate::demo::seed(&e.shared.core);
         remove_at_exit(dir.path());
         e._state = Some(dir);
         Ok(e)

@@ -1,14 +1,16 @@
 //! The event hub: every committed change is published once, pre-serialised, to all
-//! `admin.Events` subscribers. A subscriber that falls behind by more than the channel's
-//! capacity is disconnected instead of buffering without bound.
+//! subscribers. Each subscriber has its own queue, bounded in bytes: one that falls that far
+//! behind is dropped (its connection closes; clients reconnect and reload, as the Qubes
+//! client does), so a subscriber that stops reading costs at most its bound.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use qubes_api::Event;
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
-/// How many events a slow subscriber may lag before it is dropped.
-pub const SUBSCRIBER_BACKLOG: usize = 16384;
+/// How many bytes of events a subscriber may have waiting before it is dropped.
+pub const SUBSCRIBER_BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
 /// An event as published: the parsed form (for filtering) and its wire bytes.
 #[derive(Debug)]
@@ -22,45 +24,161 @@ pub struct Published {
 }
 
 /// Fan-out of events to subscribers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EventHub {
-    tx: broadcast::Sender<Arc<Published>>,
+    subscribers: Arc<Mutex<Vec<Weak<Queue>>>>,
 }
 
-impl Default for EventHub {
-    fn default() -> Self {
-        Self::new()
+/// One subscriber's queue.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    events: VecDeque<Arc<Published>>,
+    bytes: usize,
+    /// Fell too far behind: gets nothing more.
+    dropped: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A subscriber was dropped for falling behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped;
+
+/// A subscription: events published from its creation on, in order. Dropping it
+/// unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    queue: Arc<Queue>,
+}
+
+impl Subscription {
+    /// The next event; `None` once the subscriber was dropped for falling behind.
+    pub async fn recv(&mut self) -> Option<Arc<Published>> {
+        loop {
+            // Register interest before looking, so a publish in between is not missed.
+            let notified = self.queue.ready.notified();
+            {
+                let mut q = lock(&self.queue.state);
+                if q.dropped {
+                    return None;
+                }
+                if let Some(ev) = q.events.pop_front() {
+                    q.bytes -= ev.bytes.len();
+                    return Some(ev);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The next event if one is waiting (`Err(Dropped)` once dropped).
+    pub fn try_recv(&mut self) -> Result<Option<Arc<Published>>, Dropped> {
+        let mut q = lock(&self.queue.state);
+        if q.dropped {
+            return Err(Dropped);
+        }
+        Ok(q.events.pop_front().inspect(|ev| q.bytes -= ev.bytes.len()))
     }
 }
 
 impl EventHub {
     /// A hub with no subscribers.
     pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
-        EventHub { tx }
+        Self::default()
     }
 
     /// A new subscription; events published from now on are received.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        let queue = Arc::new(Queue::default());
+        let mut subs = lock(&self.subscribers);
+        subs.retain(|w| w.strong_count() > 0);
+        subs.push(Arc::downgrade(&queue));
+        Subscription { queue }
     }
 
     /// Publishes events in order.
     pub fn publish(&self, events: impl IntoIterator<Item = Event>) {
-        for event in events {
-            let bytes = event.encode();
-            let global = event.subject.is_empty();
-            // No subscriber is not an error.
-            let _ = self.tx.send(Arc::new(Published {
-                event,
-                bytes,
-                global,
-            }));
+        let published: Vec<Arc<Published>> = events
+            .into_iter()
+            .map(|event| {
+                let bytes = event.encode();
+                let global = event.subject.is_empty();
+                Arc::new(Published {
+                    event,
+                    bytes,
+                    global,
+                })
+            })
+            .collect();
+        if published.is_empty() {
+            return;
+        }
+        let mut subs = lock(&self.subscribers);
+        subs.retain(|w| w.strong_count() > 0);
+        for queue in subs.iter().filter_map(Weak::upgrade) {
+            let mut q = lock(&queue.state);
+            if q.dropped {
+                continue;
+            }
+            for ev in &published {
+                if q.bytes + ev.bytes.len() > SUBSCRIBER_BACKLOG_BYTES {
+                    tracing::warn!(
+                        "an events subscriber has {} bytes waiting; disconnecting it",
+                        q.bytes
+                    );
+                    q.dropped = true;
+                    q.events.clear();
+                    q.bytes = 0;
+                    break;
+                }
+                q.bytes += ev.bytes.len();
+                q.events.push_back(ev.clone());
+            }
+            drop(q);
+            queue.ready.notify_one();
         }
     }
 
     /// Number of live subscribers.
     pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
+        lock(&self.subscribers)
+            .iter()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delivers_in_order_and_drops_a_subscriber_that_falls_behind() {
+        let hub = EventHub::new();
+        let mut reader = hub.subscribe();
+        let mut stuck = hub.subscribe();
+        hub.publish([Event::new("a", "one"), Event::new("b", "two")]);
+        assert_eq!(reader.recv().await.unwrap().event.name, "one");
+        assert_eq!(reader.recv().await.unwrap().event.name, "two");
+        // 64 KiB values: the one that never reads is dropped at its bound, the other is not.
+        let big = "x".repeat(64 * 1024);
+        for _ in 0..(SUBSCRIBER_BACKLOG_BYTES / big.len() + 2) {
+            hub.publish([Event::new("a", "big").kw("value", &big)]);
+            assert_eq!(reader.recv().await.unwrap().event.name, "big");
+        }
+        assert_eq!(stuck.recv().await.map(|e| e.event.name.clone()), None);
+        assert!(stuck.try_recv().is_err());
+        drop(stuck);
+        assert_eq!(hub.subscribers(), 1);
+        hub.publish([Event::new("a", "after")]);
+        assert_eq!(reader.try_recv().unwrap().unwrap().event.name, "after");
     }
 }

@@ -1,20 +1,19 @@
-//! Per-qube firewall rules: `admin.vm.firewall.Get`, `Set`, `Reload` and the qube's
-//! `firewall.xml` (admin-api.md §8.1, §6.4).
+//! Per-qube firewall rules and the qube's `firewall.xml` (admin-api.md §8.1, §6.4); the
+//! methods are in [`crate::api::firewall`].
 //!
 //! A rule is parsed from the API line syntax into typed options; every malformed rule is the
 //! reference's plain `ValueError`, a generic failure. Rules are stored in `firewall.xml`
 //! (version 2) in the qube's directory, written atomically and read back on each Get.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use qubes_api::QubesError;
 
-use crate::core::{Ctx, Reply};
+use crate::model::Domain;
 
-/// Where the destination qube's rules live.
-fn firewall_path(c: &Ctx) -> PathBuf {
-    let d = c.dest_domain();
-    c.state_dir
+/// Where a qube's rules live.
+pub fn firewall_path(state_dir: &Path, d: &Domain) -> PathBuf {
+    state_dir
         .join(d.class.dir_prefix())
         .join(&d.name)
         .join("firewall.xml")
@@ -207,7 +206,7 @@ impl Rule {
             r.set("comment", c)?;
             seen.push("comment");
         }
-        let trimmed = crate::handlers::py_strip(options);
+        let trimmed = crate::pycompat::py_strip(options);
         for opt in trimmed.split(' ') {
             let (k, v) = opt
                 .split_once('=')
@@ -394,8 +393,8 @@ pub fn from_xml(untrusted: &[u8]) -> Result<Vec<Rule>, String> {
 }
 
 /// The qube's rules: the file's, or the single default `action=accept`.
-fn load(c: &Ctx) -> Result<Vec<Rule>, QubesError> {
-    match std::fs::read(firewall_path(c)) {
+pub fn load(path: &Path) -> Result<Vec<Rule>, QubesError> {
+    match std::fs::read(path) {
         Ok(bytes) => from_xml(&bytes)
             .map_err(|e| QubesError::qubes(format!("Failed to load firewall rules: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![Rule {
@@ -406,38 +405,6 @@ fn load(c: &Ctx) -> Result<Vec<Rule>, QubesError> {
             "Failed to load firewall rules: {e}"
         ))),
     }
-}
-
-/// `admin.vm.firewall.Get`.
-pub(crate) fn get(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let rules = load(c)?;
-    crate::handlers::ok(crate::handlers::lines(
-        rules.iter().filter(|r| !r.expired()).map(Rule::api_line),
-    ))
-}
-
-/// `admin.vm.firewall.Set`.
-pub(crate) fn set(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let text = std::str::from_utf8(&c.untrusted_payload)
-        .ok()
-        .filter(|s| s.is_ascii())
-        .ok_or_else(|| QubesError::protocol("Rules contains non-ASCII characters"))?;
-    let rules = crate::handlers::py_splitlines(text)
-        .into_iter()
-        .map(Rule::from_api)
-        .collect::<Result<Vec<_>, _>>()?;
-    let path = firewall_path(c);
-    c.side_files.push((path, to_xml(&rules).into_bytes()));
-    let vm = c.dest.clone();
-    c.fire(&vm, "firewall-changed", &[]);
-    crate::handlers::empty()
-}
-
-/// `admin.vm.firewall.Reload`.
-pub(crate) fn reload(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let vm = c.dest.clone();
-    c.fire(&vm, "firewall-changed", &[]);
-    crate::handlers::empty()
 }
 
 #[cfg(test)]

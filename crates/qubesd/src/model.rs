@@ -56,9 +56,8 @@ impl Class {
         Class::ALL.iter().position(|c| *c == self).unwrap_or(0)
     }
 
-    /// Bit in [`crate::props::cls`].
+    /// Bit in [`cls`].
     pub fn bit(self) -> u8 {
-        use crate::props::cls;
         match self {
             Class::AdminVM => cls::ADM,
             Class::AppVM => cls::APP,
@@ -89,6 +88,28 @@ impl Class {
             _ => "appvms",
         }
     }
+}
+
+/// Class sets as bit masks.
+pub mod cls {
+    /// AdminVM.
+    pub const ADM: u8 = 1;
+    /// AppVM.
+    pub const APP: u8 = 2;
+    /// TemplateVM.
+    pub const TPL: u8 = 4;
+    /// StandaloneVM.
+    pub const SA: u8 = 8;
+    /// DispVM.
+    pub const DISP: u8 = 16;
+    /// RemoteVM.
+    pub const REM: u8 = 32;
+    /// The four local qube classes with storage and a hypervisor domain.
+    pub const Q: u8 = APP | TPL | SA | DISP;
+    /// Every class.
+    pub const ALL: u8 = ADM | Q | REM;
+    /// Pseudo class bit for the global (`Qubes`) holder.
+    pub const GLOBAL: u8 = 64;
 }
 
 /// Power states (admin-api.md §3.6).
@@ -394,20 +415,10 @@ pub struct State {
     pub host: HostInfo,
 }
 
-/// The driver of a fresh system's `varlibqubes` pool: `file-reflink` where the filesystem
-/// can reflink, else `file` (as `Qubes.load_initial_values` chooses).
-fn default_driver(base: &str) -> &'static str {
-    let dir = std::path::Path::new(base);
-    if dir.is_dir() && crate::storage::reflink::supported(dir) {
-        "file-reflink"
-    } else {
-        "file"
-    }
-}
-
 impl State {
-    /// A fresh system: dom0, the default labels and pools, as `qubes-create` makes it.
-    pub fn new_system(host: HostInfo) -> State {
+    /// A fresh system: dom0, the default labels and pools, as `qubes-create` makes it;
+    /// `pool_driver` is the driver of the default `varlibqubes` pool.
+    pub fn new_system(host: HostInfo, pool_driver: &str) -> State {
         let base = host.base_dir.clone();
         let mut dom0 = Domain::new(Class::AdminVM, "dom0", 0);
         dom0.props.insert("label".into(), "black".into());
@@ -419,7 +430,7 @@ impl State {
                     attrs: vec![
                         ("name".into(), "varlibqubes".into()),
                         ("dir_path".into(), base.clone()),
-                        ("driver".into(), default_driver(&base).into()),
+                        ("driver".into(), pool_driver.into()),
                         ("revisions_to_keep".into(), "1".into()),
                         ("ephemeral_volatile".into(), "False".into()),
                     ],

@@ -80,9 +80,35 @@ pub fn validate_tag(tag: &str) -> Result<(), QubesError> {
     Ok(())
 }
 
+/// Whether a character may be shown to a user as it is (no controls, no invisible or
+/// direction-changing format characters, no unassigned surrogates/noncharacters).
+pub fn safe_for_display(c: char) -> bool {
+    let u = c as u32;
+    !(u < 0x20
+        || (0x7f..=0x9f).contains(&u)
+        || (0x200b..=0x200f).contains(&u)
+        || (0x2028..=0x202e).contains(&u)
+        || (0x2060..=0x206f).contains(&u)
+        || u == 0xfeff
+        || (0xfff9..=0xfffb).contains(&u)
+        || (0xfdd0..=0xfdef).contains(&u)
+        || (u & 0xfffe) == 0xfffe
+        || (0xe000..=0xf8ff).contains(&u)
+        || u >= 0xf0000
+        || (0xe0000..=0xe007f).contains(&u))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_safety() {
+        assert!(safe_for_display('a'));
+        assert!(safe_for_display('ä'));
+        assert!(!safe_for_display('\u{202e}'));
+        assert!(!safe_for_display('\x1b'));
+    }
 
     fn msg(r: Result<(), QubesError>) -> String {
         match r {

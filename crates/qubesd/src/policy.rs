@@ -1,12 +1,19 @@
 //! qrexec policy inside qubesd: what a non-dom0 caller may see in `admin.vm.List` and
 //! `admin.Events` (admin-api.md §5.3). Ask counts as deny. An invalid policy does not stop the
 //! daemon: it is logged loudly and every non-dom0 filter denies until it is fixed.
+//!
+//! A [`PolicyView`] is the policy applied to one state: built once per state change or policy
+//! change and shared by every caller and subscriber, with its decisions remembered, so that
+//! filtering an event for fifty subscribers evaluates the policy once.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use qrexec_policy::{QubeInfo, Request, Resolution, Rule, SystemInfo, evaluate, load_policy_dirs};
 
+use crate::dirwatch::DirWatch;
 use crate::model::State;
 use crate::props;
 
@@ -15,12 +22,15 @@ pub fn default_dirs() -> Vec<PathBuf> {
     vec!["/run/qubes/policy.d".into(), "/etc/qubes/policy.d".into()]
 }
 
-/// The parsed policy, reloaded when any file under the directories changes.
+/// The parsed policy, reloaded when any file under the directories changes. Changes are
+/// noticed through inotify (one `read` per question); the directories are walked and compared
+/// only after inotify reported something, or always where it cannot be used.
 #[derive(Debug)]
 pub struct PolicyCache {
     dirs: Vec<PathBuf>,
+    watch: Option<DirWatch>,
     signature: Option<Vec<(PathBuf, Option<SystemTime>, u64)>>,
-    rules: Result<Vec<Rule>, String>,
+    rules: Arc<Result<Vec<Rule>, String>>,
 }
 
 /// Walks the directories (and their `include/` subdirectories) for change detection.
@@ -55,26 +65,85 @@ impl PolicyCache {
     pub fn new(dirs: Vec<PathBuf>) -> PolicyCache {
         PolicyCache {
             dirs,
+            watch: None,
             signature: None,
-            rules: Err("not loaded".into()),
+            rules: Arc::new(Err("not loaded".into())),
         }
     }
 
-    /// The current rules, or why the policy cannot be used.
-    pub fn rules(&mut self) -> Result<&[Rule], &str> {
+    /// The current rules, or why the policy cannot be used; and whether they changed since
+    /// the last call.
+    pub fn rules(&mut self) -> (Arc<Result<Vec<Rule>, String>>, bool) {
+        if let Some(w) = &self.watch
+            && !w.changed()
+        {
+            return (self.rules.clone(), false);
+        }
+        // Watch before looking, so that a change made while we look is seen next time.
+        self.watch = Some(DirWatch::new(&self.dirs));
         let sig = signature(&self.dirs);
-        if self.signature.as_ref() != Some(&sig) {
-            self.rules =
-                load_policy_dirs(&qrexec_policy::parser::FileSystem::default(), &self.dirs)
-                    .map_err(|e| e.to_string());
-            if let Err(e) = &self.rules {
+        let changed = self.signature.as_ref() != Some(&sig);
+        if changed {
+            let rules = load_policy_dirs(&qrexec_policy::parser::FileSystem::default(), &self.dirs)
+                .map_err(|e| e.to_string());
+            if let Err(e) = &rules {
                 tracing::error!(
                     "qrexec policy is invalid, denying every non-dom0 Admin API filter until fixed: {e}"
                 );
             }
+            self.rules = Arc::new(rules);
             self.signature = Some(sig);
         }
-        self.rules.as_deref().map_err(String::as_str)
+        (self.rules.clone(), changed)
+    }
+}
+
+/// The policy applied to one state: what non-dom0 callers may see.
+#[derive(Debug)]
+pub struct PolicyView {
+    rules: Arc<Result<Vec<Rule>, String>>,
+    info: SystemInfo,
+    /// Decisions made so far: (caller, service+argument, target) -> allowed.
+    decisions: Mutex<HashMap<(String, String, String), bool>>,
+}
+
+/// Decisions a view remembers at most (each is a few short strings).
+const MAX_DECISIONS: usize = 65536;
+
+impl PolicyView {
+    /// The policy `rules` over the state `st`.
+    pub fn new(rules: Arc<Result<Vec<Rule>, String>>, st: &State) -> PolicyView {
+        PolicyView {
+            rules,
+            info: system_info(st),
+            decisions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `src` may call `service_and_arg` towards `target` (allow only; always for dom0;
+    /// never while the policy is invalid).
+    pub fn allows(&self, src: &str, service_and_arg: &str, target: &str) -> bool {
+        if src == "dom0" {
+            return true;
+        }
+        let Ok(rules) = self.rules.as_ref() else {
+            return false;
+        };
+        let key = (
+            src.to_string(),
+            service_and_arg.to_string(),
+            target.to_string(),
+        );
+        let mut decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = decisions.get(&key) {
+            return *d;
+        }
+        let allowed = allows(rules, &self.info, service_and_arg, src, target);
+        if decisions.len() >= MAX_DECISIONS {
+            decisions.clear();
+        }
+        decisions.insert(key, allowed);
+        allowed
     }
 }
 

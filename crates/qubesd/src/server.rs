@@ -6,16 +6,20 @@
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::Duration;
 
 use qubes_api::framing::{encode_exception, encode_ok};
 use qubes_api::{Event, MAX_REQUEST_SIZE, QubesError, Request, exc::ExcBase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::broadcast::error::RecvError;
 
-use crate::core::{Core, Reply, Socket};
-use crate::handlers;
+use crate::api::Socket;
+use crate::core::Core;
+use crate::dispatch;
+use crate::events::Subscription;
+use crate::model::PowerState;
+use crate::reply::Reply;
 
 /// Socket file names inside the socket directory.
 pub const SOCKET_NAMES: [(Socket, &str); 3] = [
@@ -24,21 +28,16 @@ pub const SOCKET_NAMES: [(Socket, &str); 3] = [
     (Socket::Misc, "qubesd.misc.sock"),
 ];
 
-/// State shared by all connections.
+/// What every connection shares.
 pub struct Shared {
-    /// The core, behind one lock: calls are applied one at a time, in arrival order.
-    pub core: Mutex<Core>,
+    /// The state and its transactions.
+    pub core: Core,
     /// Whether EXCEPTION messages carry a traceback text.
     pub debug: bool,
 }
 
-impl Shared {
-    /// Locks the core. A panic inside a handler must not take the daemon down with it, so a
-    /// poisoned lock is taken over (the failed call's state was already restored).
-    pub fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+/// How long a stream subscriber may leave an event unread before it is disconnected.
+pub const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds a socket like the reference: a stale file is removed, a live daemon is an error, the
 /// socket gets mode 0770 and group `qubes` when that group exists.
@@ -119,7 +118,8 @@ pub async fn read_request<R: AsyncReadExt + Unpin>(conn: &mut R) -> Option<Vec<u
     }
 }
 
-/// Serves one connection.
+/// Serves one connection: reads the request, runs it (reads at once, everything that may
+/// block on a blocking thread), writes the answer or streams.
 pub async fn handle<S>(mut conn: S, socket: Socket, shared: Arc<Shared>)
 where
     S: AsyncReadExt + AsyncWriteExt + Unpin,
@@ -134,83 +134,52 @@ where
             return;
         }
     };
-    let write = std::str::from_utf8(&req.method)
-        .ok()
-        .and_then(|m| handlers::lookup(socket, m))
-        .is_some_and(|m| m.write);
-    let (result, subscription) = if write {
-        // Writes fsync and hypervisor calls block: keep them off the async workers.
-        let shared2 = shared.clone();
-        let req2 = req.clone();
-        let run = move || {
-            let mut core = shared2.lock();
-            let r = core.call(socket, &req2);
-            let sub = subscribe_for(&core, &r);
-            (r, sub)
-        };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(r) => r,
-            Err(_) => return,
-        }
-    } else {
-        let mut core = shared.lock();
-        let r = core.call(socket, &req);
-        let sub = subscribe_for(&core, &r);
-        (r, sub)
-    };
-    let method = String::from_utf8_lossy(&req.method).into_owned();
-    let (result, subscription) = match (result, subscription) {
-        (Ok(Reply::WaitHalted { vm, timeout }), Some(rx)) => {
-            (wait_halted(&shared, rx, &vm, timeout).await, None)
-        }
-        (Ok(Reply::CopyVolume(job)), _) => {
-            // The data is copied without the core, so other calls go on meanwhile.
-            let shared2 = shared.clone();
-            let finish = move || {
-                let copied = job.run();
-                shared2.lock().finish_volume_copy(job, copied)
-            };
-            match tokio::task::spawn_blocking(finish).await {
-                Ok(r) => (r, None),
-                Err(_) => return,
+    let resolved = dispatch::resolve(&shared.core.snapshot(), socket, &req);
+    let result = match resolved {
+        Err(e) => Err(e),
+        Ok((m, r)) if m.is_inline() => dispatch::run(&shared.core, m, &r),
+        Ok((m, r)) => {
+            let sh = shared.clone();
+            match tokio::task::spawn_blocking(move || dispatch::run(&sh.core, m, &r)).await {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::error!("call thread: {e}");
+                    return;
+                }
             }
         }
-        other => other,
     };
+    let method = String::from_utf8_lossy(&req.method).into_owned();
     match result {
         Ok(Reply::Ok(content)) => {
             let _ = conn.write_all(&encode_ok(&content)).await;
             let _ = conn.shutdown().await;
         }
         Ok(Reply::Events { dest, src }) => {
-            if let Some(rx) = subscription {
-                stream_events(&mut conn, &shared, rx, &dest, &src).await;
-            }
+            let sub = shared.core.hub().subscribe();
+            stream_events(&mut conn, &shared, sub, &dest, &src).await;
         }
         Ok(Reply::Stats { dest }) => {
-            if let Some(rx) = subscription {
-                stream_stats(&mut conn, &shared, rx, &dest).await;
+            let sub = shared.core.stats_hub().subscribe();
+            stream_stats(&mut conn, &shared, sub, &dest).await;
+        }
+        Ok(Reply::WaitHalted { vm, timeout }) => {
+            let sub = shared.core.hub().subscribe();
+            match wait_halted(&shared, sub, &vm, timeout).await {
+                Ok(()) => {
+                    let _ = conn.write_all(&encode_ok(b"")).await;
+                    let _ = conn.shutdown().await;
+                }
+                Err(e) => write_error(&mut conn, &shared, &req, &method, e).await,
             }
         }
-        Ok(Reply::WaitHalted { .. }) | Ok(Reply::CopyVolume(_)) => {}
         Err(e) => write_error(&mut conn, &shared, &req, &method, e).await,
     }
 }
 
-/// Subscribes, while the core is still locked, for replies that stream or wait for events,
-/// so that no committed change falls in between.
-fn subscribe_for(
-    core: &crate::core::Core,
-    r: &Result<Reply, QubesError>,
-) -> Option<tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>> {
-    match r {
-        Ok(Reply::Events { .. }) | Ok(Reply::WaitHalted { .. }) => Some(core.hub.subscribe()),
-        Ok(Reply::Stats { .. }) => Some(core.stats.subscribe()),
-        _ => None,
-    }
-}
-
-/// Writes an EXCEPTION (or nothing, for a silent failure) and logs why.
+/// Writes an EXCEPTION (or nothing, for a silent failure) and logs why. Refusals are what
+/// clients expect all day long (a feature that is not set, a property without a value): they
+/// are logged at debug level only.
 async fn write_error<S: AsyncWriteExt + Unpin>(
     conn: &mut S,
     shared: &Shared,
@@ -222,9 +191,9 @@ async fn write_error<S: AsyncWriteExt + Unpin>(
         QubesError::Exception { kind, message } => {
             match kind.base() {
                 ExcBase::Qubes => {
-                    tracing::info!("call {method} failed: {}: {message}", kind.name())
+                    tracing::debug!("call {method} failed: {}: {message}", kind.name())
                 }
-                _ => tracing::warn!("call {method} refused: {}: {message}", kind.name()),
+                _ => tracing::info!("call {method} refused: {}: {message}", kind.name()),
             }
             let tb = if shared.debug {
                 format!(
@@ -242,42 +211,58 @@ async fn write_error<S: AsyncWriteExt + Unpin>(
             let _ = conn.shutdown().await;
         }
         QubesError::Silent(why) => {
-            tracing::error!("call {method} failed with no response: {why}");
+            tracing::warn!("call {method} failed with no response: {why}");
         }
     }
 }
 
-/// `Shutdown+wait`: OK once the qube's `domain-shutdown` arrives, else a timeout error (and
+/// `Shutdown+wait`: done once the qube's `domain-shutdown` arrives (or it is already halted:
+/// the subscription starts after the shutdown was asked for), else a timeout error (and
 /// `domain-shutdown-failed`).
 async fn wait_halted(
     shared: &Arc<Shared>,
-    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
+    mut sub: Subscription,
     vm: &str,
     timeout: u64,
-) -> Result<Reply, QubesError> {
+) -> Result<(), QubesError> {
+    let halted = shared
+        .core
+        .snapshot()
+        .domain(vm)
+        .is_none_or(|d| d.power == PowerState::Halted);
+    if halted {
+        return Ok(());
+    }
     let wait = async {
-        loop {
-            match rx.recv().await {
-                Ok(ev) if ev.event.subject == vm && ev.event.name == "domain-shutdown" => {
-                    return true;
-                }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return false,
+        while let Some(ev) = sub.recv().await {
+            if ev.event.subject == vm && ev.event.name == "domain-shutdown" {
+                return true;
             }
         }
+        false
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(timeout), wait).await {
-        Ok(true) => Ok(Reply::Ok(Vec::new())),
+    match tokio::time::timeout(Duration::from_secs(timeout), wait).await {
+        Ok(true) => Ok(()),
         _ => {
-            let msg = format!("Domain shutdown timed out: {}", qubes_api::exc::py_repr(vm));
-            shared
-                .lock()
-                .hub
-                .publish([Event::new(vm, "domain-shutdown-failed").kw("reason", &msg)]);
-            Err(QubesError::new(
-                qubes_api::ExcKind::QubesVMShutdownTimeoutError,
-                msg,
-            ))
+            let sh = shared.clone();
+            let vm = vm.to_string();
+            let failed = move || crate::ops::lifecycle::shutdown_timed_out(&sh.core, &vm);
+            Err(tokio::task::spawn_blocking(failed)
+                .await
+                .unwrap_or_else(|_| QubesError::silent("shutdown wait")))
+        }
+    }
+}
+
+/// Writes one event to a stream; false when the subscriber is gone or does not read within
+/// [`STREAM_WRITE_TIMEOUT`].
+async fn send<S: AsyncWriteExt + Unpin>(conn: &mut S, bytes: &[u8]) -> bool {
+    match tokio::time::timeout(STREAM_WRITE_TIMEOUT, conn.write_all(bytes)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::warn!("a stream subscriber does not read; disconnecting it");
+            false
         }
     }
 }
@@ -287,22 +272,19 @@ async fn wait_halted(
 async fn stream_stats<S: AsyncWriteExt + Unpin>(
     conn: &mut S,
     shared: &Arc<Shared>,
-    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
+    mut sub: Subscription,
     dest: &str,
 ) {
-    let hello = Event::new("", "connection-established").encode();
-    if conn.write_all(&hello).await.is_err() {
+    if !send(conn, &Event::new("", "connection-established").encode()).await {
         return;
     }
     let all = dest == "dom0";
-    let running = |shared: &Shared| {
-        shared
-            .lock()
-            .state
-            .domain(dest)
-            .is_some_and(|d| d.is_active())
-    };
-    if !all && !running(shared) {
+    let running = shared
+        .core
+        .snapshot()
+        .domain(dest)
+        .is_some_and(|d| d.is_active());
+    if !all && !running {
         let msg = format!(
             "Domain not running (either powered off or paused): {}",
             qubes_api::exc::py_repr(dest)
@@ -313,63 +295,47 @@ async fn stream_stats<S: AsyncWriteExt + Unpin>(
         let _ = conn.shutdown().await;
         return;
     }
-    loop {
-        match rx.recv().await {
-            Ok(ev) => {
-                if !all && ev.event.subject != dest {
-                    continue;
-                }
-                if conn.write_all(&ev.bytes).await.is_err() {
-                    return;
-                }
-            }
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return,
+    while let Some(ev) = sub.recv().await {
+        if !all && ev.event.subject != dest {
+            continue;
+        }
+        if !send(conn, &ev.bytes).await {
+            return;
         }
     }
 }
 
-/// Forwards events to one `admin.Events` subscriber until it goes away or lags too far.
+/// Forwards events to one `admin.Events` subscriber until it goes away or falls behind.
 async fn stream_events<S: AsyncWriteExt + Unpin>(
     conn: &mut S,
     shared: &Arc<Shared>,
-    mut rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
+    mut sub: Subscription,
     dest: &str,
     src: &str,
 ) {
-    let hello = Event::new("", "connection-established").encode();
-    if conn.write_all(&hello).await.is_err() {
+    if !send(conn, &Event::new("", "connection-established").encode()).await {
         return;
     }
     let all = dest == "dom0";
-    loop {
-        match rx.recv().await {
-            Ok(ev) => {
-                if !all && (ev.global || ev.event.subject != dest) {
-                    continue;
-                }
-                // Policy for non-dom0 callers: the event's qube, the `vm` of a global event,
-                // else dom0.
-                if src != "dom0" {
-                    let target = if ev.global {
-                        ev.event.get("vm").unwrap_or("@adminvm").to_string()
-                    } else {
-                        ev.event.subject.clone()
-                    };
-                    let service = crate::policy::event_service(&ev.event.name);
-                    if !shared.lock().policy_allows(src, &service, &target) {
-                        continue;
-                    }
-                }
-                if conn.write_all(&ev.bytes).await.is_err() {
-                    return;
-                }
+    while let Some(ev) = sub.recv().await {
+        if !all && (ev.global || ev.event.subject != dest) {
+            continue;
+        }
+        // Policy for non-dom0 callers: the event's qube, the `vm` of a global event, else
+        // dom0. The view is built once per state and shared by every subscriber.
+        if src != "dom0" {
+            let target = if ev.global {
+                ev.event.get("vm").unwrap_or("@adminvm")
+            } else {
+                ev.event.subject.as_str()
+            };
+            let service = crate::policy::event_service(&ev.event.name);
+            if !shared.core.policy_view().allows(src, &service, target) {
+                continue;
             }
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!("events subscriber lagged by {n} events; disconnecting");
-                return;
-            }
-            Err(RecvError::Closed) => return,
+        }
+        if !send(conn, &ev.bytes).await {
+            return;
         }
     }
 }
@@ -392,27 +358,24 @@ mod tests {
     use super::*;
 
     /// The timeout branch of `Shutdown+wait`: no `domain-shutdown` arrives in time.
-    #[tokio::test]
-    async fn shutdown_wait_times_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::Config {
-            state_dir: dir.path().to_path_buf(),
-            socket_dir: dir.path().to_path_buf(),
-            libvirt_uri: "test:///default".into(),
-            debug: false,
-            policy_dirs: vec![dir.path().join("policy.d")],
-        };
-        let shared = crate::Daemon::load(&config).unwrap();
-        let mut watcher = shared.lock().hub.subscribe();
-        let rx = shared.lock().hub.subscribe();
+    #[test]
+    fn shutdown_wait_times_out() {
+        let e = crate::Embedded::demo().expect("demo core");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(shutdown_wait_times_out_on(e.shared.clone()));
+    }
+
+    async fn shutdown_wait_times_out_on(shared: Arc<Shared>) {
+        let mut watcher = shared.core.hub().subscribe();
+        let sub = shared.core.hub().subscribe();
         // Another qube's shutdown does not end the wait.
         shared
-            .lock()
-            .hub
+            .core
+            .hub()
             .publish([Event::new("other", "domain-shutdown")]);
         let t = std::time::Instant::now();
-        let r = wait_halted(&shared, rx, "work", 1).await;
-        assert!(t.elapsed() >= std::time::Duration::from_secs(1));
+        let r = wait_halted(&shared, sub, "work", 1).await;
+        assert!(t.elapsed() >= Duration::from_secs(1));
         assert_eq!(
             r,
             Err(QubesError::new(

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,7 +111,11 @@ impl Store {
                 Ok((store, state))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let state = State::new_system(host);
+                let base = Path::new(&host.base_dir);
+                let state = State::new_system(
+                    host.clone(),
+                    crate::storage::reflink::default_pool_driver(base),
+                );
                 // As the reference's first start: the default pools' directories.
                 for pool in &state.pools {
                     if let Err(e) =
@@ -191,41 +195,7 @@ impl Store {
     }
 }
 
-/// Replaces `path` with `data` so that a crash leaves the old or the new content.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    replace_with(path, mode, |mut f| f.write_all(data))
-}
-
-/// Replaces `path` with a file that `fill` writes, so that a crash leaves the old or the new
-/// content: a temporary `<name>~<random>` next to it, fsync, rename, directory fsync.
-pub fn replace_with(
-    path: &Path,
-    mode: u32,
-    fill: impl FnOnce(&File) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!("{name}~{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        fill(&f)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crate::durable::{replace_with, write_atomic};
 
 fn open_tag(out: &mut String, indent: usize, name: &str, attrs: &[(&str, &str)], empty: bool) {
     for _ in 0..indent {
@@ -641,7 +611,7 @@ mod tests {
 
     #[test]
     fn fresh_system_serializes_like_reference() {
-        let st = State::new_system(host());
+        let st = State::new_system(host(), "file");
         let xml = serialize(&st);
         assert!(xml.starts_with(
             "<qubes>\n  <labels>\n    <label id=\"label-1\" color=\"0xcc0000\">red</label>\n"
@@ -653,7 +623,7 @@ mod tests {
 
     #[test]
     fn round_trip_escapes() {
-        let mut st = State::new_system(host());
+        let mut st = State::new_system(host(), "file");
         let mut d = Domain::new(Class::StandaloneVM, "sa", 3);
         d.props.insert("name".into(), "sa".into());
         d.props.insert("qid".into(), "3".into());

@@ -5,7 +5,7 @@ use qubes_api::QubesError;
 
 use crate::model::{Class, Domain, State, VolumeConfig};
 use crate::props;
-use crate::setters::bool_word as b;
+use crate::pycompat::bool_word as b;
 
 const GIB: u64 = 1024 * 1024 * 1024;
 

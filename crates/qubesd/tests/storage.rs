@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -870,6 +871,15 @@ fn other_calls_go_on_while_a_clone_copies() {
     }
     f.sync_all().unwrap();
     drop(f);
+    // A write lease on the source holds the copy at its first read (the daemon's open of
+    // the file waits until the lease is released), so the test knows the copy is under way
+    // for as long as it wants, whatever the speed of the disk.
+    // SAFETY: ignoring SIGIO (the lease-break notice) changes only this test process.
+    unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+    let lease = std::fs::File::open(&src).unwrap();
+    // SAFETY: fcntl on a descriptor we own.
+    let leased = unsafe { libc::fcntl(lease.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+    assert_eq!(leased, 0, "{}", std::io::Error::last_os_error());
     let token = d.ok("admin.vm.volume.CloneFrom", "src", "private", b"");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let socket = d.socket();
@@ -888,39 +898,34 @@ fn other_calls_go_on_while_a_clone_copies() {
             r
         })
     };
-    // Wait for the copy to be under way (its temporary file appears).
+    // Wait for the copy to be under way: its import file appears.
     let appvm_dir = dir.join("appvms/dst");
-    let started = (0..2000).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        std::fs::read_dir(&appvm_dir)
-            .map(|rd| {
-                rd.flatten().any(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .contains("private-import.img~")
-                })
-            })
-            .unwrap_or(false)
-    });
-    assert!(started, "the copy did not start");
-    // Another call is answered while the copy runs: its temporary file is still there.
     let copying = || {
         std::fs::read_dir(&appvm_dir)
             .map(|rd| {
                 rd.flatten().any(|e| {
                     e.file_name()
                         .to_string_lossy()
-                        .contains("private-import.img~")
+                        .starts_with("private-import.img")
                 })
             })
             .unwrap_or(false)
     };
+    let started = (0..10_000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        copying()
+    });
+    assert!(started, "the copy did not start");
+    // Other calls are answered while the copy waits: a read and a write.
     let listed = d.ok("admin.vm.List", "dom0", "", b"");
     assert!(listed.contains("src class=StandaloneVM"));
+    d.ok("admin.vm.feature.Set", "src", "during-copy", b"1");
     assert!(
         copying() && !done.load(std::sync::atomic::Ordering::SeqCst),
-        "the other call waited for the copy"
+        "the other calls waited for the copy"
     );
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(lease.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
     assert_eq!(clone.join().unwrap(), b"0\0");
     let dst = dir.join("appvms/dst/private.img");
     assert_eq!(std::fs::metadata(&dst).unwrap().len(), size);

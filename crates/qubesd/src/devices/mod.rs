@@ -1,5 +1,7 @@
 //! Devices (admin-api.md §8.2-§8.4): dom0's PCI devices as libvirt describes them, persistent
-//! assignments kept in `qubes.xml`, and live attachment through the hypervisor.
+//! assignments kept in `qubes.xml`, what is attached to a running qube, and the device
+//! listing format. The methods are in [`crate::api::devices`], the changes they make in
+//! [`crate::ops::devices`].
 //!
 //! Block devices are exposed by qubes through QubesDB in the reference; qubesd has no QubesDB,
 //! so no qube exposes block devices here: their lists are empty and attaching one fails as for
@@ -8,26 +10,17 @@
 pub mod pci;
 pub mod protocol;
 
+use qubes_api::QubesError;
 use qubes_api::exc::py_repr;
-use qubes_api::{ExcKind, QubesError};
 
-use crate::core::{Ctx, Reply};
-use crate::handlers::{empty, lines, ok};
-use crate::model::{Class, DeviceClassXml, DeviceXml, Domain, ListedFrontend, PowerState, State};
+use crate::model::{Class, DeviceClassXml, DeviceXml, Domain, ListedFrontend, State};
+use crate::reply::lines;
 use pci::PciDevice;
 use protocol::{Mode, VirtualDevice};
 use qubes_api::device_format::pair;
 
 /// Device classes qubesd serves (also `admin.deviceclass.List`).
 pub const CLASSES: &[&str] = &["block", "pci"];
-
-/// The class of an `admin.vm.device.<class>.<Op>` method.
-fn class_of(method: &str) -> &str {
-    method
-        .strip_prefix("admin.vm.device.")
-        .and_then(|m| m.split('.').next())
-        .unwrap_or("")
-}
 
 /// A persistent assignment as stored in `qubes.xml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +35,7 @@ pub struct Stored {
     pub listed_frontend: ListedFrontend,
 }
 
-fn attr<'a>(d: &'a DeviceXml, k: &str) -> Option<&'a str> {
+pub fn attr<'a>(d: &'a DeviceXml, k: &str) -> Option<&'a str> {
     d.attrs
         .iter()
         .find(|(a, _)| a == k)
@@ -88,7 +81,7 @@ pub fn stored(d: &DeviceXml) -> Option<Stored> {
 }
 
 /// The `<device>` entry the reference writes for an assignment.
-fn to_xml(s: &Stored) -> DeviceXml {
+pub fn to_xml(s: &Stored) -> DeviceXml {
     DeviceXml {
         attrs: vec![
             ("backend-domain".into(), s.device.backend.clone()),
@@ -119,7 +112,7 @@ pub fn has_pci(d: &Domain) -> bool {
 }
 
 /// Replaces a qube's assignments of one class, keeping the position of its `<devices>`.
-fn store_assignments(d: &mut Domain, class: &str, list: &[Stored]) {
+pub fn store_assignments(d: &mut Domain, class: &str, list: &[Stored]) {
     let devices: Vec<DeviceXml> = list.iter().map(to_xml).collect();
     match d.devices.iter_mut().find(|g| g.class == class) {
         Some(g) => g.devices = devices,
@@ -131,7 +124,7 @@ fn store_assignments(d: &mut Domain, class: &str, list: &[Stored]) {
 }
 
 /// `key line` of an assignment: `<backend>+<port>:<device_id>` and its serialization.
-fn assignment_line(
+pub fn assignment_line(
     class: &str,
     dev: &VirtualDevice,
     mode: Mode,
@@ -158,33 +151,37 @@ fn assignment_line(
     (key, line)
 }
 
+/// The `Available` listing entry of a host PCI device exposed by `backend`: key and line.
+pub fn available_line(p: &PciDevice, backend: &str) -> (String, String) {
+    let key = format!("{}:{}", p.port_id, p.device_id());
+    let mut line = format!(
+        "{key} {} {} {} {}",
+        pair("device_id", &p.device_id()),
+        pair("port_id", &p.port_id),
+        pair("devclass", "pci"),
+        pair("backend_domain", backend)
+    );
+    for (k, v) in [("vendor", &p.vendor), ("product", &p.product)] {
+        if v != "unknown" {
+            line.push(' ');
+            line.push_str(&pair(k, v));
+        }
+    }
+    line.push(' ');
+    line.push_str(&pair("interfaces", &p.interface()));
+    line.push(' ');
+    line.push_str(&pair("_sbdf", &p.sbdf));
+    (key, line)
+}
+
 /// Sorted, one per key (the reference builds a dict), each ending in a newline.
-fn sorted_lines(mut v: Vec<(String, String)>) -> String {
+pub fn sorted_lines(mut v: Vec<(String, String)>) -> String {
     v.sort();
     v.dedup_by(|a, b| a.0 == b.0);
     lines(v.into_iter().map(|(_, l)| l))
 }
 
-/// dom0's PCI devices from the hypervisor (none without one).
-pub fn host_pci(c: &Ctx) -> Result<Vec<PciDevice>, QubesError> {
-    let Some(hv) = &c.hv else {
-        return Ok(Vec::new());
-    };
-    hv.pci_node_devices()
-        .map(|x| pci::from_node_xml(&x))
-        .map_err(|e| QubesError::qubes(format!("Cannot list PCI devices: {e}")))
-}
-
-/// The devices a qube exposes in a class (only dom0 exposes PCI devices here).
-fn exposed(c: &Ctx, backend: &Domain, class: &str) -> Result<Vec<PciDevice>, QubesError> {
-    if class == "pci" && backend.class == Class::AdminVM {
-        host_pci(c)
-    } else {
-        Ok(Vec::new())
-    }
-}
-
-fn pci_as_device(p: &PciDevice) -> VirtualDevice {
+pub fn pci_as_device(p: &PciDevice) -> VirtualDevice {
     VirtualDevice {
         backend: "dom0".into(),
         port_id: p.port_id.clone(),
@@ -192,336 +189,8 @@ fn pci_as_device(p: &PciDevice) -> VirtualDevice {
     }
 }
 
-/// `admin.vm.device.<class>.Available`.
-pub(crate) fn available(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let d = c.dest_domain().clone();
-    let mut devices = if d.class == Class::RemoteVM {
-        Vec::new()
-    } else {
-        exposed(c, &d, class)?
-    };
-    if !c.arg.is_empty() {
-        devices.retain(|p| p.port_id == c.arg);
-        if devices.len() > 1 {
-            return Err(QubesError::new(ExcKind::DeviceNotFound, ""));
-        }
-    }
-    let entries = devices
-        .iter()
-        .map(|p| {
-            let key = format!("{}:{}", p.port_id, p.device_id());
-            let mut line = format!(
-                "{key} {} {} {} {}",
-                pair("device_id", &p.device_id()),
-                pair("port_id", &p.port_id),
-                pair("devclass", "pci"),
-                pair("backend_domain", &d.name)
-            );
-            for (k, v) in [("vendor", &p.vendor), ("product", &p.product)] {
-                if v != "unknown" {
-                    line.push(' ');
-                    line.push_str(&pair(k, v));
-                }
-            }
-            line.push(' ');
-            line.push_str(&pair("interfaces", &p.interface()));
-            line.push(' ');
-            line.push_str(&pair("_sbdf", &p.sbdf));
-            (key, line)
-        })
-        .collect();
-    ok(sorted_lines(entries))
-}
-
-/// The `<backend>+<port>` filter of Assigned and Attached; no `+` is a generic failure.
-fn select(arg: &str) -> Result<Option<(String, String)>, QubesError> {
-    if arg.is_empty() {
-        return Ok(None);
-    }
-    let (b, p) = arg
-        .split_once('+')
-        .ok_or_else(|| QubesError::silent(format!("device selector without '+': {arg}")))?;
-    Ok(Some((b.to_string(), p.to_string())))
-}
-
-fn filter_selected<T>(
-    mut v: Vec<T>,
-    sel: &Option<(String, String)>,
-    dev: impl Fn(&T) -> &VirtualDevice,
-) -> Result<Vec<T>, QubesError> {
-    if let Some((b, p)) = sel {
-        v.retain(|x| dev(x).backend == *b && dev(x).port_id == *p);
-        if v.len() > 1 {
-            return Err(QubesError::new(ExcKind::DeviceNotFound, ""));
-        }
-    }
-    Ok(v)
-}
-
-/// `admin.vm.device.<class>.Assigned`.
-pub(crate) fn assigned(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let sel = select(&c.arg)?;
-    let d = c.dest_domain();
-    let list = if d.class == Class::RemoteVM {
-        Vec::new()
-    } else {
-        assignments(c.st, d, class)
-    };
-    let list = filter_selected(list, &sel, |s| &s.device)?;
-    let entries = list
-        .iter()
-        .map(|s| {
-            let frontend = s.listed_frontend.name(&d.name);
-            assignment_line(class, &s.device, s.mode, frontend, &s.options)
-        })
-        .collect();
-    ok(sorted_lines(entries))
-}
-
-/// A device attached to a running qube.
-struct Attached {
-    /// The assignment it fulfils, or a manual one.
-    stored: Stored,
-    /// The host device, if libvirt still describes it.
-    pci: Option<PciDevice>,
-}
-
-/// What is attached to a running qube: PCI devices from its live domain, each with the
-/// assignment it fulfils or as a manual attachment. `host` is dom0's device list when the
-/// caller has read it already; otherwise it is read only if something is attached.
-fn attached_list(
-    c: &Ctx,
-    d: &Domain,
-    class: &str,
-    host: Option<&[PciDevice]>,
-) -> Result<Vec<Attached>, QubesError> {
-    if class != "pci" || d.class == Class::AdminVM || d.class == Class::RemoteVM || !d.is_active() {
-        return Ok(Vec::new());
-    }
-    let Some(hv) = &c.hv else {
-        return Ok(Vec::new());
-    };
-    let xml = hv
-        .live_xml(&d.name)
-        .map_err(|e| QubesError::qubes(format!("Cannot read the devices of {}: {e}", d.name)))?;
-    let names = pci::hostdevs_in(&xml);
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let read;
-    let host = match host {
-        Some(h) => h,
-        None => {
-            read = host_pci(c)?;
-            &read
-        }
-    };
-    let assigned = assignments(c.st, d, class);
-    Ok(names
-        .iter()
-        .map(|n| {
-            let pci = host.iter().find(|p| p.libvirt_name == *n).cloned();
-            let dev = match &pci {
-                Some(p) => pci_as_device(p),
-                None => VirtualDevice {
-                    backend: "dom0".into(),
-                    // A device libvirt no longer describes: its bus address as the port.
-                    port_id: pci::bus_address(n).unwrap_or_else(|| n.clone()),
-                    device_id: protocol::UNKNOWN_ID.into(),
-                },
-            };
-            let stored = match assigned.iter().find(|s| s.device == dev) {
-                Some(s) => s.clone(),
-                None => Stored {
-                    device: dev,
-                    mode: Mode::Manual,
-                    options: Vec::new(),
-                    listed_frontend: ListedFrontend::Owner,
-                },
-            };
-            Attached { stored, pci }
-        })
-        .collect())
-}
-
-/// `admin.vm.device.<class>.Attached`.
-pub(crate) fn attached(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let sel = select(&c.arg)?;
-    let d = c.dest_domain().clone();
-    let list = filter_selected(attached_list(c, &d, class, None)?, &sel, |a| {
-        &a.stored.device
-    })?;
-    let entries = list
-        .iter()
-        .map(|a| {
-            let s = &a.stored;
-            let frontend = s.listed_frontend.name(&d.name);
-            assignment_line(class, &s.device, s.mode, frontend, &s.options)
-        })
-        .collect();
-    ok(sorted_lines(entries))
-}
-
-/// The device an argument names; its backend must exist (the reference's `KeyError`).
-fn device_arg(c: &Ctx) -> Result<VirtualDevice, QubesError> {
-    let dev = VirtualDevice::from_qarg(&c.arg)?;
-    if c.st.domain(&dev.backend).is_none() {
-        return Err(QubesError::silent(format!(
-            "no backend qube {}",
-            py_repr(&dev.backend)
-        )));
-    }
-    Ok(dev)
-}
-
-fn supports_devices(d: &Domain) -> Result<(), QubesError> {
-    if d.class == Class::RemoteVM {
-        return Err(QubesError::qubes("This qube doesn't support devices"));
-    }
-    Ok(())
-}
-
-fn dest_mut<'a>(c: &'a mut Ctx) -> &'a mut Domain {
-    let name = c.dest.clone();
-    c.st.domain_mut(&name)
-        .expect("destination checked before the handler")
-}
-
-/// The assignment an Assign or Attach payload describes, checked against the device the
-/// argument names; `frontend_domain` must name an existing qube.
-fn payload_assignment(
-    c: &Ctx,
-    dev: &VirtualDevice,
-    class: &str,
-) -> Result<protocol::Requested, QubesError> {
-    let st = &*c.st;
-    protocol::deserialize_assignment(&c.untrusted_payload, dev, class, |n| st.domain(n).is_some())
-}
-
-/// `admin.vm.device.<class>.Assign`.
-pub(crate) fn assign(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let dev = device_arg(c)?;
-    let req = payload_assignment(c, &dev, class)?;
-    let d = c.dest_domain().clone();
-    supports_devices(&d)?;
-    let mut list = assignments(c.st, &d, class);
-    if list.iter().any(|s| s.device == req.device) {
-        return Err(QubesError::new(
-            ExcKind::DeviceAlreadyAssigned,
-            py_repr(&format!(
-                "{class} device {} already assigned to {}",
-                req.device.display(),
-                d.name
-            )),
-        ));
-    }
-    if req.mode == Mode::Manual {
-        return Err(QubesError::silent(
-            "Only auto-attachable devices can be assigned.",
-        ));
-    }
-    list.push(Stored {
-        device: req.device.clone(),
-        mode: req.mode,
-        options: req.options.clone(),
-        listed_frontend: match &req.frontend {
-            None => ListedFrontend::Hidden,
-            Some(f) if *f == d.name => ListedFrontend::Owner,
-            Some(f) => ListedFrontend::Named(f.clone()),
-        },
-    });
-    store_assignments(dest_mut(c), class, &list);
-    let (device, options) = (req.device.display(), protocol::options_repr(&req.options));
-    let kw = [("device", device.as_str()), ("options", options.as_str())];
-    c.fire(&d.name, format!("device-pre-assign:{class}"), &kw);
-    c.fire(&d.name, format!("device-assign:{class}"), &kw);
-    c.save = true;
-    empty()
-}
-
-/// `admin.vm.device.<class>.Unassign`.
-pub(crate) fn unassign(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let dev = device_arg(c)?;
-    let d = c.dest_domain().clone();
-    supports_devices(&d)?;
-    let mut list = assignments(c.st, &d, class);
-    let Some(i) = list.iter().position(|s| s.device == dev) else {
-        return Err(QubesError::new(
-            ExcKind::DeviceNotAssigned,
-            py_repr(&format!(
-                "{class} device {} not assigned to {}",
-                dev.display(),
-                d.name
-            )),
-        ));
-    };
-    let gone = list.remove(i);
-    store_assignments(dest_mut(c), class, &list);
-    let device = gone.device.display();
-    c.fire(
-        &d.name,
-        format!("device-unassign:{class}"),
-        &[("device", &device)],
-    );
-    c.save = true;
-    empty()
-}
-
-/// `admin.vm.device.<class>.Set.assignment`.
-pub(crate) fn set_assignment(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let mode = match c.untrusted_payload.as_slice() {
-        b"required" => Mode::Required,
-        b"ask-to-attach" => Mode::Ask,
-        b"auto-attach" => Mode::Auto,
-        _ => {
-            return Err(QubesError::new(
-                ExcKind::QubesUnrecognizedDeviceAssignmentMode,
-                "Invalid assignment mode",
-            ));
-        }
-    };
-    let dev = device_arg(c)?;
-    let d = c.dest_domain().clone();
-    if d.class == Class::RemoteVM {
-        return Err(QubesError::silent("a RemoteVM has no device collection"));
-    }
-    let mut list = assignments(c.st, &d, class);
-    let Some(s) = list.iter_mut().find(|s| s.device == dev) else {
-        return Err(QubesError::value(format!(
-            "Device {} not assigned to {}",
-            dev.display(),
-            d.name
-        )));
-    };
-    c.save = true;
-    if s.mode == mode {
-        return empty();
-    }
-    s.mode = mode;
-    let options = protocol::options_repr(&s.options);
-    store_assignments(dest_mut(c), class, &list);
-    let device = dev.display();
-    c.fire(
-        &d.name,
-        format!("device-pre-assign:{class}"),
-        &[("device", &device), ("options", &options)],
-    );
-    c.fire(
-        &d.name,
-        format!("device-assignment-changed:{class}"),
-        &[("device", &device)],
-    );
-    empty()
-}
-
 /// Whether an interface pattern of `devices_denied` (with `*` wildcards) matches one.
-fn interface_matches(pattern: &str, interface: &str) -> bool {
+pub fn interface_matches(pattern: &str, interface: &str) -> bool {
     pattern.len() == interface.len()
         && pattern
             .chars()
@@ -529,168 +198,16 @@ fn interface_matches(pattern: &str, interface: &str) -> bool {
             .all(|(p, i)| p == '*' || p == i)
 }
 
-/// `admin.vm.device.<class>.Attach`.
-pub(crate) fn attach(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let dev = device_arg(c)?;
-    let req = payload_assignment(c, &dev, class)?;
-    let d = c.dest_domain().clone();
-    let backend =
-        c.st.domain(&dev.backend)
-            .cloned()
-            .expect("checked by device_arg");
-    let host = exposed(c, &backend, class)?;
-    // The extension's veto on manual attachments of denied interfaces comes first, with the
-    // device as the argument names it.
-    let named = host
-        .iter()
-        .find(|p| dev.port_id != "*" && p.port_id == dev.port_id && dev.device_id == p.device_id());
-    let denied = crate::props::vm_get(c.st, &d, "devices_denied").unwrap_or_default();
-    if req.mode == Mode::Manual && !denied.is_empty() {
-        let Some(p) = named else {
-            return Err(QubesError::denied(
-                "Could not load interfaces to verify against denied list",
-            ));
-        };
-        let iface = p.interface();
-        let hit = interface_codes(&denied).any(|pat| interface_matches(pat, &iface));
-        if hit {
-            return Err(QubesError::denied(format!(
-                "Device exposes a banned interface: {} device",
-                class.to_ascii_uppercase()
-            )));
-        }
-    }
-    supports_devices(&d)?;
-    if d.power == PowerState::Halted {
-        return Err(QubesError::new(
-            ExcKind::QubesVMNotRunningError,
-            "VM not running, cannot attach device, do you mean `assign`?",
-        ));
-    }
-    let want = &req.device;
-    let matching: Vec<&PciDevice> = host
-        .iter()
-        .filter(|p| want.matches(&p.port_id, &p.device_id()))
-        .collect();
-    let [device] = matching.as_slice() else {
-        return Err(QubesError::protocol(format!(
-            "Cannot attach ambiguous {class} device."
-        )));
-    };
-    let vdev = pci_as_device(device);
-    if attached_list(c, &d, class, Some(&host))?
-        .iter()
-        .any(|a| a.stored.device == vdev)
-    {
-        return Err(QubesError::new(
-            ExcKind::DeviceAlreadyAttached,
-            py_repr(&format!(
-                "device {} of class {class} already attached to {}",
-                vdev.display(),
-                d.name
-            )),
-        ));
-    }
-    let (shown, options) = (vdev.display(), protocol::options_repr(&req.options));
-    c.fire_sticky(
-        &d.name,
-        format!("device-pre-attach:{class}"),
-        &[("device", &shown), ("options", &options)],
-    );
-    if d.class == Class::AdminVM {
-        return Err(QubesError::qubes("Can't attach PCI device to dom0"));
-    }
-    if crate::props::vm_get(c.st, &d, "virt_mode").as_deref() == Some("pvh") {
-        return Err(QubesError::qubes(
-            "Can't attach PCI device to VM in pvh mode",
-        ));
-    }
-    if let Some(hv) = c.hv.clone() {
-        hv.attach_device(&d.name, &device.hostdev_xml(hv.domain_type(), &req.options))
-            .map_err(|e| {
-                QubesError::qubes(format!(
-                    "Failed to attach PCI device {}: {e}",
-                    device.port_id
-                ))
-            })?;
-    }
-    c.fire(
-        &d.name,
-        format!("device-attach:{class}"),
-        &[("device", &shown), ("options", &options)],
-    );
-    empty()
-}
-
-/// `admin.vm.device.<class>.Detach`.
-pub(crate) fn detach(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let class = class_of(c.method);
-    let dev = device_arg(c)?;
-    let d = c.dest_domain().clone();
-    supports_devices(&d)?;
-    let attached = attached_list(c, &d, class, None)?;
-    let Some(found) = attached
-        .iter()
-        .find(|a| a.stored.device.port_id == dev.port_id)
-    else {
-        return Err(QubesError::new(
-            ExcKind::DeviceNotAssigned,
-            py_repr(&format!(
-                "{class} device {} not attached to {}",
-                dev.port_id, d.name
-            )),
-        ));
-    };
-    let on = &found.stored.device;
-    let required = assignments(c.st, &d, class).into_iter().any(|s| {
-        s.mode == Mode::Required
-            && s.device.backend == on.backend
-            && s.device.matches(&on.port_id, &on.device_id)
-    });
-    if required && d.power != PowerState::Halted {
-        return Err(QubesError::new(
-            ExcKind::QubesVMNotHaltedError,
-            "Can not detach a required device from a non halted qube. You need to unassign device first.",
-        ));
-    }
-    let port = format!("{}:{}", on.backend, on.port_id);
-    c.fire_sticky(
-        &d.name,
-        format!("device-pre-detach:{class}"),
-        &[("port", &port)],
-    );
-    if let (Some(hv), Some(p)) = (c.hv.clone(), &found.pci) {
-        hv.detach_device(&d.name, &p.hostdev_xml(hv.domain_type(), &[]))
-            .map_err(|e| {
-                QubesError::qubes(format!("Failed to detach PCI device {}: {e}", p.port_id))
-            })?;
-    }
-    c.fire(
-        &d.name,
-        format!("device-detach:{class}"),
-        &[("port", &port)],
-    );
-    empty()
-}
-
-/// `admin.vm.device.denied.List`: the codes, one per line, no newline at the end.
-pub(crate) fn denied_list(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let d = c.dest_domain();
-    let v = crate::props::vm_get(c.st, d, "devices_denied").unwrap_or_default();
-    ok(interface_codes(&v).collect::<Vec<_>>().join("\n"))
-}
-
 /// The 7-character interface codes of an ASCII concatenation (`devices_denied`, which its
 /// setter keeps to whole codes, or a payload whose length was checked).
-fn interface_codes(s: &str) -> impl Iterator<Item = &str> {
+pub fn interface_codes(s: &str) -> impl Iterator<Item = &str> {
     s.as_bytes()
         .chunks(7)
         .map(|ch| std::str::from_utf8(ch).unwrap_or(""))
 }
 
 /// Splits a payload of concatenated 7-character codes (the reference's messages).
-fn codes(untrusted: &[u8]) -> Result<Vec<String>, QubesError> {
+pub fn codes(untrusted: &[u8]) -> Result<Vec<String>, QubesError> {
     let text = std::str::from_utf8(untrusted)
         .ok()
         .filter(|t| t.is_ascii())
@@ -705,7 +222,7 @@ fn codes(untrusted: &[u8]) -> Result<Vec<String>, QubesError> {
     Ok(interface_codes(text).map(str::to_string).collect())
 }
 
-fn no_duplicates(codes: &[String]) -> Result<(), QubesError> {
+pub fn no_duplicates(codes: &[String]) -> Result<(), QubesError> {
     let mut seen = std::collections::BTreeSet::new();
     if codes.iter().all(|a| seen.insert(a.as_str())) {
         Ok(())
@@ -714,48 +231,6 @@ fn no_duplicates(codes: &[String]) -> Result<(), QubesError> {
             "Duplicated device interfaces in payload.",
         ))
     }
-}
-
-/// Sets `devices_denied` through its setter (validation, events) when it changes.
-fn set_denied(c: &mut Ctx, value: String) -> Result<Reply, QubesError> {
-    let d = c.dest_domain();
-    let prev = crate::props::vm_get(c.st, d, "devices_denied").unwrap_or_default();
-    let vm = c.dest.clone();
-    crate::handlers::set_vm_property(c, &vm, "devices_denied", value.as_bytes())?;
-    let d = c.dest_domain();
-    let now = crate::props::vm_get(c.st, d, "devices_denied").unwrap_or_default();
-    c.save = prev != now;
-    empty()
-}
-
-/// `admin.vm.device.denied.Add`.
-pub(crate) fn denied_add(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let add = codes(&c.untrusted_payload)?;
-    no_duplicates(&add)?;
-    let d = c.dest_domain();
-    let prev = crate::props::vm_get(c.st, d, "devices_denied").unwrap_or_default();
-    set_denied(c, prev + &add.concat())
-}
-
-/// `admin.vm.device.denied.Remove`.
-pub(crate) fn denied_remove(c: &mut Ctx) -> Result<Reply, QubesError> {
-    let d = c.dest_domain();
-    let prev = crate::props::vm_get(c.st, d, "devices_denied").unwrap_or_default();
-    if c.untrusted_payload == b"all" {
-        if prev.is_empty() {
-            return empty();
-        }
-        return set_denied(c, String::new());
-    }
-    let remove = codes(&c.untrusted_payload)?;
-    no_duplicates(&remove)?;
-    let kept: String = interface_codes(&prev)
-        .filter(|code| !remove.iter().any(|r| r == code))
-        .collect();
-    if kept == prev {
-        return empty();
-    }
-    set_denied(c, kept)
 }
 
 /// Why a qube that provides devices to others cannot be removed (`None`: it can).

@@ -54,14 +54,14 @@ fn old(v: &Vol) -> PathBuf {
 pub fn int_option(v: Option<&str>, default: i64) -> SResult<i64> {
     match v {
         None => Ok(default),
-        Some(s) => crate::setters::py_int(s)
+        Some(s) => crate::pycompat::py_int(s)
             .ok_or_else(|| QubesError::silent(format!("invalid literal for int(): {s}"))),
     }
 }
 
 /// A bool-word pool option, written back as `True`/`False`.
 pub fn bool_option(v: Option<&str>) -> SResult<&'static str> {
-    match v.map(crate::setters::py_bool) {
+    match v.map(crate::pycompat::py_bool) {
         None => Ok("False"),
         Some(Some(true)) => Ok("True"),
         Some(Some(false)) => Ok("False"),

@@ -30,7 +30,7 @@ pub fn ensure_parent(path: &Path) -> io::Result<()> {
 /// clears at the volume's next start (as the reference does with `*.img*~*`).
 fn replace_with(path: &Path, fill: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
     ensure_parent(path)?;
-    crate::store::replace_with(path, 0o600, fill)
+    crate::durable::replace_with(path, 0o600, fill)
 }
 
 /// Creates (or replaces) `path` as an empty sparse file of `size` bytes.

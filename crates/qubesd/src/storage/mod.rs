@@ -5,7 +5,6 @@
 //! form every [`Driver`] works on. Drivers are stateless: what a volume looks like on disk (or
 //! in LVM) is read back from there each time, as the reference does.
 
-pub mod api;
 pub mod file;
 pub mod fsutil;
 pub mod kernel;
@@ -62,7 +61,7 @@ impl Vol {
         self.ephemeral.unwrap_or_else(|| {
             self.pool
                 .attr("ephemeral_volatile")
-                .and_then(crate::setters::py_bool)
+                .and_then(crate::pycompat::py_bool)
                 .unwrap_or(false)
         })
     }
@@ -281,7 +280,7 @@ pub fn cfg_set(v: &mut VolumeConfig, k: &str, value: String) {
 
 fn flag(v: &VolumeConfig, k: &str) -> bool {
     cfg_attr(v, k)
-        .and_then(crate::setters::py_bool)
+        .and_then(crate::pycompat::py_bool)
         .unwrap_or(false)
 }
 
@@ -314,7 +313,7 @@ fn resolve(st: &State, d: &Domain, cfg: &VolumeConfig, depth: usize) -> Option<V
         revisions_to_keep: cfg_attr(cfg, "revisions_to_keep")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
-        ephemeral: cfg_attr(cfg, "ephemeral").and_then(crate::setters::py_bool),
+        ephemeral: cfg_attr(cfg, "ephemeral").and_then(crate::pycompat::py_bool),
         source: source.map(Box::new),
         running: !matches!(d.power, PowerState::Halted),
         pool,
@@ -388,7 +387,7 @@ pub fn remove_all(vols: &[Vol]) {
 
 /// After a qube is removed: its volumes, then its directory of side files
 /// (`firewall.xml`, `notes.txt`), as the reference's `remove_from_disk` does.
-pub fn remove_from_disk(vols: Vec<Vol>, qube_dir: std::path::PathBuf) -> super::core::Deferred {
+pub fn remove_from_disk(vols: Vec<Vol>, qube_dir: std::path::PathBuf) -> Box<dyn FnOnce() + Send> {
     Box::new(move || {
         remove_all(&vols);
         if let Err(e) = std::fs::remove_dir_all(&qube_dir)
@@ -478,7 +477,7 @@ pub fn bool_payload(untrusted: &[u8]) -> SResult<bool> {
     std::str::from_utf8(untrusted)
         .ok()
         .filter(|s| s.is_ascii())
-        .and_then(crate::setters::py_bool)
+        .and_then(crate::pycompat::py_bool)
         .ok_or_else(|| QubesError::protocol("Payload is not boolean ASCII"))
 }
 

@@ -172,7 +172,7 @@ impl Driver for ReflinkDriver {
         std::fs::create_dir_all(&d).map_err(io("Cannot create", &d))?;
         let check = pool
             .attr("setup_check")
-            .and_then(crate::setters::py_bool)
+            .and_then(crate::pycompat::py_bool)
             .unwrap_or(true);
         if check && !supported(&d) {
             if created {
@@ -425,4 +425,14 @@ pub fn normalize(p: &Path) -> String {
             .join("/"),
     );
     s
+}
+
+/// The driver of a fresh system's `varlibqubes` pool: `file-reflink` where the filesystem
+/// can reflink, else `file` (as `Qubes.load_initial_values` chooses).
+pub fn default_pool_driver(base: &Path) -> &'static str {
+    if base.is_dir() && supported(base) {
+        "file-reflink"
+    } else {
+        "file"
+    }
 }

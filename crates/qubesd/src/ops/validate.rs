@@ -1,55 +1,13 @@
-//! Property Set rules: the payload sanitizer, per-property validation, and the side effects
-//! that the reference's event handlers produce (admin-api.md §3.2, §4.4).
+//! Property Set rules: the payload sanitizer and per-property validation, with the
+//! reference's refusals (admin-api.md §3.2).
 
 use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
-use crate::core::Ctx;
-use crate::handlers::{remove_feature, set_feature};
 use crate::model::{Class, Domain, State};
 use crate::names;
 use crate::props::{self, Access, PType, Parse, PropDef};
-
-/// Python's `string.printable`.
-fn printable(c: char) -> bool {
-    c.is_ascii_graphic() || matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
-}
-
-/// Python `int()` of a string: surrounding whitespace, sign, `_` between digits.
-pub fn py_int(s: &str) -> Option<i64> {
-    let t = s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
-    {
-        return None;
-    }
-    let clean: String = digits.chars().filter(|c| *c != '_').collect();
-    // Python forbids leading zeros in non-zero decimal literals only for literals, not int().
-    let v: i64 = clean.parse().ok()?;
-    Some(if neg { -v } else { v })
-}
-
-/// Python's `str()` of a bool, as the wire and qubes.xml spell it.
-pub fn bool_word(v: bool) -> &'static str {
-    if v { "True" } else { "False" }
-}
-
-/// Boolean words of `qubes.property.bool`.
-pub fn py_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "0" | "no" | "false" | "off" => Some(false),
-        "1" | "yes" | "true" | "on" => Some(true),
-        _ => None,
-    }
-}
+use crate::pycompat::{bool_word, printable, py_bool, py_int};
 
 fn parse_ipv4(s: &str) -> Option<String> {
     let parts: Vec<&str> = s.split('.').collect();
@@ -559,182 +517,6 @@ pub fn validate_global_prop(
     }
 }
 
-/// Events and changes the reference's handlers add after a qube property changed; they are
-/// fired before the `property-set` event itself.
-pub fn vm_side_effects(c: &mut Ctx, vm: &str, prop: &str, value: &str) -> Result<(), QubesError> {
-    match prop {
-        "label" | "template_for_dispvms" => c.fire(vm, "property-reset:icon", &[("name", "icon")]),
-        "provides_network" => {
-            let has =
-                c.st.domain(vm)
-                    .and_then(|d| d.feature("servicevm"))
-                    .is_some();
-            if value == "True" {
-                set_feature(c, vm, "servicevm", "1")?;
-            } else if has {
-                remove_feature(c, vm, "servicevm");
-            }
-            for p in ["icon", "gateway", "gateway6"] {
-                c.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
-            }
-        }
-        "guivm" | "audiovm" => {
-            let prefix = format!("{prop}-");
-            let old: Vec<String> =
-                c.st.domain(vm)
-                    .map(|d| {
-                        d.tags
-                            .iter()
-                            .filter(|t| t.starts_with(&prefix))
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            let effective =
-                c.st.domain(vm)
-                    .and_then(|d| props::vm_get(c.st, d, prop))
-                    .unwrap_or_default();
-            for t in old {
-                if t != format!("{prefix}{effective}")
-                    && let Some(d) = c.st.domain_mut(vm)
-                {
-                    d.tags.remove(&t);
-                    c.fire(vm, format!("domain-tag-delete:{t}"), &[("tag", &t)]);
-                }
-            }
-            if !effective.is_empty() {
-                let t = format!("{prefix}{effective}");
-                if let Some(d) = c.st.domain_mut(vm)
-                    && d.tags.insert(t.clone())
-                {
-                    c.fire(vm, format!("domain-tag-add:{t}"), &[("tag", &t)]);
-                }
-            }
-        }
-        _ => {}
-    }
-    // Qubes that inherit this value from their template see it change.
-    let is_template =
-        c.st.domain(vm)
-            .is_some_and(|d| d.class == Class::TemplateVM);
-    if is_template && INHERITED.contains(&prop) {
-        let children: Vec<String> =
-            c.st.domains
-                .values()
-                .filter(|d| {
-                    d.class.has_template()
-                        && d.props.get("template").map(String::as_str) == Some(vm)
-                        && !d.props.contains_key(prop)
-                })
-                .map(|d| d.name.clone())
-                .collect();
-        for child in children {
-            c.fire(&child, format!("property-reset:{prop}"), &[("name", prop)]);
-        }
-    }
-    Ok(())
-}
-
-/// Properties a template-based qube takes from its template by default.
-const INHERITED: [&str; 10] = [
-    "default_user",
-    "kernel",
-    "kernelopts",
-    "maxmem",
-    "memory",
-    "qrexec_timeout",
-    "shutdown_timeout",
-    "vcpus",
-    "virt_mode",
-    "management_dispvm",
-];
-
-/// Side effects of a global property change.
-pub fn global_side_effects(
-    c: &mut Ctx,
-    prop: &str,
-    old: Option<&str>,
-    new: &str,
-) -> Result<(), QubesError> {
-    match prop {
-        "clockvm" => {
-            if let Some(o) = old.filter(|o| !o.is_empty() && *o != new)
-                && c.st
-                    .domain(o)
-                    .and_then(|d| d.feature("service.clocksync"))
-                    .is_some()
-            {
-                remove_feature(c, o, "service.clocksync");
-            }
-            if !new.is_empty() {
-                set_feature(c, new, "service.clocksync", "1")?;
-            }
-        }
-        "default_netvm" | "default_dispvm" | "default_guivm" | "default_audiovm" => {
-            let vm_prop = match prop {
-                "default_netvm" => "netvm",
-                "default_guivm" => "guivm",
-                "default_audiovm" => "audiovm",
-                _ => "default_dispvm",
-            };
-            let users: Vec<String> =
-                c.st.domains_sorted()
-                    .filter(|d| uses_global_default(d, vm_prop))
-                    .map(|d| d.name.clone())
-                    .collect();
-            let old = match old {
-                Some(o) if !o.is_empty() => o.to_string(),
-                _ => "None".to_string(),
-            };
-            for u in users {
-                c.fire(
-                    &u,
-                    format!("property-reset:{vm_prop}"),
-                    &[("name", vm_prop), ("oldvalue", &old)],
-                );
-                if matches!(vm_prop, "guivm" | "audiovm") {
-                    vm_side_effects(c, &u, vm_prop, new)?;
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Whether a qube's `vm_prop` currently follows the global default of the same name.
-fn uses_global_default(d: &Domain, vm_prop: &str) -> bool {
-    if props::vm_prop(d.class, vm_prop).is_none() || d.props.contains_key(vm_prop) {
-        return false;
-    }
-    // Templates have no default netvm; a disposable's default_dispvm is its template.
-    !matches!(
-        (vm_prop, d.class),
-        ("netvm", Class::TemplateVM) | ("default_dispvm", Class::DispVM)
-    )
-}
-
-/// Why a qube cannot be removed: a non-default qube property of another qube or a global
-/// property points at it.
-pub fn referenced_by(st: &State, name: &str) -> Option<String> {
-    for (k, v) in &st.global {
-        if v == name && props::global_prop(k).is_some_and(|d| d.ty == PType::Vm) {
-            return Some(format!("global property {k}"));
-        }
-    }
-    for d in st.domains.values() {
-        if d.name == name {
-            continue;
-        }
-        for (k, v) in &d.props {
-            if v == name && props::vm_prop(d.class, k).is_some_and(|p| p.ty == PType::Vm) {
-                return Some(format!("{}.{k}", d.name));
-            }
-        }
-    }
-    None
-}
-
 /// `service.<name>` feature names (`qubes.ext.services`).
 pub fn validate_service_name(service: &str) -> Result<(), QubesError> {
     if service.is_empty() {
@@ -752,46 +534,9 @@ pub fn validate_service_name(service: &str) -> Result<(), QubesError> {
     Ok(())
 }
 
-/// Whether a character may be shown to a user as it is (no controls, no invisible or
-/// direction-changing format characters, no unassigned surrogates/noncharacters).
-pub fn safe_for_display(c: char) -> bool {
-    let u = c as u32;
-    !(u < 0x20
-        || (0x7f..=0x9f).contains(&u)
-        || (0x200b..=0x200f).contains(&u)
-        || (0x2028..=0x202e).contains(&u)
-        || (0x2060..=0x206f).contains(&u)
-        || u == 0xfeff
-        || (0xfff9..=0xfffb).contains(&u)
-        || (0xfdd0..=0xfdef).contains(&u)
-        || (u & 0xfffe) == 0xfffe
-        || (0xe000..=0xf8ff).contains(&u)
-        || u >= 0xf0000
-        || (0xe0000..=0xe007f).contains(&u))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn python_int() {
-        assert_eq!(py_int(" +1_000 "), Some(1000));
-        assert_eq!(py_int("-5"), Some(-5));
-        assert_eq!(py_int("007"), Some(7));
-        assert_eq!(py_int("1__0"), None);
-        assert_eq!(py_int("_1"), None);
-        assert_eq!(py_int(""), None);
-        assert_eq!(py_int("0x10"), None);
-        assert_eq!(py_int("99999999999999999999999"), None);
-    }
-
-    #[test]
-    fn python_bool() {
-        assert_eq!(py_bool("TRUE"), Some(true));
-        assert_eq!(py_bool("off"), Some(false));
-        assert_eq!(py_bool("2"), None);
-    }
 
     #[test]
     fn denied_list_normalized() {
@@ -801,13 +546,5 @@ mod tests {
         );
         assert!(normalize_denied("x000000").is_err());
         assert!(normalize_denied("u0301").is_err());
-    }
-
-    #[test]
-    fn display_safety() {
-        assert!(safe_for_display('a'));
-        assert!(safe_for_display('ä'));
-        assert!(!safe_for_display('\u{202e}'));
-        assert!(!safe_for_display('\x1b'));
     }
 }

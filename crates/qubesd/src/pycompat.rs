@@ -1,0 +1,102 @@
+//! Python behaviour the reference's answers depend on: how it parses integers and booleans,
+//! strips and splits text, and spells values. The bottom layer: imports nothing of the crate.
+
+/// Python's `string.printable`.
+pub fn printable(c: char) -> bool {
+    c.is_ascii_graphic() || matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
+/// Python `int()` of a string: surrounding whitespace, sign, `_` between digits.
+pub fn py_int(s: &str) -> Option<i64> {
+    let t = s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    // Python forbids leading zeros in non-zero decimal literals only for literals, not int().
+    let v: i64 = clean.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Python's `str()` of a bool, as the wire and qubes.xml spell it.
+pub fn bool_word(v: bool) -> &'static str {
+    if v { "True" } else { "False" }
+}
+
+/// Boolean words of `qubes.property.bool`.
+pub fn py_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "0" | "no" | "false" | "off" => Some(false),
+        "1" | "yes" | "true" | "on" => Some(true),
+        _ => None,
+    }
+}
+
+/// Python `str.strip()` for ASCII text.
+pub fn py_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+}
+
+/// Python `bytes.strip()`.
+pub fn py_strip_bytes(s: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    let start = s.iter().position(|b| !ws(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+/// Python `str.splitlines()` for ASCII text (`\n`, `\r`, `\r\n`, `\x0b`, `\x0c`, `\x1c`-`\x1e`).
+pub fn py_splitlines(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if matches!(b, b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1e) {
+            out.push(&s[start..i]);
+            if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    if start < bytes.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_int() {
+        assert_eq!(py_int(" +1_000 "), Some(1000));
+        assert_eq!(py_int("-5"), Some(-5));
+        assert_eq!(py_int("007"), Some(7));
+        assert_eq!(py_int("1__0"), None);
+        assert_eq!(py_int("_1"), None);
+        assert_eq!(py_int(""), None);
+        assert_eq!(py_int("0x10"), None);
+        assert_eq!(py_int("99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn python_bool() {
+        assert_eq!(py_bool("TRUE"), Some(true));
+        assert_eq!(py_bool("off"), Some(false));
+        assert_eq!(py_bool("2"), None);
+    }
+}

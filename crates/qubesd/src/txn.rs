@@ -1,0 +1,158 @@
+//! A transaction: the working copy of the state a write changes, and everything the change
+//! means besides — the events it fires, the files it writes, what must happen once it is
+//! committed and what undoes its disk changes if it is not.
+//!
+//! Domain operations ([`crate::ops`]) work on a `Txn` and nothing else; the core
+//! ([`crate::core`]) commits it (write `qubes.xml`, then the side files, swap the state
+//! snapshot, publish the events, run the commit actions) or drops it (undo actions, and only
+//! the events that the reference delivers even for a failed call). So a failed or panicking
+//! call leaves memory and disk as they were.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use qubes_api::{Event, QubesError};
+
+use crate::hypervisor::Hypervisor;
+use crate::model::State;
+
+/// Work done after a call is committed or to undo it (runs once).
+pub type Deferred = Box<dyn FnOnce() + Send>;
+
+/// Pending `admin.vm.volume.CloneFrom` tokens: token -> (qube, volume name, pool, vid) of the
+/// source volume. Kept outside the transactional state: a token is spent even when the
+/// CloneTo that spends it then fails, as in the reference.
+pub type CloneTokens = Arc<Mutex<HashMap<String, (String, String, String, String)>>>;
+
+/// What every call may use besides the state: shared handles, cheap to clone.
+#[derive(Clone)]
+pub struct Env {
+    /// The hypervisor, when qubesd has one.
+    pub hv: Option<Arc<dyn Hypervisor>>,
+    /// Directory of `qubes.xml` and the per-qube directories (`appvms/`, `vm-templates/`).
+    pub state_dir: PathBuf,
+    /// Pending volume clone tokens.
+    pub tokens: CloneTokens,
+}
+
+impl Env {
+    /// The hypervisor, or the error a call gets when qubesd has none.
+    pub fn hv(&self) -> Result<Arc<dyn Hypervisor>, QubesError> {
+        self.hv
+            .clone()
+            .ok_or_else(|| QubesError::qubes("qubesd has no connection to the hypervisor"))
+    }
+}
+
+/// One write in progress.
+pub struct Txn {
+    /// The working copy of the state; becomes the state when the call is committed.
+    pub st: State,
+    /// Shared handles.
+    pub env: Env,
+    /// Whether `qubes.xml` must be written.
+    pub save: bool,
+    /// Keep (save and publish) the changes even though the call fails: the reference's
+    /// `finally: app.save()` (volume Resize when the online part fails).
+    pub keep_on_error: bool,
+    events: Vec<Event>,
+    /// Indexes into `events` of those delivered even when the call fails.
+    sticky: Vec<usize>,
+    side_files: Vec<(PathBuf, Vec<u8>)>,
+    on_commit: Vec<Deferred>,
+    on_rollback: Vec<Deferred>,
+}
+
+/// A transaction taken apart for committing or dropping it.
+pub struct Parts {
+    /// The working state.
+    pub st: State,
+    /// Whether `qubes.xml` must be written.
+    pub save: bool,
+    /// Keep the changes even though the call failed.
+    pub keep_on_error: bool,
+    /// Events, in the order they were fired.
+    pub events: Vec<Event>,
+    /// Indexes into `events` of the sticky ones.
+    pub sticky: Vec<usize>,
+    /// Files to write (durably) once `qubes.xml` is saved.
+    pub side_files: Vec<(PathBuf, Vec<u8>)>,
+    /// Actions after the commit.
+    pub on_commit: Vec<Deferred>,
+    /// Undo actions, run newest first when the call is not committed.
+    pub on_rollback: Vec<Deferred>,
+}
+
+impl Txn {
+    /// A transaction over a working copy of the state.
+    pub fn new(st: State, env: Env) -> Txn {
+        Txn {
+            st,
+            env,
+            save: false,
+            keep_on_error: false,
+            events: Vec::new(),
+            sticky: Vec::new(),
+            side_files: Vec::new(),
+            on_commit: Vec::new(),
+            on_rollback: Vec::new(),
+        }
+    }
+
+    /// Records an event on a qube (subject = qube name) or of the system (subject empty).
+    pub fn fire(&mut self, subject: &str, name: impl Into<String>, kwargs: &[(&str, &str)]) {
+        let mut e = Event::new(subject, name);
+        for (k, v) in kwargs {
+            e = e.kw(k, *v);
+        }
+        self.events.push(e);
+    }
+
+    /// Records an event that is delivered even if the call then fails
+    /// (`domain-start-failed` and the like; pre-events always are).
+    pub fn fire_sticky(&mut self, subject: &str, name: impl Into<String>, kwargs: &[(&str, &str)]) {
+        self.sticky.push(self.events.len());
+        self.fire(subject, name, kwargs);
+    }
+
+    /// Writes `data` to `path` (durably, replacing it) once the call is committed.
+    pub fn write_file(&mut self, path: PathBuf, data: Vec<u8>) {
+        self.side_files.push((path, data));
+    }
+
+    /// Runs `f` once the call is committed (removing a deleted qube's data, say).
+    pub fn after_commit(&mut self, f: Deferred) {
+        self.on_commit.push(f);
+    }
+
+    /// Runs `f` if the call is not committed, to undo a disk change made on the way.
+    pub fn undo_on_failure(&mut self, f: Deferred) {
+        self.on_rollback.push(f);
+    }
+
+    /// The events fired so far (for tests and for checks of read-only calls).
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Takes the transaction apart.
+    pub fn into_parts(self) -> Parts {
+        Parts {
+            st: self.st,
+            save: self.save,
+            keep_on_error: self.keep_on_error,
+            events: self.events,
+            sticky: self.sticky,
+            side_files: self.side_files,
+            on_commit: self.on_commit,
+            on_rollback: self.on_rollback,
+        }
+    }
+}
+
+/// Whether an event is a "pre" event (delivered even when the call then fails).
+pub fn is_pre_event(name: &str) -> bool {
+    let base = name.split(':').next().unwrap_or(name);
+    base.contains("-pre-")
+}
