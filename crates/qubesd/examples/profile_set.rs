@@ -79,4 +79,22 @@ fn main() {
         "write_atomic alone: {:.3} ms",
         t.elapsed().as_secs_f64() * 1000.0 / n as f64
     );
+    let list = qubes_api::Request::parse(&qubes_api::Request::encode(
+        "admin.vm.List",
+        "",
+        "dom0",
+        "dom0",
+        b"",
+    ))
+    .unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(
+            qubesd::dispatch::call(core, qubesd::api::Socket::Admin, &list).unwrap(),
+        );
+    }
+    println!(
+        "admin.vm.List in process: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / n as f64
+    );
 }

@@ -32,6 +32,43 @@ pub struct Core {
     stats: EventHub,
     policy: Mutex<PolicyState>,
     qube_locks: Mutex<HashMap<String, Arc<parking_lot::Mutex<()>>>>,
+    memo: Memo,
+}
+
+/// Answers computed from one snapshot, kept until the state changes (the full
+/// `admin.vm.List` that every client asks for at start and after every reconnect).
+#[derive(Default)]
+pub struct Memo {
+    entries: Mutex<Option<(Arc<State>, HashMap<&'static str, Arc<Vec<u8>>>)>>,
+}
+
+impl Memo {
+    /// The answer `key` for the snapshot `st`, made by `make` the first time.
+    pub fn get(
+        &self,
+        st: &Arc<State>,
+        key: &'static str,
+        make: impl FnOnce() -> Vec<u8>,
+    ) -> Arc<Vec<u8>> {
+        {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((of, map)) = entries.as_ref()
+                && Arc::ptr_eq(of, st)
+                && let Some(v) = map.get(key)
+            {
+                return v.clone();
+            }
+        }
+        let made = Arc::new(make());
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.as_mut() {
+            Some((of, map)) if Arc::ptr_eq(of, st) => {
+                map.insert(key, made.clone());
+            }
+            _ => *entries = Some((st.clone(), HashMap::from([(key, made.clone())]))),
+        }
+        made
+    }
 }
 
 /// The policy and the view last built from it.
@@ -54,6 +91,7 @@ impl Core {
                 view: None,
             }),
             qube_locks: Mutex::new(HashMap::new()),
+            memo: Memo::default(),
         }
     }
 
@@ -65,6 +103,11 @@ impl Core {
     /// Shared handles (hypervisor, state directory, clone tokens).
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// Answers remembered for the current snapshot.
+    pub fn memo(&self) -> &Memo {
+        &self.memo
     }
 
     /// Where events go.

@@ -127,6 +127,7 @@ pub fn run(core: &Core, m: &'static Method, r: &Req) -> Result<Reply, QubesError
             let filter = (m.name == "admin.vm.List" && r.src != "dom0").then(|| core.policy_view());
             let view = View {
                 st: &st,
+                memo: core.memo(),
                 env: core.env(),
                 filter,
             };

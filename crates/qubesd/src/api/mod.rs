@@ -76,7 +76,9 @@ impl Req {
 /// What a read handler sees: a snapshot of the state, never changed under it.
 pub struct View<'a> {
     /// The state.
-    pub st: &'a State,
+    pub st: &'a Arc<State>,
+    /// Answers remembered for this state.
+    pub memo: &'a crate::core::Memo,
     /// Shared handles.
     pub env: &'a Env,
     /// For calls whose answer policy filters (`admin.vm.List` from a qube other than dom0):

@@ -109,6 +109,17 @@ pub fn vm_list_line(d: &Domain) -> String {
 }
 
 fn vm_list(r: &Req, v: &View) -> Result<Reply, QubesError> {
+    if r.dest == "dom0" && v.filter.is_none() {
+        // Every client lists everything at start and after each reconnect: one text per state.
+        let text = v.memo.get(v.st, "admin.vm.List", || {
+            let mut out = String::with_capacity(v.st.domains.len() * 80);
+            for d in v.st.domains_sorted() {
+                out.push_str(&vm_list_line(d));
+            }
+            out.into_bytes()
+        });
+        return Ok(Reply::Ok(text.to_vec()));
+    }
     let shown: Vec<&Domain> = if r.dest == "dom0" {
         v.st.domains_sorted().collect()
     } else {
