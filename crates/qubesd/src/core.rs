@@ -39,8 +39,11 @@ pub struct Core {
 /// `admin.vm.List` that every client asks for at start and after every reconnect).
 #[derive(Default)]
 pub struct Memo {
-    entries: Mutex<Option<(Arc<State>, HashMap<&'static str, Arc<Vec<u8>>>)>>,
+    entries: Mutex<Option<MemoEntries>>,
 }
+
+/// The snapshot the answers belong to, and the answers by name.
+type MemoEntries = (Arc<State>, HashMap<&'static str, Arc<Vec<u8>>>);
 
 impl Memo {
     /// The answer `key` for the snapshot `st`, made by `make` the first time.
