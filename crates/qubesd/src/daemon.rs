@@ -98,6 +98,7 @@ impl Daemon {
             core: Core::new(state, store, env, policy),
             debug: config.debug,
         });
+        crate::ops::intents::recover(&shared.core);
         crate::ops::lifecycle::reconcile(&shared.core);
         spawn_event_pump(shared.clone(), events);
         spawn_stats_sampler(shared.clone());

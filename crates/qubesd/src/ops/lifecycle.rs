@@ -208,8 +208,10 @@ fn mark_stopped(t: &mut Txn, vm: &str) {
             .is_some_and(|d| d.class == Class::DispVM && props::vm_flag(&t.st, d, "auto_cleanup"));
     if cleanup && super::effects::referenced_by(&t.st, vm).is_none() {
         t.fire("", "domain-pre-delete", &[("vm", vm)]);
-        if let Some(d) = t.st.domain(vm).cloned() {
-            super::qubes::delete(t, &d);
+        if let Some(d) = t.st.domain(vm).cloned()
+            && let Err(e) = super::qubes::delete(t, &d)
+        {
+            tracing::warn!("cannot remove the disposable {vm}: {e}");
         }
     }
 }

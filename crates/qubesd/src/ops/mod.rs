@@ -9,6 +9,7 @@ use qubes_api::{ExcKind, QubesError};
 pub mod devices;
 pub mod effects;
 pub mod features;
+pub mod intents;
 pub mod labels;
 pub mod lifecycle;
 pub mod properties;

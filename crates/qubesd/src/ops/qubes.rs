@@ -6,7 +6,7 @@ use std::sync::Arc;
 use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
-use super::{not_halted, properties, tags, validate};
+use super::{intents, not_halted, properties, tags, validate};
 use crate::model::{Class, Domain, PowerState};
 use crate::names;
 use crate::props::{self, Access};
@@ -168,12 +168,24 @@ fn add_new(
     t.st.domains.insert(name.clone(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
     tags::add_created_by(t, src, &name, &format!("created-by-{src}"))?;
-    if let Some(d) = t.st.domain(&name).filter(|d| d.class.is_local_qube()) {
+    if let Some(d) =
+        t.st.domain(&name)
+            .filter(|d| d.class.is_local_qube())
+            .cloned()
+    {
         // Lay out the volumes last: everything that could refuse the call has run. A later
-        // failure (saving qubes.xml) removes them again.
-        crate::storage::create_all(&t.st, d)?;
-        let vols = crate::storage::volumes(&t.st, d);
-        t.undo_on_failure(Box::new(move || crate::storage::remove_all(&vols)));
+        // failure (saving qubes.xml) removes them again, and so does a restart after a crash
+        // before the creation was committed (the intent).
+        let intent = intents::record(&t.env.state_dir, &d)
+            .map_err(|e| QubesError::qubes(format!("Cannot prepare the volumes of {name}: {e}")))?;
+        let vols = crate::storage::volumes(&t.st, &d);
+        let undo_intent = intent.clone();
+        t.undo_on_failure(Box::new(move || {
+            crate::storage::remove_all(&vols);
+            intents::clear(&undo_intent);
+        }));
+        t.after_commit(Box::new(move || intents::clear(&intent)));
+        crate::storage::create_all(&t.st, &d)?;
         t.fire(&name, "domain-create-on-disk", &[]);
     }
     Ok(())
@@ -308,13 +320,17 @@ pub fn remove(t: &mut Txn, vm: &str) -> Result<(), QubesError> {
     if let Some(why) = crate::devices::provided_to_others(&t.st, &d) {
         return Err(QubesError::new(ExcKind::QubesVMInUseError, why));
     }
-    delete(t, &d);
-    Ok(())
+    delete(t, &d)
 }
 
 /// Takes a qube out of the state (it may be removed): `domain-delete` and, once committed,
-/// its hypervisor definition, volumes and directory.
-pub fn delete(t: &mut Txn, d: &Domain) {
+/// its hypervisor definition, volumes and directory (finished at the next start if a crash
+/// interrupts it: the intent).
+pub fn delete(t: &mut Txn, d: &Domain) -> Result<(), QubesError> {
+    let intent = intents::record(&t.env.state_dir, d)
+        .map_err(|e| QubesError::qubes(format!("Cannot prepare the removal of {}: {e}", d.name)))?;
+    let undo_intent = intent.clone();
+    t.undo_on_failure(Box::new(move || intents::clear(&undo_intent)));
     let vols = crate::storage::volumes(&t.st, d);
     t.st.domains.remove(&d.name);
     t.fire("", "domain-delete", &[("vm", &d.name)]);
@@ -328,8 +344,13 @@ pub fn delete(t: &mut Txn, d: &Domain) {
         }));
     }
     let qube_dir = t.env.state_dir.join(d.class.dir_prefix()).join(&d.name);
-    t.after_commit(crate::storage::remove_from_disk(vols, qube_dir));
+    let remove = crate::storage::remove_from_disk(vols, qube_dir);
+    t.after_commit(Box::new(move || {
+        remove();
+        intents::clear(&intent);
+    }));
     t.save = true;
+    Ok(())
 }
 
 /// Sets a qube property from a creator's feature (`set-created-guivm`).
