@@ -115,7 +115,10 @@ pub fn share_demo(core: &Core) -> anyhow::Result<Option<PathBuf>> {
 
 /// Logs to stderr, filtered by `QUBES_MANAGER_LOG` (default: warnings).
 pub fn init_logging() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        // Colour codes only for a person at a terminal.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUBES_MANAGER_LOG")
                 .unwrap_or_else(|_| "warn".into()),

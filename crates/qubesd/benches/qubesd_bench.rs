@@ -3,6 +3,9 @@
 //! Run: `cargo bench -p qubesd`. It starts the real daemon binary on a generated store and
 //! measures start time, call latency and throughput, event fan-out and memory.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

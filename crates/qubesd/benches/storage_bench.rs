@@ -8,6 +8,9 @@
 //!   into the same kind of file in the same run;
 //! - `admin.vm.volume.Info` (size and usage from the files) for 1000 volumes.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,4 +1,7 @@
 //! Where a property Set spends its time, in-process (no sockets): a developer's tool.
+
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
 use std::time::Instant;
 
 fn main() {

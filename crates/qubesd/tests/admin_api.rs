@@ -1,6 +1,9 @@
 //! The daemon over its real sockets: exact response bytes, error order, events, qubes.xml.
 //! Expected bytes were checked against the reference daemon.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;

@@ -1,6 +1,9 @@
 //! Kill -9 the daemon at random moments while a client changes state: every restart loads,
 //! and every change acknowledged before the kill is there.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,6 +3,9 @@
 //! with required devices, live attachment, the denied list, and every refusal with the
 //! reference's bytes.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Events, TestDaemon};

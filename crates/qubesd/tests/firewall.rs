@@ -1,6 +1,9 @@
 //! `admin.vm.firewall.*` over the socket: default rule, Set/Get round trip, the file on
 //! disk, `firewall-changed`, refusals.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Events, TestDaemon};

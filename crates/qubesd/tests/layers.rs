@@ -2,6 +2,9 @@
 //! its own layer or below, and there is no import cycle between top-level modules. Also: no
 //! source file over 800 lines.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

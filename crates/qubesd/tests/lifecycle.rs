@@ -1,5 +1,8 @@
 //! Qubes running on libvirt's test driver: lifecycle calls, event order, stats, disposables.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;

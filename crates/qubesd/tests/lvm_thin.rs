@@ -2,6 +2,9 @@
 //! for the test. Needs root, lvm2 and the kernel's device-mapper thin target; without them
 //! the test says SKIPPED and why (the parsing of `lvs` is unit-tested in the driver).
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::fs::FileExt;

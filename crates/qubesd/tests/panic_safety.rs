@@ -1,6 +1,9 @@
 //! Panic safety: a write or a handler that panics answers an exception, leaves memory and
 //! disk exactly as they were, and the daemon goes on serving.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use qubes_api::QubesError;

@@ -5,6 +5,9 @@
 //! `setup_check=False` (sparse copies; ext4 here), and, when run as root with `mkfs.xfs`, on
 //! a loop-mounted XFS with reflinks (real FICLONE). LVM thin runs in `lvm_thin.rs`.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

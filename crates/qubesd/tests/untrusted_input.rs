@@ -5,6 +5,9 @@
 //! back the same, and the state must still save and load. A few seconds in all; the fuzz
 //! targets in `fuzz/` run the same entry points for as long as one likes.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use proptest::prelude::*;

@@ -100,7 +100,7 @@ pub fn register(conn: &Connect, tx: Sender<LifecycleEvent>) -> Result<(), String
         sys::virConnectDomainEventRegisterAny(
             conn.as_ptr(),
             std::ptr::null_mut(),
-            sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as c_int,
+            sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE.cast_signed(),
             Some(cb),
             opaque,
             None,

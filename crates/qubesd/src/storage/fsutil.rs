@@ -60,7 +60,7 @@ fn try_ficlone(src: &File, dst: &File) -> io::Result<bool> {
 fn sparse_copy(src: &File, dst: &File, len: u64) -> io::Result<()> {
     let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
     let mut pos: i64 = 0;
-    let end = len as i64;
+    let end = i64::try_from(len).map_err(|_| io::Error::other("file too large"))?;
     while pos < end {
         // SAFETY: lseek on an owned descriptor.
         let data = unsafe { libc::lseek(sfd, pos, libc::SEEK_DATA) };
@@ -195,6 +195,7 @@ pub fn file_size(path: &Path) -> Option<u64> {
 pub fn statvfs(dir: &Path) -> Option<(u64, u64)> {
     use std::ffi::CString;
     let c = CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs is a plain C struct of integers, for which all zeroes is a value.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid C string and `s` a writable statvfs struct.
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {

@@ -243,7 +243,7 @@ fn revisions_of(vid: &str, cache: &HashMap<String, LvInfo>) -> Vec<Revision> {
                 secs,
                 Revision {
                     id: id.to_string(),
-                    timestamp: fsutil::isodate(secs as i64),
+                    timestamp: fsutil::isodate(i64::try_from(secs).unwrap_or(i64::MAX)),
                 },
             ))
         })

@@ -1,5 +1,7 @@
 //! Starts the real `qubesd` binary in a temporary directory and talks raw bytes to it.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -141,7 +143,7 @@ impl TestDaemon {
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: sending a signal to our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            unsafe { libc::kill(c.id().cast_signed(), libc::SIGTERM) };
             let _ = c.wait();
         }
     }
