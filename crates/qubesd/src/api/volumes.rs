@@ -34,7 +34,7 @@ pub static METHODS: &[Method] = &[
         vm_volume_clone_from,
     ),
     blocking("admin.vm.volume.CloneTo", Yes, Yes, ANY, vm_volume_clone_to),
-    write("admin.vm.volume.Resize", Yes, Yes, ANY, vm_volume_resize),
+    blocking("admin.vm.volume.Resize", Yes, Yes, ANY, vm_volume_resize),
     write("admin.vm.volume.Clear", Yes, No, ANY, vm_volume_clear),
     write(
         "admin.vm.volume.Set.revisions_to_keep",
@@ -128,25 +128,28 @@ fn vm_volume_revert(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     empty()
 }
 
-fn vm_volume_resize(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
-    let v = arg_volume(&t.st, &r.dest, &r.arg)?;
-    let payload = r.untrusted_payload.clone();
+/// Resizes a volume: the new size is committed first, then a running qube's disk is told,
+/// with no lock held; when that fails the new size stays, as in the reference.
+fn vm_volume_resize(r: &Req, core: &Core) -> Result<Reply, QubesError> {
+    // The reference's order: the volume argument, then the size.
+    arg_volume(&core.snapshot(), &r.dest, &r.arg)?;
     let size = validate_number(
-        crate::pycompat::py_strip_bytes(&payload),
+        crate::pycompat::py_strip_bytes(&r.untrusted_payload),
         "volume size",
         false,
     )? as u64;
-    vol_driver(&v)?.resize(&v, size)?;
-    set_cfg(t, &v.vm, &v.name, "size", size.to_string());
-    t.save = true;
+    let v = core.write(r.method, |t| {
+        let v = arg_volume(&t.st, &r.dest, &r.arg)?;
+        vol_driver(&v)?.resize(&v, size)?;
+        set_cfg(t, &v.vm, &v.name, "size", size.to_string());
+        t.save = true;
+        Ok(v)
+    })?;
     if v.running
-        && let Some(hv) = t.env.hv.clone()
+        && let Some(hv) = core.env().hv.clone()
         && let Some(path) = vol_driver(&v)?.block_device(&v)
         && let Err(e) = hv.block_resize(&v.vm, &path, size)
     {
-        // The size change is kept and saved; the reference says the same when its
-        // in-qube part fails.
-        t.keep_on_error = true;
         return Err(pool_err(format!(
             "Online resize of volume {} failed (you need to resize filesystem manually): {}",
             v.name,
