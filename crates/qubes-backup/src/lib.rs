@@ -5,6 +5,7 @@
 //! (the scrypt container) and [`sparse`] (inner tar streams); [`write`] (a whole backup)
 //! and [`read`] (verified reading); [`restore`] (a plan, then Admin API calls).
 
+pub mod container;
 pub mod error;
 pub mod profile;
 pub mod summary;
