@@ -8,6 +8,7 @@
 pub mod container;
 pub mod error;
 pub mod profile;
+pub mod sparse;
 pub mod summary;
 
 pub use error::{BackupError, Result};

@@ -99,7 +99,11 @@ fn scrypt_tool_interop() {
         .arg(&enc)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, data);
     let plain = dir.path().join("plain");
     std::fs::write(&plain, &data).unwrap();
