@@ -7,8 +7,10 @@
 
 pub mod container;
 pub mod error;
+pub mod gz;
 pub mod profile;
 pub mod sparse;
 pub mod summary;
+pub mod write;
 
 pub use error::{BackupError, Result};
