@@ -246,7 +246,7 @@ impl Stage {
                 Some(i) => i,
                 None => {
                     let Ok((seq, item)) = items.recv() else {
-                        return Err(BackupError::qubes(super::ABORTED));
+                        return Err(BackupError::qubes(super::produce::ABORTED));
                     };
                     if seq != next {
                         pending.insert(seq, item);

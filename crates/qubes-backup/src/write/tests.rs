@@ -1,5 +1,8 @@
 use super::*;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 
 pub(crate) const FAST: KdfParams = KdfParams {
     log_n: 10,
