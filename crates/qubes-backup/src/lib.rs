@@ -9,6 +9,7 @@ pub mod container;
 pub mod error;
 pub mod gz;
 pub mod profile;
+pub mod read;
 pub mod sparse;
 pub mod summary;
 pub mod write;
