@@ -95,8 +95,12 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Runs scrypt. Parameters must be valid (checked by the callers).
+    /// Runs scrypt. Parameters must be valid (checked by the callers). One derivation runs
+    /// at a time in the process: each takes [`KdfParams::memory`], so this bounds memory
+    /// whatever runs at once (a backup's header and chunk keys, two backups, a restore).
     pub fn derive(passphrase: &[u8], salt: &[u8; 32], params: KdfParams) -> Result<Keys> {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let p = scrypt::Params::new(params.log_n, params.r, params.p, 64)
             .map_err(|_| BackupError::qubes("invalid scrypt parameters"))?;
         let mut dk = [0u8; 64];
