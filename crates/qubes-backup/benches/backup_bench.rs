@@ -115,6 +115,8 @@ fn child(args: &[String]) {
 /// Runs a command; wall seconds and peak RSS (MiB) of its process tree.
 fn measure(cmd: &mut Command) -> (f64, f64) {
     let t = Instant::now();
+    // wait4 reaps it (and gives its rusage), which Child::wait cannot.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("spawn");
     let mut status = 0;
     // SAFETY: rusage is plain data filled by wait4.
