@@ -72,6 +72,24 @@ fn verify_only_accepts_good_and_refuses_damaged() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("qubes-backup-restore: error:"), "{err}");
+    // A qube that qubes.xml says is in the backup, with no data: truncated.
+    let mut missing = content.clone();
+    missing.qubes_xml = XML
+        .replace(
+            "</domains>",
+            r#"<domain class="AppVM"><properties><property name="name">ghost</property><property name="label">label-1</property></properties>
+<features><feature name="backup-content">1</feature><feature name="backup-path">vm9/</feature></features></domain></domains>"#,
+        )
+        .into_bytes();
+    let partial = dir.path().join("partial");
+    write::write_backup(&missing, Destination::File(partial.clone()), &opts).unwrap();
+    let out = run(&partial, &pass);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no data for ghost"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(&pass, "nope\n").unwrap();
     let out = run(&good, &pass);
     assert!(!out.status.success());

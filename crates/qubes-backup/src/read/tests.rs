@@ -246,3 +246,50 @@ fn header_validation_as_reference() {
         "Non-ASCII characters in backup header"
     );
 }
+
+/// What GNU `tar --sparse` writes for a file-pool image (old GNU sparse members) reads back
+/// byte for byte, holes as zeros.
+#[test]
+fn gnu_tar_sparse_members_read_back() {
+    use std::os::unix::fs::FileExt;
+    let Ok(out) = std::process::Command::new("tar").arg("--version").output() else {
+        return;
+    };
+    if !String::from_utf8_lossy(&out.stdout).contains("GNU tar") {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"SKIPPED: no GNU tar\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("private.img");
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(30 << 20).unwrap();
+    for i in 0..40u64 {
+        f.write_all_at(&[i as u8 + 1; 5000], i * 700_000 + 123)
+            .unwrap();
+    }
+    f.write_all_at(b"end", (30 << 20) - 3).unwrap();
+    drop(f);
+    for format in ["gnu", "posix"] {
+        let out = std::process::Command::new("tar")
+            .args(["-Pc", "--sparse", "--format", format, "-C"])
+            .arg(dir.path())
+            .args(["--xform=s:^private.img:vm9/private.img:", "private.img"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut r = InnerReader::new(&out.stdout[..]);
+        let e = r.next_entry().unwrap().unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.size),
+            ("vm9/private.img", 30 << 20),
+            "{format}"
+        );
+        let mut data = Vec::new();
+        r.read_to_end(&mut data).unwrap();
+        assert!(
+            data == std::fs::read(&img).unwrap(),
+            "{format}: content differs"
+        );
+        r.finish().unwrap();
+    }
+}

@@ -80,7 +80,23 @@ pub fn restore(
         dirs.contains_key(dir) || home.as_deref() == Some(file)
     };
     if opts.verify_only {
-        backup.read_files(&mut |_, _| Ok(()), &wanted, None)?;
+        let mut seen = std::collections::BTreeSet::new();
+        backup.read_files(
+            &mut |file, _| {
+                if let Some(&i) = dirs.get(file.rsplit_once('/').map_or("", |(d, _)| d)) {
+                    seen.insert(i);
+                }
+                Ok(())
+            },
+            &wanted,
+            None,
+        )?;
+        if let Some(r) = (0..report.qubes.len()).find(|i| !seen.contains(i)) {
+            return Err(BackupError::qubes(format!(
+                "The backup holds no data for {}: it is truncated",
+                report.qubes[r].name
+            )));
+        }
         return Ok(report);
     }
     let client = client.ok_or_else(|| BackupError::qubes("no Admin API connection"))?;
