@@ -6,6 +6,9 @@
 //! (default 4096). Each run is a child process, so peak RSS is its own (wait4).
 //! Run: `cargo bench -p qubes-backup --bench backup_bench`.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -121,8 +124,9 @@ fn measure(cmd: &mut Command) -> (f64, f64) {
     let mut status = 0;
     // SAFETY: rusage is plain data filled by wait4.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
     // SAFETY: waiting for our own child.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "{cmd:?} failed"

@@ -105,8 +105,10 @@ pub fn source_len(file: &File) -> io::Result<u64> {
 
 fn seek(file: &File, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
     use std::os::fd::AsRawFd;
+    let off = libc::off_t::try_from(off)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset out of range"))?;
     // SAFETY: lseek on a descriptor we own; no memory is passed.
-    let r = unsafe { libc::lseek(file.as_raw_fd(), off as libc::off_t, whence) };
+    let r = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ENXIO) {

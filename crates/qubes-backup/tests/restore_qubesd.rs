@@ -2,6 +2,9 @@
 //! driver) through its sockets, with the real `qubes-volume-import` service program, and
 //! compares every setting and every volume byte.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run, not a crashed daemon.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
