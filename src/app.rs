@@ -224,8 +224,6 @@ pub struct Widgets {
     netvm_action: gio::SimpleAction,
     /// The table's context menu.
     context_menu: gtk::PopoverMenu,
-    window: adw::ApplicationWindow,
-    shown_error: Option<(String, String)>,
 }
 
 impl App {
@@ -433,6 +431,12 @@ impl App {
             self.client.describe()
         );
     }
+}
+
+/// A callback for dialogs that reports a failure (heading, sentence) to the window.
+fn failed_to(input: &relm4::Sender<Msg>) -> impl Fn(String, String) + 'static {
+    let input = input.clone();
+    move |heading, message| input.emit(Msg::Failed(heading, message))
 }
 
 /// What a shutdown (or the first half of a restart) came to.
@@ -1066,8 +1070,6 @@ impl SimpleComponent for App {
                 template_action,
                 netvm_action,
                 context_menu,
-                window: root.clone(),
-                shown_error: None,
             },
         }
     }
@@ -1310,10 +1312,12 @@ impl SimpleComponent for App {
             }
             Msg::Remove => {
                 if let Some(vm) = self.single() {
+                    let input = input.clone();
                     self.remove = Some(crate::dialogs::remove_dialog(
                         &self.window,
                         self.client.clone(),
                         vm,
+                        move |heading, message| input.emit(Msg::Failed(heading, message)),
                     ));
                 }
             }
@@ -1342,6 +1346,7 @@ impl SimpleComponent for App {
                         "template",
                         choices,
                         qubes,
+                        failed_to(&input),
                     ));
                 }
             }
@@ -1362,6 +1367,7 @@ impl SimpleComponent for App {
                         "netvm",
                         choices,
                         qubes,
+                        failed_to(&input),
                     ));
                 }
             }
@@ -1447,6 +1453,13 @@ impl SimpleComponent for App {
                 self.global_settings = Some(dialog);
             }
             Msg::Failed(heading, message) => {
+                // Each failure its own message, shown at once (the same failure twice is
+                // shown twice).
+                let dialog =
+                    adw::MessageDialog::new(Some(&self.window), Some(&heading), Some(&message));
+                dialog.add_response("close", &tr("Close"));
+                dialog.set_close_response("close");
+                dialog.present();
                 self.last_error = Some((heading, message));
             }
         }
@@ -1478,15 +1491,6 @@ impl SimpleComponent for App {
         widgets
             .netvm_action
             .set_enabled(!self.with_netvm().is_empty());
-        if self.last_error.is_some() && self.last_error != widgets.shown_error {
-            widgets.shown_error = self.last_error.clone();
-            if let Some((heading, message)) = &self.last_error {
-                let dialog =
-                    adw::MessageDialog::new(Some(&widgets.window), Some(heading), Some(message));
-                dialog.add_response("close", &tr("Close"));
-                dialog.present();
-            }
-        }
     }
 }
 

@@ -38,11 +38,11 @@ pub struct BulkDialog {
     pub dialog: adw::MessageDialog,
     /// The choice.
     pub choice: gtk::DropDown,
-    /// Failures.
-    pub status: gtk::Label,
 }
 
-/// Asks for one value of `prop` and applies it to `qubes`.
+/// Asks for one value of `prop` and applies it to `qubes`; the failures, one line per qube,
+/// go to `failed` (heading, text), which shows them in a message of its own: a message dialog
+/// closes with its answer and cannot be shown again.
 pub fn bulk_dialog(
     parent: &impl IsA<gtk::Window>,
     client: Client,
@@ -50,6 +50,7 @@ pub fn bulk_dialog(
     prop: &'static str,
     choices: Vec<Choice>,
     qubes: Vec<String>,
+    failed: impl Fn(String, String) + 'static,
 ) -> BulkDialog {
     let body = format!("{}\n{}", tr("Applies to:"), qubes.join(", "));
     let dialog = adw::MessageDialog::new(Some(parent), Some(heading), Some(&body));
@@ -57,47 +58,32 @@ pub fn bulk_dialog(
     let choice = gtk::DropDown::from_strings(&texts);
     choice.set_tooltip_text(Some(heading));
     crate::a11y::set_name(&choice, heading);
-    let status = gtk::Label::builder().wrap(true).xalign(0.0).build();
-    status.add_css_class("error");
-    let extra = gtk::Box::new(gtk::Orientation::Vertical, 6);
-    extra.append(&choice);
-    extra.append(&status);
-    dialog.set_extra_child(Some(&extra));
+    dialog.set_extra_child(Some(&choice));
     dialog.add_response("cancel", &tr("Cancel"));
     dialog.add_response("apply", &tr("Apply"));
     dialog.set_response_appearance("apply", adw::ResponseAppearance::Suggested);
     dialog.set_default_response(Some("apply"));
     dialog.set_close_response("cancel");
     {
-        let (choice, status) = (choice.clone(), status.clone());
-        dialog.connect_response(None, move |d, response| {
-            if response != "apply" {
-                return;
-            }
+        let choice = choice.clone();
+        let failed = std::rc::Rc::new(failed);
+        let heading = heading.to_string();
+        dialog.connect_response(Some("apply"), move |_, _| {
             let Some((value, _)) = choices.get(choice.selected() as usize).cloned() else {
                 return;
             };
-            d.set_response_enabled("apply", false);
-            let (client, qubes, status, d) =
-                (client.clone(), qubes.clone(), status.clone(), d.clone());
+            let (client, qubes, failed) = (client.clone(), qubes.clone(), failed.clone());
+            let heading = tr("%s: not every qube changed").replacen("%s", &heading, 1);
             background(
                 move || apply_to_all(&client, &qubes, prop, &value),
                 move |failures: Vec<String>| {
-                    if failures.is_empty() {
-                        d.close();
-                    } else {
-                        status.set_text(&failures.join("\n"));
-                        d.set_response_enabled("apply", true);
-                        d.present();
+                    if !failures.is_empty() {
+                        failed(heading, failures.join("\n"));
                     }
                 },
             );
         });
     }
     dialog.present();
-    BulkDialog {
-        dialog,
-        choice,
-        status,
-    }
+    BulkDialog { dialog, choice }
 }

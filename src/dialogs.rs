@@ -101,11 +101,14 @@ pub(crate) fn background<T: Send + 'static>(
     });
 }
 
-/// The remove dialog: the user types the qube's name to confirm.
+/// The remove dialog: the user types the qube's name to confirm. The dialog closes with the
+/// answer; a refusal from the daemon goes to `failed` (heading, sentence), which shows it in a
+/// message of its own.
 pub fn remove_dialog(
     parent: &impl IsA<gtk::Window>,
     client: Client,
     vm: String,
+    failed: impl Fn(String, String) + 'static,
 ) -> adw::MessageDialog {
     let dialog = adw::MessageDialog::new(
         Some(parent),
@@ -144,13 +147,12 @@ pub fn remove_dialog(
             },
         );
     }
-    // Keep the dialog open on failure to show the daemon's message.
-    dialog.connect_response(None, move |d, response| {
-        if response != "remove" {
-            return;
-        }
-        d.set_response_enabled("remove", false);
-        let (client, vm, status, d) = (client.clone(), vm.clone(), status.clone(), d.clone());
+    // A message dialog closes with its answer (and cannot be shown again after that), so a
+    // failure gets a message of its own.
+    let failed = std::rc::Rc::new(failed);
+    dialog.connect_response(Some("remove"), move |_, _| {
+        let (client, vm, failed) = (client.clone(), vm.clone(), failed.clone());
+        let heading = tr("Removing %s failed").replacen("%s", &vm, 1);
         background(
             move || {
                 client
@@ -158,12 +160,9 @@ pub fn remove_dialog(
                     .map(|_| ())
                     .map_err(|e| describe(&e))
             },
-            move |r| match r {
-                Ok(()) => d.close(),
-                Err(e) => {
-                    status.set_text(&e);
-                    d.set_response_enabled("remove", true);
-                    d.present();
+            move |r| {
+                if let Err(e) = r {
+                    failed(heading, e);
                 }
             },
         );
