@@ -190,6 +190,10 @@ pub struct App {
     pub create: Option<crate::dialogs::CreateDialog>,
     /// The open remove dialog, if any (public for tests).
     pub remove: Option<adw::MessageDialog>,
+    /// The qube the remove dialog asks about.
+    remove_for: Option<String>,
+    /// The qube the clone dialog copies.
+    clone_of: Option<String>,
     /// The open template / network change dialog, if any (public for tests).
     pub bulk: Option<crate::bulk::BulkDialog>,
     /// The open clone dialog, if any (public for tests).
@@ -285,10 +289,12 @@ impl App {
 
     /// Whether an action is enabled: it applies to at least one selected qube.
     pub fn action_enabled(&self, a: Action) -> bool {
-        self.selected
-            .iter()
-            .filter_map(|vm| self.infos.get(vm))
-            .any(|i| a.enabled(&i.class, &i.state))
+        !self.targets(a).is_empty()
+    }
+
+    /// The qubes an action acts on: the selected ones (shown, existing) it applies to.
+    pub fn targets(&self, a: Action) -> Vec<String> {
+        self.selected_where(|i| a.enabled(&i.class, &i.state))
     }
 
     /// Running qubes whose network goes through `vm`.
@@ -417,6 +423,17 @@ impl App {
     }
 
     fn remove(&mut self, vm: &str) {
+        // A question about a qube that is gone has no answer any more.
+        if self.remove_for.as_deref() == Some(vm)
+            && let Some(d) = self.remove.take()
+        {
+            d.close();
+        }
+        if self.clone_of.as_deref() == Some(vm)
+            && let Some(d) = self.clone.take()
+        {
+            d.close();
+        }
         self.rows.remove(vm);
         self.infos.remove(vm);
         if let Some(pos) = self.table.find(|r| r.name == vm) {
@@ -888,10 +905,16 @@ impl SimpleComponent for App {
             view.add_controller(click);
         }
         {
+            // Rows appearing, going or hidden by a filter change the selection without a
+            // selection-changed signal.
             let input = sender.input_sender().clone();
             table
                 .selection_model
                 .connect_selection_changed(move |_, _, _| input.emit(Msg::SelectionChanged));
+            let input = sender.input_sender().clone();
+            table
+                .selection_model
+                .connect_items_changed(move |_, _, _, _| input.emit(Msg::SelectionChanged));
         }
         // Icons for the two per-qube commands keep the title readable at the default width.
         for (id, label, icon) in [
@@ -1023,6 +1046,8 @@ impl SimpleComponent for App {
             settings: None,
             create: None,
             remove: None,
+            remove_for: None,
+            clone_of: None,
             bulk: None,
             clone: None,
             timed_out: None,
@@ -1245,21 +1270,21 @@ impl SimpleComponent for App {
             Msg::Change(Change::None) => {}
             Msg::SelectName(vm) => self.select(&vm),
             Msg::SelectionChanged => {
+                // The selected rows the table shows now: a row that went away (or that a
+                // search or the Show choice hides) is no longer acted on.
                 let bits = self.table.selection_model.selection();
                 self.selected = (0..bits.size())
                     .filter_map(|n| self.table.get_visible(bits.nth(n as u32)))
                     .map(|r| r.borrow().name.clone())
+                    .filter(|vm| self.infos.contains_key(vm))
                     .collect();
             }
             Msg::Action(action) => {
                 // Every selected qube the action applies to, each in its own worker.
-                for vm in self.selected.clone() {
+                for vm in self.targets(action) {
                     let Some(info) = self.infos.get(&vm) else {
                         continue;
                     };
-                    if !action.enabled(&info.class, &info.state) {
-                        continue;
-                    }
                     let method = action.method(&info.state);
                     let users = self.running_users(&vm);
                     if action == Action::Shutdown && !users.is_empty() {
@@ -1313,6 +1338,7 @@ impl SimpleComponent for App {
             Msg::Remove => {
                 if let Some(vm) = self.single() {
                     let input = input.clone();
+                    self.remove_for = Some(vm.clone());
                     self.remove = Some(crate::dialogs::remove_dialog(
                         &self.window,
                         self.client.clone(),
@@ -1323,6 +1349,7 @@ impl SimpleComponent for App {
             }
             Msg::Clone => {
                 if let Some(vm) = self.single() {
+                    self.clone_of = Some(vm.clone());
                     self.clone = Some(crate::clone::clone_dialog(
                         &self.window,
                         self.client.clone(),

@@ -632,6 +632,66 @@ fn failed_remove_can_be_closed() {
     );
 }
 
+/// Actions follow the rows: a qube removed elsewhere, or hidden by a search, is no longer
+/// what Remove, Clone or Kill act on.
+fn selection_follows_rows_that_go_or_hide() {
+    let f = Fixture::start();
+    f.call(
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        b"name=test-qube label=red",
+    );
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .row_names()
+        .contains(&"test-qube".into())));
+    select_and_wait(&f, "test-qube");
+    assert!(spin_until(5, || button(&f, "Remove").is_sensitive()));
+    f.controller.emit(Msg::Remove);
+    assert!(spin_until(5, || f.controller.model().remove.is_some()));
+    let asked = f.controller.model().remove.clone().unwrap();
+    assert!(asked.is_visible());
+    // Removed by another client: the question goes, nothing stays selected, and Remove has
+    // nothing to remove.
+    f.call("admin.vm.Remove", "test-qube", "", b"");
+    assert!(
+        spin_until(10, || !asked.is_visible()
+            && f.controller.model().remove.is_none()
+            && f.controller.model().selected().is_empty()
+            && !button(&f, "Remove").is_sensitive()
+            && !button(&f, "Settings").is_sensitive()),
+        "{:?}",
+        f.controller.model().selected()
+    );
+    f.controller.emit(Msg::Remove);
+    f.controller.emit(Msg::Clone);
+    // Both went through the window's queue before this one.
+    f.controller.emit(Msg::Search(String::new()));
+    assert!(spin_until(5, || f
+        .controller
+        .model()
+        .status()
+        .contains("11")));
+    assert!(f.controller.model().remove.is_none() && f.controller.model().clone.is_none());
+    // A search hiding the selected running qube: Kill no longer applies to it.
+    select_and_wait(&f, "work");
+    assert!(spin_until(5, || button(&f, "Kill").is_sensitive()));
+    f.controller.emit(Msg::Search("vault".into()));
+    assert!(
+        spin_until(5, || visible_names(&f) == ["vault"]
+            && f.controller.model().selected().is_empty()
+            && !button(&f, "Kill").is_sensitive()),
+        "{:?} {:?}",
+        visible_names(&f),
+        f.controller.model().selected()
+    );
+    assert!(f.controller.model().targets(Action::Kill).is_empty());
+    f.controller.emit(Msg::Search(String::new()));
+    assert!(spin_until(5, || visible_names(&f).len() == 11));
+}
+
 fn added_and_removed_qubes() {
     let f = Fixture::start();
     f.call(
@@ -1658,6 +1718,10 @@ fn main() {
         ("create_and_remove_dialogs", create_and_remove_dialogs),
         ("failed_remove_can_be_closed", failed_remove_can_be_closed),
         ("added_and_removed_qubes", added_and_removed_qubes),
+        (
+            "selection_follows_rows_that_go_or_hide",
+            selection_follows_rows_that_go_or_hide,
+        ),
         ("search_filters_rows", search_filters_rows),
         ("show_selector_filters_rows", show_selector_filters_rows),
         ("menus_and_context_menu", menus_and_context_menu),
