@@ -17,7 +17,7 @@ use relm4::prelude::*;
 use relm4::typed_view::column::TypedColumnView;
 
 use crate::i18n::tr;
-use crate::loader::{LoadedAll, Refetch, Refetched, shutdown_timeout, wait_halted};
+use crate::loader::{LoadedAll, Refetch, Refetched};
 use crate::model::{Change, Column, QubeInfo, Show, change_for, listed};
 use crate::table::{QubeRow, new_table};
 
@@ -142,6 +142,8 @@ pub enum Msg {
     ChangeNetVm,
     /// A qube did not stop within its shutdown timeout: offer to kill it or to wait.
     ShutdownTimedOut(String),
+    /// Read the qube's power state again if it still is this one.
+    CheckState(String, String),
     /// Ask for a command and run it in the selected qube (`qvm-run`).
     RunCommand,
     /// Open the selected qube's console (`qvm-console-dispvm`).
@@ -241,6 +243,17 @@ impl App {
         self.rows.get(vm).map(|r| r.text(col))
     }
 
+    /// A qube's `shutdown_timeout` as the window knows it.
+    pub fn shutdown_timeout(&self, vm: &str) -> Option<u64> {
+        self.infos
+            .get(vm)?
+            .props
+            .get("shutdown_timeout")?
+            .value
+            .parse()
+            .ok()
+    }
+
     /// Whether the first full load finished.
     pub fn is_loaded(&self) -> bool {
         self.loaded
@@ -297,12 +310,22 @@ impl App {
         self.selected_where(|i| a.enabled(&i.class, &i.state))
     }
 
-    /// Running qubes whose network goes through `vm`.
-    fn running_users(&self, vm: &str) -> Vec<String> {
-        self.qubes_where(|i| {
-            !matches!(i.state.as_str(), "Halted" | "NA")
-                && i.props.get("netvm").is_some_and(|n| n.value == vm)
-        })
+    /// Running qubes whose network goes through `vm`, directly or not, by distance.
+    fn network_users(&self, vm: &str) -> Vec<Vec<String>> {
+        let nodes: Vec<crate::lifecycle::NetNode> = self
+            .infos
+            .values()
+            .map(|i| crate::lifecycle::NetNode {
+                name: i.name.clone(),
+                running: !matches!(i.state.as_str(), "Halted" | "NA"),
+                netvm: i
+                    .props
+                    .get("netvm")
+                    .map(|p| p.value.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        crate::lifecycle::network_users(&nodes, vm)
     }
 
     /// Names of the qubes that `keep` accepts, sorted.
@@ -336,14 +359,24 @@ impl App {
             .collect()
     }
 
-    /// Offers to shut down the qubes using `vm` for network, then `vm` itself.
-    fn ask_shutdown_users(&mut self, vm: String, users: Vec<String>, input: &relm4::Sender<Msg>) {
+    /// Offers to shut down the qubes whose network goes through `vm` (directly or through
+    /// other qubes), farthest first, then `vm` itself.
+    fn ask_shutdown_users(
+        &mut self,
+        vm: String,
+        levels: Vec<Vec<String>>,
+        input: &relm4::Sender<Msg>,
+    ) {
+        let order = crate::lifecycle::shutdown_order(&levels, &vm);
+        let users = &order[..order.len() - 1];
         let dialog = adw::MessageDialog::new(
             Some(&self.window),
             Some(&tr("Shut down %s?").replacen("%s", &vm, 1)),
             Some(&format!(
                 "{}\n{}",
-                tr("These running qubes use it for network and will be shut down first:"),
+                tr(
+                    "These running qubes reach the network through it and will be shut down first, in this order:"
+                ),
                 users.join(", ")
             )),
         );
@@ -353,27 +386,15 @@ impl App {
         dialog.set_close_response("cancel");
         let (client, input) = (self.client.clone(), input.clone());
         dialog.connect_response(Some("shutdown"), move |_, _| {
-            let (vm, users) = (vm.clone(), users.clone());
-            spawn_work(&client, &input, move |c| {
-                for u in &users {
-                    if let Err(e) = c.call("admin.vm.Shutdown", u, "", b"") {
-                        return Some(Msg::Failed(
-                            Action::Shutdown.failure(u),
-                            crate::errors::describe(&e),
-                        ));
-                    }
-                }
-                for u in &users {
-                    if let Some(msg) = after_shutdown(c, u, false) {
-                        return Some(msg);
-                    }
-                }
-                match c.call("admin.vm.Shutdown", &vm, "", b"") {
-                    Err(e) => Some(Msg::Failed(
-                        Action::Shutdown.failure(&vm),
-                        crate::errors::describe(&e),
-                    )),
-                    Ok(_) => after_shutdown(c, &vm, false),
+            // One group per distance, farthest first; the network qube last.
+            let mut groups: Vec<Vec<String>> = levels.iter().rev().cloned().collect();
+            groups.push(vec![vm.clone()]);
+            spawn_work(&client, &input.clone(), {
+                let input = input.clone();
+                move |c| {
+                    crate::lifecycle::shut_down_groups(c, &groups, &state_to(&input))
+                        .err()
+                        .map(|t| trouble(Action::Shutdown, t))
                 }
             });
         });
@@ -456,21 +477,56 @@ fn failed_to(input: &relm4::Sender<Msg>) -> impl Fn(String, String) + 'static {
     move |heading, message| input.emit(Msg::Failed(heading, message))
 }
 
-/// What a shutdown (or the first half of a restart) came to.
-fn after_shutdown(c: &Client, vm: &str, restart: bool) -> Option<Msg> {
-    match wait_halted(c, vm, shutdown_timeout(c, vm)) {
-        Ok(true) if restart => c
-            .call("admin.vm.Start", vm, "", b"")
-            .err()
-            .map(|e| Msg::Failed(Action::Restart.failure(vm), crate::errors::describe(&e))),
-        Ok(true) => None,
-        // Still running after its timeout: the user chooses to kill it or to wait longer.
-        Ok(false) => Some(Msg::ShutdownTimedOut(vm.to_string())),
-        Err(e) => Some(Msg::Failed(
-            Action::Shutdown.failure(vm),
-            crate::errors::describe(&e),
-        )),
+/// Sends the daemon's power state of a qube to the window as a change.
+fn state_to(input: &relm4::Sender<Msg>) -> impl Fn(&str, String) + use<> {
+    let input = input.clone();
+    move |vm, state| {
+        input.emit(Msg::Change(Change::State {
+            vm: vm.to_string(),
+            state,
+        }))
     }
+}
+
+/// The message for a shutdown (or restart) that did not go as asked.
+fn trouble(action: Action, t: crate::lifecycle::Trouble) -> Msg {
+    match t {
+        crate::lifecycle::Trouble::Failed { vm, message } => {
+            Msg::Failed(action.failure(&vm), message)
+        }
+        // Still running after its timeout: the user chooses to kill it or to wait longer.
+        crate::lifecycle::Trouble::TimedOut(vm) => Msg::ShutdownTimedOut(vm),
+    }
+}
+
+/// Runs a lifecycle action on one qube: the call, then for a shutdown the wait for the halt,
+/// for a restart the wait and a start. A failure reads the qube's state again.
+fn run_action(
+    c: &Client,
+    action: Action,
+    method: &str,
+    vm: &str,
+    input: &relm4::Sender<Msg>,
+) -> Option<Msg> {
+    let state = state_to(input);
+    if let Err(e) = c.call(method, vm, "", b"") {
+        if let Some(s) = crate::loader::current_state(c, vm) {
+            state(vm, s);
+        }
+        return Some(Msg::Failed(action.failure(vm), crate::errors::describe(&e)));
+    }
+    if !matches!(action, Action::Shutdown | Action::Restart) {
+        return None;
+    }
+    if let Err(t) = crate::lifecycle::wait_for_halt(c, vm, &state) {
+        return Some(trouble(action, t));
+    }
+    if action == Action::Restart
+        && let Err(e) = c.call("admin.vm.Start", vm, "", b"")
+    {
+        return Some(Msg::Failed(action.failure(vm), crate::errors::describe(&e)));
+    }
+    None
 }
 
 /// The translated name of a "Show" choice.
@@ -618,6 +674,7 @@ fn refetch_worker(client: Client, input: relm4::Sender<Msg>) -> std::sync::mpsc:
             Refetched::Qube(_, None) => return true,
             Refetched::Property(vm, prop, value) => Msg::Property { vm, prop, value },
             Refetched::Feature(vm, feature, value) => Msg::Feature { vm, feature, value },
+            Refetched::State(vm, state) => Msg::Change(Change::State { vm, state }),
         };
         input.send(msg).is_ok()
     })
@@ -1232,6 +1289,21 @@ impl SimpleComponent for App {
                         info.stats = None;
                     }
                     let settled = matches!(state.as_str(), "Running" | "Halted");
+                    if state == "Halting" && info.state != "Halting" {
+                        // A shutdown refused or failed without a word (or an event lost) must
+                        // not leave the row "Halting": after the qube's shutdown timeout, ask.
+                        let secs = info
+                            .props
+                            .get("shutdown_timeout")
+                            .and_then(|p| p.value.parse::<u64>().ok())
+                            .unwrap_or(60)
+                            .clamp(1, 3600);
+                        let input = input.clone();
+                        let vm = vm.clone();
+                        gtk::glib::timeout_add_local_once(Duration::from_secs(secs), move || {
+                            input.emit(Msg::CheckState(vm, "Halting".into()))
+                        });
+                    }
                     info.state = state;
                     self.upsert(info);
                     if settled {
@@ -1244,6 +1316,15 @@ impl SimpleComponent for App {
                         }));
                         scan_volumes(&self.client, &input, names);
                     }
+                }
+            }
+            Msg::Change(Change::RefetchState(vm)) => {
+                let _ = self.refetch.send(Refetch::State(vm));
+            }
+            Msg::CheckState(vm, state) => {
+                // Still in a state that should have passed: ask the daemon what it holds.
+                if self.infos.get(&vm).is_some_and(|i| i.state == state) {
+                    let _ = self.refetch.send(Refetch::State(vm));
                 }
             }
             Msg::Change(Change::RefetchProperty { vm, prop }) => {
@@ -1286,24 +1367,15 @@ impl SimpleComponent for App {
                         continue;
                     };
                     let method = action.method(&info.state);
-                    let users = self.running_users(&vm);
-                    if action == Action::Shutdown && !users.is_empty() {
-                        // Qubes using it for network must stop first: ask.
-                        self.ask_shutdown_users(vm, users, &input);
+                    let levels = self.network_users(&vm);
+                    if action == Action::Shutdown && !levels.is_empty() {
+                        // Qubes reaching the network through it must stop first: ask.
+                        self.ask_shutdown_users(vm, levels, &input);
                         continue;
                     }
+                    let to = input.clone();
                     spawn_work(&self.client, &input, move |c| {
-                        if let Err(e) = c.call(method, &vm, "", b"") {
-                            return Some(Msg::Failed(
-                                action.failure(&vm),
-                                crate::errors::describe(&e),
-                            ));
-                        }
-                        match action {
-                            Action::Restart => after_shutdown(c, &vm, true),
-                            Action::Shutdown => after_shutdown(c, &vm, false),
-                            _ => None,
-                        }
+                        run_action(c, action, method, &vm, &to)
                     });
                 }
             }
@@ -1415,13 +1487,14 @@ impl SimpleComponent for App {
                 dialog.connect_response(None, move |_, response| {
                     let vm = vm.clone();
                     let kill = response == "kill";
+                    let to = input.clone();
                     spawn_work(&client, &input, move |c| {
                         if kill {
-                            c.call("admin.vm.Kill", &vm, "", b"").err().map(|e| {
-                                Msg::Failed(Action::Kill.failure(&vm), crate::errors::describe(&e))
-                            })
+                            run_action(c, Action::Kill, "admin.vm.Kill", &vm, &to)
                         } else {
-                            after_shutdown(c, &vm, false)
+                            crate::lifecycle::wait_for_halt(c, &vm, &state_to(&to))
+                                .err()
+                                .map(|t| trouble(Action::Shutdown, t))
                         }
                     });
                 });

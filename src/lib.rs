@@ -12,6 +12,7 @@ pub mod features_editor;
 pub mod firewall_editor;
 pub mod i18n;
 pub mod instance;
+pub mod lifecycle;
 pub mod loader;
 pub mod model;
 pub mod renderer;

@@ -453,6 +453,9 @@ pub enum Change {
         /// New state.
         state: String,
     },
+    /// Read a qube's power state again (`admin.vm.CurrentState`): an event said something
+    /// went wrong, or a transient state lasted too long.
+    RefetchState(String),
     /// A qube appeared: read it.
     Added(String),
     /// A qube went away.
@@ -485,7 +488,11 @@ pub enum Change {
 pub fn shown(prop: &str) -> bool {
     matches!(
         prop,
-        "provides_network" | "template_for_dispvms" | "auto_cleanup" | "is_preload"
+        "provides_network"
+            | "template_for_dispvms"
+            | "auto_cleanup"
+            | "is_preload"
+            | "shutdown_timeout"
     ) || Column::ALL.iter().any(|c| c.property() == Some(prop))
 }
 
@@ -551,9 +558,9 @@ pub fn change_for(ev: &Event) -> Change {
     }
     let state = match name {
         "domain-pre-start" => "Transient",
-        "domain-start" | "domain-unpaused" | "domain-resumed" | "domain-shutdown-failed" => {
-            "Running"
-        }
+        // A failed shutdown leaves the qube running, or paused, or halted after all: ask.
+        "domain-shutdown-failed" => return Change::RefetchState(ev.subject.clone()),
+        "domain-start" | "domain-unpaused" | "domain-resumed" => "Running",
         "domain-paused" => "Paused",
         "domain-pre-shutdown" => "Halting",
         "domain-shutdown" | "domain-start-failed" => "Halted",
@@ -597,6 +604,11 @@ mod tests {
         assert_eq!(
             change_for(&Event::new("", "connection-established")),
             Change::Reload
+        );
+        // After a failed shutdown the qube may run, be paused or have halted after all.
+        assert_eq!(
+            change_for(&Event::new("sys-firewall", "domain-shutdown-failed").kw("reason", "x")),
+            Change::RefetchState("sys-firewall".into())
         );
         assert_eq!(
             change_for(&Event::new("work", "domain-tag-add:audit").kw("tag", "audit")),

@@ -1663,11 +1663,11 @@ fn run_command_and_console_use_the_qube_tools() {
 fn shutting_down_a_network_qube_offers_its_users() {
     let f = Fixture::start();
     let state = |vm: &str| f.controller.model().cell(vm, Column::State);
-    // In the demo work runs behind sys-firewall.
-    assert_eq!(state("sys-firewall").as_deref(), Some("Running"));
-    f.controller.model().select("sys-firewall");
-    spin_until(1, || false);
     let window: gtk::Widget = f.controller.widget().clone().upcast();
+    // In the demo work runs behind sys-firewall, which runs behind sys-net: shutting down
+    // sys-net offers both, in the order the daemon accepts.
+    assert_eq!(state("sys-firewall").as_deref(), Some("Running"));
+    select_and_wait(&f, "sys-net");
     WidgetExt::activate_action(&window, "qube.shutdown", None).expect("qube.shutdown");
     assert!(spin_until(5, || f
         .controller
@@ -1675,17 +1675,83 @@ fn shutting_down_a_network_qube_offers_its_users() {
         .shutdown_users
         .is_some()));
     let dialog = f.controller.model().shutdown_users.clone().unwrap();
-    assert!(dialog.body().contains("work"), "{}", dialog.body());
-    dialog.response("shutdown");
     assert!(
-        spin_until(15, || state("work").as_deref() == Some("Halted")
-            && state("sys-firewall").as_deref() == Some("Halted")),
-        "{:?} {:?} {:?}",
+        dialog.body().ends_with("\nwork, sys-firewall"),
+        "{}",
+        dialog.body()
+    );
+    click(dialog.upcast_ref(), "Shut down all");
+    assert!(
+        spin_until(15, || ["work", "sys-firewall", "sys-net"]
+            .iter()
+            .all(|vm| state(vm).as_deref() == Some("Halted"))),
+        "{:?} {:?} {:?} {:?}",
         state("work"),
         state("sys-firewall"),
+        state("sys-net"),
         f.controller.model().last_error
     );
-    assert_eq!(state("sys-net").as_deref(), Some("Running"));
+    assert_eq!(state("sys-usb").as_deref(), Some("Running"));
+    assert!(f.controller.model().last_error.is_none());
+
+    // Someone starts a qube behind sys-firewall between the question and the answer: the
+    // daemon refuses, the message says why, and the row shows what the daemon holds.
+    f.call("admin.vm.Start", "work", "", b"");
+    assert!(spin_until(10, || state("work").as_deref()
+        == Some("Running")
+        && state("sys-firewall").as_deref() == Some("Running")));
+    select_and_wait(&f, "sys-firewall");
+    WidgetExt::activate_action(&window, "qube.shutdown", None).expect("qube.shutdown");
+    assert!(spin_until(5, || f
+        .controller
+        .model()
+        .shutdown_users
+        .as_ref()
+        .is_some_and(|d| d != &dialog)));
+    let dialog = f.controller.model().shutdown_users.clone().unwrap();
+    assert!(dialog.body().ends_with("\nwork"), "{}", dialog.body());
+    f.call("admin.vm.Start", "personal", "", b"");
+    click(dialog.upcast_ref(), "Shut down all");
+    let refused = "These running qubes use its network; shut them down first: personal";
+    assert!(
+        spin_until(15, || f.controller.model().last_error.as_ref().is_some_and(
+            |(h, m)| h == "Shutting down sys-firewall failed" && m == refused
+        ) && state("work").as_deref() == Some("Halted")
+            && state("sys-firewall").as_deref() == Some("Running")),
+        "{:?} {:?}",
+        f.controller.model().last_error,
+        state("sys-firewall")
+    );
+    assert!(
+        visible_dialogs(&f)
+            .iter()
+            .any(|w| label_texts(w.upcast_ref()).iter().any(|t| t == refused))
+    );
+
+    // A row left "Halting" by a shutdown that failed without a word (the daemon's
+    // domain-pre-shutdown, then nothing) shows the daemon's state after the shutdown timeout.
+    f.call(
+        "admin.vm.property.Set",
+        "sys-firewall",
+        "shutdown_timeout",
+        b"1",
+    );
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .shutdown_timeout("sys-firewall")
+        == Some(1)));
+    f.controller
+        .emit(Msg::Change(qubes_qube_manager::model::Change::State {
+            vm: "sys-firewall".into(),
+            state: "Halting".into(),
+        }));
+    assert!(spin_until(5, || state("sys-firewall").as_deref() == Some("Halting")));
+    assert!(
+        spin_until(10, || state("sys-firewall").as_deref() == Some("Running")),
+        "{:?}",
+        state("sys-firewall")
+    );
 }
 
 fn main() {

@@ -79,6 +79,7 @@ impl Domains {
                 .qubes
                 .contains_key(&vm)
                 .then_some(Refetch::Feature(vm, feature)),
+            Change::RefetchState(vm) => self.qubes.contains_key(&vm).then_some(Refetch::State(vm)),
         }
     }
 
