@@ -1398,12 +1398,17 @@ impl SimpleComponent for App {
             }
             Msg::Create => {
                 let input = input.clone();
+                let mut taken: Vec<String> = self.infos.keys().cloned().collect();
+                taken.sort();
                 self.create = Some(crate::dialogs::create_dialog(
                     &self.window,
                     self.client.clone(),
-                    self.label_order.clone(),
-                    self.templates(),
-                    self.network_providers(),
+                    crate::dialogs::CreateChoices {
+                        labels: self.label_order.clone(),
+                        templates: self.templates(),
+                        networked: self.network_providers(),
+                        taken,
+                    },
                     move |vm| input.emit(Msg::OpenSettingsOf(vm)),
                 ));
             }

@@ -416,6 +416,25 @@ pub fn apply_change(
         .map(|_| ())
 }
 
+/// The change (for [`apply_change`]) that puts back what `loaded` shows for `port_id`, once
+/// `value` was applied.
+pub fn undo_change(loaded: &DevicesLoaded, port_id: &str, value: &str) -> String {
+    let new_device = value.split('\n').nth(1).unwrap_or("");
+    let assigned_now = if new_device.is_empty() {
+        String::new()
+    } else {
+        qarg(port_id, new_device)
+    };
+    match loaded.required.iter().find(|r| r.port_id == port_id) {
+        Some(old) => format!(
+            "{assigned_now}\n{}\n{}",
+            old.device_id,
+            u8::from(old.no_strict_reset)
+        ),
+        None => format!("{assigned_now}\n\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

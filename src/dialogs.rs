@@ -177,34 +177,78 @@ pub struct CreateDialog {
     pub window: adw::Window,
     /// Name entry.
     pub name: gtk::Entry,
+    /// What is wrong with the name, under it.
+    pub name_problem: gtk::Label,
     /// Class choice ([`CLASSES`]).
     pub class: gtk::DropDown,
     /// Label choice.
     pub label: gtk::DropDown,
-    /// Template choice.
+    /// Template choice (the system's default template chosen once known).
     pub template: gtk::DropDown,
-    /// Network choice: default, none, then the network qubes.
+    /// Network choice: default (saying which), none, then the network qubes.
     pub netvm: gtk::DropDown,
-    /// Storage pool choice: default, then the pools (filled once read).
+    /// Storage pool choice: default (saying which), then the pools (filled once read).
     pub pool: gtk::DropDown,
     /// Open the new qube's settings after creating it.
     pub open_settings: gtk::CheckButton,
     /// Create button.
     pub create: gtk::Button,
-    /// Error line.
+    /// The daemon's refusal.
     pub status: gtk::Label,
 }
 
+/// What the create dialog offers, from the window's table.
+pub struct CreateChoices {
+    /// Label names, in the daemon's order.
+    pub labels: Vec<String>,
+    /// Template qubes.
+    pub templates: Vec<String>,
+    /// Qubes providing network.
+    pub networked: Vec<String>,
+    /// Names in use.
+    pub taken: Vec<String>,
+}
+
+/// The names shown for [`CLASSES`].
+fn class_titles() -> [String; 3] {
+    [tr("App qube"), tr("Standalone qube"), tr("Template")]
+}
+
+/// The system's defaults a new qube gets: template, network qube, storage pool.
+fn read_defaults(client: &Client) -> [Option<String>; 3] {
+    ["default_template", "default_netvm", "default_pool"].map(|p| {
+        client
+            .call("admin.property.Get", "dom0", p, b"")
+            .ok()
+            .and_then(|v| qubes_api::PropValue::parse(&v).ok())
+            .map(|v| v.value)
+    })
+}
+
+/// "default (X)", or "default" while X is not known, or "default (none)".
+fn default_text(value: Option<&str>) -> String {
+    match value {
+        None => tr("default"),
+        Some("") => crate::i18n::tr_default(&tr("none")),
+        Some(v) => crate::i18n::tr_default(v),
+    }
+}
+
 /// The create dialog: name, class, label, template, network, pool; the qube's settings may
-/// be opened after (`created` hears the new qube's name).
+/// be opened after (`created` hears the new qube's name). The name is checked as it is typed
+/// (the daemon's rules, names in use), so Create only sends names the daemon takes.
 pub fn create_dialog(
     parent: &impl IsA<gtk::Window>,
     client: Client,
-    labels: Vec<String>,
-    templates: Vec<String>,
-    networked: Vec<String>,
+    choices: CreateChoices,
     created: impl Fn(String) + 'static,
 ) -> CreateDialog {
+    let CreateChoices {
+        labels,
+        templates,
+        networked,
+        taken,
+    } = choices;
     let window = adw::Window::builder()
         .title(tr("Create new qube"))
         .modal(true)
@@ -214,43 +258,71 @@ pub fn create_dialog(
     let header = adw::HeaderBar::new();
     let create = gtk::Button::with_label(&tr("Create"));
     create.add_css_class("suggested-action");
+    create.set_sensitive(false);
     header.pack_end(&create);
     let form = crate::settings::page_box(6);
     let caption = |t: &str| gtk::Label::builder().label(t).xalign(0.0).build();
     let name = gtk::Entry::new();
-    name.set_tooltip_text(Some(&tr("Name")));
-    let class = gtk::DropDown::from_strings(&CLASSES);
-    class.set_tooltip_text(Some(&tr("Type")));
+    name.set_max_length(crate::limits::NAME_MAX as i32 + 1);
+    name.set_activates_default(true);
+    let name_problem = gtk::Label::builder().wrap(true).xalign(0.0).build();
+    name_problem.add_css_class("error");
+    let titles = class_titles();
+    let title_refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let class = gtk::DropDown::from_strings(&title_refs);
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let label = gtk::DropDown::from_strings(&label_refs);
-    label.set_tooltip_text(Some(&tr("Label")));
     let template_refs: Vec<&str> = templates.iter().map(String::as_str).collect();
     let template = gtk::DropDown::from_strings(&template_refs);
-    template.set_tooltip_text(Some(&tr("Template")));
-    let mut net_texts = vec![tr("default"), tr("none")];
-    net_texts.extend(networked.iter().cloned());
-    let net_refs: Vec<&str> = net_texts.iter().map(String::as_str).collect();
-    let netvm = gtk::DropDown::from_strings(&net_refs);
-    netvm.set_tooltip_text(Some(&tr("Networking")));
+    let net_texts = {
+        let networked = networked.clone();
+        move |default: Option<&str>| {
+            let mut texts = vec![default_text(default), tr("none")];
+            texts.extend(networked.iter().cloned());
+            texts
+        }
+    };
+    let net_refs: Vec<String> = net_texts(None);
+    let netvm =
+        gtk::DropDown::from_strings(&net_refs.iter().map(String::as_str).collect::<Vec<_>>());
     let pool = gtk::DropDown::from_strings(&[tr("default").as_str()]);
-    pool.set_tooltip_text(Some(&tr("Storage pool")));
     let pools: std::rc::Rc<std::cell::RefCell<Vec<String>>> = Default::default();
     {
-        // Pools are read in the background; "default" works until they arrive.
-        let (client, pool, pools) = (client.clone(), pool.clone(), pools.clone());
+        // Pools and defaults are read in the background; "default" works until they arrive.
+        let (client, pool, pools, template, netvm) = (
+            client.clone(),
+            pool.clone(),
+            pools.clone(),
+            template.clone(),
+            netvm.clone(),
+        );
+        let (templates, net_texts) = (templates.clone(), net_texts.clone());
         background(
             move || {
-                client
+                let list = client
                     .call("admin.pool.List", "dom0", "", b"")
                     .map(|l| l.lines().map(str::to_string).collect::<Vec<_>>())
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                (list, read_defaults(&client))
             },
-            move |list: Vec<String>| {
-                let mut texts = vec![tr("default")];
+            move |(list, [default_template, default_netvm, default_pool])| {
+                let mut texts = vec![default_text(default_pool.as_deref())];
                 texts.extend(list.iter().cloned());
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let chosen = pool.selected();
                 pool.set_model(Some(&gtk::StringList::new(&refs)));
+                pool.set_selected(chosen);
                 *pools.borrow_mut() = list;
+                if let Some(t) = default_template
+                    && let Some(pos) = templates.iter().position(|n| *n == t)
+                {
+                    template.set_selected(pos as u32);
+                }
+                let texts = net_texts(default_netvm.as_deref());
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let chosen = netvm.selected();
+                netvm.set_model(Some(&gtk::StringList::new(&refs)));
+                netvm.set_selected(chosen);
             },
         );
     }
@@ -258,38 +330,46 @@ pub fn create_dialog(
         gtk::CheckButton::with_label(&tr("Open the qube's settings after creating it"));
     let status = gtk::Label::builder().wrap(true).xalign(0.0).build();
     status.add_css_class("error");
-    for (w, t) in [
-        (name.clone().upcast::<gtk::Widget>(), tr("Name")),
-        (class.clone().upcast(), tr("Type")),
-        (label.clone().upcast(), tr("Label")),
-        (template.clone().upcast(), tr("Template")),
-        (netvm.clone().upcast(), tr("Networking")),
-        (pool.clone().upcast(), tr("Storage pool")),
-    ] {
-        crate::a11y::set_name(&w, &t);
-    }
-    for (t, w) in [
+    let fields = [
         (tr("Name"), name.clone().upcast::<gtk::Widget>()),
         (tr("Type"), class.clone().upcast()),
         (tr("Label"), label.clone().upcast()),
         (tr("Template"), template.clone().upcast()),
-        (tr("Networking"), netvm.clone().upcast()),
+        (tr("Network qube"), netvm.clone().upcast()),
         (tr("Storage pool"), pool.clone().upcast()),
-    ] {
+    ];
+    for (t, w) in fields {
+        w.set_tooltip_text(Some(&t));
+        crate::a11y::set_name(&w, &t);
         form.append(&caption(&t));
         form.append(&w);
+        if w == name.clone().upcast::<gtk::Widget>() {
+            form.append(&name_problem);
+        }
     }
     form.append(&open_settings);
     form.append(&status);
     {
-        // Only AppVMs are based on a template.
+        // Only app qubes are based on a template.
         let template = template.clone();
         class.connect_selected_notify(move |c| template.set_sensitive(c.selected() == 0));
+    }
+    {
+        // The name is checked as it is typed; an empty field says nothing until typed in.
+        let (create, problem) = (create.clone(), name_problem.clone());
+        name.connect_changed(move |e| {
+            let text = e.text();
+            let wrong = crate::limits::name_problem(&text, taken.iter().map(String::as_str));
+            create.set_sensitive(wrong.is_none());
+            problem.set_text(&wrong.unwrap_or_default());
+        });
     }
     let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
     content.append(&header);
     content.append(&form);
     window.set_content(Some(&content));
+    window.set_default_widget(Some(&create));
+    close_on_escape(&window);
     {
         let (name_e, class_d, label_d, template_d, status_l, win) = (
             name.clone(),
@@ -348,9 +428,11 @@ pub fn create_dialog(
         });
     }
     window.present();
+    name.grab_focus();
     CreateDialog {
         window,
         name,
+        name_problem,
         class,
         label,
         template,
@@ -360,4 +442,19 @@ pub fn create_dialog(
         create,
         status,
     }
+}
+
+/// Escape closes `window`, as in a dialog.
+pub fn close_on_escape(window: &(impl IsA<gtk::Window> + IsA<gtk::Widget>)) {
+    let keys = gtk::EventControllerKey::new();
+    let w = window.clone().upcast::<gtk::Window>();
+    keys.connect_key_pressed(move |_, key, _, _| {
+        if key == gtk::gdk::Key::Escape {
+            w.close();
+            gtk::glib::Propagation::Stop
+        } else {
+            gtk::glib::Propagation::Proceed
+        }
+    });
+    window.add_controller(keys);
 }

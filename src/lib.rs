@@ -13,6 +13,7 @@ pub mod firewall_editor;
 pub mod i18n;
 pub mod instance;
 pub mod lifecycle;
+pub mod limits;
 pub mod loader;
 pub mod model;
 pub mod renderer;

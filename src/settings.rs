@@ -58,7 +58,7 @@ pub fn fields() -> Vec<(&'static str, &'static str, Kind, String)> {
     vec![
         ("basic", "label", Kind::Choice, tr("Label")),
         ("basic", "template", Kind::Choice, tr("Template")),
-        ("basic", "netvm", Kind::Choice, tr("Networking")),
+        ("basic", "netvm", Kind::Choice, tr("Network qube")),
         (
             "basic",
             "default_dispvm",
@@ -102,6 +102,18 @@ pub fn fields() -> Vec<(&'static str, &'static str, Kind, String)> {
             tr("Maximum memory (MiB)"),
         ),
         ("advanced", "vcpus", Kind::Number, tr("Virtual CPUs")),
+        (
+            "advanced",
+            "qrexec_timeout",
+            Kind::Number,
+            tr("Qrexec timeout (seconds)"),
+        ),
+        (
+            "advanced",
+            "shutdown_timeout",
+            Kind::Number,
+            tr("Shutdown timeout (seconds)"),
+        ),
         ("advanced", "kernel", Kind::Choice, tr("Kernel")),
         ("advanced", "kernelopts", Kind::Text, tr("Kernel options")),
         (
@@ -247,6 +259,11 @@ pub enum Msg {
     Apply,
     /// Results of applying: errors by property (empty = all done).
     Applied(BTreeMap<String, String>),
+    /// The window is asked to close (Escape, its close button): ask first if edits would be
+    /// lost.
+    CloseAsked,
+    /// The answer to "apply the changes?": `cancel`, `discard` or `apply`.
+    CloseAnswer(String),
 }
 
 /// The dialog.
@@ -259,6 +276,12 @@ pub struct Settings {
     /// Whether the last apply succeeded (public for tests).
     pub applied: bool,
     busy: bool,
+    /// Whether the window may close without asking (nothing to lose, or the user said so).
+    may_close: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Close once the Apply under way succeeds.
+    close_after_apply: bool,
+    /// The open "apply the changes?" question, if any (public for tests).
+    pub question: Option<adw::MessageDialog>,
 }
 
 /// Widgets.
@@ -281,10 +304,13 @@ pub struct Widgets {
 /// An editor widget and the label that shows its error.
 pub struct Editor {
     kind: Kind,
-    /// The control.
+    /// The control: a check button, an entry, a spin button (numbers) or a drop-down.
     pub widget: gtk::Widget,
     error: gtk::Label,
     row: gtk::Box,
+    /// Numbers: the typed text is not a number in range, so it stays as typed (a spin button
+    /// would otherwise put back the last valid value when it loses the focus).
+    keep_text: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl Settings {
@@ -541,65 +567,156 @@ fn load_devices(
     })
 }
 
-/// Sends the changes one by one; returns the errors by property.
-pub fn apply(
-    client: &Client,
-    target: &Target,
-    changes: &[Change],
-    notes: Option<String>,
-) -> BTreeMap<String, String> {
-    let dest = target.dest();
-    let mut errors = BTreeMap::new();
-    for (prop, value) in changes {
-        let result = if prop == "firewall" {
-            let mut payload = value.clone().unwrap_or_default();
-            payload.push('\n');
-            client
-                .call("admin.vm.firewall.Set", dest, "", payload.as_bytes())
-                .map(|_| ())
-                .map_err(|e| match e {
-                    // The reference answers a malformed rule with no message at all.
-                    CallError::Empty => tr("The rules were refused: check their syntax."),
-                    e => describe(&e),
-                })
-        } else if let Some(port) = prop.strip_prefix("pci:") {
-            crate::devices_editor::apply_change(client, dest, port, value.as_deref().unwrap_or(""))
-                .map_err(|e| describe(&e))
-        } else if let Some(vol) = prop.strip_prefix("volume:") {
-            resize(client, dest, vol, value.as_deref().unwrap_or(""))
-        } else if let Some(f) = prop.strip_prefix("feature:") {
-            match value {
-                None => client
-                    .call("admin.vm.feature.Remove", dest, f, b"")
-                    .map(|_| ())
-                    .map_err(|e| describe(&e)),
-                Some(v) => client
-                    .call("admin.vm.feature.Set", dest, f, v.as_bytes())
-                    .map(|_| ())
-                    .map_err(|e| describe(&e)),
-            }
+/// One call of an Apply: the change, and the change that puts back what was there before
+/// (`None`: it cannot be undone — storage only grows).
+pub type Step = (Change, Option<Change>);
+
+/// The calls an Apply makes, in the order that keeps a refusal cheap: device assignments and
+/// choices (which the daemon checks against other qubes) first, then flags, numbers and text,
+/// features, firewall rules and notes; storage, which cannot shrink back, last.
+pub fn plan(loaded: &Loaded, changes: Vec<Change>, notes: Option<String>) -> Vec<Step> {
+    let rank = |key: &str| -> u8 {
+        if key.starts_with("pci:") {
+            0
+        } else if key.starts_with("feature:") {
+            4
+        } else if key == "firewall" {
+            5
+        } else if key == "notes" {
+            6
+        } else if key.starts_with("volume:") {
+            7
         } else {
-            let r = match value {
-                None => client.call(&format!("{}.Reset", target.prefix()), dest, prop, b""),
-                Some(v) => client.call(
-                    &format!("{}.Set", target.prefix()),
-                    dest,
-                    prop,
-                    v.as_bytes(),
-                ),
-            };
-            r.map(|_| ()).map_err(|e| describe(&e))
-        };
-        if let Err(e) = result {
-            errors.insert(prop.clone(), e);
+            match loaded.props.get(key).map(|p| p.ty.as_str()) {
+                Some("bool") => 2,
+                Some("int" | "str") => 3,
+                _ => 1,
+            }
         }
+    };
+    let mut steps: Vec<Step> = changes
+        .into_iter()
+        .chain(notes.map(|n| ("notes".to_string(), Some(n))))
+        .map(|c| {
+            let undo = undo_of(loaded, &c);
+            (c, undo)
+        })
+        .collect();
+    steps.sort_by_key(|((key, _), _)| rank(key));
+    steps
+}
+
+/// The change that puts back what `loaded` shows, once `change` is made.
+fn undo_of(loaded: &Loaded, (key, value): &Change) -> Option<Change> {
+    let back = |v: Option<String>| Some((key.clone(), v));
+    if key == "notes" {
+        back(Some(loaded.notes.clone()))
+    } else if key == "firewall" {
+        back(loaded.firewall.as_ref().map(|r| r.join("\n")))
+    } else if let Some(port) = key.strip_prefix("pci:") {
+        let devices = loaded.devices.as_ref()?;
+        back(Some(crate::devices_editor::undo_change(
+            devices,
+            port,
+            value.as_deref().unwrap_or(""),
+        )))
+    } else if key.starts_with("volume:") {
+        None
+    } else if let Some(f) = key.strip_prefix("feature:") {
+        back(
+            loaded
+                .features
+                .iter()
+                .find(|(name, _)| name == f)
+                .map(|(_, v)| v.clone()),
+        )
+    } else {
+        let old = loaded.props.get(key)?;
+        back((!old.is_default).then(|| old.value.clone()))
     }
-    if let Some(n) = notes
-        && let Err(e) = client.call("admin.vm.notes.Set", dest, "", n.as_bytes())
-    {
-        errors.insert("notes".into(), describe(&e));
+}
+
+/// Makes the calls of `steps` in order. All or nothing: at the first refusal the calls made
+/// so far are undone, last first, and nothing more is sent. Returns the errors by property
+/// (empty: everything was applied).
+pub fn apply(client: &Client, target: &Target, steps: &[Step]) -> BTreeMap<String, String> {
+    let mut errors = BTreeMap::new();
+    for (i, ((key, value), _)) in steps.iter().enumerate() {
+        let Err(e) = send(client, target, key, value) else {
+            continue;
+        };
+        errors.insert(key.clone(), e);
+        for ((done, _), undo) in steps[..i].iter().rev() {
+            let result = match undo {
+                Some((k, v)) => send(client, target, k, v),
+                None => Err(tr("Storage cannot be made smaller than it is.")),
+            };
+            if let Err(e) = result {
+                errors.insert(
+                    done.clone(),
+                    tr("Saved, and could not be put back: %s").replacen("%s", &e, 1),
+                );
+            }
+        }
+        break;
     }
     errors
+}
+
+/// Sends one change.
+fn send(
+    client: &Client,
+    target: &Target,
+    prop: &str,
+    value: &Option<String>,
+) -> Result<(), String> {
+    let dest = target.dest();
+    if prop == "notes" {
+        client
+            .call(
+                "admin.vm.notes.Set",
+                dest,
+                "",
+                value.as_deref().unwrap_or("").as_bytes(),
+            )
+            .map(|_| ())
+            .map_err(|e| describe(&e))
+    } else if prop == "firewall" {
+        let mut payload = value.clone().unwrap_or_default();
+        payload.push('\n');
+        client
+            .call("admin.vm.firewall.Set", dest, "", payload.as_bytes())
+            .map(|_| ())
+            .map_err(|e| match e {
+                // The reference answers a malformed rule with no message at all.
+                CallError::Empty => tr("The rules were refused: check their syntax."),
+                e => describe(&e),
+            })
+    } else if let Some(port) = prop.strip_prefix("pci:") {
+        crate::devices_editor::apply_change(client, dest, port, value.as_deref().unwrap_or(""))
+            .map_err(|e| describe(&e))
+    } else if let Some(vol) = prop.strip_prefix("volume:") {
+        resize(client, dest, vol, value.as_deref().unwrap_or(""))
+    } else if let Some(f) = prop.strip_prefix("feature:") {
+        match value {
+            None => client.call("admin.vm.feature.Remove", dest, f, b""),
+            Some(v) => client.call("admin.vm.feature.Set", dest, f, v.as_bytes()),
+        }
+        .map(|_| ())
+        .map_err(|e| describe(&e))
+    } else {
+        match value {
+            None => client.call(&format!("{}.Reset", target.prefix()), dest, prop, b""),
+            Some(v) => client.call(
+                &format!("{}.Set", target.prefix()),
+                dest,
+                prop,
+                v.as_bytes(),
+            ),
+        }
+        .map(|_| ())
+        .map_err(|e| describe(&e))
+    }
 }
 
 /// Grows a volume to `mib` MiB. Shrinking is refused here, as `qvm-volume` does: the
@@ -639,6 +756,16 @@ impl Widgets {
     }
 }
 
+impl Editor {
+    /// The text of an entry or a spin button, as typed.
+    pub fn text(&self) -> String {
+        self.widget
+            .downcast_ref::<gtk::Editable>()
+            .map(|e| e.text().to_string())
+            .unwrap_or_default()
+    }
+}
+
 fn choice_values(loaded: &Loaded, prop: &str) -> Vec<(String, String)> {
     loaded.choices.get(prop).cloned().unwrap_or_default()
 }
@@ -665,12 +792,17 @@ fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
                     }
                 })
             }
-            Kind::Number | Kind::Text => {
-                let text = ed
-                    .widget
-                    .downcast_ref::<gtk::Entry>()
-                    .map(|e| e.text().to_string())
-                    .unwrap_or_default();
+            Kind::Number => {
+                // What is typed, as the number it means (validate() has said if it is none).
+                let text = ed.text();
+                let number = text.trim().parse::<i64>().map(|n| n.to_string());
+                match number {
+                    Ok(n) => (n != current.value).then_some(n),
+                    Err(_) => (text != current.value).then_some(text),
+                }
+            }
+            Kind::Text => {
+                let text = ed.text();
                 (text != current.value).then_some(text)
             }
             Kind::Choice => {
@@ -756,17 +888,21 @@ impl Component for Settings {
         }
         for (page, prop, kind, title) in if global { global_fields() } else { fields() } {
             let row = gtk::Box::new(gtk::Orientation::Vertical, 2);
+            let keep_text = std::rc::Rc::new(std::cell::Cell::new(false));
             let widget: gtk::Widget = match kind {
                 Kind::Flag => gtk::CheckButton::with_label(&title).upcast(),
-                Kind::Number | Kind::Text => {
+                Kind::Number => {
+                    let caption = gtk::Label::builder().label(&title).xalign(0.0).build();
+                    row.append(&caption);
+                    let (min, max) = crate::limits::number_range(prop).unwrap_or((0, i64::MAX));
+                    number_editor(min, max, &title, &keep_text).upcast()
+                }
+                Kind::Text => {
                     let caption = gtk::Label::builder().label(&title).xalign(0.0).build();
                     row.append(&caption);
                     let e = gtk::Entry::new();
                     e.set_tooltip_text(Some(&title));
                     crate::a11y::set_name(&e, &title);
-                    if kind == Kind::Number {
-                        e.set_input_purpose(gtk::InputPurpose::Digits);
-                    }
                     e.upcast()
                 }
                 Kind::Choice => {
@@ -795,6 +931,7 @@ impl Component for Settings {
                     widget,
                     error,
                     row,
+                    keep_text,
                 },
             );
         }
@@ -856,6 +993,30 @@ impl Component for Settings {
                 })
             });
         }
+        let may_close = std::rc::Rc::new(std::cell::Cell::new(false));
+        {
+            // Escape closes the window, as the close button does.
+            let keys = gtk::EventControllerKey::new();
+            let window = root.clone();
+            keys.connect_key_pressed(move |_, key, _, _| {
+                if key == gtk::gdk::Key::Escape {
+                    window.close();
+                    gtk::glib::Propagation::Stop
+                } else {
+                    gtk::glib::Propagation::Proceed
+                }
+            });
+            root.add_controller(keys);
+            let (may_close, input) = (may_close.clone(), sender.input_sender().clone());
+            root.connect_close_request(move |_| {
+                if may_close.get() {
+                    gtk::glib::Propagation::Proceed
+                } else {
+                    input.emit(Msg::CloseAsked);
+                    gtk::glib::Propagation::Stop
+                }
+            });
+        }
         let model = Settings {
             client,
             target,
@@ -863,6 +1024,9 @@ impl Component for Settings {
             errors: BTreeMap::new(),
             applied: false,
             busy: false,
+            may_close,
+            close_after_apply: false,
+            question: None,
         };
         let widgets = Widgets {
             editors,
@@ -884,9 +1048,44 @@ impl Component for Settings {
         widgets: &mut Widgets,
         msg: Msg,
         sender: ComponentSender<Self>,
-        _root: &Self::Root,
+        root: &Self::Root,
     ) {
         match msg {
+            Msg::CloseAsked => {
+                let (changes, notes) = pending(self, widgets);
+                if self.loaded.is_none() || (changes.is_empty() && notes.is_none()) {
+                    self.may_close.set(true);
+                    root.close();
+                    return;
+                }
+                let dialog = adw::MessageDialog::new(
+                    Some(root),
+                    Some(&tr("Apply the changes?")),
+                    Some(&tr("Some settings were changed and not applied yet.")),
+                );
+                dialog.add_response("cancel", &tr("Keep editing"));
+                dialog.add_response("discard", &tr("Discard"));
+                dialog.add_response("apply", &tr("Apply"));
+                dialog.set_response_appearance("discard", adw::ResponseAppearance::Destructive);
+                dialog.set_response_appearance("apply", adw::ResponseAppearance::Suggested);
+                dialog.set_default_response(Some("apply"));
+                dialog.set_close_response("cancel");
+                let input = sender.input_sender().clone();
+                dialog.connect_response(None, move |_, r| input.emit(Msg::CloseAnswer(r.into())));
+                dialog.present();
+                self.question = Some(dialog);
+            }
+            Msg::CloseAnswer(answer) => match answer.as_str() {
+                "discard" => {
+                    self.may_close.set(true);
+                    root.close();
+                }
+                "apply" => {
+                    self.close_after_apply = true;
+                    sender.input(Msg::Apply);
+                }
+                _ => {}
+            },
             Msg::Loaded(l) => {
                 self.loaded = Some(*l);
                 widgets.filled = false;
@@ -895,22 +1094,42 @@ impl Component for Settings {
                 self.errors.insert(String::new(), e);
             }
             Msg::Apply => {
-                let (changes, notes) = pending(self, widgets);
-                self.busy = true;
                 self.applied = false;
-                let (client, target, input) = (
-                    self.client.clone(),
-                    self.target.clone(),
-                    sender.input_sender().clone(),
-                );
-                std::thread::spawn(move || {
-                    input.emit(Msg::Applied(apply(&client, &target, &changes, notes)))
-                });
+                // Nothing is sent while anything typed is wrong.
+                self.errors = validate(self, widgets);
+                if !self.errors.is_empty() {
+                    self.close_after_apply = false;
+                }
+                if self.errors.is_empty()
+                    && let Some(loaded) = &self.loaded
+                {
+                    let (changes, notes) = pending(self, widgets);
+                    let steps = plan(loaded, changes, notes);
+                    self.busy = true;
+                    let (client, target, input) = (
+                        self.client.clone(),
+                        self.target.clone(),
+                        sender.input_sender().clone(),
+                    );
+                    std::thread::spawn(move || {
+                        input.emit(Msg::Applied(apply(&client, &target, &steps)))
+                    });
+                }
             }
             Msg::Applied(errors) => {
                 self.busy = false;
                 self.applied = errors.is_empty();
                 self.errors = errors;
+                if std::mem::take(&mut self.close_after_apply) && self.applied {
+                    self.may_close.set(true);
+                    root.close();
+                    return;
+                }
+                if !self.applied {
+                    // Nothing changed: the user's edits stay, next to what was refused.
+                    self.update_view(widgets, sender);
+                    return;
+                }
                 // Re-read so the dialog shows what the daemon now holds.
                 let (client, target, input) = (
                     self.client.clone(),
@@ -1015,6 +1234,93 @@ pub(crate) fn connect_add(add: &gtk::Button, entry: &gtk::Entry, on_add: impl Fn
     entry.connect_activate(move |_| on_add());
 }
 
+/// A spin button for a number from `min` to `max`. What the user types stays as typed while
+/// it is not a number in range (`keep_text`), so the error next to it refers to what is seen.
+fn number_editor(
+    min: i64,
+    max: i64,
+    title: &str,
+    keep_text: &std::rc::Rc<std::cell::Cell<bool>>,
+) -> gtk::SpinButton {
+    let spin = gtk::SpinButton::with_range(min as f64, max as f64, 1.0);
+    spin.set_digits(0);
+    spin.set_numeric(false);
+    spin.set_update_policy(gtk::SpinButtonUpdatePolicy::IfValid);
+    spin.set_tooltip_text(Some(title));
+    crate::a11y::set_name(&spin, title);
+    {
+        let keep = keep_text.clone();
+        spin.connect_changed(move |s| {
+            let adj = s.adjustment();
+            let valid = s
+                .text()
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|v| v.fract() == 0.0 && v >= adj.lower() && v <= adj.upper());
+            keep.set(!valid);
+        });
+    }
+    let keep = keep_text.clone();
+    spin.connect_output(move |_| {
+        if keep.get() {
+            gtk::glib::Propagation::Stop
+        } else {
+            gtk::glib::Propagation::Proceed
+        }
+    });
+    spin
+}
+
+/// What is wrong with the values typed, by property; empty when Apply may go ahead.
+pub fn validate(model: &Settings, w: &Widgets) -> BTreeMap<String, String> {
+    let mut errors = BTreeMap::new();
+    let Some(loaded) = &model.loaded else {
+        return errors;
+    };
+    let mut numbers = BTreeMap::new();
+    for (prop, ed) in &w.editors {
+        let Some(current) = loaded.props.get(*prop) else {
+            continue;
+        };
+        if ed.kind != Kind::Number {
+            continue;
+        }
+        let Some((mut min, max)) = crate::limits::number_range(prop) else {
+            continue;
+        };
+        if prop.starts_with("volume:") {
+            min = current.value.parse().unwrap_or(min);
+            if ed.text().trim().parse::<i64>().is_ok_and(|n| n < min) {
+                errors.insert(
+                    prop.to_string(),
+                    tr("Storage cannot be made smaller than it is."),
+                );
+                continue;
+            }
+        }
+        match crate::limits::parse_number(&ed.text(), min, max) {
+            Ok(n) => {
+                numbers.insert(*prop, n);
+            }
+            Err(e) => {
+                errors.insert(prop.to_string(), e);
+            }
+        }
+    }
+    // Memory balancing gives a qube between its initial and its maximum memory.
+    if let (Some(memory), Some(maxmem)) = (numbers.get("memory"), numbers.get("maxmem"))
+        && *maxmem != 0
+        && maxmem < memory
+    {
+        errors.insert(
+            "maxmem".into(),
+            tr("At least the initial memory (%d MiB), or 0 to leave the qube out of memory balancing.")
+                .replacen("%d", &memory.to_string(), 1),
+        );
+    }
+    errors
+}
+
 /// Puts loaded values into the widgets.
 fn fill(loaded: &Loaded, w: &Widgets) {
     for (prop, ed) in &w.editors {
@@ -1028,7 +1334,19 @@ fn fill(loaded: &Loaded, w: &Widgets) {
                     c.set_active(v.value == "True");
                 }
             }
-            Kind::Number | Kind::Text => {
+            Kind::Number => {
+                if let Some(spin) = ed.widget.downcast_ref::<gtk::SpinButton>() {
+                    let value: f64 = v.value.parse().unwrap_or(0.0);
+                    if prop.starts_with("volume:") {
+                        // Storage only grows.
+                        spin.set_range(value, spin.adjustment().upper());
+                    }
+                    ed.keep_text.set(false);
+                    spin.set_value(value);
+                    spin.set_text(&v.value);
+                }
+            }
+            Kind::Text => {
                 if let Some(e) = ed.widget.downcast_ref::<gtk::Entry>() {
                     e.set_text(&v.value);
                 }

@@ -352,32 +352,34 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
     let f = Fixture::start();
     open_settings(&f, "work");
     assert_eq!(with_settings(&f, |s| s.model().vm().to_string()), "work");
-    let entry = |prop: &str| {
-        with_settings(&f, |s| {
-            s.widgets()
-                .editor(prop)
-                .unwrap()
-                .widget
-                .clone()
-                .downcast::<gtk::Entry>()
-                .unwrap()
-        })
-    };
+    let entry = |prop: &str| settings_number(&f, prop);
     assert_eq!(entry("memory").text(), "800");
-    // An invalid value: the daemon's message appears under the field, nothing else changes.
-    entry("memory").set_text("0");
+    let (min, max) = {
+        let a = entry("memory").adjustment();
+        (a.lower(), a.upper())
+    };
+    assert_eq!(
+        (min, max),
+        (1.0, 1_048_576.0),
+        "a spin button with the limits"
+    );
+    // An invalid value: it stays as typed when the field loses the focus, its error appears
+    // under it, and nothing is sent.
+    entry("memory").set_text("99999999");
+    entry("memory").update();
+    assert_eq!(entry("memory").text(), "99999999");
     with_settings(&f, |s| s.emit(S::Apply));
+    let error = "Enter a number from 1 to 1048576.";
     assert!(spin_until(10, || with_settings(&f, |s| s
         .model()
         .errors
         .get("memory")
-        .is_some_and(|e| e == "memory must be a number above zero."))));
+        .is_some_and(|e| e == error))));
     assert!(spin_until(5, || {
         let root = with_settings(&f, |s| s.widget().clone());
-        label_texts(root.upcast_ref())
-            .iter()
-            .any(|t| t == "memory must be a number above zero.")
+        label_texts(root.upcast_ref()).iter().any(|t| t == error)
     }));
+    assert_eq!(entry("memory").text(), "99999999");
     assert_eq!(
         f.core
             .call_raw("admin.vm.property.Get", "work", "memory", b"")
@@ -385,7 +387,6 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         b"0\0default=False type=int 800"
     );
     // Valid edits: memory and the label (a drop-down).
-    spin_until(2, || false);
     entry("memory").set_text("1024");
     let label = with_settings(&f, |s| {
         s.widgets()
@@ -458,32 +459,219 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
     with_settings(&f, |s| s.widget().close());
 }
 
+/// The spin button of a number in the open settings dialog.
+fn settings_number(f: &Fixture, prop: &str) -> gtk::SpinButton {
+    with_settings(f, |s| {
+        s.widgets()
+            .editor(prop)
+            .unwrap_or_else(|| panic!("no editor for {prop}"))
+            .widget
+            .clone()
+            .downcast::<gtk::SpinButton>()
+            .unwrap()
+    })
+}
+
+/// The drop-down of a choice in the open settings dialog, set to the entry showing `text`.
+fn settings_choose(f: &Fixture, prop: &str, text: &str) {
+    let dropdown = with_settings(f, |s| {
+        s.widgets()
+            .editor(prop)
+            .unwrap()
+            .widget
+            .clone()
+            .downcast::<gtk::DropDown>()
+            .unwrap()
+    });
+    let model = dropdown.model().unwrap();
+    let pos = (0..model.n_items())
+        .find(|i| {
+            model
+                .item(*i)
+                .and_downcast::<gtk::StringObject>()
+                .is_some_and(|s| s.string() == text)
+        })
+        .unwrap_or_else(|| panic!("{prop} has no choice {text}"));
+    dropdown.set_selected(pos);
+}
+
+/// Presses a key in `window`, as its key controllers see it.
+fn press_key(window: &gtk::Widget, key: gtk::gdk::Key) {
+    let controllers = window.observe_controllers();
+    let handled = (0..controllers.n_items())
+        .filter_map(|i| {
+            controllers
+                .item(i)
+                .and_downcast::<gtk::EventControllerKey>()
+        })
+        .any(|c| {
+            c.emit_by_name::<bool>(
+                "key-pressed",
+                &[&key, &0u32, &gtk::gdk::ModifierType::empty()],
+            )
+        });
+    assert!(handled, "{key:?} was not handled");
+}
+
+/// An Apply is all or nothing, and closing with edits not applied asks.
+fn settings_apply_all_or_nothing_and_close_asks() {
+    use qubes_qube_manager::settings::Msg as S;
+    let f = Fixture::start();
+    let get = |vm: &str, prop: &str| {
+        String::from_utf8(
+            f.core
+                .call_raw("admin.vm.property.Get", vm, prop, b"")
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    open_settings(&f, "sys-net");
+    // The label is accepted, then the network refused (a loop): the label is put back.
+    settings_choose(&f, "label", "green");
+    settings_choose(&f, "netvm", "sys-firewall");
+    with_settings(&f, |s| s.emit(S::Apply));
+    let refused = "That network qube reaches the network through this qube: a loop.";
+    assert!(
+        spin_until(10, || with_settings(&f, |s| s
+            .model()
+            .errors
+            .get("netvm")
+            .is_some_and(|e| e == refused))),
+        "{:?}",
+        with_settings(&f, |s| s.model().errors.clone())
+    );
+    assert_eq!(get("sys-net", "label"), "0\0default=False type=label red");
+    assert_eq!(get("sys-net", "netvm"), "0\0default=False type=vm ");
+    // The edits stay for the user to correct.
+    settings_choose(&f, "netvm", "none");
+    // Maximum below initial memory: refused before anything is sent.
+    settings_number(&f, "memory").set_text("500");
+    settings_number(&f, "maxmem").set_text("400");
+    with_settings(&f, |s| s.emit(S::Apply));
+    assert!(spin_until(5, || with_settings(&f, |s| s
+        .model()
+        .errors
+        .get("maxmem")
+        .is_some_and(
+            |e| e.starts_with("At least the initial memory (500 MiB)")
+        ))));
+    assert_eq!(get("sys-net", "memory"), "0\0default=False type=int 425");
+    assert_eq!(get("sys-net", "label"), "0\0default=False type=label red");
+    // Escape with edits not applied: the window asks; "Keep editing" keeps it open.
+    let window: gtk::Widget = with_settings(&f, |s| s.widget().clone().upcast());
+    press_key(&window, gtk::gdk::Key::Escape);
+    assert!(spin_until(5, || with_settings(&f, |s| s
+        .model()
+        .question
+        .is_some())));
+    let question = with_settings(&f, |s| s.model().question.clone().unwrap());
+    assert_eq!(question.heading().as_deref(), Some("Apply the changes?"));
+    click(question.upcast_ref(), "Keep editing");
+    assert!(spin_until(5, || !question.is_visible()));
+    assert!(window.is_visible());
+    // "Discard" closes without a call.
+    window.downcast_ref::<gtk::Window>().unwrap().close();
+    assert!(spin_until(5, || with_settings(&f, |s| s
+        .model()
+        .question
+        .as_ref()
+        .is_some_and(|q| q != &question && q.is_visible()))));
+    let question = with_settings(&f, |s| s.model().question.clone().unwrap());
+    click(question.upcast_ref(), "Discard");
+    assert!(spin_until(5, || !window.is_visible()));
+    assert_eq!(get("sys-net", "memory"), "0\0default=False type=int 425");
+    // "Apply" applies, then closes.
+    open_settings(&f, "sys-net");
+    settings_number(&f, "memory").set_text("500");
+    let window: gtk::Widget = with_settings(&f, |s| s.widget().clone().upcast());
+    window.downcast_ref::<gtk::Window>().unwrap().close();
+    assert!(spin_until(5, || with_settings(&f, |s| s
+        .model()
+        .question
+        .is_some())));
+    let question = with_settings(&f, |s| s.model().question.clone().unwrap());
+    click(question.upcast_ref(), "Apply");
+    assert!(spin_until(10, || !window.is_visible()));
+    assert_eq!(get("sys-net", "memory"), "0\0default=False type=int 500");
+    // Nothing changed: Escape closes at once.
+    open_settings(&f, "sys-net");
+    let window: gtk::Widget = with_settings(&f, |s| s.widget().clone().upcast());
+    press_key(&window, gtk::gdk::Key::Escape);
+    assert!(spin_until(5, || !window.is_visible()));
+    assert!(with_settings(&f, |s| s.model().question.is_none()));
+}
+
 fn create_and_remove_dialogs() {
     let f = Fixture::start();
     f.controller.emit(Msg::Create);
     assert!(spin_until(5, || f.controller.model().create.is_some()));
-    let (name, status, create, netvm, pool, open_settings) = {
+    let d = {
         let m = f.controller.model();
         let d = m.create.as_ref().unwrap();
-        assert_eq!(d.class.selected(), 0, "AppVM first");
         (
+            d.window.clone(),
             d.name.clone(),
-            d.status.clone(),
+            d.name_problem.clone(),
             d.create.clone(),
+            d.template.clone(),
             d.netvm.clone(),
             d.pool.clone(),
             d.open_settings.clone(),
+            d.class.clone(),
         )
     };
-    // A daemon error stays in the dialog.
-    name.set_text("1bad");
-    create.emit_clicked();
-    assert!(spin_until(10, || status.text() == "A qube name starts with a letter."));
+    let (window, name, problem, create, template, netvm, pool, open_settings, class) = d;
+    let texts = |d: &gtk::DropDown| -> Vec<String> {
+        let m = d.model().unwrap();
+        (0..m.n_items())
+            .filter_map(|i| m.item(i).and_downcast::<gtk::StringObject>())
+            .map(|s| s.string().to_string())
+            .collect()
+    };
+    let selected = |d: &gtk::DropDown| texts(d)[d.selected() as usize].clone();
+    // The name field has the focus; the dialog speaks of qubes; the defaults say what they
+    // are, and the system's default template is chosen.
+    // (An entry's focus is on the text widget inside it.)
+    let focus = gtk::prelude::RootExt::focus(&window);
+    assert!(
+        focus.as_ref().is_some_and(|w| w.is_ancestor(&name)),
+        "{focus:?}"
+    );
+    assert_eq!(texts(&class), ["App qube", "Standalone qube", "Template"]);
+    assert!(
+        spin_until(5, || selected(&template) == "fedora-41"
+            && texts(&netvm)[0] == "default (sys-firewall)"
+            && texts(&pool).len() == 3
+            && texts(&pool)[0] == "default (varlibqubes)"),
+        "{:?} {:?} {:?}",
+        texts(&template),
+        texts(&netvm),
+        texts(&pool)
+    );
+    // What is wrong with a name is said as it is typed; Create waits for a good one.
+    assert!(!create.is_sensitive());
+    for (typed, said) in [
+        ("1bad", "A qube name starts with a letter."),
+        ("my qube", "A qube name has no spaces."),
+        (
+            "abcdefghijklmnopqrstuvwxyz012345",
+            "A qube name has at most 31 characters.",
+        ),
+        ("work", "A qube named work already exists."),
+    ] {
+        name.set_text(typed);
+        assert_eq!(problem.text(), said, "{typed}");
+        assert!(!create.is_sensitive(), "{typed}");
+    }
     name.set_text("fresh2");
+    assert_eq!(problem.text(), "");
+    assert!(create.is_sensitive());
+    let debian = texts(&template)
+        .iter()
+        .position(|t| t == "debian-12-xfce")
+        .unwrap();
+    template.set_selected(debian as u32);
     netvm.set_selected(1); // none
-    assert!(spin_until(5, || pool
-        .model()
-        .is_some_and(|m| m.n_items() == 3)));
     pool.set_selected(1); // varlibqubes
     open_settings.set_active(true);
     create.emit_clicked();
@@ -1320,19 +1508,23 @@ fn global_settings_and_services() {
             .is_some_and(|s| s.model().is_loaded())
     };
     assert!(spin_until(10, loaded));
-    spin_until(1, || false);
+    let number = |prop: &str| {
+        let m = f.controller.model();
+        let s = m.global_settings.as_ref().unwrap();
+        s.widgets()
+            .editor(prop)
+            .unwrap()
+            .widget
+            .clone()
+            .downcast::<gtk::SpinButton>()
+            .unwrap()
+    };
     let (entry, template) = {
         let m = f.controller.model();
         let s = m.global_settings.as_ref().unwrap();
         assert_eq!(s.model().vm(), "dom0");
         (
-            s.widgets()
-                .editor("stats_interval")
-                .unwrap()
-                .widget
-                .clone()
-                .downcast::<gtk::Entry>()
-                .unwrap(),
+            number("stats_interval"),
             s.widgets()
                 .editor("default_template")
                 .unwrap()
@@ -1351,6 +1543,36 @@ fn global_settings_and_services() {
             .collect()
     };
     assert!(texts.contains(&"debian-12-xfce".to_string()), "{texts:?}");
+    // Statistics every 0 seconds, a shutdown timeout of -1: refused here, nothing is sent.
+    entry.set_text("0");
+    number("default_shutdown_timeout").set_text("-1");
+    f.controller
+        .model()
+        .global_settings
+        .as_ref()
+        .unwrap()
+        .emit(S::Apply);
+    let errors = || {
+        f.controller
+            .model()
+            .global_settings
+            .as_ref()
+            .map(|s| s.model().errors.clone())
+            .unwrap_or_default()
+    };
+    assert!(spin_until(5, || errors()
+        .get("stats_interval")
+        .map(String::as_str)
+        == Some("Enter a number from 1 to 3600.")
+        && errors().get("default_shutdown_timeout").map(String::as_str)
+            == Some("Enter a number from 1 to 86400.")));
+    assert_eq!(
+        f.core
+            .call_raw("admin.property.Get", "dom0", "stats_interval", b"")
+            .unwrap(),
+        b"0\0default=True type=int 3"
+    );
+    number("default_shutdown_timeout").set_text("60");
     entry.set_text("5");
     f.controller
         .model()
@@ -1409,15 +1631,7 @@ fn global_settings_and_services() {
     assert_eq!(feature("gui-emulated"), "0\u{0}1");
     assert!(feature("os").starts_with("2\0QubesFeatureNotFoundError"));
     // Storage: the private volume grows from the Basic page; shrinking is refused.
-    let size = with_settings(&f, |s| {
-        s.widgets()
-            .editor("volume:private")
-            .unwrap()
-            .widget
-            .clone()
-            .downcast::<gtk::Entry>()
-            .unwrap()
-    });
+    let size = settings_number(&f, "volume:private");
     assert!(spin_until(5, || size.text() == "2048"));
     size.set_text("1024");
     with_settings(&f, |s| s.emit(S::Apply));
@@ -1780,6 +1994,10 @@ fn main() {
         (
             "settings_dialog_applies_and_shows_errors_by_field",
             settings_dialog_applies_and_shows_errors_by_field,
+        ),
+        (
+            "settings_apply_all_or_nothing_and_close_asks",
+            settings_apply_all_or_nothing_and_close_asks,
         ),
         ("create_and_remove_dialogs", create_and_remove_dialogs),
         ("failed_remove_can_be_closed", failed_remove_can_be_closed),
