@@ -175,12 +175,17 @@ pub struct App {
     pub table: TypedColumnView<QubeRow, gtk::MultiSelection>,
     infos: HashMap<String, QubeInfo>,
     rows: HashMap<String, QubeRow>,
+    /// Column widths, from every row's texts.
+    widths: crate::table::Widths,
     colors: HashMap<String, String>,
     search: Rc<RefCell<String>>,
     show: Rc<Cell<Show>>,
     show_internal: Rc<Cell<bool>>,
     view_state: Rc<crate::view_state::ViewState>,
-    status: String,
+    /// A long operation's progress, shown in the status line while it runs.
+    progress: Option<String>,
+    /// Why the daemon cannot be reached, while it cannot.
+    unreachable: Option<String>,
     loaded: bool,
     /// Selected qubes, in table order.
     selected: Vec<String>,
@@ -213,6 +218,9 @@ pub struct App {
 /// Widgets that change after start.
 pub struct Widgets {
     status: gtk::Label,
+    /// The table, or the empty state when no row is shown.
+    table_or_empty: gtk::Stack,
+    empty: adw::StatusPage,
     actions: Vec<(Action, gio::SimpleAction)>,
     /// Settings, remove, clone: enabled while one qube is selected.
     selection_actions: Vec<gio::SimpleAction>,
@@ -259,9 +267,34 @@ impl App {
         self.loaded
     }
 
-    /// The status line.
-    pub fn status(&self) -> &str {
-        &self.status
+    /// The status line: a long operation's progress, or how many qubes the table shows.
+    pub fn status(&self) -> String {
+        if let Some(p) = &self.progress {
+            return p.clone();
+        }
+        if let Some(e) = &self.unreachable {
+            return format!("{}: {e}", tr("Cannot reach qubesd"));
+        }
+        if !self.loaded {
+            return tr("Loading qubes…");
+        }
+        let (shown, total) = (self.shown_count() as usize, self.rows.len());
+        let count = if shown == total {
+            crate::i18n::tr_count(total)
+        } else {
+            crate::i18n::tr_shown(shown, total)
+        };
+        format!("{count} \u{2014} {}", self.client.describe())
+    }
+
+    /// How many rows the table shows (after the search and the Show choice).
+    fn shown_count(&self) -> u32 {
+        self.table.view.model().map_or(0, |m| m.n_items())
+    }
+
+    /// Whether a long operation (a clone) is under way.
+    pub fn busy(&self) -> bool {
+        self.progress.is_some()
     }
 
     /// Selects a qube alone (as a click would).
@@ -436,9 +469,14 @@ impl App {
                 self.table.notify_filter_changed(1);
             }
         } else {
-            let row = QubeRow::new(&info, &self.color_of());
+            let row = QubeRow::new(&info, &self.color_of(), &self.widths);
             self.table.append(row.clone());
             self.rows.insert(info.name.clone(), row);
+        }
+        if self.widths.take_grown() {
+            for row in self.rows.values() {
+                row.refit();
+            }
         }
         self.infos.insert(info.name.clone(), info);
     }
@@ -460,14 +498,6 @@ impl App {
         if let Some(pos) = self.table.find(|r| r.name == vm) {
             self.table.remove(pos);
         }
-    }
-
-    fn refresh_status(&mut self) {
-        self.status = format!(
-            "{} \u{2014} {}",
-            crate::i18n::tr_count(self.rows.len()),
-            self.client.describe()
-        );
     }
 }
 
@@ -729,9 +759,11 @@ impl SimpleComponent for App {
             table.add_filter(move |row: &QubeRow| {
                 let needle = search.borrow().to_lowercase();
                 needle.is_empty()
-                    || crate::table::SEARCHED
-                        .iter()
-                        .any(|c| strip_markup(&row.text(*c)).to_lowercase().contains(&needle))
+                    || crate::table::SEARCHED.iter().any(|c| {
+                        crate::table::strip_markup(&row.text(*c))
+                            .to_lowercase()
+                            .contains(&needle)
+                    })
             });
         }
         let view_state = Rc::new(init.view_state);
@@ -739,10 +771,10 @@ impl SimpleComponent for App {
         let show_internal = Rc::new(Cell::new(view_state.show_internal()));
         let (width, height) = view_state.window_size();
         root.set_default_size(width, height);
-        // The sort column comes back; a header click is remembered once the rows are sorted.
-        if let Some((col, descending)) = view_state.sort()
-            && let Some(c) = crate::table::column_of(&table, col)
-        {
+        // The sort column comes back (by name at first, so a new qube lands in its place);
+        // a header click is remembered once the rows are sorted.
+        let (col, descending) = view_state.sort().unwrap_or((Column::Name, false));
+        if let Some(c) = crate::table::column_of(&table, col) {
             let dir = if descending {
                 gtk::SortType::Descending
             } else {
@@ -1019,6 +1051,14 @@ impl SimpleComponent for App {
             .vexpand(true)
             .child(&view)
             .build();
+        // When a search or the Show choice leaves no row: say so, instead of an empty table.
+        let empty = adw::StatusPage::builder()
+            .icon_name("edit-find-symbolic")
+            .vexpand(true)
+            .build();
+        let table_or_empty = gtk::Stack::new();
+        table_or_empty.add_named(&scroller, Some("table"));
+        table_or_empty.add_named(&empty, Some("empty"));
         let status = gtk::Label::builder()
             .xalign(0.0)
             .margin_start(8)
@@ -1052,7 +1092,7 @@ impl SimpleComponent for App {
         }
         bar.append(&show_selector);
         content.append(&bar);
-        content.append(&scroller);
+        content.append(&table_or_empty);
         content.append(&status);
         root.set_content(Some(&content));
 
@@ -1091,12 +1131,14 @@ impl SimpleComponent for App {
             table,
             infos: HashMap::new(),
             rows: HashMap::new(),
+            widths: crate::table::Widths::new(),
             colors: HashMap::new(),
             search,
             show,
             show_internal,
             view_state,
-            status: tr("Loading qubes…"),
+            progress: None,
+            unreachable: None,
             loaded: false,
             selected: Vec::new(),
             last_error: None,
@@ -1113,7 +1155,7 @@ impl SimpleComponent for App {
             window: root.clone(),
             label_order: Vec::new(),
         };
-        status.set_text(&model.status);
+        status.set_text(&model.status());
         follow_events(init.client.clone(), sender.input_sender().clone());
         let have_run_tool = find_tool(&init.client, "qvm-run").is_some();
         let have_console_tool = find_tool(&init.client, "qvm-console-dispvm").is_some();
@@ -1143,6 +1185,8 @@ impl SimpleComponent for App {
             model,
             widgets: Widgets {
                 status,
+                table_or_empty,
+                empty,
                 actions,
                 selection_actions,
                 run_action,
@@ -1183,7 +1227,7 @@ impl SimpleComponent for App {
                     self.upsert(info);
                 }
                 self.loaded = true;
-                self.refresh_status();
+                self.unreachable = None;
                 scan_volumes(&self.client, &input, names);
             }
             Msg::Volumes(results) => {
@@ -1224,16 +1268,10 @@ impl SimpleComponent for App {
                     self.view_state.set_sort(col, descending);
                 }
             }
-            Msg::Progress(text) => match text {
-                Some(t) => self.status = t,
-                None => self.refresh_status(),
-            },
-            Msg::Loaded(Err(e)) | Msg::Error(e) => {
-                self.status = format!("{}: {e}", tr("Cannot reach qubesd"));
-            }
+            Msg::Progress(text) => self.progress = text,
+            Msg::Loaded(Err(e)) | Msg::Error(e) => self.unreachable = Some(e),
             Msg::Qube(info) => {
                 self.upsert(info);
-                self.refresh_status();
             }
             Msg::Property { vm, prop, value } => {
                 if let Some(mut info) = self.infos.get(&vm).cloned() {
@@ -1275,7 +1313,6 @@ impl SimpleComponent for App {
             }
             Msg::Change(Change::Removed(vm)) => {
                 self.remove(&vm);
-                self.refresh_status();
             }
             Msg::Change(Change::Tag { vm, tag, added }) => {
                 if let Some(mut info) = self.infos.get(&vm).cloned() {
@@ -1345,6 +1382,11 @@ impl SimpleComponent for App {
                     if let Some(row) = self.rows.get(&vm) {
                         row.set_cell(Column::Cpu, info.cell(Column::Cpu));
                         row.set_cell(Column::MemUsed, info.cell(Column::MemUsed));
+                    }
+                    if self.widths.take_grown() {
+                        for row in self.rows.values() {
+                            row.refit();
+                        }
                     }
                 }
             }
@@ -1576,7 +1618,27 @@ impl SimpleComponent for App {
     }
 
     fn update_view(&self, widgets: &mut Widgets, _sender: ComponentSender<Self>) {
-        widgets.status.set_text(&self.status);
+        widgets.status.set_text(&self.status());
+        let nothing_shown = self.loaded && self.shown_count() == 0 && !self.rows.is_empty();
+        if nothing_shown {
+            let search = self.search.borrow();
+            if search.is_empty() {
+                widgets.empty.set_title(&tr("No qubes to show"));
+                widgets
+                    .empty
+                    .set_description(Some(&tr("Choose “All qubes” to see every qube.")));
+            } else {
+                widgets
+                    .empty
+                    .set_title(&tr("No qubes match “%s”").replacen("%s", &search, 1));
+                widgets
+                    .empty
+                    .set_description(Some(&tr("Try another name, type, label or tag.")));
+            }
+        }
+        widgets
+            .table_or_empty
+            .set_visible_child_name(if nothing_shown { "empty" } else { "table" });
         for (action, simple) in &widgets.actions {
             simple.set_enabled(self.action_enabled(*action));
         }
@@ -1612,21 +1674,6 @@ fn glib_propagation(stop: bool) -> gtk::glib::Propagation {
     } else {
         gtk::glib::Propagation::Proceed
     }
-}
-
-/// Text without Pango markup tags (for searching the label column).
-fn strip_markup(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut in_tag = false;
-    for c in s.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Starts the window on `client` (used by the GUI tests and the benchmark).

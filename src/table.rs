@@ -26,20 +26,97 @@ pub struct QubeRow {
     shown: Rc<RefCell<Vec<Option<glib::WeakRef<gtk::Label>>>>>,
     /// The "Show" choices listing this qube ([`QubeInfo::kinds`]).
     pub kinds: Rc<Cell<u8>>,
+    /// The widths of the columns, shared by every row of the table.
+    widths: Widths,
+}
+
+/// The width of each column in characters: that of its longest text in any row, shown or
+/// not. Every cell asks for it, so a column keeps its width while a search or the Show choice
+/// hides rows, and a text is never cut to make room for another column.
+#[derive(Clone, Default)]
+pub struct Widths {
+    chars: Rc<RefCell<Vec<i32>>>,
+    /// A column got wider since [`Widths::take_grown`] was last asked.
+    grown: Rc<Cell<bool>>,
+}
+
+impl Widths {
+    /// Widths for a new table: each column as wide as its narrowest useful text.
+    pub fn new() -> Widths {
+        Widths {
+            chars: Rc::new(RefCell::new(vec![MIN_CHARS; Column::ALL.len()])),
+            grown: Rc::default(),
+        }
+    }
+
+    /// The width of `col`, in characters.
+    pub fn get(&self, col: Column) -> i32 {
+        self.chars.borrow()[col as usize]
+    }
+
+    fn fit(&self, col: Column, text: &str) {
+        let chars = if col == Column::Label {
+            strip_markup(text).chars().count()
+        } else {
+            text.chars().count()
+        } as i32;
+        let mut widths = self.chars.borrow_mut();
+        if chars > widths[col as usize] {
+            widths[col as usize] = chars;
+            self.grown.set(true);
+        }
+    }
+
+    /// Whether a column got wider since last asked (the cells on screen then need the new
+    /// width: [`QubeRow::refit`]).
+    pub fn take_grown(&self) -> bool {
+        self.grown.replace(false)
+    }
+}
+
+/// The narrowest a column gets, in characters ("0 %").
+const MIN_CHARS: i32 = 3;
+
+/// Text without Pango markup tags.
+pub fn strip_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 impl QubeRow {
-    /// A row showing `info`.
-    pub fn new(info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> QubeRow {
-        let cells = Column::ALL
+    /// A row showing `info`, in a table whose column widths are `widths`.
+    pub fn new(info: &QubeInfo, colors: &dyn Fn(&str) -> String, widths: &Widths) -> QubeRow {
+        let cells: Vec<String> = Column::ALL
             .iter()
             .map(|c| cell_text(info, *c, colors))
             .collect();
+        for (c, text) in Column::ALL.iter().zip(&cells) {
+            widths.fit(*c, text);
+        }
         QubeRow {
             name: info.name.clone(),
             cells: Rc::new(RefCell::new(cells)),
             shown: Rc::new(RefCell::new(vec![None; Column::ALL.len()])),
             kinds: Rc::new(Cell::new(info.kinds())),
+            widths: widths.clone(),
+        }
+    }
+
+    /// Gives the cells of this row on screen the columns' current widths.
+    pub fn refit(&self) {
+        for (i, slot) in self.shown.borrow().iter().enumerate() {
+            if let Some(label) = slot.as_ref().and_then(|w| w.upgrade()) {
+                label.set_width_chars(self.widths.chars.borrow()[i]);
+            }
         }
     }
 
@@ -66,6 +143,7 @@ impl QubeRow {
         if let Some(label) = self.shown.borrow()[i].as_ref().and_then(|w| w.upgrade()) {
             label.set_label(&text);
         }
+        self.widths.fit(col, &text);
         self.cells.borrow_mut()[i] = text;
     }
 
@@ -77,6 +155,7 @@ impl QubeRow {
     /// `label` now shows this row's `col`.
     fn show_in(&self, col: Column, label: &gtk::Label) {
         label.set_label(&self.cells.borrow()[col as usize]);
+        label.set_width_chars(self.widths.get(col));
         self.shown.borrow_mut()[col as usize] = Some(label.downgrade());
     }
 
@@ -194,7 +273,7 @@ pub fn qube_at(w: &gtk::Widget) -> Option<String> {
 }
 
 macro_rules! column {
-    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal, $chars:literal) => {
+    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal, $numeric:literal) => {
         /// A table column.
         pub struct $ty;
 
@@ -216,11 +295,8 @@ macro_rules! column {
                 label.set_xalign(0.0);
                 label.set_use_markup($markup);
                 label.set_ellipsize(gtk::pango::EllipsizeMode::End);
-                // Live columns keep a fixed width: changing text then repaints only the
-                // cell instead of re-measuring and redrawing the whole table.
-                if $chars > 0 {
-                    label.set_width_chars($chars);
-                    label.set_max_width_chars($chars);
+                // Numbers line up on the right.
+                if $numeric {
                     label.set_xalign(1.0);
                 }
                 (label, ())
@@ -243,40 +319,54 @@ macro_rules! column {
     };
 }
 
-column!(LabelColumn, Column::Label, "label", true, false, 0);
-column!(NameColumn, Column::Name, "name", false, true, 0);
-column!(StateColumn, Column::State, "state", false, false, 0);
-column!(ClassColumn, Column::Class, "class", false, false, 0);
+column!(LabelColumn, Column::Label, "label", true, false, false);
+column!(NameColumn, Column::Name, "name", false, true, false);
+column!(StateColumn, Column::State, "state", false, false, false);
+column!(ClassColumn, Column::Class, "class", false, false, false);
 column!(
     TemplateColumn,
     Column::Template,
     "template",
     false,
     false,
-    0
+    false
 );
-column!(NetVmColumn, Column::NetVm, "netvm", false, false, 0);
-column!(DiskColumn, Column::DiskUsage, "disk", false, false, 10);
-column!(CpuColumn, Column::Cpu, "cpu", false, false, 6);
-column!(MemUsedColumn, Column::MemUsed, "memused", false, false, 10);
-column!(MemoryColumn, Column::Memory, "memory", false, false, 10);
+column!(NetVmColumn, Column::NetVm, "netvm", false, false, false);
+column!(DiskColumn, Column::DiskUsage, "disk", false, false, true);
+column!(CpuColumn, Column::Cpu, "cpu", false, false, true);
+column!(
+    MemUsedColumn,
+    Column::MemUsed,
+    "memused",
+    false,
+    false,
+    true
+);
+column!(MemoryColumn, Column::Memory, "memory", false, false, true);
 column!(
     InternalColumn,
     Column::Internal,
     "internal",
     false,
     false,
-    0
+    false
 );
-column!(IpColumn, Column::Ip, "ip", false, false, 0);
-column!(BackupsColumn, Column::Backups, "backups", false, false, 0);
+column!(IpColumn, Column::Ip, "ip", false, false, false);
+column!(
+    BackupsColumn,
+    Column::Backups,
+    "backups",
+    false,
+    false,
+    false
+);
 column!(
     LastBackupColumn,
     Column::LastBackup,
     "last-backup",
     false,
     false,
-    0
+    false
 );
 column!(
     DefaultDispvmColumn,
@@ -284,7 +374,7 @@ column!(
     "default-dispvm",
     false,
     false,
-    0
+    false
 );
 column!(
     DispvmTemplateColumn,
@@ -292,7 +382,7 @@ column!(
     "dispvm-template",
     false,
     false,
-    0
+    false
 );
 column!(
     VirtModeColumn,
@@ -300,10 +390,10 @@ column!(
     "virt-mode",
     false,
     false,
-    0
+    false
 );
 
-column!(TagsColumn, Column::Tags, "tags", false, false, 0);
+column!(TagsColumn, Column::Tags, "tags", false, false, false);
 
 /// Columns the search field looks in.
 pub const SEARCHED: [Column; 4] = [Column::Name, Column::Class, Column::Label, Column::Tags];

@@ -880,6 +880,114 @@ fn selection_follows_rows_that_go_or_hide() {
     assert!(spin_until(5, || visible_names(&f).len() == 11));
 }
 
+/// The labels of `vm`'s row, in column order, as the table shows them now.
+fn row_labels(f: &Fixture, vm: &str) -> Vec<gtk::Label> {
+    let view: gtk::Widget = f.controller.model().table.view.clone().upcast();
+    let Some(cell) = find_named(&view, &format!("qube-cell:{vm}")) else {
+        return Vec::new();
+    };
+    // Up to the row (a child of the list inside the column view), then its labels in order.
+    let mut row = cell;
+    while let Some(parent) = row.parent() {
+        if parent.is::<gtk::ListView>() || parent.is::<gtk::ColumnView>() {
+            break;
+        }
+        row = parent;
+    }
+    let mut out = Vec::new();
+    fn collect(w: &gtk::Widget, out: &mut Vec<gtk::Label>) {
+        if let Some(l) = w.downcast_ref::<gtk::Label>() {
+            out.push(l.clone());
+        }
+        let mut child = w.first_child();
+        while let Some(c) = child {
+            collect(&c, out);
+            child = c.next_sibling();
+        }
+    }
+    collect(&row, &mut out);
+    out
+}
+
+/// The status line counts what is shown, an empty search says so, a new qube lands in its
+/// sorted place, and columns keep their widths (their longest text) while rows are filtered.
+fn table_counts_empty_state_sort_and_widths() {
+    let f = Fixture::start();
+    let m = || f.controller.model();
+    assert!(
+        m().status().starts_with("11 qubes \u{2014} "),
+        "{}",
+        m().status()
+    );
+    let view = m().table.view.clone();
+    gtk::test_widget_wait_for_draw(&view);
+    let widths = |vm: &str| -> Vec<i32> { row_labels(&f, vm).iter().map(|l| l.width()).collect() };
+    let before = widths("work");
+    assert!(before.len() >= 8, "{before:?}");
+    f.controller.emit(Msg::Search("sys-".into()));
+    assert!(
+        spin_until(5, || m().status().starts_with("3 of 11 qubes \u{2014} ")),
+        "{}",
+        m().status()
+    );
+    f.controller.emit(Msg::Search("work".into()));
+    assert!(spin_until(5, || visible_names(&f) == ["work"]));
+    gtk::test_widget_wait_for_draw(&view);
+    assert!(
+        spin_until(5, || widths("work") == before),
+        "{before:?} then {:?}",
+        widths("work")
+    );
+    // No text is cut short to make room, however narrow the window: the table scrolls.
+    f.controller.widget().set_default_size(640, 500);
+    f.controller.emit(Msg::Search(String::new()));
+    assert!(spin_until(5, || visible_names(&f).len() == 11));
+    gtk::test_widget_wait_for_draw(&view);
+    let cut: Vec<String> = ["sys-firewall", "untrusted", "work"]
+        .iter()
+        .flat_map(|vm| row_labels(&f, vm))
+        .filter(|l| l.layout().is_ellipsized())
+        .map(|l| l.label().to_string())
+        .collect();
+    assert!(cut.is_empty(), "cut short: {cut:?}");
+    // A search that finds nothing says so.
+    f.controller.emit(Msg::Search("zzz".into()));
+    let empty_page = || {
+        find_widget::<relm4::adw::StatusPage>(f.controller.widget().upcast_ref())
+            .filter(|p| p.is_mapped())
+            .map(|p| p.title().to_string())
+    };
+    assert!(
+        spin_until(5, || empty_page().as_deref()
+            == Some("No qubes match \u{201c}zzz\u{201d}")),
+        "{:?}",
+        empty_page()
+    );
+    assert!(
+        m().status().starts_with("0 of 11 qubes"),
+        "{}",
+        m().status()
+    );
+    f.controller.emit(Msg::Search(String::new()));
+    assert!(spin_until(5, || empty_page().is_none()
+        && visible_names(&f).len() == 11));
+    // A new qube takes its place in the sorted table (by name at first).
+    f.call(
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora-41",
+        b"name=aaa-new label=red",
+    );
+    let first = || {
+        m().table
+            .get_visible(0)
+            .map(|r| r.borrow().name.clone())
+            .unwrap_or_default()
+    };
+    assert!(spin_until(10, || first() == "aaa-new"), "{}", first());
+    assert!(m().status().starts_with("12 qubes"), "{}", m().status());
+}
+
 fn added_and_removed_qubes() {
     let f = Fixture::start();
     f.call(
@@ -1238,16 +1346,13 @@ fn german_ui_is_german() {
     unsafe { std::env::set_var("LANGUAGE", "de") };
     let f = Fixture::start();
     let title = f.controller.widget().title().map(|t| t.to_string());
+    let status = f.controller.model().status();
     unsafe { std::env::remove_var("LANGUAGE") };
     qubes_qube_manager::i18n::init();
     assert_eq!(title.as_deref(), Some("Qube-Verwaltung"));
     assert!(f.shows("Zustand"), "column titles are German");
     assert!(f.shows("Standard (sys-firewall)"));
-    assert!(
-        f.controller.model().status().starts_with("11 Qubes"),
-        "{}",
-        f.controller.model().status()
-    );
+    assert!(status.starts_with("11 Qubes"), "{status}");
 }
 
 fn extra_columns_markers_and_column_visibility() {
@@ -1471,7 +1576,7 @@ fn clone_copies_settings_and_data() {
         .model()
         .cell("personal-clone", Column::Template)
         .is_some()
-        && !f.controller.model().status().starts_with("Cloning")));
+        && !f.controller.model().busy()));
     let get = |m: &str, vm: &str, arg: &str| {
         String::from_utf8(f.core.call_raw(m, vm, arg, b"").unwrap()).unwrap()
     };
@@ -2002,6 +2107,10 @@ fn main() {
         ("create_and_remove_dialogs", create_and_remove_dialogs),
         ("failed_remove_can_be_closed", failed_remove_can_be_closed),
         ("added_and_removed_qubes", added_and_removed_qubes),
+        (
+            "table_counts_empty_state_sort_and_widths",
+            table_counts_empty_state_sort_and_widths,
+        ),
         (
             "selection_follows_rows_that_go_or_hide",
             selection_follows_rows_that_go_or_hide,
