@@ -1372,13 +1372,13 @@ impl SimpleComponent for App {
                     SimpleComponent::update(self, Msg::Change(c), sender.clone());
                 }
             }
-            Msg::Change(Change::Stats { vm, cpu, mem_kib }) => {
+            Msg::Change(Change::Stats { vm, stats }) => {
                 // Frequent: touch only the two cells statistics change.
                 if let Some(info) = self.infos.get_mut(&vm)
                     && info.state != "Halted"
-                    && info.stats != Some((cpu, mem_kib))
+                    && info.stats != Some(stats)
                 {
-                    info.stats = Some((cpu, mem_kib));
+                    info.stats = Some(stats);
                     if let Some(row) = self.rows.get(&vm) {
                         row.set_cell(Column::Cpu, info.cell(Column::Cpu));
                         row.set_cell(Column::MemUsed, info.cell(Column::MemUsed));

@@ -177,6 +177,17 @@ impl Show {
     }
 }
 
+/// A running qube's figures from `admin.vm.Stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// CPU use in percent of its virtual CPUs.
+    pub cpu: u32,
+    /// Memory in KiB.
+    pub mem_kib: u64,
+    /// Virtual CPUs online (what the percentage is of).
+    pub vcpus: u32,
+}
+
 /// One qube's row contents as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QubeInfo {
@@ -188,8 +199,8 @@ pub struct QubeInfo {
     pub state: String,
     /// Properties as last read.
     pub props: BTreeMap<String, PropValue>,
-    /// Last `vm-stats` figures while running: CPU percent and memory in KiB.
-    pub stats: Option<(u32, u64)>,
+    /// Last `vm-stats` figures while running.
+    pub stats: Option<Stats>,
     /// Values of the [`WATCHED_FEATURES`] the qube has.
     pub features: BTreeMap<String, String>,
     /// Bytes its volumes use, once read.
@@ -387,11 +398,11 @@ impl QubeInfo {
                 .unwrap_or_default(),
             Column::Cpu => self
                 .stats
-                .map(|(cpu, _)| format!("{cpu} %"))
+                .map(|s| format!("{} %", s.cpu))
                 .unwrap_or_default(),
             Column::MemUsed => self
                 .stats
-                .map(|(_, kib)| format!("{} MiB", kib / 1024))
+                .map(|s| format!("{} MiB", s.mem_kib / 1024))
                 .unwrap_or_default(),
             Column::Backups => self.yes_no("include_in_backups"),
             Column::IsDispvmTemplate => self.yes_no("template_for_dispvms"),
@@ -477,10 +488,8 @@ pub enum Change {
     Stats {
         /// Qube.
         vm: String,
-        /// CPU percent.
-        cpu: u32,
-        /// Memory in KiB.
-        mem_kib: u64,
+        /// Its figures.
+        stats: Stats,
     },
 }
 
@@ -507,8 +516,11 @@ pub fn change_for(ev: &Event) -> Change {
         return match (num("cpu_usage"), num("memory_kb")) {
             (Some(cpu), Some(mem)) => Change::Stats {
                 vm: ev.subject.clone(),
-                cpu: cpu.min(100) as u32,
-                mem_kib: mem,
+                stats: Stats {
+                    cpu: cpu.min(100) as u32,
+                    mem_kib: mem,
+                    vcpus: num("online_vcpus").unwrap_or(1).clamp(1, 4096) as u32,
+                },
             },
             _ => Change::None,
         };
@@ -639,17 +651,22 @@ mod tests {
     fn stats_events() {
         let e = Event::new("work", "vm-stats")
             .kw("memory_kb", "409600")
-            .kw("cpu_usage", "7");
+            .kw("cpu_usage", "7")
+            .kw("online_vcpus", "2");
+        let stats = Stats {
+            cpu: 7,
+            mem_kib: 409600,
+            vcpus: 2,
+        };
         assert_eq!(
             change_for(&e),
             Change::Stats {
                 vm: "work".into(),
-                cpu: 7,
-                mem_kib: 409600
+                stats
             }
         );
         let q = QubeInfo {
-            stats: Some((7, 409600)),
+            stats: Some(stats),
             ..Default::default()
         };
         assert_eq!(q.cell(Column::Cpu), "7 %");
