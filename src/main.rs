@@ -10,8 +10,11 @@ use qubes_qube_manager::{app, cli, i18n, instance, renderer};
 use relm4::gtk;
 use relm4::gtk::gio::prelude::ApplicationExt;
 
+const USAGE: &str =
+    "usage: qubes-qube-manager [--demo | --socket PATH | --qrexec] [--settings QUBE]";
+
 fn usage() -> ! {
-    eprintln!("usage: qubes-qube-manager [--demo | --socket PATH | --qrexec] [--settings QUBE]");
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
@@ -19,6 +22,20 @@ fn main() -> anyhow::Result<()> {
     renderer::prefer_software_rendering();
     cli::init_logging();
     i18n::init();
+    if cli::wants_help(&std::env::args().skip(1).collect::<Vec<_>>()) {
+        print!(
+            "{}",
+            cli::help(
+                USAGE,
+                &i18n::tr("The Qube Manager: see and manage your qubes."),
+                &[(
+                    "--settings QUBE",
+                    i18n::tr("open that qube's settings too (in the running Qube Manager, if any)"),
+                )],
+            )
+        );
+        return Ok(());
+    }
     let (daemon, open_settings) = match cli::from_env() {
         Ok((daemon, rest)) if rest.is_empty() => (daemon, None),
         Ok((daemon, rest)) if rest.len() == 2 && rest[0] == "--settings" => {
