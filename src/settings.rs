@@ -280,6 +280,8 @@ pub struct Settings {
     may_close: std::rc::Rc<std::cell::Cell<bool>>,
     /// Close once the Apply under way succeeds.
     close_after_apply: bool,
+    /// The values are being read again after an Apply.
+    reloading: bool,
     /// The open "apply the changes?" question, if any (public for tests).
     pub question: Option<adw::MessageDialog>,
 }
@@ -322,6 +324,12 @@ impl Settings {
     /// Whether the data arrived.
     pub fn is_loaded(&self) -> bool {
         self.loaded.is_some()
+    }
+
+    /// Whether nothing is under way: loaded, no Apply running, and the values read again
+    /// after the last Apply are shown.
+    pub fn settled(&self) -> bool {
+        self.loaded.is_some() && !self.busy && !self.reloading
     }
 }
 
@@ -1026,6 +1034,7 @@ impl Component for Settings {
             busy: false,
             may_close,
             close_after_apply: false,
+            reloading: false,
             question: None,
         };
         let widgets = Widgets {
@@ -1088,9 +1097,11 @@ impl Component for Settings {
             },
             Msg::Loaded(l) => {
                 self.loaded = Some(*l);
+                self.reloading = false;
                 widgets.filled = false;
             }
             Msg::LoadFailed(e) => {
+                self.reloading = false;
                 self.errors.insert(String::new(), e);
             }
             Msg::Apply => {
@@ -1131,15 +1142,17 @@ impl Component for Settings {
                     return;
                 }
                 // Re-read so the dialog shows what the daemon now holds.
+                self.reloading = true;
                 let (client, target, input) = (
                     self.client.clone(),
                     self.target.clone(),
                     sender.input_sender().clone(),
                 );
                 std::thread::spawn(move || {
-                    if let Ok(l) = load(&client, &target) {
-                        input.emit(Msg::Loaded(Box::new(l)));
-                    }
+                    input.emit(match load(&client, &target) {
+                        Ok(l) => Msg::Loaded(Box::new(l)),
+                        Err(e) => Msg::LoadFailed(describe(&e)),
+                    })
                 });
             }
         }

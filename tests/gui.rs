@@ -294,6 +294,21 @@ fn toolbar_actions_follow_selection_and_report_failures() {
     }
 }
 
+/// Waits until the window has handled every event the daemon sent so far: a tag set now is
+/// the last of them, and events arrive in order.
+fn events_caught_up(f: &Fixture, vm: &str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let tag = format!("caught-up-{}", N.fetch_add(1, Ordering::Relaxed));
+    f.call("admin.vm.tag.Set", vm, &tag, b"");
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .cell(vm, Column::Tags)
+        .is_some_and(|t| t.split(", ").any(|x| x == tag))));
+    f.call("admin.vm.tag.Remove", vm, &tag, b"");
+}
+
 /// Selects `vm` alone, as a click does, and waits until the window knows.
 fn select_and_wait(f: &Fixture, vm: &str) {
     f.controller.model().select(vm);
@@ -306,23 +321,30 @@ fn select_and_wait(f: &Fixture, vm: &str) {
 
 /// Selects `vm`, opens its settings the way Enter does, and waits until they are loaded.
 fn open_settings(f: &Fixture, vm: &str) {
-    f.controller.model().select(vm);
-    spin_until(1, || false);
+    select_and_wait(f, vm);
+    let before: Option<gtk::Window> = f
+        .controller
+        .model()
+        .settings
+        .as_ref()
+        .map(|s| s.widget().clone().upcast());
     f.controller.emit(Msg::OpenSettings(None));
     assert!(spin_until(10, || f
         .controller
         .model()
         .settings
         .as_ref()
-        .is_some_and(|s| s.model().is_loaded())));
-    spin_until(1, || false);
+        .is_some_and(|s| Some(s.widget().clone().upcast()) != before
+            && s.model().vm() == vm
+            && s.model().settled())));
 }
 
 /// Presses Apply in the open settings dialog and waits until every change is applied.
 fn apply_settings(f: &Fixture) {
     with_settings(f, |s| s.emit(qubes_qube_manager::settings::Msg::Apply));
     assert!(
-        spin_until(10, || with_settings(f, |s| s.model().applied)),
+        spin_until(10, || with_settings(f, |s| s.model().applied
+            && s.model().settled())),
         "{:?}",
         with_settings(f, |s| s.model().errors.clone())
     );
@@ -473,7 +495,6 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         ]
     );
     if let Ok(path) = std::env::var("QUBES_MANAGER_SETTINGS_SCREENSHOT") {
-        spin_until(1, || false);
         let root = with_settings(&f, |s| s.widget().clone());
         snapshot(root.upcast_ref(), &path);
     }
@@ -731,8 +752,7 @@ fn create_and_remove_dialogs() {
         b"0\0default=False type=vm debian-12-xfce"
     );
     // Remove: the name must be typed; dependents are shown.
-    f.controller.model().select("debian-12-xfce");
-    spin_until(1, || false);
+    select_and_wait(&f, "debian-12-xfce");
     f.controller.emit(Msg::Remove);
     assert!(spin_until(5, || f.controller.model().remove.is_some()));
     let dialog = f.controller.model().remove.clone().unwrap();
@@ -741,8 +761,7 @@ fn create_and_remove_dialogs() {
         .starts_with("Still used by:")
         && t.contains("fresh2: template"))));
     assert!(!dialog.is_response_enabled("remove"));
-    f.controller.model().select("fresh2");
-    spin_until(1, || false);
+    select_and_wait(&f, "fresh2");
     f.controller.emit(Msg::Remove);
     assert!(spin_until(5, || f
         .controller
@@ -1224,7 +1243,7 @@ fn menus_and_context_menu() {
     let window: gtk::Widget = f.controller.widget().clone().upcast();
     let view = f.controller.model().table.view.clone();
     // The row under the pointer is found from the widget picked there.
-    spin_until(1, || false);
+    gtk::test_widget_wait_for_draw(&view);
     let cell = find_named(&view.clone().upcast(), "qube-cell:personal").expect("personal's cell");
     let centre = cell
         .compute_point(
@@ -1277,8 +1296,8 @@ fn menus_and_context_menu() {
     );
     // Let the restart's events (halted, then running again) all arrive: the action applies to
     // the state the window shows.
-    spin_until(1, || false);
-    assert!(spin_until(10, || state().as_deref() == Some("Running")));
+    events_caught_up(&f, "personal");
+    assert_eq!(state().as_deref(), Some("Running"));
     WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
     assert!(
         spin_until(10, || state().as_deref() == Some("Halted")),
@@ -1309,9 +1328,10 @@ fn view_state_is_kept() {
         qubes_qube_manager::table::column_of(&f.controller.model().table, Column::Template)
             .unwrap()
             .set_fixed_width(240);
-        spin_until(1, || false);
         f.controller.widget().close();
-        spin_until(1, || false);
+        // GSettings writes its key file a moment later.
+        assert!(spin_until(10, || std::fs::read_to_string(&file)
+            .is_ok_and(|t| t.contains("column-widths={'template': 240}"))));
     }
     let text = std::fs::read_to_string(&file).expect("the view file");
     for line in [
@@ -1347,7 +1367,7 @@ fn view_state_is_kept() {
 
 /// Writes what GTK renders for `w` to a PNG (for the README).
 fn snapshot(w: &gtk::Widget, path: &str) {
-    spin_until(1, || false);
+    gtk::test_widget_wait_for_draw(w);
     let paintable = gtk::WidgetPaintable::new(Some(w));
     let (width, height) = (w.width(), w.height());
     let snap = gtk::Snapshot::new();
@@ -1580,8 +1600,7 @@ fn clone_copies_settings_and_data() {
         "",
         b"action=accept dsthost=qubes-os.org\naction=drop\n",
     );
-    f.controller.model().select("personal");
-    spin_until(1, || false);
+    select_and_wait(&f, "personal");
     f.controller.emit(Msg::Clone);
     assert!(spin_until(5, || f.controller.model().clone.is_some()));
     let dialog = f.controller.model().clone.clone().unwrap();
@@ -1768,7 +1787,6 @@ fn global_settings_and_services() {
         .is_some_and(
             |e| e == "Storage cannot be made smaller than it is."
         ))));
-    spin_until(2, || false);
     size.set_text("3072");
     apply_settings(&f);
     assert!(
@@ -1816,7 +1834,6 @@ fn firewall_page_limits_connections() {
         b"0\0action=accept dsthost=qubes-os.org proto=tcp dstports=443-443\n"
     );
     // A malformed rule: the daemon refuses the whole list, the dialog says so.
-    spin_until(2, || false);
     let fw = with_settings(&f, |s| s.widgets().firewall.clone());
     assert_eq!(
         fw.rules(),
@@ -1844,7 +1861,6 @@ fn devices_page_assigns_pci_devices() {
     assert!(dev.note.is_visible());
     assert!(dev.note.text().contains("HVM"), "{}", dev.note.text());
     with_settings(&f, |s| s.widget().close());
-    spin_until(1, || false);
     f.core
         .call_raw("admin.vm.property.Set", "personal", "virt_mode", b"hvm")
         .unwrap();
@@ -1879,7 +1895,6 @@ fn devices_page_assigns_pci_devices() {
         b"0\0dom0+00_1f.3:0x8086:0x51c8::p040380 device_id='0x8086:0x51c8::p040380' port_id='00_1f.3' devclass='pci' backend_domain='dom0' mode='required' _no-strict-reset='True'\n"
     );
     // Unchecking removes the assignment.
-    spin_until(2, || false);
     let dev = with_settings(&f, |s| s.widgets().devices.clone());
     dev.set_connected("00_1f.3", false, false);
     with_settings(&f, |s| s.emit(S::Apply));
@@ -1889,7 +1904,6 @@ fn devices_page_assigns_pci_devices() {
         .unwrap()
         == b"0\0"));
     with_settings(&f, |s| s.widget().close());
-    spin_until(1, || false);
     // sys-net runs with its network devices: shown connected, but not changeable now.
     open_settings(&f, "sys-net");
     let dev = with_settings(&f, |s| s.widgets().devices.clone());
@@ -1937,8 +1951,7 @@ fn run_command_and_console_use_the_qube_tools() {
     // In the demo the tools would act on other qubes than the window shows: not offered.
     {
         let f = Fixture::start();
-        f.controller.model().select("work");
-        spin_until(1, || false);
+        select_and_wait(&f, "work");
         assert!(f.controller.model().tool("sh").is_none());
     }
     // On a real system they are, and get the qube and the command as arguments. The
@@ -1971,21 +1984,20 @@ fn run_command_and_console_use_the_qube_tools() {
     controller.widget().present();
     assert!(spin_until(20, || controller.model().is_loaded()));
     controller.model().select("work");
-    spin_until(1, || false);
+    assert!(spin_until(5, || controller.model().selected() == ["work"]));
     let window: gtk::Widget = controller.widget().clone().upcast();
     WidgetExt::activate_action(&window, "qube.console", None).expect("qube.console");
     assert!(spin_until(10, || std::fs::read_to_string(&log)
         .is_ok_and(|l| l.contains("qvm-console-dispvm work\n"))));
     controller.emit(Msg::RunCommand);
-    let dialog = loop {
-        spin_until(1, || false);
-        if let Some(d) = gtk::Window::list_toplevels()
+    let asking = || {
+        gtk::Window::list_toplevels()
             .into_iter()
-            .find_map(|w| w.downcast::<relm4::adw::MessageDialog>().ok())
-        {
-            break d;
-        }
+            .filter_map(|w| w.downcast::<relm4::adw::MessageDialog>().ok())
+            .find(|d| d.is_visible())
     };
+    assert!(spin_until(5, || asking().is_some()));
+    let dialog = asking().unwrap();
     let entry = dialog
         .extra_child()
         .unwrap()
