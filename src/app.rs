@@ -152,6 +152,8 @@ pub enum Msg {
     SelectName(String),
     /// Run a lifecycle action on the selected qube.
     Action(Action),
+    /// The user confirmed killing these qubes.
+    KillConfirmed(Vec<String>),
     /// An action failed: heading and the daemon's message.
     Failed(String, String),
     /// Open the settings of the selected qube (or of the row at this position).
@@ -209,6 +211,8 @@ pub struct App {
     pub shutdown_users: Option<adw::MessageDialog>,
     /// The open "kill or wait" question, if any (public for tests).
     pub timed_out: Option<adw::MessageDialog>,
+    /// The open "kill these qubes?" question, if any (public for tests).
+    pub kill_question: Option<adw::MessageDialog>,
     /// The open global settings, if any (public for tests).
     pub global_settings: Option<relm4::Controller<crate::settings::Settings>>,
     window: adw::ApplicationWindow,
@@ -392,6 +396,57 @@ impl App {
             .collect()
     }
 
+    /// Runs `action` on each of `qubes`, each in its own worker; a network qube's shutdown asks
+    /// first about the qubes behind it.
+    fn run_action(&mut self, action: Action, qubes: Vec<String>, input: &relm4::Sender<Msg>) {
+        for vm in qubes {
+            let Some(info) = self.infos.get(&vm) else {
+                continue;
+            };
+            let method = action.method(&info.state);
+            let levels = self.network_users(&vm);
+            if action == Action::Shutdown && !levels.is_empty() {
+                // Qubes reaching the network through it must stop first: ask.
+                self.ask_shutdown_users(vm, levels, input);
+                continue;
+            }
+            let to = input.clone();
+            spawn_work(&self.client, input, move |c| {
+                run_action(c, action, method, &vm, &to)
+            });
+        }
+    }
+
+    /// Asks before killing `qubes`.
+    fn ask_kill(&mut self, qubes: Vec<String>, input: &relm4::Sender<Msg>) {
+        let heading = match qubes.as_slice() {
+            [one] => tr("Kill %s?").replacen("%s", one, 1),
+            _ => crate::i18n::tr_n("Kill %d qube?", "Kill %d qubes?", qubes.len()),
+        };
+        let dialog = adw::MessageDialog::new(
+            Some(&self.window),
+            Some(&heading),
+            Some(&format!(
+                "{}\n{}",
+                tr(
+                    "A killed qube stops at once, as if its power were cut: what it has not saved is lost."
+                ),
+                qubes.join(", ")
+            )),
+        );
+        dialog.add_response("cancel", &tr("Cancel"));
+        dialog.add_response("kill", &tr("Kill"));
+        dialog.set_response_appearance("kill", adw::ResponseAppearance::Destructive);
+        dialog.set_default_response(Some("cancel"));
+        dialog.set_close_response("cancel");
+        let input = input.clone();
+        dialog.connect_response(Some("kill"), move |_, _| {
+            input.emit(Msg::KillConfirmed(qubes.clone()))
+        });
+        dialog.present();
+        self.kill_question = Some(dialog);
+    }
+
     /// Offers to shut down the qubes whose network goes through `vm` (directly or through
     /// other qubes), farthest first, then `vm` itself.
     fn ask_shutdown_users(
@@ -433,6 +488,19 @@ impl App {
         });
         dialog.present();
         self.shutdown_users = Some(dialog);
+    }
+
+    /// Opens a settings window over this one.
+    fn settings_window(
+        &self,
+        target: crate::settings::Target,
+    ) -> relm4::Controller<crate::settings::Settings> {
+        let dialog = crate::settings::Settings::builder()
+            .launch((self.client.clone(), target))
+            .detach();
+        dialog.widget().set_transient_for(Some(&self.window));
+        dialog.widget().present();
+        dialog
     }
 
     /// A local qube tool, when it reaches the qubes this window shows.
@@ -1131,7 +1199,7 @@ impl SimpleComponent for App {
             table,
             infos: HashMap::new(),
             rows: HashMap::new(),
-            widths: crate::table::Widths::new(),
+            widths: crate::table::Widths::new(&view.pango_context()),
             colors: HashMap::new(),
             search,
             show,
@@ -1150,6 +1218,7 @@ impl SimpleComponent for App {
             bulk: None,
             clone: None,
             timed_out: None,
+            kill_question: None,
             shutdown_users: None,
             global_settings: None,
             window: root.clone(),
@@ -1402,40 +1471,31 @@ impl SimpleComponent for App {
                     .filter(|vm| self.infos.contains_key(vm))
                     .collect();
             }
-            Msg::Action(action) => {
-                // Every selected qube the action applies to, each in its own worker.
-                for vm in self.targets(action) {
-                    let Some(info) = self.infos.get(&vm) else {
-                        continue;
-                    };
-                    let method = action.method(&info.state);
-                    let levels = self.network_users(&vm);
-                    if action == Action::Shutdown && !levels.is_empty() {
-                        // Qubes reaching the network through it must stop first: ask.
-                        self.ask_shutdown_users(vm, levels, &input);
-                        continue;
-                    }
-                    let to = input.clone();
-                    spawn_work(&self.client, &input, move |c| {
-                        run_action(c, action, method, &vm, &to)
-                    });
+            Msg::Action(Action::Kill) => {
+                // Killing loses what the qube has not saved: ask first (Cancel is the default).
+                let qubes = self.targets(Action::Kill);
+                if !qubes.is_empty() {
+                    self.ask_kill(qubes, &input);
                 }
             }
+            Msg::KillConfirmed(qubes) => {
+                let still = self.targets(Action::Kill);
+                let qubes = qubes.into_iter().filter(|q| still.contains(q)).collect();
+                self.run_action(Action::Kill, qubes, &input);
+            }
+            Msg::Action(action) => {
+                let qubes = self.targets(action);
+                self.run_action(action, qubes, &input);
+            }
             Msg::OpenSettingsOf(vm) => {
-                let dialog = crate::settings::Settings::builder()
-                    .launch((self.client.clone(), crate::settings::Target::Qube(vm)))
-                    .detach();
-                self.settings = Some(dialog);
+                self.settings = Some(self.settings_window(crate::settings::Target::Qube(vm)));
             }
             Msg::OpenSettings(pos) => {
                 let vm = pos
                     .and_then(|p| self.table.get_visible(p).map(|r| r.borrow().name.clone()))
                     .or_else(|| self.single());
                 if let Some(vm) = vm.filter(|v| v != "dom0") {
-                    let dialog = crate::settings::Settings::builder()
-                        .launch((self.client.clone(), crate::settings::Target::Qube(vm)))
-                        .detach();
-                    self.settings = Some(dialog);
+                    self.settings = Some(self.settings_window(crate::settings::Target::Qube(vm)));
                 }
             }
             Msg::Create => {
@@ -1594,10 +1654,7 @@ impl SimpleComponent for App {
                 }
             }
             Msg::GlobalSettings => {
-                let dialog = crate::settings::Settings::builder()
-                    .launch((self.client.clone(), crate::settings::Target::Global))
-                    .detach();
-                self.global_settings = Some(dialog);
+                self.global_settings = Some(self.settings_window(crate::settings::Target::Global));
             }
             Msg::Failed(heading, message) => {
                 // Each failure its own message, shown at once (the same failure twice is

@@ -130,19 +130,29 @@ pub fn remove_dialog(
     dialog.set_response_appearance("remove", adw::ResponseAppearance::Destructive);
     dialog.set_response_enabled("remove", false);
     dialog.set_close_response("cancel");
+    // A qube something still refers to cannot be removed (the daemon refuses): say what, and
+    // keep Remove off.
+    let blocked = std::rc::Rc::new(std::cell::Cell::new(false));
     {
-        let (dialog, vm) = (dialog.clone(), vm.clone());
+        let (dialog, vm, blocked) = (dialog.clone(), vm.clone(), blocked.clone());
         entry.connect_changed(move |e| {
-            dialog.set_response_enabled("remove", e.text() == vm.as_str())
+            dialog.set_response_enabled("remove", !blocked.get() && e.text() == vm.as_str())
         });
     }
     {
         let (client, vm, status) = (client.clone(), vm.clone(), status.clone());
+        let dialog = dialog.clone();
         background(
             move || dependents(&client, &vm),
             move |deps: Vec<String>| {
                 if !deps.is_empty() {
-                    status.set_text(&format!("{}\n{}", tr("Still used by:"), deps.join("\n")));
+                    blocked.set(true);
+                    dialog.set_response_enabled("remove", false);
+                    status.set_text(&format!(
+                        "{}\n{}",
+                        tr("It cannot be removed while these use it:"),
+                        deps.join("\n")
+                    ));
                 }
             },
         );
@@ -265,7 +275,11 @@ pub fn create_dialog(
     let name = gtk::Entry::new();
     name.set_max_length(crate::limits::NAME_MAX as i32 + 1);
     name.set_activates_default(true);
-    let name_problem = gtk::Label::builder().wrap(true).xalign(0.0).build();
+    let name_problem = gtk::Label::builder()
+        .wrap(true)
+        .xalign(0.0)
+        .visible(false)
+        .build();
     name_problem.add_css_class("error");
     let titles = class_titles();
     let title_refs: Vec<&str> = titles.iter().map(String::as_str).collect();
@@ -361,6 +375,7 @@ pub fn create_dialog(
             let text = e.text();
             let wrong = crate::limits::name_problem(&text, taken.iter().map(String::as_str));
             create.set_sensitive(wrong.is_none());
+            problem.set_visible(wrong.is_some());
             problem.set_text(&wrong.unwrap_or_default());
         });
     }

@@ -53,3 +53,8 @@ pub fn tr_shown(shown: usize, total: usize) -> String {
         .replacen("%1", &shown.to_string(), 1)
         .replacen("%2", &total.to_string(), 1)
 }
+
+/// A message with a number in it (`%d`), in the plural form that number takes.
+pub fn tr_n(singular: &str, plural: &str, n: usize) -> String {
+    ngettext(singular, plural, n as u32).replacen("%d", &n.to_string(), 1)
+}

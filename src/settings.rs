@@ -99,7 +99,7 @@ pub fn fields() -> Vec<(&'static str, &'static str, Kind, String)> {
             "advanced",
             "maxmem",
             Kind::Number,
-            tr("Maximum memory (MiB)"),
+            tr("Maximum memory (MiB; 0: no memory balancing)"),
         ),
         ("advanced", "vcpus", Kind::Number, tr("Virtual CPUs")),
         (
@@ -242,6 +242,8 @@ pub struct Loaded {
     pub firewall: Option<Vec<String>>,
     /// PCI devices and assignments; `None` when the daemon has no device calls.
     pub devices: Option<crate::devices_editor::DevicesLoaded>,
+    /// Whether the qube is not halted (its template cannot change then).
+    pub running: bool,
 }
 
 /// A change to send: property, value (`None` = reset to default). Properties named
@@ -300,6 +302,7 @@ pub struct Widgets {
     pub devices: crate::devices_editor::DevicesEditor,
     status: gtk::Label,
     apply: gtk::Button,
+    notebook: gtk::Notebook,
     filled: bool,
 }
 
@@ -313,6 +316,10 @@ pub struct Editor {
     /// Numbers: the typed text is not a number in range, so it stays as typed (a spin button
     /// would otherwise put back the last valid value when it loses the focus).
     keep_text: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Why the control cannot be used now, under it.
+    note: gtk::Label,
+    /// The notebook page it is on.
+    page: u32,
 }
 
 impl Settings {
@@ -540,6 +547,13 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
             choices.insert("default_kernel".to_string(), kernel_choices);
         }
     }
+    let running = match target {
+        Target::Qube(vm) => client
+            .vm_list()?
+            .iter()
+            .any(|q| q.name == *vm && q.state != "Halted"),
+        Target::Global => false,
+    };
     Ok(Loaded {
         props,
         choices,
@@ -547,6 +561,7 @@ fn load(client: &Client, target: &Target) -> Result<Loaded, CallError> {
         features,
         firewall,
         devices,
+        running,
     })
 }
 
@@ -817,6 +832,12 @@ fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
                 let Some(dd) = ed.widget.downcast_ref::<gtk::DropDown>() else {
                     continue;
                 };
+                // The daemon changes a template only while the qube is halted.
+                let locked = *prop == "template" && loaded.running;
+                dd.set_sensitive(!locked);
+                ed.note
+                    .set_text(&tr("Shut the qube down to change its template."));
+                ed.note.set_visible(locked);
                 let values = choice_values(loaded, prop);
                 let Some((value, _)) = values.get(dd.selected() as usize) else {
                     continue;
@@ -880,6 +901,7 @@ impl Component for Settings {
         let notebook = gtk::Notebook::new();
         let mut editors = BTreeMap::new();
         let mut pages: BTreeMap<&str, gtk::Box> = BTreeMap::new();
+        let mut page_numbers: BTreeMap<&str, u32> = BTreeMap::new();
         let page_list = if global {
             vec![("basic", tr("General"))]
         } else {
@@ -891,7 +913,8 @@ impl Component for Settings {
                 .child(&b)
                 .vexpand(true)
                 .build();
-            notebook.append_page(&scroller, Some(&gtk::Label::new(Some(&title))));
+            let number = notebook.append_page(&scroller, Some(&gtk::Label::new(Some(&title))));
+            page_numbers.insert(page, number);
             pages.insert(page, b);
         }
         for (page, prop, kind, title) in if global { global_fields() } else { fields() } {
@@ -928,7 +951,14 @@ impl Component for Settings {
                 .wrap(true)
                 .build();
             error.add_css_class("error");
+            let note = gtk::Label::builder()
+                .xalign(0.0)
+                .visible(false)
+                .wrap(true)
+                .build();
+            note.add_css_class("dim-label");
             row.append(&widget);
+            row.append(&note);
             row.append(&error);
             row.set_visible(false);
             pages[page].append(&row);
@@ -940,6 +970,8 @@ impl Component for Settings {
                     error,
                     row,
                     keep_text,
+                    note,
+                    page: page_numbers[page],
                 },
             );
         }
@@ -1046,9 +1078,9 @@ impl Component for Settings {
             devices,
             status,
             apply: apply_button,
+            notebook: notebook.clone(),
             filled: false,
         };
-        root.present();
         ComponentParts { model, widgets }
     }
 
@@ -1110,6 +1142,7 @@ impl Component for Settings {
                 self.errors = validate(self, widgets);
                 if !self.errors.is_empty() {
                     self.close_after_apply = false;
+                    show_first_error(&self.errors, widgets);
                 }
                 if self.errors.is_empty()
                     && let Some(loaded) = &self.loaded
@@ -1138,6 +1171,7 @@ impl Component for Settings {
                 }
                 if !self.applied {
                     // Nothing changed: the user's edits stay, next to what was refused.
+                    show_first_error(&self.errors, widgets);
                     self.update_view(widgets, sender);
                     return;
                 }
@@ -1186,6 +1220,8 @@ impl Component for Settings {
             format!("{} {}: {e}", tr("PCI device"), k.trim_start_matches("pci:"))
         } else if let Some((k, e)) = self.errors.iter().find(|(k, _)| k.starts_with("feature:")) {
             format!("{}: {e}", k.trim_start_matches("feature:"))
+        } else if !self.errors.is_empty() {
+            tr("Not applied: see the fields marked in red.")
         } else if self.applied {
             tr("Changes applied.")
         } else if self.loaded.is_some() {
@@ -1284,6 +1320,20 @@ fn number_editor(
     spin
 }
 
+/// Turns to the page of the first field with an error (the Apply button is on every page; the
+/// error might be on another).
+fn show_first_error(errors: &BTreeMap<String, String>, w: &Widgets) {
+    let page = w
+        .editors
+        .iter()
+        .filter(|(prop, _)| errors.contains_key(**prop))
+        .map(|(_, ed)| ed.page)
+        .min();
+    if let Some(page) = page {
+        w.notebook.set_current_page(Some(page));
+    }
+}
+
 /// What is wrong with the values typed, by property; empty when Apply may go ahead.
 pub fn validate(model: &Settings, w: &Widgets) -> BTreeMap<String, String> {
     let mut errors = BTreeMap::new();
@@ -1368,6 +1418,12 @@ fn fill(loaded: &Loaded, w: &Widgets) {
                 let Some(dd) = ed.widget.downcast_ref::<gtk::DropDown>() else {
                     continue;
                 };
+                // The daemon changes a template only while the qube is halted.
+                let locked = *prop == "template" && loaded.running;
+                dd.set_sensitive(!locked);
+                ed.note
+                    .set_text(&tr("Shut the qube down to change its template."));
+                ed.note.set_visible(locked);
                 let values = choice_values(loaded, prop);
                 let texts: Vec<&str> = values.iter().map(|(_, t)| t.as_str()).collect();
                 dd.set_model(Some(&gtk::StringList::new(&texts)));

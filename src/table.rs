@@ -30,40 +30,66 @@ pub struct QubeRow {
     widths: Widths,
 }
 
-/// The width of each column in characters: that of its longest text in any row, shown or
-/// not. Every cell asks for it, so a column keeps its width while a search or the Show choice
-/// hides rows, and a text is never cut to make room for another column.
-#[derive(Clone, Default)]
+/// The width of each column: that of its longest text in any row, shown or not. Every cell
+/// asks for it, so a column keeps its width while a search or the Show choice hides rows, and
+/// no text is cut short to make room for another column (the table scrolls instead). Text is
+/// measured in pixels with the table's font; numbers (whose digits are all as wide) in
+/// characters, which is cheap enough for figures that change every few seconds.
+#[derive(Clone)]
 pub struct Widths {
-    chars: Rc<RefCell<Vec<i32>>>,
+    /// Per column: pixels (text) or characters (numbers).
+    sizes: Rc<RefCell<Vec<i32>>>,
     /// A column got wider since [`Widths::take_grown`] was last asked.
     grown: Rc<Cell<bool>>,
+    /// Lays out text as the cells do.
+    layout: gtk::pango::Layout,
 }
 
 impl Widths {
-    /// Widths for a new table: each column as wide as its narrowest useful text.
-    pub fn new() -> Widths {
+    /// Widths for a new table drawn in `font` (the table's Pango context).
+    pub fn new(font: &gtk::pango::Context) -> Widths {
         Widths {
-            chars: Rc::new(RefCell::new(vec![MIN_CHARS; Column::ALL.len()])),
+            sizes: Rc::new(RefCell::new(
+                Column::ALL
+                    .iter()
+                    .map(|c| if is_number(*c) { MIN_CHARS } else { 0 })
+                    .collect(),
+            )),
             grown: Rc::default(),
+            layout: gtk::pango::Layout::new(font),
         }
     }
 
-    /// The width of `col`, in characters.
+    /// The width of `col`: characters for numbers, pixels for text.
     pub fn get(&self, col: Column) -> i32 {
-        self.chars.borrow()[col as usize]
+        self.sizes.borrow()[col as usize]
     }
 
     fn fit(&self, col: Column, text: &str) {
-        let chars = if col == Column::Label {
-            strip_markup(text).chars().count()
+        let size = if is_number(col) {
+            text.chars().count() as i32
         } else {
-            text.chars().count()
-        } as i32;
-        let mut widths = self.chars.borrow_mut();
-        if chars > widths[col as usize] {
-            widths[col as usize] = chars;
+            if col == Column::Label {
+                self.layout.set_markup(text);
+            } else {
+                self.layout.set_text(text);
+            }
+            self.layout.pixel_size().0
+        };
+        let mut sizes = self.sizes.borrow_mut();
+        if size > sizes[col as usize] {
+            sizes[col as usize] = size;
             self.grown.set(true);
+        }
+    }
+
+    /// Gives `label`, a cell of `col`, the column's width.
+    fn apply(&self, col: Column, label: &gtk::Label) {
+        let size = self.get(col);
+        if is_number(col) {
+            label.set_width_chars(size);
+        } else {
+            label.set_size_request(size, -1);
         }
     }
 
@@ -72,6 +98,14 @@ impl Widths {
     pub fn take_grown(&self) -> bool {
         self.grown.replace(false)
     }
+}
+
+/// Columns of figures, aligned on the right.
+pub fn is_number(col: Column) -> bool {
+    matches!(
+        col,
+        Column::DiskUsage | Column::Cpu | Column::MemUsed | Column::Memory
+    )
 }
 
 /// The narrowest a column gets, in characters ("0 %").
@@ -113,9 +147,9 @@ impl QubeRow {
 
     /// Gives the cells of this row on screen the columns' current widths.
     pub fn refit(&self) {
-        for (i, slot) in self.shown.borrow().iter().enumerate() {
+        for (col, slot) in Column::ALL.iter().zip(self.shown.borrow().iter()) {
             if let Some(label) = slot.as_ref().and_then(|w| w.upgrade()) {
-                label.set_width_chars(self.widths.chars.borrow()[i]);
+                self.widths.apply(*col, &label);
             }
         }
     }
@@ -155,7 +189,7 @@ impl QubeRow {
     /// `label` now shows this row's `col`.
     fn show_in(&self, col: Column, label: &gtk::Label) {
         label.set_label(&self.cells.borrow()[col as usize]);
-        label.set_width_chars(self.widths.get(col));
+        self.widths.apply(col, label);
         self.shown.borrow_mut()[col as usize] = Some(label.downgrade());
     }
 
@@ -294,8 +328,7 @@ macro_rules! column {
                 let label = gtk::Label::new(None);
                 label.set_xalign(0.0);
                 label.set_use_markup($markup);
-                label.set_ellipsize(gtk::pango::EllipsizeMode::End);
-                // Numbers line up on the right.
+                // Numbers line up on the right. Nothing is cut short (see [`Widths`]).
                 if $numeric {
                     label.set_xalign(1.0);
                 }

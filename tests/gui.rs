@@ -253,6 +253,7 @@ fn toolbar_actions_follow_selection_and_report_failures() {
         .as_deref()
         == Some("Paused")));
     f.controller.emit(Msg::Action(Action::Kill));
+    confirm_kill(&f, "Kill vault?");
     assert!(spin_until(10, || model()
         .cell("vault", Column::State)
         .as_deref()
@@ -395,6 +396,21 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
     let f = Fixture::start();
     open_settings(&f, "work");
     assert_eq!(with_settings(&f, |s| s.model().vm().to_string()), "work");
+    // Over the main window; the running qube's template cannot change, and it says why.
+    let root = with_settings(&f, |s| s.widget().clone());
+    let main: gtk::Window = f.controller.widget().clone().upcast();
+    assert_eq!(root.transient_for(), Some(main));
+    let template = with_settings(&f, |s| {
+        s.widgets().editor("template").unwrap().widget.clone()
+    });
+    assert!(!template.is_sensitive());
+    assert!(
+        label_texts(root.upcast_ref())
+            .iter()
+            .any(|t| t == "Shut the qube down to change its template.")
+    );
+    let notebook: gtk::Notebook = find_widget(root.upcast_ref()).expect("pages");
+    assert_eq!(notebook.current_page(), Some(0), "Basic first");
     let entry = |prop: &str| settings_number(&f, prop);
     assert_eq!(entry("memory").text(), "800");
     let (min, max) = {
@@ -422,6 +438,14 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         let root = with_settings(&f, |s| s.widget().clone());
         label_texts(root.upcast_ref()).iter().any(|t| t == error)
     }));
+    // Apply was pressed on the Basic page: the page with the error comes forward, and the
+    // status line says nothing was applied.
+    assert_eq!(notebook.current_page(), Some(1), "Advanced");
+    assert!(
+        label_texts(root.upcast_ref())
+            .iter()
+            .any(|t| t == "Not applied: see the fields marked in red.")
+    );
     assert_eq!(entry("memory").text(), "99999999");
     assert_eq!(
         f.core
@@ -692,6 +716,10 @@ fn create_and_remove_dialogs() {
     );
     // What is wrong with a name is said as it is typed; Create waits for a good one.
     assert!(!create.is_sensitive());
+    assert!(
+        !problem.is_visible(),
+        "nothing to say before anything is typed"
+    );
     for (typed, said) in [
         ("1bad", "A qube name starts with a letter."),
         ("my qube", "A qube name has no spaces."),
@@ -706,7 +734,7 @@ fn create_and_remove_dialogs() {
         assert!(!create.is_sensitive(), "{typed}");
     }
     name.set_text("fresh2");
-    assert_eq!(problem.text(), "");
+    assert!(!problem.is_visible());
     assert!(create.is_sensitive());
     let debian = texts(&template)
         .iter()
@@ -758,7 +786,7 @@ fn create_and_remove_dialogs() {
     let dialog = f.controller.model().remove.clone().unwrap();
     let extra = dialog.extra_child().unwrap();
     assert!(spin_until(10, || label_texts(&extra).iter().any(|t| t
-        .starts_with("Still used by:")
+        .starts_with("It cannot be removed while these use it:")
         && t.contains("fresh2: template"))));
     assert!(!dialog.is_response_enabled("remove"));
     select_and_wait(&f, "fresh2");
@@ -801,6 +829,29 @@ fn click(w: &gtk::Widget, label: &str) {
     button.emit_clicked();
 }
 
+/// Answers the "kill?" question (headed `heading`) with Kill, as a person does.
+fn confirm_kill(f: &Fixture, heading: &str) {
+    let asked = || {
+        f.controller
+            .model()
+            .kill_question
+            .clone()
+            .filter(|d| d.is_visible() && d.heading().as_deref() == Some(heading))
+    };
+    assert!(
+        spin_until(5, || asked().is_some()),
+        "{:?}",
+        f.controller
+            .model()
+            .kill_question
+            .as_ref()
+            .map(|d| d.heading())
+    );
+    let dialog = asked().unwrap();
+    assert_eq!(dialog.default_response().as_deref(), Some("cancel"));
+    click(dialog.upcast_ref(), "Kill");
+}
+
 /// Visible dialogs (message dialogs and other windows than the main one).
 fn visible_dialogs(f: &Fixture) -> Vec<gtk::Window> {
     let main: gtk::Window = f.controller.widget().clone().upcast();
@@ -811,7 +862,8 @@ fn visible_dialogs(f: &Fixture) -> Vec<gtk::Window> {
         .collect()
 }
 
-/// A removal the daemon refuses (a qube still in use) ends in a message that closes, and
+/// A qube still in use cannot be removed: the dialog says by what and keeps Remove off. A
+/// removal the daemon refuses all the same (a running qube) ends in a message that closes, and
 /// leaves the main window usable.
 fn failed_remove_can_be_closed() {
     let f = Fixture::start();
@@ -819,14 +871,34 @@ fn failed_remove_can_be_closed() {
     f.controller.emit(Msg::Remove);
     assert!(spin_until(5, || f.controller.model().remove.is_some()));
     let dialog = f.controller.model().remove.clone().unwrap();
-    let entry: gtk::Entry = find_widget(&dialog.extra_child().unwrap()).expect("name entry");
+    let extra = dialog.extra_child().unwrap();
+    let entry: gtk::Entry = find_widget(&extra).expect("name entry");
+    assert!(spin_until(10, || {
+        label_texts(&extra).iter().any(|t| t
+        == "It cannot be removed while these use it:\nuntrusted: default_dispvm\nglobal: default_dispvm\nglobal: management_dispvm")
+    }));
     entry.set_text("default-dvm");
+    assert!(!dialog.is_response_enabled("remove"));
+    click(dialog.upcast_ref(), "Cancel");
+    assert!(spin_until(5, || !dialog.is_visible()));
+    // A running qube: the daemon refuses.
+    select_and_wait(&f, "work");
+    f.controller.emit(Msg::Remove);
+    assert!(spin_until(5, || f
+        .controller
+        .model()
+        .remove
+        .as_ref()
+        .is_some_and(|d| d != &dialog)));
+    let dialog = f.controller.model().remove.clone().unwrap();
+    let entry: gtk::Entry = find_widget(&dialog.extra_child().unwrap()).expect("name entry");
+    entry.set_text("work");
     click(dialog.upcast_ref(), "Remove");
     let refused = || {
         visible_dialogs(&f).iter().any(|w| {
-            label_texts(w.upcast_ref()).iter().any(|t| {
-                t == "Qube default-dvm is still in use by other qubes or by the global settings. The qubesd log in dom0 (journalctl -u qubesd -e) says which."
-            })
+            label_texts(w.upcast_ref())
+                .iter()
+                .any(|t| t == "Qube work is still running; shut it down first.")
         })
     };
     assert!(
@@ -851,12 +923,12 @@ fn failed_remove_can_be_closed() {
     }
     assert!(visible_dialogs(&f).is_empty());
     // The main window answers again: the qube is still there and can be selected.
-    select_and_wait(&f, "work");
+    select_and_wait(&f, "personal");
     assert!(
         f.controller
             .model()
             .row_names()
-            .contains(&"default-dvm".to_string())
+            .contains(&"work".to_string())
     );
 }
 
@@ -1299,6 +1371,7 @@ fn menus_and_context_menu() {
     events_caught_up(&f, "personal");
     assert_eq!(state().as_deref(), Some("Running"));
     WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
+    confirm_kill(&f, "Kill personal?");
     assert!(
         spin_until(10, || state().as_deref() == Some("Halted")),
         "{:?} selected {:?}",
@@ -1581,6 +1654,7 @@ fn several_qubes_change_network_together() {
         == Some("Running")
         && state("untrusted").as_deref() == Some("Running")));
     WidgetExt::activate_action(&window, "qube.kill", None).expect("qube.kill");
+    confirm_kill(&f, "Kill 2 qubes?");
     assert!(spin_until(10, || state("personal").as_deref()
         == Some("Halted")
         && state("untrusted").as_deref() == Some("Halted")));
