@@ -423,17 +423,14 @@ impl App {
             [one] => tr("Kill %s?").replacen("%s", one, 1),
             _ => crate::i18n::tr_n("Kill %d qube?", "Kill %d qubes?", qubes.len()),
         };
-        let dialog = adw::MessageDialog::new(
-            Some(&self.window),
-            Some(&heading),
-            Some(&format!(
-                "{}\n{}",
-                tr(
-                    "A killed qube stops at once, as if its power were cut: what it has not saved is lost."
-                ),
-                qubes.join(", ")
-            )),
+        let why = tr(
+            "A killed qube stops at once, as if its power were cut: what it has not saved is lost.",
         );
+        let body = match qubes.as_slice() {
+            [_] => why,
+            _ => format!("{why}\n{}", qubes.join(", ")),
+        };
+        let dialog = adw::MessageDialog::new(Some(&self.window), Some(&heading), Some(&body));
         dialog.add_response("cancel", &tr("Cancel"));
         dialog.add_response("kill", &tr("Kill"));
         dialog.set_response_appearance("kill", adw::ResponseAppearance::Destructive);
