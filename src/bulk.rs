@@ -6,9 +6,9 @@ use relm4::adw;
 use relm4::adw::prelude::*;
 use relm4::gtk;
 
-use crate::dialogs::background;
 use crate::errors::describe;
 use crate::i18n::tr;
+use crate::widgets::background;
 
 /// One choice: the value to set (`None`: reset to the default) and the text shown.
 pub type Choice = (Option<String>, String);

@@ -85,22 +85,6 @@ pub fn dependents(client: &Client, vm: &str) -> Vec<String> {
     out
 }
 
-/// Runs `work` on a thread and `done` with its result on the main thread.
-pub(crate) fn background<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-    done: impl FnOnce(T) + 'static,
-) {
-    let (tx, rx) = async_channel::bounded(1);
-    std::thread::spawn(move || {
-        let _ = tx.send_blocking(work());
-    });
-    gtk::glib::spawn_future_local(async move {
-        if let Ok(v) = rx.recv().await {
-            done(v);
-        }
-    });
-}
-
 /// The remove dialog: the user types the qube's name to confirm. The dialog closes with the
 /// answer; a refusal from the daemon goes to `failed` (heading, sentence), which shows it in a
 /// message of its own.
@@ -142,7 +126,7 @@ pub fn remove_dialog(
     {
         let (client, vm, status) = (client.clone(), vm.clone(), status.clone());
         let dialog = dialog.clone();
-        background(
+        crate::widgets::background(
             move || dependents(&client, &vm),
             move |deps: Vec<String>| {
                 if !deps.is_empty() {
@@ -163,7 +147,7 @@ pub fn remove_dialog(
     dialog.connect_response(Some("remove"), move |_, _| {
         let (client, vm, failed) = (client.clone(), vm.clone(), failed.clone());
         let heading = tr("Removing %s failed").replacen("%s", &vm, 1);
-        background(
+        crate::widgets::background(
             move || {
                 client
                     .call("admin.vm.Remove", &vm, "", b"")
@@ -270,7 +254,7 @@ pub fn create_dialog(
     create.add_css_class("suggested-action");
     create.set_sensitive(false);
     header.pack_end(&create);
-    let form = crate::settings::page_box(6);
+    let form = crate::widgets::page_box(6);
     let caption = |t: &str| gtk::Label::builder().label(t).xalign(0.0).build();
     let name = gtk::Entry::new();
     name.set_max_length(crate::limits::NAME_MAX as i32 + 1);
@@ -311,7 +295,7 @@ pub fn create_dialog(
             netvm.clone(),
         );
         let (templates, net_texts) = (templates.clone(), net_texts.clone());
-        background(
+        crate::widgets::background(
             move || {
                 let list = client
                     .call("admin.pool.List", "dom0", "", b"")
@@ -384,7 +368,7 @@ pub fn create_dialog(
     content.append(&form);
     window.set_content(Some(&content));
     window.set_default_widget(Some(&create));
-    close_on_escape(&window);
+    crate::widgets::close_on_escape(&window);
     {
         let (name_e, class_d, label_d, template_d, status_l, win) = (
             name.clone(),
@@ -425,7 +409,7 @@ pub fn create_dialog(
                 button.clone(),
             );
             let name = q.name.clone();
-            background(
+            crate::widgets::background(
                 move || create_qube(&client, &q),
                 move |r| match r {
                     Ok(()) => {
@@ -457,19 +441,4 @@ pub fn create_dialog(
         create,
         status,
     }
-}
-
-/// Escape closes `window`, as in a dialog.
-pub fn close_on_escape(window: &(impl IsA<gtk::Window> + IsA<gtk::Widget>)) {
-    let keys = gtk::EventControllerKey::new();
-    let w = window.clone().upcast::<gtk::Window>();
-    keys.connect_key_pressed(move |_, key, _, _| {
-        if key == gtk::gdk::Key::Escape {
-            w.close();
-            gtk::glib::Propagation::Stop
-        } else {
-            gtk::glib::Propagation::Proceed
-        }
-    });
-    window.add_controller(keys);
 }

@@ -21,3 +21,4 @@ pub mod settings;
 pub mod table;
 pub mod tray;
 pub mod view_state;
+pub mod widgets;
