@@ -2,7 +2,6 @@
 
 pub mod a11y;
 pub mod app;
-pub mod bulk;
 pub mod cli;
 pub mod clone;
 pub mod devices_editor;

@@ -26,6 +26,14 @@ fn spin_until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Runs the main loop until it has nothing left to do (every message sent so far handled).
+fn idle() {
+    let ctx = gtk::glib::MainContext::default();
+    while ctx.pending() {
+        ctx.iteration(false);
+    }
+}
+
 /// Texts of every label currently in the widget tree under `w`.
 fn label_texts(w: &gtk::Widget) -> Vec<String> {
     let mut out = Vec::new();
@@ -673,7 +681,7 @@ fn create_and_remove_dialogs() {
     assert!(spin_until(5, || f.controller.model().create.is_some()));
     let d = {
         let m = f.controller.model();
-        let d = m.create.as_ref().unwrap();
+        let d = m.create.as_ref().unwrap().widgets();
         (
             d.window.clone(),
             d.name.clone(),
@@ -730,12 +738,15 @@ fn create_and_remove_dialogs() {
         ("work", "A qube named work already exists."),
     ] {
         name.set_text(typed);
-        assert_eq!(problem.text(), said, "{typed}");
+        assert!(
+            spin_until(5, || problem.text() == said && problem.is_visible()),
+            "{typed}: {}",
+            problem.text()
+        );
         assert!(!create.is_sensitive(), "{typed}");
     }
     name.set_text("fresh2");
-    assert!(!problem.is_visible());
-    assert!(create.is_sensitive());
+    assert!(spin_until(5, || !problem.is_visible() && create.is_sensitive()));
     let debian = texts(&template)
         .iter()
         .position(|t| t == "debian-12-xfce")
@@ -783,21 +794,21 @@ fn create_and_remove_dialogs() {
     select_and_wait(&f, "debian-12-xfce");
     f.controller.emit(Msg::Remove);
     assert!(spin_until(5, || f.controller.model().remove.is_some()));
-    let dialog = f.controller.model().remove.clone().unwrap();
+    let dialog = f.controller.model().remove_dialog().unwrap();
     let extra = dialog.extra_child().unwrap();
     assert!(spin_until(10, || label_texts(&extra).iter().any(|t| t
         .starts_with("It cannot be removed while these use it:")
         && t.contains("fresh2: template"))));
+    idle();
     assert!(!dialog.is_response_enabled("remove"));
     select_and_wait(&f, "fresh2");
     f.controller.emit(Msg::Remove);
     assert!(spin_until(5, || f
         .controller
         .model()
-        .remove
-        .as_ref()
-        .is_some_and(|d| d != &dialog)));
-    let dialog = f.controller.model().remove.clone().unwrap();
+        .remove_dialog()
+        .is_some_and(|d| d != dialog)));
+    let dialog = f.controller.model().remove_dialog().unwrap();
     let entry = dialog
         .extra_child()
         .unwrap()
@@ -806,10 +817,10 @@ fn create_and_remove_dialogs() {
         .downcast::<gtk::Entry>()
         .unwrap();
     entry.set_text("fresh");
-    assert!(!dialog.is_response_enabled("remove"));
+    assert!(spin_until(5, || !dialog.is_response_enabled("remove")));
     entry.set_text("fresh2");
-    assert!(dialog.is_response_enabled("remove"));
-    dialog.response("remove");
+    assert!(spin_until(5, || dialog.is_response_enabled("remove")));
+    click(dialog.upcast_ref(), "Remove");
     assert!(spin_until(10, || !f
         .controller
         .model()
@@ -870,7 +881,7 @@ fn failed_remove_can_be_closed() {
     select_and_wait(&f, "default-dvm");
     f.controller.emit(Msg::Remove);
     assert!(spin_until(5, || f.controller.model().remove.is_some()));
-    let dialog = f.controller.model().remove.clone().unwrap();
+    let dialog = f.controller.model().remove_dialog().unwrap();
     let extra = dialog.extra_child().unwrap();
     let entry: gtk::Entry = find_widget(&extra).expect("name entry");
     assert!(spin_until(10, || {
@@ -878,6 +889,7 @@ fn failed_remove_can_be_closed() {
         == "It cannot be removed while these use it:\nuntrusted: default_dispvm\nglobal: default_dispvm\nglobal: management_dispvm")
     }));
     entry.set_text("default-dvm");
+    idle();
     assert!(!dialog.is_response_enabled("remove"));
     click(dialog.upcast_ref(), "Cancel");
     assert!(spin_until(5, || !dialog.is_visible()));
@@ -887,10 +899,9 @@ fn failed_remove_can_be_closed() {
     assert!(spin_until(5, || f
         .controller
         .model()
-        .remove
-        .as_ref()
-        .is_some_and(|d| d != &dialog)));
-    let dialog = f.controller.model().remove.clone().unwrap();
+        .remove_dialog()
+        .is_some_and(|d| d != dialog)));
+    let dialog = f.controller.model().remove_dialog().unwrap();
     let entry: gtk::Entry = find_widget(&dialog.extra_child().unwrap()).expect("name entry");
     entry.set_text("work");
     click(dialog.upcast_ref(), "Remove");
@@ -951,7 +962,7 @@ fn selection_follows_rows_that_go_or_hide() {
     assert!(spin_until(5, || button(&f, "Remove").is_sensitive()));
     f.controller.emit(Msg::Remove);
     assert!(spin_until(5, || f.controller.model().remove.is_some()));
-    let asked = f.controller.model().remove.clone().unwrap();
+    let asked = f.controller.model().remove_dialog().unwrap();
     assert!(asked.is_visible());
     // Removed by another client: the question goes, nothing stays selected, and Remove has
     // nothing to remove.
@@ -1580,7 +1591,7 @@ fn several_qubes_change_network_together() {
     assert!(spin_until(5, || f.controller.model().bulk.is_some()));
     let (dialog, choice) = {
         let m = f.controller.model();
-        let b = m.bulk.as_ref().unwrap();
+        let b = m.bulk.as_ref().unwrap().widgets();
         (b.dialog.clone(), b.choice.clone())
     };
     choice.set_selected(1); // none
@@ -1612,10 +1623,10 @@ fn several_qubes_change_network_together() {
         .model()
         .bulk
         .as_ref()
-        .is_some_and(|b| b.dialog != dialog)));
+        .is_some_and(|b| b.widgets().dialog != dialog)));
     let (dialog, choice) = {
         let m = f.controller.model();
-        let b = m.bulk.as_ref().unwrap();
+        let b = m.bulk.as_ref().unwrap().widgets();
         (b.dialog.clone(), b.choice.clone())
     };
     choice.set_selected(0); // debian-12-xfce
@@ -1677,14 +1688,15 @@ fn clone_copies_settings_and_data() {
     select_and_wait(&f, "personal");
     f.controller.emit(Msg::Clone);
     assert!(spin_until(5, || f.controller.model().clone.is_some()));
-    let dialog = f.controller.model().clone.clone().unwrap();
-    let entry = dialog
-        .extra_child()
-        .unwrap()
-        .downcast::<gtk::Entry>()
-        .unwrap();
+    let dialog = f.controller.model().clone_dialog().unwrap();
+    let entry: gtk::Entry = find_widget(&dialog.extra_child().unwrap()).expect("name entry");
     assert_eq!(entry.text(), "personal-clone");
-    dialog.response("clone");
+    // A name in use is refused as it is typed.
+    entry.set_text("work");
+    assert!(spin_until(5, || !dialog.is_response_enabled("clone")));
+    entry.set_text("personal-clone");
+    assert!(spin_until(5, || dialog.is_response_enabled("clone")));
+    click(dialog.upcast_ref(), "Clone");
     assert!(spin_until(20, || f
         .controller
         .model()

@@ -1,8 +1,8 @@
 //! The settings dialogs: a qube's (Basic, Advanced, Firewall, Devices, Services, Features,
 //! Notes) and the global settings (`admin.property.*`), one relm4 component.
 //!
-//! Inside: [`fields`] says what is edited, [`load`] reads it, [`form`] puts it into the widgets
-//! and reads the edits back (checking them first), [`apply`] sends them all or nothing. The
+//! Inside: `fields` says what is edited, `load` reads it, `form` puts it into the widgets and
+//! reads the edits back (checking them first), `apply` sends them all or nothing. The
 //! Firewall, Devices, Services and Features pages are their own widgets
 //! ([`crate::firewall_editor`], [`crate::devices_editor`], [`crate::features_editor`]).
 
