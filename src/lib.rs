@@ -1,4 +1,6 @@
-//! The Qube Manager: a live table of qubes over any Admin API transport.
+//! The Qube Manager: a live table of qubes over any Admin API transport, and the Qubes Domains
+//! tray item. The layers of its modules are described in the `qubes-qube-manager` binary's
+//! documentation (`src/main.rs`) and the README.
 
 pub mod a11y;
 pub mod app;
