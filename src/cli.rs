@@ -89,6 +89,44 @@ pub fn connect(daemon: &Daemon) -> anyhow::Result<(Client, Option<Core>)> {
     })
 }
 
+/// Whether the arguments ask for help (`--help`, `-h`).
+pub fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--help" || a == "-h")
+}
+
+/// The help text of a program: its usage line, what it is, its own options (`extra`: option,
+/// meaning), then the daemon options both programs share.
+pub fn help(usage: &str, about: &str, extra: &[(&str, String)]) -> String {
+    let mut options: Vec<(&str, String)> = extra.to_vec();
+    options.extend([
+        (
+            "--demo",
+            crate::i18n::tr("an embedded daemon with a demo system (nothing real is touched)"),
+        ),
+        (
+            "--socket PATH",
+            crate::i18n::tr("the daemon listening on PATH (also: QUBESD_SOCKET)"),
+        ),
+        (
+            "--qrexec",
+            crate::i18n::tr("the daemon in dom0 through qrexec-client-vm (in a qube)"),
+        ),
+        ("--help", crate::i18n::tr("this help")),
+    ]);
+    let width = options.iter().map(|(o, _)| o.len()).max().unwrap_or(0);
+    let mut out = format!("{usage}\n\n{about}\n\n");
+    for (option, meaning) in options {
+        out.push_str(&format!("  {option:width$}  {meaning}\n"));
+    }
+    out.push_str(&format!(
+        "\n{}\n",
+        crate::i18n::tr(
+            "Without a choice: /var/run/qubesd.sock in dom0, else qrexec-client-vm in a qube."
+        )
+    ));
+    out
+}
+
 /// [`connect`], or a message and exit status 1.
 pub fn connect_or_exit(daemon: &Daemon) -> (Client, Option<Core>) {
     connect(daemon).unwrap_or_else(|e| {

@@ -1,7 +1,8 @@
 //! Cloning a qube the way `qvm-clone` does: create a qube of the same class (and template),
 //! copy the properties that were set, tags, features, notes and firewall rules, then copy
 //! each `save_on_stop` volume with `admin.vm.volume.CloneFrom` / `CloneTo`. A failure removes
-//! the half-made clone.
+//! the half-made clone. Blocking, no widgets: the window runs it on a worker thread (the
+//! dialog asking for the name is [`crate::dialogs::clone`]).
 
 use qubes_api::{CallError, Client, PropValue};
 
@@ -150,50 +151,4 @@ fn copy_into(
             .map_err(fail)?;
     }
     Ok(())
-}
-
-/// Asks for the clone's name, then clones in the background; progress and failures go to
-/// the main window through `input`.
-pub fn clone_dialog(
-    parent: &impl relm4::gtk::prelude::IsA<relm4::gtk::Window>,
-    client: Client,
-    src: String,
-    input: relm4::Sender<crate::app::Msg>,
-) -> relm4::adw::MessageDialog {
-    use relm4::adw;
-    use relm4::adw::prelude::*;
-    use relm4::gtk;
-    let dialog = adw::MessageDialog::new(
-        Some(parent),
-        Some(&tr("Clone %s").replacen("%s", &src, 1)),
-        Some(&tr("Name of the new qube:")),
-    );
-    let entry = gtk::Entry::new();
-    entry.set_text(&format!("{src}-clone"));
-    entry.set_tooltip_text(Some(&tr("Name of the new qube")));
-    crate::a11y::set_name(&entry, &tr("Name of the new qube"));
-    entry.set_activates_default(true);
-    dialog.set_extra_child(Some(&entry));
-    dialog.add_response("cancel", &tr("Cancel"));
-    dialog.add_response("clone", &tr("Clone"));
-    dialog.set_response_appearance("clone", adw::ResponseAppearance::Suggested);
-    dialog.set_default_response(Some("clone"));
-    dialog.set_close_response("cancel");
-    dialog.connect_response(Some("clone"), move |_, _| {
-        let dst = entry.text().to_string();
-        let (client, src, input) = (client.clone(), src.clone(), input.clone());
-        std::thread::spawn(move || {
-            let progress = |t: String| input.emit(crate::app::Msg::Progress(Some(t)));
-            let result = clone_qube(&client, &src, &dst, &progress);
-            input.emit(crate::app::Msg::Progress(None));
-            if let Err(e) = result {
-                input.emit(crate::app::Msg::Failed(
-                    tr("Cannot clone %s").replacen("%s", &src, 1),
-                    e,
-                ));
-            }
-        });
-    });
-    dialog.present();
-    dialog
 }

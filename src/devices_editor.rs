@@ -167,7 +167,7 @@ impl Default for DevicesEditor {
 impl DevicesEditor {
     /// An empty page.
     pub fn new() -> DevicesEditor {
-        let root = crate::settings::page_box(8);
+        let root = crate::widgets::page_box(8);
         let intro = gtk::Label::builder()
             .label(tr(
                 "PCI devices checked here are always connected to this qube: it gets them when it starts and cannot start without them.",
@@ -260,7 +260,7 @@ impl DevicesEditor {
                 let nsr = no_strict_reset.clone();
                 connected.connect_toggled(move |c| nsr.set_sensitive(c.is_active()));
             }
-            let b = crate::settings::row_box(12);
+            let b = crate::widgets::row_box(12);
             b.append(&connected);
             b.append(&no_strict_reset);
             let row = gtk::ListBoxRow::new();
@@ -345,7 +345,7 @@ impl DevicesEditor {
     /// assignment, `("pci:<port>", Some(value))` makes one, `value` being
     /// `<old qarg or empty>\n<identity>\n<no-strict-reset: 0|1>` (an old assignment with other
     /// options is replaced).
-    pub fn changes(&self, loaded: &DevicesLoaded) -> Vec<crate::settings::Change> {
+    pub fn changes(&self, loaded: &DevicesLoaded) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
         for r in self.rows.borrow().iter() {
             let e = &r.entry;
@@ -414,6 +414,25 @@ pub fn apply_change(
             payload.as_bytes(),
         )
         .map(|_| ())
+}
+
+/// The change (for [`apply_change`]) that puts back what `loaded` shows for `port_id`, once
+/// `value` was applied.
+pub fn undo_change(loaded: &DevicesLoaded, port_id: &str, value: &str) -> String {
+    let new_device = value.split('\n').nth(1).unwrap_or("");
+    let assigned_now = if new_device.is_empty() {
+        String::new()
+    } else {
+        qarg(port_id, new_device)
+    };
+    match loaded.required.iter().find(|r| r.port_id == port_id) {
+        Some(old) => format!(
+            "{assigned_now}\n{}\n{}",
+            old.device_id,
+            u8::from(old.no_strict_reset)
+        ),
+        None => format!("{assigned_now}\n\n"),
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct FeatureEditor {
 impl FeatureEditor {
     /// An empty page; `services` picks the Services flavour.
     pub fn new(services: bool) -> FeatureEditor {
-        let root = crate::settings::page_box(8);
+        let root = crate::widgets::page_box(8);
         let list = gtk::ListBox::new();
         list.set_selection_mode(gtk::SelectionMode::None);
         list.add_css_class("boxed-list");
@@ -67,7 +67,7 @@ impl FeatureEditor {
         });
         let mut entries = vec![&add_name];
         entries.extend(add_value.as_ref());
-        let add = crate::settings::list_with_add_bar(&root, &list, &entries);
+        let add = crate::widgets::list_with_add_bar(&root, &list, &entries);
         let editor = FeatureEditor {
             root,
             list,
@@ -98,7 +98,7 @@ impl FeatureEditor {
                     v.set_text("");
                 }
             };
-            crate::settings::connect_add(&add, &editor.add_name, add_now);
+            crate::widgets::connect_add(&add, &editor.add_name, add_now);
         }
         editor
     }
@@ -130,7 +130,7 @@ impl FeatureEditor {
             return;
         }
         let shown = name.strip_prefix(SERVICE_PREFIX).unwrap_or(name);
-        let line = crate::settings::row_box(8);
+        let line = crate::widgets::row_box(8);
         let value_widget: gtk::Widget = if self.services {
             let c = gtk::CheckButton::with_label(shown);
             c.set_hexpand(true);

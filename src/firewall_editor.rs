@@ -30,7 +30,7 @@ pub struct FirewallEditor {
 impl FirewallEditor {
     /// An empty page.
     pub fn new() -> FirewallEditor {
-        let root = crate::settings::page_box(8);
+        let root = crate::widgets::page_box(8);
         let limit =
             gtk::CheckButton::with_label(&tr("Limit outgoing connections to the rules below"));
         let list = gtk::ListBox::new();
@@ -44,7 +44,7 @@ impl FirewallEditor {
         crate::a11y::set_name(&add_rule, &tr("New firewall rule"));
         add_rule.set_hexpand(true);
         root.append(&limit);
-        let add = crate::settings::list_with_add_bar(&root, &list, &[&add_rule]);
+        let add = crate::widgets::list_with_add_bar(&root, &list, &[&add_rule]);
         let editor = FirewallEditor {
             root,
             limit,
@@ -54,7 +54,7 @@ impl FirewallEditor {
         };
         {
             let e = editor.clone();
-            crate::settings::connect_add(&add, &editor.add_rule, move || {
+            crate::widgets::connect_add(&add, &editor.add_rule, move || {
                 let text = e.add_rule.text().trim().to_string();
                 if !text.is_empty() {
                     e.add(&text);
@@ -92,7 +92,7 @@ impl FirewallEditor {
 
     /// Adds a rule row.
     pub fn add(&self, rule: &str) {
-        let line = crate::settings::row_box(6);
+        let line = crate::widgets::row_box(6);
         let entry = gtk::Entry::new();
         entry.set_text(rule);
         entry.set_hexpand(true);

@@ -45,3 +45,16 @@ pub fn tr_default(value: &str) -> String {
 pub fn tr_count(n: usize) -> String {
     ngettext("%d qube", "%d qubes", n as u32).replacen("%d", &n.to_string(), 1)
 }
+
+/// "N of M qubes": how many the table shows of how many there are.
+pub fn tr_shown(shown: usize, total: usize) -> String {
+    // Translators: %1 qubes shown of %2 in all.
+    ngettext("%1 of %2 qube", "%1 of %2 qubes", total as u32)
+        .replacen("%1", &shown.to_string(), 1)
+        .replacen("%2", &total.to_string(), 1)
+}
+
+/// A message with a number in it (`%d`), in the plural form that number takes.
+pub fn tr_n(singular: &str, plural: &str, n: usize) -> String {
+    ngettext(singular, plural, n as u32).replacen("%d", &n.to_string(), 1)
+}

@@ -1,8 +1,9 @@
-//! The Qube Manager: a live table of qubes over any Admin API transport.
+//! The Qube Manager: a live table of qubes over any Admin API transport, and the Qubes Domains
+//! tray item. The layers of its modules are described in the `qubes-qube-manager` binary's
+//! documentation (`src/main.rs`) and the README.
 
 pub mod a11y;
 pub mod app;
-pub mod bulk;
 pub mod cli;
 pub mod clone;
 pub mod devices_editor;
@@ -12,6 +13,8 @@ pub mod features_editor;
 pub mod firewall_editor;
 pub mod i18n;
 pub mod instance;
+pub mod lifecycle;
+pub mod limits;
 pub mod loader;
 pub mod model;
 pub mod renderer;
@@ -19,3 +22,4 @@ pub mod settings;
 pub mod table;
 pub mod tray;
 pub mod view_state;
+pub mod widgets;

@@ -76,6 +76,15 @@ pub fn shutdown_timeout(c: &Client, vm: &str) -> u64 {
         .unwrap_or(60)
 }
 
+/// The power state the daemon reports for `vm` (`admin.vm.CurrentState`), if it answers.
+pub fn current_state(c: &Client, vm: &str) -> Option<String> {
+    let answer = c.call("admin.vm.CurrentState", vm, "", b"").ok()?;
+    answer
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix("power_state="))
+        .map(str::to_string)
+}
+
 /// Waits until `vm` is halted, polling its power state, for `timeout` seconds at most.
 /// `Ok(false)` when it is still up then.
 pub fn wait_halted(c: &Client, vm: &str, timeout: u64) -> Result<bool, CallError> {
@@ -103,6 +112,8 @@ pub enum Refetch {
     Property(String, String),
     /// One feature of a qube.
     Feature(String, String),
+    /// A qube's power state.
+    State(String),
 }
 
 /// What was read again.
@@ -116,6 +127,8 @@ pub enum Refetched {
     Property(String, String, PropValue),
     /// A feature's value (`None`: not set).
     Feature(String, String, Option<String>),
+    /// A qube's power state (`admin.vm.CurrentState`).
+    State(String, String),
 }
 
 /// Starts the thread that reads again what events made stale, and returns its queue. It takes
@@ -174,6 +187,10 @@ fn read_again(client: &Client, what: Refetch) -> Option<Refetched> {
         Refetch::Property(vm, prop) => {
             let raw = client.call("admin.vm.property.Get", &vm, &prop, b"").ok()?;
             Refetched::Property(vm, prop, PropValue::parse(&raw).ok()?)
+        }
+        Refetch::State(vm) => {
+            let state = current_state(client, &vm)?;
+            Refetched::State(vm, state)
         }
         Refetch::Feature(vm, feature) => {
             let value = match client.call("admin.vm.feature.Get", &vm, &feature, b"") {

@@ -4,14 +4,36 @@
 //! (a daemon's socket), else `/var/run/qubesd.sock` in dom0, else `qrexec-client-vm` in a qube.
 //! `--settings QUBE` opens that qube's settings as well (the tray's "Settings"). One Qube
 //! Manager runs per daemon and session: a second start raises it (and opens the settings
-//! asked for). Every `--demo` is a system of its own.
+//! asked for). Every `--demo` is a system of its own. `--help` says all this.
+//!
+//! # Layers
+//!
+//! The library's modules point one way (`tests/layers.rs` fails on an import cycle between
+//! them, and on a source file over 800 lines):
+//!
+//! - **window** — `app`: one relm4 component; it builds the window, keeps the rows, and runs
+//!   the work (lifecycle actions, removal, cloning, bulk changes) on worker threads.
+//! - **pages and dialogs** — `settings` (its pages `features_editor`, `firewall_editor`,
+//!   `devices_editor`) and `dialogs` (create, remove, clone, template/network change, the short
+//!   questions): relm4 components that answer the window with typed messages (their `Output`
+//!   enums, `dialogs::questions::Answer`) and never import it.
+//! - **widgets** — `widgets`, `table`: building blocks that know nothing of the daemon.
+//! - **operations** — `loader`, `lifecycle`, `clone`: reading qubes and events, shutting down
+//!   in dependency order and reading back the real state, cloning; blocking, no widgets.
+//! - **foundations** — `model`, `errors`, `limits`, `i18n`, `a11y`, `cli`, `view_state`,
+//!   `renderer`, `instance`.
+//!
+//! The tray item (`qui-domains`, the `tray` module) shares the foundations and operations.
 
 use qubes_qube_manager::{app, cli, i18n, instance, renderer};
 use relm4::gtk;
 use relm4::gtk::gio::prelude::ApplicationExt;
 
+const USAGE: &str =
+    "usage: qubes-qube-manager [--demo | --socket PATH | --qrexec] [--settings QUBE]";
+
 fn usage() -> ! {
-    eprintln!("usage: qubes-qube-manager [--demo | --socket PATH | --qrexec] [--settings QUBE]");
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
@@ -19,6 +41,20 @@ fn main() -> anyhow::Result<()> {
     renderer::prefer_software_rendering();
     cli::init_logging();
     i18n::init();
+    if cli::wants_help(&std::env::args().skip(1).collect::<Vec<_>>()) {
+        print!(
+            "{}",
+            cli::help(
+                USAGE,
+                &i18n::tr("The Qube Manager: see and manage your qubes."),
+                &[(
+                    "--settings QUBE",
+                    i18n::tr("open that qube's settings too (in the running Qube Manager, if any)"),
+                )],
+            )
+        );
+        return Ok(());
+    }
     let (daemon, open_settings) = match cli::from_env() {
         Ok((daemon, rest)) if rest.is_empty() => (daemon, None),
         Ok((daemon, rest)) if rest.len() == 2 && rest[0] == "--settings" => {

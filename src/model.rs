@@ -177,6 +177,17 @@ impl Show {
     }
 }
 
+/// A running qube's figures from `admin.vm.Stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// CPU use in percent of its virtual CPUs.
+    pub cpu: u32,
+    /// Memory in KiB.
+    pub mem_kib: u64,
+    /// Virtual CPUs online (what the percentage is of).
+    pub vcpus: u32,
+}
+
 /// One qube's row contents as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QubeInfo {
@@ -188,8 +199,8 @@ pub struct QubeInfo {
     pub state: String,
     /// Properties as last read.
     pub props: BTreeMap<String, PropValue>,
-    /// Last `vm-stats` figures while running: CPU percent and memory in KiB.
-    pub stats: Option<(u32, u64)>,
+    /// Last `vm-stats` figures while running.
+    pub stats: Option<Stats>,
     /// Values of the [`WATCHED_FEATURES`] the qube has.
     pub features: BTreeMap<String, String>,
     /// Bytes its volumes use, once read.
@@ -387,11 +398,11 @@ impl QubeInfo {
                 .unwrap_or_default(),
             Column::Cpu => self
                 .stats
-                .map(|(cpu, _)| format!("{cpu} %"))
+                .map(|s| format!("{} %", s.cpu))
                 .unwrap_or_default(),
             Column::MemUsed => self
                 .stats
-                .map(|(_, kib)| format!("{} MiB", kib / 1024))
+                .map(|s| format!("{} MiB", s.mem_kib / 1024))
                 .unwrap_or_default(),
             Column::Backups => self.yes_no("include_in_backups"),
             Column::IsDispvmTemplate => self.yes_no("template_for_dispvms"),
@@ -453,6 +464,9 @@ pub enum Change {
         /// New state.
         state: String,
     },
+    /// Read a qube's power state again (`admin.vm.CurrentState`): an event said something
+    /// went wrong, or a transient state lasted too long.
+    RefetchState(String),
     /// A qube appeared: read it.
     Added(String),
     /// A qube went away.
@@ -474,10 +488,8 @@ pub enum Change {
     Stats {
         /// Qube.
         vm: String,
-        /// CPU percent.
-        cpu: u32,
-        /// Memory in KiB.
-        mem_kib: u64,
+        /// Its figures.
+        stats: Stats,
     },
 }
 
@@ -485,7 +497,11 @@ pub enum Change {
 pub fn shown(prop: &str) -> bool {
     matches!(
         prop,
-        "provides_network" | "template_for_dispvms" | "auto_cleanup" | "is_preload"
+        "provides_network"
+            | "template_for_dispvms"
+            | "auto_cleanup"
+            | "is_preload"
+            | "shutdown_timeout"
     ) || Column::ALL.iter().any(|c| c.property() == Some(prop))
 }
 
@@ -500,8 +516,11 @@ pub fn change_for(ev: &Event) -> Change {
         return match (num("cpu_usage"), num("memory_kb")) {
             (Some(cpu), Some(mem)) => Change::Stats {
                 vm: ev.subject.clone(),
-                cpu: cpu.min(100) as u32,
-                mem_kib: mem,
+                stats: Stats {
+                    cpu: cpu.min(100) as u32,
+                    mem_kib: mem,
+                    vcpus: num("online_vcpus").unwrap_or(1).clamp(1, 4096) as u32,
+                },
             },
             _ => Change::None,
         };
@@ -551,9 +570,9 @@ pub fn change_for(ev: &Event) -> Change {
     }
     let state = match name {
         "domain-pre-start" => "Transient",
-        "domain-start" | "domain-unpaused" | "domain-resumed" | "domain-shutdown-failed" => {
-            "Running"
-        }
+        // A failed shutdown leaves the qube running, or paused, or halted after all: ask.
+        "domain-shutdown-failed" => return Change::RefetchState(ev.subject.clone()),
+        "domain-start" | "domain-unpaused" | "domain-resumed" => "Running",
         "domain-paused" => "Paused",
         "domain-pre-shutdown" => "Halting",
         "domain-shutdown" | "domain-start-failed" => "Halted",
@@ -598,6 +617,11 @@ mod tests {
             change_for(&Event::new("", "connection-established")),
             Change::Reload
         );
+        // After a failed shutdown the qube may run, be paused or have halted after all.
+        assert_eq!(
+            change_for(&Event::new("sys-firewall", "domain-shutdown-failed").kw("reason", "x")),
+            Change::RefetchState("sys-firewall".into())
+        );
         assert_eq!(
             change_for(&Event::new("work", "domain-tag-add:audit").kw("tag", "audit")),
             Change::Tag {
@@ -627,17 +651,22 @@ mod tests {
     fn stats_events() {
         let e = Event::new("work", "vm-stats")
             .kw("memory_kb", "409600")
-            .kw("cpu_usage", "7");
+            .kw("cpu_usage", "7")
+            .kw("online_vcpus", "2");
+        let stats = Stats {
+            cpu: 7,
+            mem_kib: 409600,
+            vcpus: 2,
+        };
         assert_eq!(
             change_for(&e),
             Change::Stats {
                 vm: "work".into(),
-                cpu: 7,
-                mem_kib: 409600
+                stats
             }
         );
         let q = QubeInfo {
-            stats: Some((7, 409600)),
+            stats: Some(stats),
             ..Default::default()
         };
         assert_eq!(q.cell(Column::Cpu), "7 %");

@@ -26,20 +26,131 @@ pub struct QubeRow {
     shown: Rc<RefCell<Vec<Option<glib::WeakRef<gtk::Label>>>>>,
     /// The "Show" choices listing this qube ([`QubeInfo::kinds`]).
     pub kinds: Rc<Cell<u8>>,
+    /// The widths of the columns, shared by every row of the table.
+    widths: Widths,
+}
+
+/// The width of each column: that of its longest text in any row, shown or not. Every cell
+/// asks for it, so a column keeps its width while a search or the Show choice hides rows, and
+/// no text is cut short to make room for another column (the table scrolls instead). Text is
+/// measured in pixels with the table's font; numbers (whose digits are all as wide) in
+/// characters, which is cheap enough for figures that change every few seconds.
+#[derive(Clone)]
+pub struct Widths {
+    /// Per column: pixels (text) or characters (numbers).
+    sizes: Rc<RefCell<Vec<i32>>>,
+    /// A column got wider since [`Widths::take_grown`] was last asked.
+    grown: Rc<Cell<bool>>,
+    /// Lays out text as the cells do.
+    layout: gtk::pango::Layout,
+}
+
+impl Widths {
+    /// Widths for a new table drawn in `font` (the table's Pango context).
+    pub fn new(font: &gtk::pango::Context) -> Widths {
+        Widths {
+            sizes: Rc::new(RefCell::new(
+                Column::ALL
+                    .iter()
+                    .map(|c| if is_number(*c) { MIN_CHARS } else { 0 })
+                    .collect(),
+            )),
+            grown: Rc::default(),
+            layout: gtk::pango::Layout::new(font),
+        }
+    }
+
+    /// The width of `col`: characters for numbers, pixels for text.
+    pub fn get(&self, col: Column) -> i32 {
+        self.sizes.borrow()[col as usize]
+    }
+
+    fn fit(&self, col: Column, text: &str) {
+        let size = if is_number(col) {
+            text.chars().count() as i32
+        } else {
+            if col == Column::Label {
+                self.layout.set_markup(text);
+            } else {
+                self.layout.set_text(text);
+            }
+            self.layout.pixel_size().0
+        };
+        let mut sizes = self.sizes.borrow_mut();
+        if size > sizes[col as usize] {
+            sizes[col as usize] = size;
+            self.grown.set(true);
+        }
+    }
+
+    /// Gives `label`, a cell of `col`, the column's width.
+    fn apply(&self, col: Column, label: &gtk::Label) {
+        let size = self.get(col);
+        if is_number(col) {
+            label.set_width_chars(size);
+        } else {
+            label.set_size_request(size, -1);
+        }
+    }
+
+    /// Whether a column got wider since last asked (the cells on screen then need the new
+    /// width: [`QubeRow::refit`]).
+    pub fn take_grown(&self) -> bool {
+        self.grown.replace(false)
+    }
+}
+
+/// Columns of figures, aligned on the right.
+pub fn is_number(col: Column) -> bool {
+    matches!(
+        col,
+        Column::DiskUsage | Column::Cpu | Column::MemUsed | Column::Memory
+    )
+}
+
+/// The narrowest a column gets, in characters ("0 %").
+const MIN_CHARS: i32 = 3;
+
+/// Text without Pango markup tags.
+pub fn strip_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 impl QubeRow {
-    /// A row showing `info`.
-    pub fn new(info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> QubeRow {
-        let cells = Column::ALL
+    /// A row showing `info`, in a table whose column widths are `widths`.
+    pub fn new(info: &QubeInfo, colors: &dyn Fn(&str) -> String, widths: &Widths) -> QubeRow {
+        let cells: Vec<String> = Column::ALL
             .iter()
             .map(|c| cell_text(info, *c, colors))
             .collect();
+        for (c, text) in Column::ALL.iter().zip(&cells) {
+            widths.fit(*c, text);
+        }
         QubeRow {
             name: info.name.clone(),
             cells: Rc::new(RefCell::new(cells)),
             shown: Rc::new(RefCell::new(vec![None; Column::ALL.len()])),
             kinds: Rc::new(Cell::new(info.kinds())),
+            widths: widths.clone(),
+        }
+    }
+
+    /// Gives the cells of this row on screen the columns' current widths.
+    pub fn refit(&self) {
+        for (col, slot) in Column::ALL.iter().zip(self.shown.borrow().iter()) {
+            if let Some(label) = slot.as_ref().and_then(|w| w.upgrade()) {
+                self.widths.apply(*col, &label);
+            }
         }
     }
 
@@ -66,6 +177,7 @@ impl QubeRow {
         if let Some(label) = self.shown.borrow()[i].as_ref().and_then(|w| w.upgrade()) {
             label.set_label(&text);
         }
+        self.widths.fit(col, &text);
         self.cells.borrow_mut()[i] = text;
     }
 
@@ -77,6 +189,7 @@ impl QubeRow {
     /// `label` now shows this row's `col`.
     fn show_in(&self, col: Column, label: &gtk::Label) {
         label.set_label(&self.cells.borrow()[col as usize]);
+        self.widths.apply(col, label);
         self.shown.borrow_mut()[col as usize] = Some(label.downgrade());
     }
 
@@ -194,7 +307,7 @@ pub fn qube_at(w: &gtk::Widget) -> Option<String> {
 }
 
 macro_rules! column {
-    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal, $chars:literal) => {
+    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal, $numeric:literal) => {
         /// A table column.
         pub struct $ty;
 
@@ -215,12 +328,8 @@ macro_rules! column {
                 let label = gtk::Label::new(None);
                 label.set_xalign(0.0);
                 label.set_use_markup($markup);
-                label.set_ellipsize(gtk::pango::EllipsizeMode::End);
-                // Live columns keep a fixed width: changing text then repaints only the
-                // cell instead of re-measuring and redrawing the whole table.
-                if $chars > 0 {
-                    label.set_width_chars($chars);
-                    label.set_max_width_chars($chars);
+                // Numbers line up on the right. Nothing is cut short (see [`Widths`]).
+                if $numeric {
                     label.set_xalign(1.0);
                 }
                 (label, ())
@@ -243,40 +352,54 @@ macro_rules! column {
     };
 }
 
-column!(LabelColumn, Column::Label, "label", true, false, 0);
-column!(NameColumn, Column::Name, "name", false, true, 0);
-column!(StateColumn, Column::State, "state", false, false, 0);
-column!(ClassColumn, Column::Class, "class", false, false, 0);
+column!(LabelColumn, Column::Label, "label", true, false, false);
+column!(NameColumn, Column::Name, "name", false, true, false);
+column!(StateColumn, Column::State, "state", false, false, false);
+column!(ClassColumn, Column::Class, "class", false, false, false);
 column!(
     TemplateColumn,
     Column::Template,
     "template",
     false,
     false,
-    0
+    false
 );
-column!(NetVmColumn, Column::NetVm, "netvm", false, false, 0);
-column!(DiskColumn, Column::DiskUsage, "disk", false, false, 10);
-column!(CpuColumn, Column::Cpu, "cpu", false, false, 6);
-column!(MemUsedColumn, Column::MemUsed, "memused", false, false, 10);
-column!(MemoryColumn, Column::Memory, "memory", false, false, 10);
+column!(NetVmColumn, Column::NetVm, "netvm", false, false, false);
+column!(DiskColumn, Column::DiskUsage, "disk", false, false, true);
+column!(CpuColumn, Column::Cpu, "cpu", false, false, true);
+column!(
+    MemUsedColumn,
+    Column::MemUsed,
+    "memused",
+    false,
+    false,
+    true
+);
+column!(MemoryColumn, Column::Memory, "memory", false, false, true);
 column!(
     InternalColumn,
     Column::Internal,
     "internal",
     false,
     false,
-    0
+    false
 );
-column!(IpColumn, Column::Ip, "ip", false, false, 0);
-column!(BackupsColumn, Column::Backups, "backups", false, false, 0);
+column!(IpColumn, Column::Ip, "ip", false, false, false);
+column!(
+    BackupsColumn,
+    Column::Backups,
+    "backups",
+    false,
+    false,
+    false
+);
 column!(
     LastBackupColumn,
     Column::LastBackup,
     "last-backup",
     false,
     false,
-    0
+    false
 );
 column!(
     DefaultDispvmColumn,
@@ -284,7 +407,7 @@ column!(
     "default-dispvm",
     false,
     false,
-    0
+    false
 );
 column!(
     DispvmTemplateColumn,
@@ -292,7 +415,7 @@ column!(
     "dispvm-template",
     false,
     false,
-    0
+    false
 );
 column!(
     VirtModeColumn,
@@ -300,10 +423,10 @@ column!(
     "virt-mode",
     false,
     false,
-    0
+    false
 );
 
-column!(TagsColumn, Column::Tags, "tags", false, false, 0);
+column!(TagsColumn, Column::Tags, "tags", false, false, false);
 
 /// Columns the search field looks in.
 pub const SEARCHED: [Column; 4] = [Column::Name, Column::Class, Column::Label, Column::Tags];

@@ -90,6 +90,7 @@ fn every_marked_string_is_translated() {
             "--from-code=UTF-8",
             "--keyword=tr",
             "--keyword=noop_tr",
+            "--keyword=tr_n:1,2",
             "-o",
         ])
         .arg(&pot)

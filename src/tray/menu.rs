@@ -214,9 +214,9 @@ pub fn row_label(q: &QubeInfo) -> String {
         "Halting" => parts.push(tr("shutting down")),
         other => parts.push(other.to_string()),
     }
-    if let Some((cpu, kib)) = q.stats {
-        parts.push(mib(kib));
-        parts.push(format!("{cpu} %"));
+    if let Some(s) = q.stats {
+        parts.push(mib(s.mem_kib));
+        parts.push(format!("{} %", s.cpu));
     }
     if parts.is_empty() {
         q.name.clone()
@@ -443,8 +443,11 @@ mod tests {
         );
         d.apply(Change::Stats {
             vm: "work".into(),
-            cpu: 4,
-            mem_kib: 409_600,
+            stats: crate::model::Stats {
+                cpu: 4,
+                mem_kib: 409_600,
+                vcpus: 2,
+            },
         });
         d
     }

@@ -314,6 +314,10 @@ impl Owner {
                     q.props.insert(prop, value);
                 }
             }
+            TrayMsg::Refetched(Refetched::State(vm, state)) => {
+                self.domains
+                    .apply(crate::model::Change::State { vm, state });
+            }
             TrayMsg::Refetched(Refetched::Feature(vm, feature, value)) => {
                 if let Some(q) = self.domains.qubes.get_mut(&vm) {
                     match value {

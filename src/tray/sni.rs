@@ -25,6 +25,8 @@ pub struct QubesTray {
     pub attention: bool,
     dispatch: Dispatch,
     swatches: HashMap<String, Vec<u8>>,
+    /// The terminal was told that no tray host runs (once, until one appears).
+    told_no_host: std::sync::atomic::AtomicBool,
 }
 
 impl QubesTray {
@@ -36,6 +38,7 @@ impl QubesTray {
             attention: false,
             dispatch,
             swatches: HashMap::new(),
+            told_no_host: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -150,10 +153,28 @@ impl ksni::Tray for QubesTray {
 
     fn watcher_offline(&self, reason: ksni::OfflineReason) -> bool {
         // Stock GNOME has no tray host: notifications still work; keep running and wait for
-        // a host to appear.
+        // a host to appear. Whoever started it from a terminal learns why nothing shows.
         tracing::info!("no StatusNotifierWatcher: {reason:?}");
+        if !self
+            .told_no_host
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!("{}", no_tray_host_message());
+        }
         true
     }
+
+    fn watcher_online(&self) {
+        self.told_no_host
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What the terminal is told when no tray shows the item.
+pub fn no_tray_host_message() -> String {
+    tr(
+        "qui-domains: no system tray is running on this desktop, so the Qubes Domains item is not shown; it appears as soon as one starts (on GNOME: the AppIndicator extension). Notifications work meanwhile.",
+    )
 }
 
 #[cfg(test)]

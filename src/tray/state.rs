@@ -66,9 +66,9 @@ impl Domains {
                 }
                 None
             }
-            Change::Stats { vm, cpu, mem_kib } => {
+            Change::Stats { vm, stats } => {
                 if let Some(q) = self.qubes.get_mut(&vm) {
-                    q.stats = Some((cpu, mem_kib));
+                    q.stats = Some(stats);
                 }
                 None
             }
@@ -79,6 +79,7 @@ impl Domains {
                 .qubes
                 .contains_key(&vm)
                 .then_some(Refetch::Feature(vm, feature)),
+            Change::RefetchState(vm) => self.qubes.contains_key(&vm).then_some(Refetch::State(vm)),
         }
     }
 
@@ -93,12 +94,21 @@ impl Domains {
         admin.filter(up).chain(others.filter(up))
     }
 
-    /// Running qubes, memory in KiB and CPU percent summed over them.
+    /// Running qubes, the memory they use in KiB, and how busy their virtual CPUs are
+    /// together, in percent: each qube's figure is of its own CPUs, so the total weighs each by
+    /// its number of CPUs (a sum of percentages of different things meant nothing: 202 %).
     pub fn totals(&self) -> (usize, u64, u32) {
-        self.running().fold((0, 0, 0), |(n, mem, cpu), q| {
-            let (c, m) = q.stats.unwrap_or((0, 0));
-            (n + 1, mem + m, cpu.saturating_add(c))
-        })
+        let (mut n, mut mem, mut busy, mut cpus) = (0, 0, 0u64, 0u64);
+        for q in self.running() {
+            n += 1;
+            if let Some(s) = q.stats {
+                mem += s.mem_kib;
+                busy += u64::from(s.cpu) * u64::from(s.vcpus);
+                cpus += u64::from(s.vcpus);
+            }
+        }
+        let cpu = busy.checked_div(cpus).unwrap_or(0);
+        (n, mem, cpu.min(100) as u32)
     }
 
     /// Whether every running qube besides dom0 (and preloaded disposables, which wait paused
@@ -226,14 +236,18 @@ mod tests {
     #[test]
     fn changes_update_state_and_stats_and_ask_for_refetches() {
         let mut d = domains();
-        let stats = |vm: &str, cpu, mem_kib| Change::Stats {
+        let stats = |vm: &str, cpu, mem_kib, vcpus| Change::Stats {
             vm: vm.into(),
-            cpu,
-            mem_kib,
+            stats: crate::model::Stats {
+                cpu,
+                mem_kib,
+                vcpus,
+            },
         };
-        assert_eq!(d.apply(stats("work", 7, 409_600)), None);
-        assert_eq!(d.apply(stats("dom0", 3, 1_048_576)), None);
-        assert_eq!(d.totals(), (3, 1_458_176, 10));
+        assert_eq!(d.apply(stats("work", 10, 409_600, 2)), None);
+        assert_eq!(d.apply(stats("dom0", 4, 1_048_576, 8)), None);
+        // Of the 10 virtual CPUs together: (10 × 2 + 4 × 8) / 10 = 5 %.
+        assert_eq!(d.totals(), (3, 1_458_176, 5));
         let state = |vm: &str, s: &str| Change::State {
             vm: vm.into(),
             state: s.into(),

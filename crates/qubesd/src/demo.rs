@@ -2,7 +2,9 @@
 //! real system does: dom0, two templates, sys-net, sys-firewall, sys-usb, work, personal,
 //! vault, untrusted and a disposable template; work, sys-firewall, sys-net and sys-usb run.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use qubes_api::Request;
 
@@ -250,5 +252,153 @@ pub fn seed(core: &Core) {
         if let Err(e) = crate::dispatch::call(core, Socket::Admin, &req) {
             tracing::warn!("demo seed {method}+{arg} on {dest}: {e}");
         }
+    }
+}
+
+/// CPU time for the domains of libvirt's test driver (the demo's and the tests'), whose
+/// domains all report the wall clock as their CPU time: every running qube then used 100 %
+/// of its virtual CPUs in the statistics, a paused one too. Each running qube gets CPU time at
+/// a plausible rate of its own instead (service qubes `sys-*` 0.2-2 %, other qubes 2-17 % of a
+/// virtual CPU, swelling and ebbing over half a minute or so); a paused qube gets none. Only
+/// the statistics sampler uses it, and only on the test driver: what qubesd reports on Xen or
+/// KVM does not change.
+#[derive(Debug, Default)]
+pub struct TestDriverCpu {
+    start: Option<Instant>,
+    /// Per domain: when last seen and its CPU time then, in nanoseconds.
+    clocks: HashMap<String, (Instant, u64)>,
+}
+
+impl TestDriverCpu {
+    /// Replaces the CPU time of each domain of `list` with its plausible one, now.
+    pub fn adjust(&mut self, list: &mut [(String, crate::hypervisor::DomainStatus)]) {
+        self.adjust_at(list, Instant::now());
+    }
+
+    /// As [`TestDriverCpu::adjust`], at the time `now`.
+    pub fn adjust_at(
+        &mut self,
+        list: &mut [(String, crate::hypervisor::DomainStatus)],
+        now: Instant,
+    ) {
+        let start = *self.start.get_or_insert(now);
+        let mut seen = HashMap::with_capacity(list.len());
+        for (name, status) in list.iter_mut() {
+            let (last, mut cpu_ns) = self.clocks.get(name).copied().unwrap_or((now, 0));
+            if status.state == crate::model::PowerState::Running {
+                let elapsed = now.saturating_duration_since(last).as_nanos() as f64;
+                let at = now.saturating_duration_since(start).as_secs_f64();
+                let share = load(name, at) * f64::from(status.vcpus.max(1));
+                cpu_ns = cpu_ns.saturating_add((elapsed * share) as u64);
+            }
+            status.cputime_ns = cpu_ns;
+            seen.insert(name.clone(), (now, cpu_ns));
+        }
+        self.clocks = seen;
+    }
+}
+
+/// The share of one virtual CPU a demo qube uses `at` seconds after the first sample.
+fn load(name: &str, at: f64) -> f64 {
+    // FNV-1a: a steady number per name, the same in every run.
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let level = if name.starts_with("sys-") {
+        0.003 + (h % 13) as f64 / 1000.0
+    } else {
+        0.03 + (h % 101) as f64 / 1000.0
+    };
+    let period = 20.0 + (h % 41) as f64;
+    let phase = (h % 628) as f64 / 100.0;
+    level * (1.0 + 0.3 * (std::f64::consts::TAU * at / period + phase).sin())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The sampler's default interval.
+    const ROUND: Duration = Duration::from_secs(3);
+    use crate::hypervisor::DomainStatus;
+    use crate::model::PowerState;
+
+    fn running(state: PowerState, vcpus: u32) -> DomainStatus {
+        DomainStatus {
+            state,
+            mem_kib: 400 << 10,
+            maxmem_kib: 4000 << 10,
+            cputime_ns: 0,
+            vcpus,
+            id: 1,
+        }
+    }
+
+    /// The percent of its virtual CPUs each domain used between two samples, as the
+    /// statistics round computes it.
+    fn usage(
+        a: &[(String, DomainStatus)],
+        b: &[(String, DomainStatus)],
+        wall: Duration,
+    ) -> Vec<u64> {
+        a.iter()
+            .zip(b)
+            .map(|((_, x), (_, y))| {
+                (y.cputime_ns - x.cputime_ns) / 1_000_000 * 100
+                    / wall.as_millis() as u64
+                    / u64::from(y.vcpus)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn demo_qubes_use_plausible_cpu_of_their_own_and_none_while_paused() {
+        let mut cpu = TestDriverCpu::default();
+        let t0 = Instant::now();
+        let list = |paused: bool| {
+            vec![
+                ("sys-net".to_string(), running(PowerState::Running, 2)),
+                ("sys-firewall".to_string(), running(PowerState::Running, 2)),
+                ("work".to_string(), running(PowerState::Running, 2)),
+                ("personal".to_string(), running(PowerState::Running, 4)),
+                (
+                    "vault".to_string(),
+                    running(
+                        if paused {
+                            PowerState::Paused
+                        } else {
+                            PowerState::Running
+                        },
+                        2,
+                    ),
+                ),
+            ]
+        };
+        let mut samples = Vec::new();
+        for i in 0..20 {
+            let mut l = list(i >= 10);
+            cpu.adjust_at(&mut l, t0 + ROUND * i);
+            samples.push(l);
+        }
+        let rounds: Vec<Vec<u64>> = samples
+            .windows(2)
+            .map(|w| usage(&w[0], &w[1], ROUND))
+            .collect();
+        for r in &rounds {
+            // Service qubes stay low, the user's qubes clearly above; never beyond 100 %.
+            assert!(r[0] <= 1 && r[1] <= 1, "{r:?}");
+            assert!(
+                (2..=17).contains(&r[2]) && (2..=17).contains(&r[3]),
+                "{r:?}"
+            );
+        }
+        // The same qube varies over time; two user qubes differ.
+        let work: std::collections::BTreeSet<u64> = rounds.iter().map(|r| r[2]).collect();
+        assert!(work.len() > 1, "{work:?}");
+        assert!(rounds.iter().any(|r| r[2] != r[3]));
+        // vault uses CPU while it runs and none once paused.
+        assert!(rounds[..9].iter().all(|r| r[4] > 0), "{rounds:?}");
+        assert!(rounds[10..].iter().all(|r| r[4] == 0), "{rounds:?}");
     }
 }

@@ -1,0 +1,139 @@
+//! What flows into the window from the daemon, each on a thread of its own: the event stream,
+//! the statistics rounds, the refetch worker's answers, the disk usage of the volumes (at start,
+//! on changes and every minute for running qubes), and one-off work whose result is a [`Msg`].
+
+use std::time::Duration;
+
+use qubes_api::Client;
+
+use super::Msg;
+use crate::loader::{Refetch, Refetched};
+use crate::model::{Change, change_for};
+
+/// Bytes used by a qube's volumes and whether one is outdated (`admin.vm.volume.List`, then
+/// `Info` per volume, as the reference manager does). `None` when they cannot be read (dom0,
+/// a qube without storage, a daemon without the storage calls).
+pub(super) fn read_volumes(client: &Client, vm: &str) -> (Option<u64>, bool) {
+    let Ok(list) = client.call("admin.vm.volume.List", vm, "", b"") else {
+        return (None, false);
+    };
+    let (mut total, mut outdated, mut any) = (0u64, false, false);
+    for vol in list.lines() {
+        let Ok(info) = client.call("admin.vm.volume.Info", vm, vol, b"") else {
+            continue;
+        };
+        for line in info.lines() {
+            if let Some(u) = line.strip_prefix("usage=") {
+                total = total.saturating_add(u.parse().unwrap_or(0));
+                any = true;
+            } else if line == "is_outdated=True" {
+                outdated = true;
+            }
+        }
+    }
+    (any.then_some(total), outdated)
+}
+
+/// Reads the volumes of `names` with bounded parallelism and sends one message.
+pub(super) fn scan_volumes(client: &Client, input: &relm4::Sender<Msg>, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let (client, input) = (client.clone(), input.clone());
+    std::thread::spawn(move || {
+        let chunk = names.len().div_ceil(VOLUME_PARALLELISM).max(1);
+        let results = std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    let client = &client;
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|vm| {
+                                let (disk, outdated) = read_volumes(client, vm);
+                                (vm.clone(), disk, outdated)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect::<Vec<_>>()
+        });
+        input.emit(Msg::Volumes(results));
+    });
+}
+
+/// Volume reads run on this many threads (they are many small calls).
+const VOLUME_PARALLELISM: usize = 2;
+
+/// How often the disk usage of running qubes is read again.
+const DISK_REFRESH: Duration = Duration::from_secs(60);
+
+/// Sends [`Msg::DiskTick`] every [`DISK_REFRESH`].
+pub(super) fn disk_timer(input: relm4::Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("qubes-disk-usage".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(DISK_REFRESH);
+                if input.send(Msg::DiskTick).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the disk usage timer");
+}
+
+/// Sends the table's changes from `admin.Events` to the window.
+pub(super) fn follow_events(client: Client, input: relm4::Sender<Msg>) {
+    crate::loader::follow_events(client, move |event| match event {
+        Ok(ev) => {
+            let change = change_for(&ev);
+            change == Change::None || input.send(Msg::Change(change)).is_ok()
+        }
+        Err(e) => input.send(Msg::Error(crate::errors::describe(&e))).is_ok(),
+    });
+}
+
+/// Starts the refetch worker, whose results come to the window as messages.
+pub(super) fn refetch_worker(
+    client: Client,
+    input: relm4::Sender<Msg>,
+) -> std::sync::mpsc::Sender<Refetch> {
+    crate::loader::refetch_worker(client, move |r| {
+        let msg = match r {
+            Refetched::All(loaded) => Msg::Loaded(loaded),
+            Refetched::Qube(_, Some(info)) => Msg::Qube(info),
+            Refetched::Qube(_, None) => return true,
+            Refetched::Property(vm, prop, value) => Msg::Property { vm, prop, value },
+            Refetched::Feature(vm, feature, value) => Msg::Feature { vm, feature, value },
+            Refetched::State(vm, state) => Msg::Change(Change::State { vm, state }),
+        };
+        input.send(msg).is_ok()
+    })
+    .expect("starting the refetch thread")
+}
+
+/// Sends rounds of `admin.vm.Stats` to the window.
+pub(super) fn follow_stats(client: Client, input: relm4::Sender<Msg>) {
+    crate::loader::follow_stats(client, move |round| {
+        input.send(Msg::StatsRound(round)).is_ok()
+    });
+}
+
+/// Runs `work` on a thread; its message, if any, goes to the window.
+pub(super) fn spawn_work(
+    client: &Client,
+    input: &relm4::Sender<Msg>,
+    work: impl FnOnce(&Client) -> Option<Msg> + Send + 'static,
+) {
+    let (client, input) = (client.clone(), input.clone());
+    std::thread::spawn(move || {
+        if let Some(msg) = work(&client) {
+            input.emit(msg);
+        }
+    });
+}

@@ -1,0 +1,262 @@
+//! Between the widgets of a settings dialog and the data: putting loaded values in, reading
+//! the edits back as changes, and checking what was typed before anything is sent.
+
+use std::collections::BTreeMap;
+
+use relm4::gtk;
+use relm4::gtk::prelude::*;
+
+use super::apply::Change;
+use super::fields::Kind;
+use super::load::Loaded;
+use super::{Editor, Settings, Target, Widgets};
+use crate::i18n::tr;
+
+impl Editor {
+    /// The text of an entry or a spin button, as typed.
+    pub fn text(&self) -> String {
+        self.widget
+            .downcast_ref::<gtk::Editable>()
+            .map(|e| e.text().to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn choice_values(loaded: &Loaded, prop: &str) -> Vec<(String, String)> {
+    loaded.choices.get(prop).cloned().unwrap_or_default()
+}
+
+/// The edits the widgets hold compared with what was loaded.
+fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (prop, ed) in &w.editors {
+        let Some(current) = loaded.props.get(*prop) else {
+            continue;
+        };
+        let new: Option<String> = match ed.kind {
+            Kind::Flag => {
+                let active = ed
+                    .widget
+                    .downcast_ref::<gtk::CheckButton>()
+                    .is_some_and(|c| c.is_active());
+                let was = current.value == "True";
+                (active != was).then(|| {
+                    if active {
+                        "True".into()
+                    } else {
+                        "False".into()
+                    }
+                })
+            }
+            Kind::Number => {
+                // What is typed, as the number it means (validate() has said if it is none).
+                let text = ed.text();
+                let number = text.trim().parse::<i64>().map(|n| n.to_string());
+                match number {
+                    Ok(n) => (n != current.value).then_some(n),
+                    Err(_) => (text != current.value).then_some(text),
+                }
+            }
+            Kind::Text => {
+                let text = ed.text();
+                (text != current.value).then_some(text)
+            }
+            Kind::Choice => {
+                let Some(dd) = ed.widget.downcast_ref::<gtk::DropDown>() else {
+                    continue;
+                };
+                // The daemon changes a template only while the qube is halted.
+                let locked = *prop == "template" && loaded.running;
+                dd.set_sensitive(!locked);
+                ed.note
+                    .set_text(&tr("Shut the qube down to change its template."));
+                ed.note.set_visible(locked);
+                let values = choice_values(loaded, prop);
+                let Some((value, _)) = values.get(dd.selected() as usize) else {
+                    continue;
+                };
+                if value.is_empty() {
+                    if !current.is_default {
+                        out.push((prop.to_string(), None));
+                    }
+                    continue;
+                }
+                let value = if value == "\u{0}none" {
+                    String::new()
+                } else {
+                    value.clone()
+                };
+                (current.is_default || value != current.value).then_some(value)
+            }
+        };
+        if let Some(v) = new {
+            out.push((prop.to_string(), Some(v)));
+        }
+    }
+    out
+}
+
+/// Turns to the page of the first field with an error (the Apply button is on every page; the
+/// error might be on another).
+pub(super) fn show_first_error(errors: &BTreeMap<String, String>, w: &Widgets) {
+    let page = w
+        .editors
+        .iter()
+        .filter(|(prop, _)| errors.contains_key(**prop))
+        .map(|(_, ed)| ed.page)
+        .min();
+    if let Some(page) = page {
+        w.notebook.set_current_page(Some(page));
+    }
+}
+
+/// What is wrong with the values typed, by property; empty when Apply may go ahead.
+pub fn validate(model: &Settings, w: &Widgets) -> BTreeMap<String, String> {
+    let mut errors = BTreeMap::new();
+    let Some(loaded) = &model.loaded else {
+        return errors;
+    };
+    let mut numbers = BTreeMap::new();
+    for (prop, ed) in &w.editors {
+        let Some(current) = loaded.props.get(*prop) else {
+            continue;
+        };
+        if ed.kind != Kind::Number {
+            continue;
+        }
+        let Some((mut min, max)) = crate::limits::number_range(prop) else {
+            continue;
+        };
+        if prop.starts_with("volume:") {
+            min = current.value.parse().unwrap_or(min);
+            if ed.text().trim().parse::<i64>().is_ok_and(|n| n < min) {
+                errors.insert(
+                    prop.to_string(),
+                    tr("Storage cannot be made smaller than it is."),
+                );
+                continue;
+            }
+        }
+        match crate::limits::parse_number(&ed.text(), min, max) {
+            Ok(n) => {
+                numbers.insert(*prop, n);
+            }
+            Err(e) => {
+                errors.insert(prop.to_string(), e);
+            }
+        }
+    }
+    // Memory balancing gives a qube between its initial and its maximum memory.
+    if let (Some(memory), Some(maxmem)) = (numbers.get("memory"), numbers.get("maxmem"))
+        && *maxmem != 0
+        && maxmem < memory
+    {
+        errors.insert(
+            "maxmem".into(),
+            tr("At least the initial memory (%d MiB), or 0 to leave the qube out of memory balancing.")
+                .replacen("%d", &memory.to_string(), 1),
+        );
+    }
+    errors
+}
+
+/// Puts loaded values into the widgets.
+pub(super) fn fill(loaded: &Loaded, w: &Widgets) {
+    for (prop, ed) in &w.editors {
+        let Some(v) = loaded.props.get(*prop) else {
+            continue;
+        };
+        ed.row.set_visible(true);
+        match ed.kind {
+            Kind::Flag => {
+                if let Some(c) = ed.widget.downcast_ref::<gtk::CheckButton>() {
+                    c.set_active(v.value == "True");
+                }
+            }
+            Kind::Number => {
+                if let Some(spin) = ed.widget.downcast_ref::<gtk::SpinButton>() {
+                    let value: f64 = v.value.parse().unwrap_or(0.0);
+                    if prop.starts_with("volume:") {
+                        // Storage only grows.
+                        spin.set_range(value, spin.adjustment().upper());
+                    }
+                    ed.keep_text.set(false);
+                    spin.set_value(value);
+                    spin.set_text(&v.value);
+                }
+            }
+            Kind::Text => {
+                if let Some(e) = ed.widget.downcast_ref::<gtk::Entry>() {
+                    e.set_text(&v.value);
+                }
+            }
+            Kind::Choice => {
+                let Some(dd) = ed.widget.downcast_ref::<gtk::DropDown>() else {
+                    continue;
+                };
+                // The daemon changes a template only while the qube is halted.
+                let locked = *prop == "template" && loaded.running;
+                dd.set_sensitive(!locked);
+                ed.note
+                    .set_text(&tr("Shut the qube down to change its template."));
+                ed.note.set_visible(locked);
+                let values = choice_values(loaded, prop);
+                let texts: Vec<&str> = values.iter().map(|(_, t)| t.as_str()).collect();
+                dd.set_model(Some(&gtk::StringList::new(&texts)));
+                let pos = if v.is_default {
+                    values.iter().position(|(k, _)| k.is_empty())
+                } else if v.value.is_empty() {
+                    values.iter().position(|(k, _)| k == "\u{0}none")
+                } else {
+                    values.iter().position(|(k, _)| *k == v.value)
+                };
+                if let Some(p) = pos {
+                    dd.set_selected(p as u32);
+                }
+            }
+        }
+    }
+    w.notes.buffer().set_text(&loaded.notes);
+    w.services.fill(&loaded.features);
+    w.features.fill(&loaded.features);
+    if let Some(rules) = &loaded.firewall {
+        w.firewall.fill(rules);
+    }
+    w.firewall.root.set_sensitive(loaded.firewall.is_some());
+    if let Some(d) = &loaded.devices {
+        w.devices.fill(d);
+    }
+    w.devices.root.set_sensitive(loaded.devices.is_some());
+}
+
+/// What Apply sends (used by the Apply handler and the tests).
+pub fn pending(model: &Settings, w: &Widgets) -> (Vec<Change>, Option<String>) {
+    let Some(loaded) = &model.loaded else {
+        return (Vec::new(), None);
+    };
+    let buffer = w.notes.buffer();
+    let text = buffer
+        .text(&buffer.start_iter(), &buffer.end_iter(), false)
+        .to_string();
+    let global = model.target == Target::Global;
+    let notes = (!global && text != loaded.notes).then_some(text);
+    let mut changes = collect_changes(loaded, w);
+    if !global {
+        if let Some(d) = &loaded.devices {
+            changes.extend(w.devices.changes(d));
+        }
+        changes.extend(w.services.changes(&loaded.features));
+        changes.extend(w.features.changes(&loaded.features));
+        if let Some(old) = &loaded.firewall {
+            let mut rules = w.firewall.rules();
+            if rules.is_empty() {
+                // Limited to nothing: an explicit drop (an empty list cannot be set).
+                rules.push("action=drop".into());
+            }
+            if &rules != old {
+                changes.push(("firewall".into(), Some(rules.join("\n"))));
+            }
+        }
+    }
+    (changes, notes)
+}
