@@ -370,7 +370,7 @@ fn allow(rule: &Rule, p: &Params, req: &Request) -> Resolution {
                     "policy define 'allow' action at {} but no target is specified by caller or policy",
                     rule.origin()
                 ),
-                notify,
+                true,
             ));
         }
         Target::DispVm => match default_dispvm_of(info, &req.source) {
@@ -381,7 +381,7 @@ fn allow(rule: &Rule, p: &Params, req: &Request) -> Resolution {
                         "policy define 'allow' action to @dispvm at {} but no DispVM base is set for this VM",
                         rule.origin()
                     ),
-                    notify,
+                    true,
                 ));
             }
         },
@@ -474,6 +474,13 @@ fn ask(rules: &[Rule], rule: &Rule, p: &Params, req: &Request) -> Resolution {
             }]
         }
         None => {
+            // The reference looks the source up first and crashes on an unknown one.
+            if info.get(&req.source).is_none() {
+                return Resolution::Deny(deny(
+                    format!("unknown source {} for an ask", req.source),
+                    false,
+                ));
+            }
             let mut set: std::collections::BTreeSet<String> = Default::default();
             for r in rules.iter().rev() {
                 if !(service_matches(r, req) && source_matches(&r.source, req)) {
@@ -521,7 +528,7 @@ fn ask(rules: &[Rule], rule: &Rule, p: &Params, req: &Request) -> Resolution {
                 "policy define 'ask' action at {} but no target is available to choose from",
                 rule.origin()
             ),
-            notify,
+            true,
         ));
     }
     let default_target = p.default_target.as_ref().and_then(|t| {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::eval::{Denied, Request, Resolution, SystemInfo, allow_output, evaluate};
-use crate::parser::{FileSystem, load_policy_dirs};
+use crate::parser::{ErrorKind, FileSystem, load_policy_dirs};
 
 /// Options of one run.
 #[derive(Debug, Clone, Default)]
@@ -68,9 +68,35 @@ pub fn run(o: &Options) -> Outcome {
         exit: 1,
     };
 
+    // In the reference's order: the policy is loaded, then the request is built (the intended
+    // target checked), then a relayed source is checked.
+    let fs = FileSystem {
+        compat_dir: o.legacy_dir.clone(),
+    };
+    let rules = match load_policy_dirs(&fs, &o.policy_dirs) {
+        Ok(r) => r,
+        Err(e) => {
+            // A syntax error denies silently; a policy that cannot be read at all notifies.
+            deny_out(
+                &mut notes,
+                &Denied {
+                    reason: e.to_string(),
+                    notify: e.kind == ErrorKind::Unreadable,
+                },
+            );
+            return finish_deny(notes);
+        }
+    };
+    let req = match Request::new(&o.service_and_arg, &o.source, &o.target, &o.info) {
+        Ok(r) => r,
+        Err(d) => {
+            deny_out(&mut notes, &d);
+            return finish_deny(notes);
+        }
+    };
     // The effective source: a RemoteVM relayed by the caller, if one is named.
-    let source = match &o.requested_source {
-        None => o.source.clone(),
+    let (source, req) = match &o.requested_source {
+        None => (o.source.clone(), req),
         Some(rs) => {
             let why = match o.info.get(rs) {
                 None => Some(format!("unknown requested source qube {rs:?}")),
@@ -92,33 +118,13 @@ pub fn run(o: &Options) -> Outcome {
                 );
                 return finish_deny(notes);
             }
-            rs.clone()
-        }
-    };
-
-    let fs = FileSystem {
-        compat_dir: o.legacy_dir.clone(),
-    };
-    let rules = match load_policy_dirs(&fs, &o.policy_dirs) {
-        Ok(r) => r,
-        Err(e) => {
-            // A syntax error denies silently; a policy that cannot be read at all notifies.
-            let load_failure = e.file.is_none();
-            deny_out(
-                &mut notes,
-                &Denied {
-                    reason: e.to_string(),
-                    notify: load_failure,
+            (
+                rs.clone(),
+                Request {
+                    source: rs.clone(),
+                    ..req
                 },
-            );
-            return finish_deny(notes);
-        }
-    };
-    let req = match Request::new(&o.service_and_arg, &source, &o.target, &o.info) {
-        Ok(r) => r,
-        Err(d) => {
-            deny_out(&mut notes, &d);
-            return finish_deny(notes);
+            )
         }
     };
     let requested_target = match &req.target {

@@ -4,11 +4,14 @@ pub mod admin;
 pub mod daemon;
 pub mod eval;
 pub mod exec;
+pub mod loader;
 pub mod parser;
+pub mod pathres;
+pub mod rule;
 pub mod token;
 
 pub use eval::{
     Denied, QubeInfo, Request, Resolution, SystemInfo, Target, allow_output, evaluate, first_match,
 };
-pub use parser::{Action, Params, PolicyError, Rule, load_policy_dirs, parse_str};
+pub use parser::{Action, ErrorKind, Params, PolicyError, Rule, load_policy_dirs, parse_str};
 pub use token::{Context, Token};
