@@ -226,7 +226,7 @@ fn default_dispvm_of<'i>(info: &'i SystemInfo, source: &str) -> Option<&'i str> 
     info.get(source).and_then(|d| d.default_dispvm.as_deref())
 }
 
-fn source_matches(tok: &Token, req: &Request) -> bool {
+pub(crate) fn source_matches(tok: &Token, req: &Request) -> bool {
     let info = req.info;
     let src = req.source.as_str();
     match tok {
@@ -242,7 +242,7 @@ fn source_matches(tok: &Token, req: &Request) -> bool {
     }
 }
 
-fn target_matches(tok: &Token, req: &Request) -> bool {
+pub(crate) fn target_matches(tok: &Token, req: &Request) -> bool {
     let info = req.info;
     let t = &req.target;
     let target_is_dom0 = matches!(t, Target::AdminVm(_));

@@ -4,10 +4,12 @@ pub mod admin;
 pub mod daemon;
 pub mod eval;
 pub mod exec;
+pub mod explain;
 pub mod loader;
 pub mod parser;
 pub mod pathres;
 pub mod rule;
+pub mod sysinfo;
 pub mod token;
 
 pub use eval::{

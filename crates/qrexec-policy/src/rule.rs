@@ -116,6 +116,57 @@ impl Rule {
     }
 }
 
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        if let Some(t) = &self.target {
+            write!(f, " target={t}")?;
+        }
+        if let Some(t) = &self.default_target {
+            write!(f, " default_target={t}")?;
+        }
+        if let Some(u) = &self.user {
+            write!(f, " user={u}")?;
+        }
+        if let Some(n) = self.notify {
+            write!(f, " notify={}", yes_no(n))?;
+        }
+        if let Some(a) = self.autostart {
+            write!(f, " autostart={}", yes_no(a))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Action {
+    /// The action column and its parameters, as a policy file spells them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Allow(p) => write!(f, "allow{p}"),
+            Action::Ask(p) => write!(f, "ask{p}"),
+            Action::Deny { notify: None } => f.write_str("deny"),
+            Action::Deny { notify: Some(n) } => {
+                write!(f, "deny notify={}", if *n { "yes" } else { "no" })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    /// The rule as one line of the current format (legacy rules come out converted).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\t{}\t{}\t{}\t{}",
+            self.service.as_deref().unwrap_or("*"),
+            self.argument.as_deref().unwrap_or("*"),
+            self.source,
+            self.target,
+            self.action
+        )
+    }
+}
+
 /// Characters of service names and arguments.
 fn rpc_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_')

@@ -9,36 +9,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use qrexec_policy::SystemInfo;
 use qrexec_policy::daemon::{MAX_REQUEST, answer, parse_request};
 use qrexec_policy::exec::Options;
-
-enum InfoSource {
-    Qubesd(PathBuf),
-    File(PathBuf),
-}
-
-fn system_info(src: &InfoSource) -> Result<SystemInfo, String> {
-    match src {
-        InfoSource::File(p) => std::fs::read_to_string(p)
-            .map_err(|e| e.to_string())
-            .and_then(|t| SystemInfo::from_json(&t)),
-        InfoSource::Qubesd(dir) => {
-            let mut s =
-                UnixStream::connect(dir.join("qubesd.internal.sock")).map_err(|e| e.to_string())?;
-            s.write_all(b"internal.GetSystemInfo+ dom0 name dom0\0")
-                .map_err(|e| e.to_string())?;
-            s.shutdown(std::net::Shutdown::Write)
-                .map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
-            s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-            let json = out
-                .strip_prefix(b"0\0")
-                .ok_or("no system info from qubesd")?;
-            SystemInfo::from_json(&String::from_utf8_lossy(json))
-        }
-    }
-}
+use qrexec_policy::sysinfo::InfoSource;
 
 fn serve(mut conn: UnixStream, base: &Options, info: &InfoSource) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
@@ -60,7 +33,7 @@ fn serve(mut conn: UnixStream, base: &Options, info: &InfoSource) {
     let Some(mut o) = parse_request(&buf, base) else {
         return;
     };
-    o.info = match system_info(info) {
+    o.info = match info.read() {
         Ok(i) => i,
         Err(e) => {
             eprintln!("qrexec-policy-daemon: system info: {e}");
@@ -107,13 +80,7 @@ fn main() {
         std::process::exit(1)
     });
     for conn in listener.incoming().flatten() {
-        let (base, info) = (
-            base.clone(),
-            match &info {
-                InfoSource::Qubesd(p) => InfoSource::Qubesd(p.clone()),
-                InfoSource::File(p) => InfoSource::File(p.clone()),
-            },
-        );
+        let (base, info) = (base.clone(), info.clone());
         std::thread::spawn(move || serve(conn, &base, &info));
     }
 }
