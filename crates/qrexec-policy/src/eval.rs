@@ -37,6 +37,8 @@ pub struct QubeInfo {
 pub struct SystemInfo {
     /// Qubes by name.
     pub domains: BTreeMap<String, QubeInfo>,
+    /// Icon names by qube (`appvm-red`), for the ask dialog's label colours.
+    pub icon_names: BTreeMap<String, String>,
 }
 
 impl SystemInfo {
@@ -51,6 +53,9 @@ impl SystemInfo {
             |o: &serde_json::Value, k: &str| o.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let mut out = SystemInfo::default();
         for (name, d) in domains {
+            if let Some(icon) = s(d, "icon") {
+                out.icon_names.insert(name.clone(), icon);
+            }
             out.domains.insert(
                 name.clone(),
                 QubeInfo {
@@ -86,6 +91,18 @@ impl SystemInfo {
             );
         }
         Ok(out)
+    }
+
+    /// The icons the reference sends with `policy.Ask`: every qube's, and `@dispvm:X` for each
+    /// disposable template X (its icon with `app` replaced by `disp`).
+    pub fn icons(&self) -> BTreeMap<String, String> {
+        let mut icons = self.icon_names.clone();
+        for d in self.domains.values().filter(|d| d.template_for_dispvms) {
+            if let Some(icon) = self.icon_names.get(&d.name) {
+                icons.insert(format!("@dispvm:{}", d.name), icon.replace("app", "disp"));
+            }
+        }
+        icons
     }
 
     /// A qube by name or `uuid:<uuid>`.

@@ -1,6 +1,7 @@
 //! qrexec policy: parse `/etc/qubes/policy.d` (and legacy R4.0 files), evaluate requests.
 
 pub mod admin;
+pub mod agent;
 pub mod daemon;
 pub mod eval;
 pub mod exec;

@@ -53,6 +53,7 @@ impl Tree {
             source: src.into(),
             target: target.into(),
             service_and_arg: svc.into(),
+            agent: None,
         };
         run(&o)
     }

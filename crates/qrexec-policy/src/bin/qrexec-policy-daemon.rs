@@ -2,7 +2,11 @@
 //! connection). System info comes from qubesd's internal socket, or from a file.
 //!
 //! `qrexec-policy-daemon [--socket PATH] [--policy-dir DIR ...] [--legacy-policy-dir DIR]
-//!  [--qubesd-socket-dir DIR | --system-info FILE]`
+//!  [--qubesd-socket-dir DIR | --system-info FILE] [--agent-rpc-dir DIR] [--qrexec-client PATH]`
+//!
+//! An ask is put to the user through the agent of the source's GUI domain (dom0's on
+//! `<agent rpc dir>/policy.Ask`, default `/etc/qubes-rpc`; a GUI qube's through
+//! `qrexec-client`), and denials and `notify=yes` allows are sent there as `policy.Notify`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -10,7 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use qrexec_policy::daemon::{MAX_REQUEST, answer, parse_request};
-use qrexec_policy::exec::Options;
+use std::sync::Arc;
+
+use qrexec_policy::agent::QrexecAgent;
+use qrexec_policy::exec::{AgentHandle, Options};
 use qrexec_policy::sysinfo::InfoSource;
 
 fn serve(mut conn: UnixStream, base: &Options, info: &InfoSource) {
@@ -51,6 +58,7 @@ fn main() {
         ..Options::default()
     };
     let mut info = InfoSource::Qubesd("/var/run".into());
+    let mut agent = QrexecAgent::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || {
@@ -65,12 +73,15 @@ fn main() {
             "--legacy-policy-dir" => base.legacy_dir = v().into(),
             "--qubesd-socket-dir" => info = InfoSource::Qubesd(v().into()),
             "--system-info" => info = InfoSource::File(v().into()),
+            "--agent-rpc-dir" => agent.rpc_dir = v().into(),
+            "--qrexec-client" => agent.qrexec_client = v().into(),
             _ => {
                 eprintln!("qrexec-policy-daemon: unknown option {a}");
                 std::process::exit(2)
             }
         }
     }
+    base.agent = Some(AgentHandle(Arc::new(agent)));
     if base.policy_dirs.is_empty() {
         base.policy_dirs = vec!["/run/qubes/policy.d".into(), "/etc/qubes/policy.d".into()];
     }
