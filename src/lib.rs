@@ -14,6 +14,7 @@ pub mod i18n;
 pub mod instance;
 pub mod loader;
 pub mod model;
+pub mod policy_agent;
 pub mod renderer;
 pub mod settings;
 pub mod table;
