@@ -15,6 +15,7 @@ pub mod instance;
 pub mod loader;
 pub mod model;
 pub mod policy_agent;
+pub mod policy_editor;
 pub mod renderer;
 pub mod settings;
 pub mod table;
