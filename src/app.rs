@@ -806,6 +806,14 @@ impl SimpleComponent for App {
         group.add_action(&global);
         let system_menu = gio::Menu::new();
         system_menu.append(Some(&tr("Global settings")), Some("qube.global-settings"));
+        // The qrexec policy editor, a window of its own (crate::policy_editor).
+        let policy = gio::SimpleAction::new("policy-editor", None);
+        let (client, window) = (init.client.clone(), root.clone());
+        policy.connect_activate(move |_, _| {
+            crate::policy_editor::open_for(window.upcast_ref(), &client)
+        });
+        group.add_action(&policy);
+        system_menu.append(Some(&tr("Policy editor")), Some("qube.policy-editor"));
         // View ▸ Columns: one check item per column (the name column always stays).
         let hidden = view_state.hidden_columns();
         let columns_menu = gio::Menu::new();

@@ -91,6 +91,32 @@ struct Ui {
     state: Rc<RefCell<State>>,
 }
 
+/// Opens the editor from the Qube Manager: qube names and tags for completion are read from
+/// its daemon first (off the main thread).
+pub fn open_for(parent: &gtk::Window, client: &qubes_api::Client) {
+    let client = client.clone();
+    let parent = parent.clone();
+    background(
+        move || {
+            let names: Vec<String> = client
+                .vm_list()
+                .map(|l| l.iter().map(|q| q.name.clone()).collect())
+                .unwrap_or_default();
+            let mut tags: Vec<String> = names
+                .iter()
+                .filter_map(|n| client.call("admin.vm.tag.List", n, "", b"").ok())
+                .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+                .collect();
+            tags.sort();
+            tags.dedup();
+            (names, tags)
+        },
+        move |(names, tags)| {
+            open(Some(&parent), EditorInit::from_env(names, tags, None));
+        },
+    );
+}
+
 /// Opens the editor window (transient for `parent`, if any).
 pub fn open(parent: Option<&gtk::Window>, init: EditorInit) -> adw::Window {
     let window = adw::Window::builder()
