@@ -214,3 +214,152 @@ fn an_ask_answered_in_the_agent() {
     let out = call.join().unwrap();
     assert_eq!((out.stdout.as_str(), out.exit), ("result=deny\n", 1));
 }
+
+#[path = "../benches/support/bus.rs"]
+mod bus;
+
+/// What the notification server was asked to show: (application, summary, body).
+type Shown = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A desktop's notification server, as far as the agent uses it.
+struct Notifications(Shown);
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Notifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &mut self,
+        app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut shown = self.0.lock().unwrap();
+        shown.push((app_name, summary, body));
+        shown.len() as u32
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into(), "body-markup".into()]
+    }
+}
+
+fn wait_for(shown: &Shown, n: usize) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shown.lock().unwrap().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    shown.lock().unwrap().clone()
+}
+
+#[test]
+fn notifications_on_the_desktop() {
+    if std::env::var_os("DISPLAY").is_none() {
+        println!("no display: run under xvfb-run -a");
+        return;
+    }
+    let (_bus, address) = bus::Bus::start();
+    let shown: Shown = Default::default();
+    let _server = zbus::blocking::connection::Builder::address(address.as_str())
+        .unwrap()
+        .name("org.freedesktop.Notifications")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/Notifications",
+            Notifications(shown.clone()),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let socket = t.path().join("agent.sock");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_qrexec-policy-agent"))
+        .arg("--socket")
+        .arg(&socket)
+        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("GTK_A11Y", "none")
+        .env("GSK_RENDERER", "cairo")
+        .env("LANG", "C.UTF-8")
+        .env("LANGUAGE", "en")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the agent listens");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // As qrexec-policy-daemon sends it (the JSON of the reference).
+    let notify = |body: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        s.write_all(b"policy.Notify dom0 name dom0\0").unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert_eq!(
+        notify(
+            r#"{"resolution": "deny", "service": "qubes.FileCopy", "argument": "+x", "source": "work", "target": "<b>vault</b>"}"#
+        ),
+        ""
+    );
+    assert_eq!(
+        notify(
+            r#"{"resolution": "allow", "service": "qubes.OpenURL", "argument": "+", "source": "work", "target": "@dispvm:default-dvm"}"#
+        ),
+        ""
+    );
+    let got = wait_for(&shown, 2);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let _ = agent.wait();
+    assert_eq!(
+        got,
+        [
+            (
+                "Qubes policy".to_string(),
+                "Denied: qubes.FileCopy".to_string(),
+                // The server reads markup: the text arrives escaped, never as markup.
+                "Denied qubes.FileCopy+x from work to &lt;b&gt;vault&lt;/b&gt;".to_string()
+            ),
+            (
+                "Qubes policy".to_string(),
+                "Allowed: qubes.OpenURL".to_string(),
+                "Allowed qubes.OpenURL from work to @dispvm:default-dvm".to_string()
+            ),
+        ]
+    );
+
+    // In a GUI qube: one call as a qrexec service program, the request on stdin.
+    let mut once = Command::new(env!("CARGO_BIN_EXE_qrexec-policy-agent"))
+        .args(["--service", "policy.Notify"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("GTK_A11Y", "none")
+        .env("LANG", "C.UTF-8")
+        .env("LANGUAGE", "en")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        once.stdin
+            .take()
+            .unwrap()
+            .write_all(br#"{"resolution": "deny", "service": "qubes.Gpg", "argument": "+", "source": "personal", "target": "vault"}"#)
+            .unwrap();
+    }
+    let out = once.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"");
+    assert_eq!(
+        wait_for(&shown, 3)[2].2,
+        "Denied qubes.Gpg from personal to vault"
+    );
+}
