@@ -62,20 +62,32 @@ def wait(pred):
         time.sleep(0.1)
     print('TIMEOUT'); sys.exit(1)
 named = lambda role, name: (lambda o: o.get_role_name() == role and o.get_name() == name)
-frame = wait(lambda o: o.get_role_name() in ('frame', 'window', 'dialog', 'filler') and o.get_name() == 'Allow a call between qubes?')
+def prompt_of(o):
+    # The prompt for this call: the window that names the caller (not another prompt).
+    if o.get_role_name() not in ('frame', 'window', 'dialog', 'filler'): return False
+    if o.get_name() != 'Allow a call between qubes?': return False
+    return find(o, lambda c: c.get_role_name() == 'label' and (c.get_name() or '').startswith('personal')) is not None
+frame = wait(prompt_of)
 print('prompt:', frame.get_name())
-src = wait(lambda o: o.get_role_name() == 'label' and (o.get_name() or '').startswith('personal'))
+src = find(frame, lambda o: o.get_role_name() == 'label' and (o.get_name() or '').startswith('personal'))
 print('source:', src.get_name())
+def within(pred):
+    deadline2 = time.time() + 30
+    while time.time() < deadline2:
+        r = find(frame, pred)
+        if r is not None: return r
+        time.sleep(0.1)
+    print('TIMEOUT'); sys.exit(1)
 if mode == 'filter':
-    entry = wait(lambda o: (o.get_name() or '').startswith('Filter targets'))
+    entry = within(lambda o: (o.get_name() or '').startswith('Filter targets'))
     entry.get_editable_text_iface().set_text_contents(arg)
-    allow = wait(named('push button', 'Allow once'))
+    allow = within(named('push button', 'Allow once'))
     while time.time() < deadline and not allow.get_state_set().contains(Atspi.StateType.SENSITIVE):
         time.sleep(0.05)
     print('allow sensitive:', allow.get_state_set().contains(Atspi.StateType.SENSITIVE))
     allow.get_action_iface().do_action(0)
 elif mode == 'escape':
-    wait(named('push button', 'Deny'))
+    within(named('push button', 'Deny'))
     time.sleep(0.3)
     Atspi.generate_keyboard_event(0xff1b, None, Atspi.KeySynthType.SYM)
 print('done')

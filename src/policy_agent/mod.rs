@@ -164,6 +164,7 @@ pub fn run(options: Options, requests: async_channel::Receiver<Request>, once: b
     app.connect_activate(move |app| {
         // Stay alive with no window: prompts come and go.
         hold.replace(Some(app.hold()));
+        prompt::warm_up(app);
         let notifier = std::rc::Rc::new(Notifier::connect_as(ORIGIN));
         let requests = requests.clone();
         let app = app.clone();

@@ -141,6 +141,38 @@ pub fn show(
     received: Instant,
     answered: impl FnOnce(Answer) + 'static,
 ) -> adw::Window {
+    build(app, params, timing, received, answered, true)
+}
+
+/// Builds a prompt that is never shown and lays it out, at start: theme, fonts and widget
+/// classes are loaded then, not while the first real request waits. Its own timeout closes it
+/// soon after.
+pub fn warm_up(app: &adw::Application) {
+    let params = AskParams {
+        source: "dom0".into(),
+        service: "qubes.Prompt".into(),
+        argument: "+".into(),
+        targets: vec!["qube".into(), "@dispvm:qube".into()],
+        default_target: "qube".into(),
+        icons: [("qube".to_string(), "appvm-red".to_string())].into(),
+    };
+    let timing = Timing {
+        focus_delay: FOCUS_DELAY,
+        timeout: Duration::from_secs(2),
+    };
+    let window = build(app, &params, &timing, Instant::now(), |_| {}, false);
+    WidgetExt::realize(&window);
+    let _ = window.measure(gtk::Orientation::Vertical, 440);
+}
+
+fn build(
+    app: &adw::Application,
+    params: &AskParams,
+    timing: &Timing,
+    received: Instant,
+    answered: impl FnOnce(Answer) + 'static,
+    present: bool,
+) -> adw::Window {
     let window = adw::Window::builder()
         .application(app)
         .title(tr("Allow a call between qubes?"))
@@ -399,7 +431,7 @@ pub fn show(
     glib::timeout_add_local(Duration::from_millis(250), tick);
 
     // For the benchmark: when the prompt is first drawn, relative to the request's arrival.
-    if std::env::var_os("QUBES_POLICY_AGENT_TRACE").is_some() {
+    if present && std::env::var_os("QUBES_POLICY_AGENT_TRACE").is_some() {
         let shown = Cell::new(false);
         window.add_tick_callback(move |_, _| {
             if !shown.replace(true) {
@@ -412,8 +444,10 @@ pub fn show(
             glib::ControlFlow::Break
         });
     }
-    filter.grab_focus();
-    window.present();
+    if present {
+        filter.grab_focus();
+        window.present();
+    }
     window
 }
 
