@@ -42,7 +42,14 @@ def wait(pred, what, secs=30):
         r = find(a, pred) if a else None
         if r is not None: return r
         time.sleep(0.1)
-    print('TIMEOUT', what); sys.exit(1)
+    labels = []
+    def collect(o, d=0):
+        try:
+            if o.get_role_name() == 'label' and text_of(o): labels.append(text_of(o))
+            for i in range(o.get_child_count()): collect(o.get_child_at_index(i), d + 1)
+        except Exception: pass
+    collect(app())
+    print('TIMEOUT', what, labels[:12]); sys.exit(1)
 def text_of(o):
     t = o.get_text_iface()
     return t.get_text(0, t.get_character_count()) if t else ''
@@ -57,7 +64,7 @@ def status_is(prefix):
     return pred
 def status_text():
     return text_of(status_found[0])
-target = wait(lambda o: o.get_name() == 'Target, line 2' and text_of(o) == '@anyvm', 'the file loaded')
+target = wait(lambda o: o.get_name() == 'Target, line 2' and text_of(o) == '@anyvm', 'the file loaded', 90)
 print('loaded:', text_of(target))
 target.get_editable_text_iface().set_text_contents('work')
 save = wait(lambda o: o.get_role_name() == 'push button' and o.get_name() == 'Save', 'save')
@@ -83,6 +90,20 @@ sel = files.get_selection_iface()
 sel.select_child(legacy.get_index_in_parent())
 meaning = wait(lambda o: o.get_name() == 'Meaning in the current format' and 'allow' in text_of(o), 'legacy meaning')
 print('legacy:', text_of(meaning).replace('\t', ' ').replace('\n', ' | '))
+# A new file: named, created by saving, then removed after confirming.
+name = wait(named('New file name'), 'new file name')
+name.get_editable_text_iface().set_text_contents('40-mine')
+wait(lambda o: o.get_role_name() == 'push button' and o.get_name() == 'New file', 'new file').get_action_iface().do_action(0)
+time.sleep(0.3)
+save.get_action_iface().do_action(0)
+wait(status_is('Saved 40-mine.'), 'new file saved')
+print('created:', status_text())
+wait(lambda o: o.get_role_name() == 'push button' and o.get_name() == 'Remove file', 'remove').get_action_iface().do_action(0)
+dialog = wait(lambda o: o.get_role_name() == 'dialog' and o.get_name() == 'Remove this policy file?', 'confirmation')
+confirm = find(dialog, lambda o: o.get_role_name() == 'push button' and (o.get_name() or '').startswith('Remove file'))
+confirm.get_action_iface().do_action(0)
+wait(status_is('Removed.'), 'removed')
+print('removed:', status_text())
 print('done')
 "#;
 
@@ -201,6 +222,9 @@ fn edits_are_saved_validated_and_guarded() {
         seen.contains("legacy: qubes.FileCopy * @tag:work @tag:work allow | qubes.FileCopy * @anyvm @anyvm ask |"),
         "{seen}"
     );
+    assert!(seen.contains("created: Saved 40-mine."), "{seen}");
+    assert!(seen.contains("removed: Removed."), "{seen}");
+    assert!(!dir.join("40-mine.policy").exists());
     // On disk: the valid save, then the other writer's line; neither refused edit.
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),

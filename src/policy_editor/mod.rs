@@ -229,7 +229,7 @@ pub fn open(parent: Option<&gtk::Window>, init: EditorInit) -> adw::Window {
     right.append(&pages);
     right.append(&simulate::panel(&ui));
     let paned = gtk::Paned::new(gtk::Orientation::Horizontal);
-    paned.set_start_child(Some(&side));
+    paned.set_start_child(Some(&sidebar(&ui, &side)));
     paned.set_end_child(Some(&right));
     paned.set_position(240);
     let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
@@ -273,6 +273,99 @@ pub fn open(parent: Option<&gtk::Window>, init: EditorInit) -> adw::Window {
     load_list(&ui, init.open.clone());
     window.present();
     window
+}
+
+/// The file list, with a new file's name and the removal of the open one under it.
+fn sidebar(ui: &Ui, list: &gtk::ScrolledWindow) -> gtk::Box {
+    let side = gtk::Box::new(gtk::Orientation::Vertical, 6);
+    list.set_vexpand(true);
+    side.append(list);
+    let new_name = gtk::Entry::new();
+    new_name.set_placeholder_text(Some("40-mine"));
+    a11y::set_name(&new_name, &tr("New file name"));
+    new_name.set_margin_start(6);
+    new_name.set_margin_end(6);
+    let create = gtk::Button::with_label(&tr("New file"));
+    let remove = gtk::Button::with_label(&tr("Remove file"));
+    remove.add_css_class("destructive-action");
+    let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+    buttons.set_margin_start(6);
+    buttons.set_margin_bottom(6);
+    buttons.append(&create);
+    buttons.append(&remove);
+    side.append(&new_name);
+    side.append(&buttons);
+    let start = {
+        let ui = ui.clone();
+        let new_name = new_name.clone();
+        move || {
+            let name = new_name.text().trim().to_string();
+            if name.is_empty() {
+                return;
+            }
+            // Opened empty with the token `new`: saving creates it (and fails if it exists).
+            let (kind, name) = split_key(&name);
+            show_file(&ui, kind, name, "new".into(), String::new());
+            ui.save.set_sensitive(true);
+            new_name.set_text("");
+        }
+    };
+    create.connect_clicked({
+        let start = start.clone();
+        move |_| start()
+    });
+    new_name.connect_activate(move |_| start());
+    remove.connect_clicked({
+        let ui = ui.clone();
+        move |_| ask_remove(&ui)
+    });
+    side
+}
+
+/// Removes the open file after asking; the token makes sure it is the version shown.
+fn ask_remove(ui: &Ui) {
+    let Open::File { kind, name, token } = ui.state.borrow().open.clone() else {
+        return;
+    };
+    let dialog = adw::MessageDialog::new(
+        Some(
+            &ui.title
+                .root()
+                .and_downcast::<gtk::Window>()
+                .unwrap_or_default(),
+        ),
+        Some(&tr("Remove this policy file?")),
+        Some(&name),
+    );
+    dialog.add_response("cancel", &tr("Cancel"));
+    dialog.add_response("remove", &tr("Remove file"));
+    dialog.set_response_appearance("remove", adw::ResponseAppearance::Destructive);
+    dialog.set_default_response(Some("cancel"));
+    dialog.set_close_response("cancel");
+    let ui = ui.clone();
+    dialog.connect_response(None, move |_, response| {
+        if response != "remove" {
+            return;
+        }
+        let backend = ui.state.borrow().init.backend.clone();
+        let (name, token) = (name.clone(), token.clone());
+        let ui = ui.clone();
+        background(
+            move || backend.remove(kind, &name, &token),
+            move |done| match done {
+                Ok(()) => {
+                    ui.state.borrow_mut().open = Open::None;
+                    ui.state.borrow_mut().lines.clear();
+                    rows::rebuild(&ui);
+                    ui.save.set_sensitive(false);
+                    set_status(&ui, &tr("Removed."), false);
+                    load_list(&ui, None);
+                }
+                Err(e) => set_status(&ui, &failure_text(&e), true),
+            },
+        );
+    });
+    dialog.present();
 }
 
 fn scrolled(child: &impl IsA<gtk::Widget>) -> gtk::ScrolledWindow {
@@ -522,8 +615,13 @@ fn save_file(ui: &Ui) {
                 }
                 rows::clear_error(&ui);
                 set_status(&ui, &tr("Saved {}.").replacen("{}", &name, 1), false);
-                if kind == Kind::Policy && !row_exists(&ui, &name) {
-                    load_list(&ui, Some(name));
+                // A new file joins the list; it stays open as it is.
+                let key = match kind {
+                    Kind::Policy => name.clone(),
+                    Kind::Include => format!("include/{name}"),
+                };
+                if !row_exists(&ui, &key) {
+                    load_list(&ui, None);
                 }
             }
             Err(e) => {

@@ -21,6 +21,7 @@ use crate::i18n::tr;
 /// The panel under the editor.
 pub(super) fn panel(ui: &Ui) -> gtk::Expander {
     let expander = gtk::Expander::new(Some(&tr("What would happen?")));
+    a11y::set_name(&expander, &tr("What would happen?"));
     expander.set_margin_start(12);
     expander.set_margin_end(12);
     expander.set_margin_bottom(12);
