@@ -17,6 +17,8 @@ pub mod lifecycle;
 pub mod limits;
 pub mod loader;
 pub mod model;
+pub mod policy_agent;
+pub mod policy_editor;
 pub mod renderer;
 pub mod settings;
 pub mod table;

@@ -90,6 +90,8 @@ pub enum Msg {
     SortChanged,
     /// Open the global settings.
     GlobalSettings,
+    /// Open the qrexec policy editor (a window of its own).
+    PolicyEditor,
     /// Ask for a name and clone the selected qube.
     Clone,
     /// Progress of a long operation for the status line (`None`: finished).

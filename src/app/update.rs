@@ -239,6 +239,9 @@ impl App {
             Msg::ShutdownTimedOut(vm) => self.on_timed_out(vm, &input),
             Msg::RunCommand => self.on_run_command(&input),
             Msg::Console => self.on_console(&input),
+            Msg::PolicyEditor => {
+                crate::policy_editor::open_for(self.window.upcast_ref(), &self.client);
+            }
             Msg::GlobalSettings => {
                 self.global_settings = Some(self.settings_window(Target::Global));
             }

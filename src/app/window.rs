@@ -198,8 +198,16 @@ pub(super) fn build(
         global.connect_activate(move |_, _| input.emit(Msg::GlobalSettings));
     }
     group.add_action(&global);
+    // The qrexec policy editor, a window of its own (crate::policy_editor).
+    let policy = gio::SimpleAction::new("policy-editor", None);
+    {
+        let input = sender.input_sender().clone();
+        policy.connect_activate(move |_, _| input.emit(Msg::PolicyEditor));
+    }
+    group.add_action(&policy);
     let system_menu = gio::Menu::new();
     system_menu.append(Some(&tr("Global settings")), Some("qube.global-settings"));
+    system_menu.append(Some(&tr("Policy editor")), Some("qube.policy-editor"));
     // View ▸ Columns: one check item per column (the name column always stays).
     let hidden = view_state.hidden_columns();
     let columns_menu = gio::Menu::new();

@@ -13,6 +13,25 @@ use super::menu::Command;
 const NAME: &str = "org.freedesktop.Notifications";
 const PATH: &str = "/org/freedesktop/Notifications";
 
+/// Who notifications come from: the application name servers show (a msgid, translated when
+/// shown), the desktop entry and the icon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Application name (untranslated msgid).
+    pub app_name: &'static str,
+    /// Desktop entry (`desktop-entry` hint).
+    pub desktop_entry: &'static str,
+    /// Icon name.
+    pub icon: &'static str,
+}
+
+/// The tray's notifications.
+pub const TRAY: Origin = Origin {
+    app_name: crate::i18n::noop_tr("Qubes Domains"),
+    desktop_entry: "org.qubes_os.QubeManager",
+    icon: "org.qubes_os.QubeManager",
+};
+
 /// One notification to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -43,14 +62,20 @@ enum Job {
 }
 
 impl Notifier {
-    /// Connects to the session bus and starts the notification thread.
+    /// Connects to the session bus and starts the notification thread (as the tray).
     pub fn connect() -> Notifier {
+        Notifier::connect_as(TRAY)
+    }
+
+    /// The same for notifications from another program.
+    pub fn connect_as(origin: Origin) -> Notifier {
         let conn = Connection::session()
             .map_err(|e| tracing::warn!("no session bus, no notifications: {e}"))
             .ok();
         let shown: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
         let (jobs, queue) = std::sync::mpsc::channel();
         let worker = Worker {
+            origin,
             conn: conn.clone(),
             markup: None,
             shown: shown.clone(),
@@ -112,6 +137,7 @@ impl Notifier {
 
 /// The notification thread.
 struct Worker {
+    origin: Origin,
     conn: Option<Connection>,
     /// Whether the server reads markup in bodies (asked once, when first needed).
     markup: Option<bool>,
@@ -158,9 +184,9 @@ impl Worker {
         };
         let mut hints: HashMap<&str, Value> = HashMap::new();
         hints.insert("urgency", Value::U8(if n.urgent { 2 } else { 1 }));
-        hints.insert("desktop-entry", Value::from("org.qubes_os.QubeManager"));
+        hints.insert("desktop-entry", Value::from(self.origin.desktop_entry));
         // Servers show the application's name: translated like the rest.
-        let app_name = crate::i18n::tr("Qubes Domains");
+        let app_name = crate::i18n::tr(self.origin.app_name);
         let reply = conn.call_method(
             Some(NAME),
             PATH,
@@ -169,7 +195,7 @@ impl Worker {
             &(
                 app_name.as_str(),
                 replaces,
-                "org.qubes_os.QubeManager",
+                self.origin.icon,
                 n.summary.as_str(),
                 body.as_str(),
                 actions,

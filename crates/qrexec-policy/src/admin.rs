@@ -2,14 +2,14 @@
 //! policy-tools-contract.md §1.2): list, read, replace and remove policy files with tokens
 //! against concurrent changes, validating the whole resulting policy before saving.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::parser::{FileSystem, Parser, Source, counts_as_policy_file, valid_policy_file_name};
+use crate::loader::Overlay;
+use crate::parser::{ErrorKind, FileSystem, Parser, PolicyError, Source};
 use crate::token::py_repr;
 
 /// A failed request.
@@ -76,19 +76,20 @@ pub fn handle(dir: &Path, service_full_name: &str, payload: &[u8]) -> Result<Vec
     {
         return Err(protocol("Unexpected payload"));
     }
-    let include = method.starts_with("policy.include.");
-    let base = if include {
-        dir.join("include")
-    } else {
-        dir.to_path_buf()
-    };
-    if !base.is_dir() {
-        return Err(internal(format!("not a directory: {}", base.display())));
+    // The directory is opened (and locked) first: missing, it is an internal error.
+    if !dir.is_dir() {
+        return Err(internal(format!("not a directory: {}", dir.display())));
     }
+    let include = method.starts_with("policy.include.");
+    let (base, suffix) = if include {
+        (dir.join("include"), "")
+    } else {
+        (dir.to_path_buf(), ".policy")
+    };
     match method.rsplit('.').next().unwrap_or("") {
-        "List" => list(&base, include),
+        "List" => list(&base, suffix),
         "Get" => {
-            let path = name_to_path(&base, arg, include)?;
+            let path = name_to_path(&base, arg, suffix)?;
             let bytes = read_existing(&path)?;
             let mut out = token_of(&bytes).into_bytes();
             out.push(b'\n');
@@ -96,7 +97,7 @@ pub fn handle(dir: &Path, service_full_name: &str, payload: &[u8]) -> Result<Vec
             Ok(out)
         }
         "Replace" => {
-            let path = name_to_path(&base, arg, include)?;
+            let path = name_to_path(&base, arg, suffix)?;
             let nl = payload
                 .iter()
                 .position(|&b| b == b'\n')
@@ -109,7 +110,7 @@ pub fn handle(dir: &Path, service_full_name: &str, payload: &[u8]) -> Result<Vec
             Ok(Vec::new())
         }
         "Remove" => {
-            let path = name_to_path(&base, arg, include)?;
+            let path = name_to_path(&base, arg, suffix)?;
             check_token(&path, payload)?;
             if !path.is_file() {
                 return Err(not_found(&path));
@@ -136,7 +137,9 @@ fn read_existing(path: &Path) -> Result<Vec<u8>, AdminError> {
     std::fs::read(path).map_err(|e| internal(e.to_string()))
 }
 
-fn list(base: &Path, include: bool) -> Result<Vec<u8>, AdminError> {
+/// The regular files of `base` (symlinks followed) whose names end in `suffix`, without it;
+/// names must be ASCII, as the reference encodes its answer.
+fn list(base: &Path, suffix: &str) -> Result<Vec<u8>, AdminError> {
     let mut names = Vec::new();
     for e in std::fs::read_dir(base)
         .map_err(|e| internal(e.to_string()))?
@@ -145,13 +148,8 @@ fn list(base: &Path, include: bool) -> Result<Vec<u8>, AdminError> {
         if !e.path().is_file() {
             continue;
         }
-        let name = e
-            .file_name()
-            .into_string()
-            .map_err(|_| internal("file name is not UTF-8"))?;
-        if include {
-            names.push(name);
-        } else if let Some(stem) = name.strip_suffix(".policy") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(suffix) {
             if !stem.is_ascii() {
                 return Err(internal(format!("file name is not ASCII: {name}")));
             }
@@ -165,8 +163,10 @@ fn list(base: &Path, include: bool) -> Result<Vec<u8>, AdminError> {
         .collect())
 }
 
-/// Maps a name to its file, refusing anything that would leave the directory.
-fn name_to_path(base: &Path, arg: &str, include: bool) -> Result<PathBuf, AdminError> {
+/// Maps a name to its file: `base/<name><suffix>` resolved as the reference resolves it,
+/// refused unless it lies directly in `base` as given (so a symlinked include directory, or
+/// a link out of the directory, is refused).
+fn name_to_path(base: &Path, arg: &str, suffix: &str) -> Result<PathBuf, AdminError> {
     if arg.is_empty()
         || !arg
             .chars()
@@ -179,21 +179,9 @@ fn name_to_path(base: &Path, arg: &str, include: bool) -> Result<PathBuf, AdminE
             ),
         ));
     }
-    let file = if include {
-        arg.to_string()
-    } else {
-        format!("{arg}.policy")
-    };
-    let path = base.join(file);
-    let resolved = match std::fs::canonicalize(&path) {
-        Ok(p) => p,
-        Err(_) => match (std::fs::canonicalize(base), path.file_name()) {
-            (Ok(b), Some(n)) => b.join(n),
-            _ => path.clone(),
-        },
-    };
-    let expected = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
-    if resolved.parent() != Some(expected.as_path()) {
+    let resolved = crate::pathres::resolve(&base.join(format!("{arg}{suffix}")))
+        .map_err(|l| internal(format!("symlink loop: {}", l.0.display())))?;
+    if resolved.parent() != Some(base) {
         return Err(AdminError::Request(
             "PolicyAdminInvalidFilePathException",
             format!("Expecting a path inside {}", base.display()),
@@ -227,121 +215,53 @@ fn check_token(path: &Path, token: &[u8]) -> Result<(), AdminError> {
     }
 }
 
-/// Writes `DIR/!<name>` (mode 0664) and renames it over the target.
+/// Writes `DIR/!<name>` (mode 0664), synced, and renames it over the target. As the
+/// reference, a failed rename leaves the temporary file.
 fn write_file(path: &Path, content: &[u8]) -> Result<(), AdminError> {
     let dir = path
         .parent()
         .ok_or_else(|| internal("no parent directory"))?;
     let name = path.file_name().ok_or_else(|| internal("no file name"))?;
     let tmp = dir.join(format!("!{}", name.to_string_lossy()));
-    let result = (|| {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(content)?;
         f.set_permissions(std::fs::Permissions::from_mode(0o664))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        f.sync_all()
     })();
-    if let Err(e) = result {
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(internal(e.to_string()));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| internal(e.to_string()))?;
+    // The rename is durable once the directory is synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     Ok(())
 }
 
-/// The file system with one pending change applied.
-struct Overlay {
-    fs: FileSystem,
-    changes: BTreeMap<PathBuf, Option<String>>,
-}
-
-impl Source for Overlay {
-    fn read_file(&self, path: &Path) -> Result<String, String> {
-        let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        match self
-            .changes
-            .get(&resolved)
-            .or_else(|| self.changes.get(path))
-        {
-            Some(Some(text)) => Ok(text.clone()),
-            Some(None) => Err(format!(
-                "including a file that will be removed: {}",
-                path.display()
-            )),
-            None => self.fs.read_file(path),
-        }
-    }
-
-    fn list_dir(&self, path: &Path) -> Result<Vec<PathBuf>, String> {
-        let mut files = self.fs.list_dir(path)?;
-        for (p, change) in &self.changes {
-            let counted = p.parent() == Some(path)
-                && p.file_name()
-                    .is_some_and(|n| counts_as_policy_file(&n.to_string_lossy()));
-            if !counted {
-                continue;
-            }
-            match change {
-                Some(_) if !files.contains(p) => files.push(p.clone()),
-                None => files.retain(|f| f != p),
-                _ => {}
-            }
-        }
-        files.sort();
-        Ok(files)
-    }
-
-    fn compat_files(&self) -> Vec<(String, PathBuf)> {
-        self.fs.compat_files()
-    }
-}
-
-/// Parses the whole policy of `dir` as it would be after the change.
+/// Parses the whole policy of `dir` as it would be after the change, as the reference's
+/// ValidateParser does: the other top-level files first, then the changed one; includes of the
+/// changed file read its new content, includes of a removed one fail.
 fn validate(dir: &Path, changed: &Path, content: Option<&str>) -> Result<(), AdminError> {
-    let mut changes = BTreeMap::new();
-    changes.insert(changed.to_path_buf(), content.map(str::to_string));
-    let overlay = Overlay {
-        fs: FileSystem::default(),
-        changes,
+    let overlay = Overlay::for_validation(FileSystem::default(), changed, content);
+    let as_admin_error = |e: PolicyError| match e.kind {
+        ErrorKind::Syntax => AdminError::Request(
+            "PolicyAdminSyntaxException",
+            format!("Policy change validation failed: {e}"),
+        ),
+        _ => internal(e.to_string()),
     };
-    let mut files: Vec<PathBuf> = Vec::new();
-    for e in std::fs::read_dir(dir)
-        .map_err(|e| internal(e.to_string()))?
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !counts_as_policy_file(&name) || !e.path().is_file() {
-            continue;
-        }
-        if !valid_policy_file_name(&name) {
-            return Err(internal(format!(
-                "invalid filename: {}",
-                e.path().display()
-            )));
-        }
-        let p = std::fs::canonicalize(e.path()).unwrap_or_else(|_| e.path());
-        if p != changed {
-            files.push(e.path());
-        }
-    }
-    files.sort();
-    let top_level_change = changed.parent() == Some(dir)
-        && changed
-            .file_name()
-            .is_some_and(|n| counts_as_policy_file(&n.to_string_lossy()));
-    if top_level_change && content.is_some() {
-        files.push(changed.to_path_buf());
-    }
+    let files = overlay.list_dir(dir).map_err(|e| internal(e.msg))?;
     let mut parser = Parser::new(&overlay, dir);
     for f in files {
-        let text = overlay.read_file(&f).map_err(internal)?;
-        parser
-            .load_text(&text, &f.to_string_lossy(), 0)
-            .map_err(|e| {
-                AdminError::Request(
-                    "PolicyAdminSyntaxException",
-                    format!("Policy change validation failed: {e}"),
-                )
-            })?;
+        let name = f.to_string_lossy().into_owned();
+        let text = overlay
+            .read_file(&f)
+            .map_err(|e| as_admin_error(PolicyError::new(e.kind, e.msg)))?;
+        parser.load_text(&text, &name, 0).map_err(as_admin_error)?;
+        parser.rules.clear();
     }
     Ok(())
 }

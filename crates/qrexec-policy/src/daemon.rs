@@ -45,8 +45,8 @@ pub fn parse_request(untrusted: &[u8], base: &Options) -> Option<Options> {
         .then_some(o)
 }
 
-/// The answer for a parsed request: the result text without its final newline. An ask cannot
-/// be shown here (no GUI agent), so it is a denial.
+/// The answer for a parsed request: the result text without its final newline. An ask goes
+/// to the GUI agent when the options carry one; an ask that reaches no one is a denial.
 pub fn answer(o: &Options) -> String {
     let out = run(o);
     let text = out.stdout.trim_end_matches('\n');

@@ -37,6 +37,8 @@ pub struct QubeInfo {
 pub struct SystemInfo {
     /// Qubes by name.
     pub domains: BTreeMap<String, QubeInfo>,
+    /// Icon names by qube (`appvm-red`), for the ask dialog's label colours.
+    pub icon_names: BTreeMap<String, String>,
 }
 
 impl SystemInfo {
@@ -51,6 +53,9 @@ impl SystemInfo {
             |o: &serde_json::Value, k: &str| o.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let mut out = SystemInfo::default();
         for (name, d) in domains {
+            if let Some(icon) = s(d, "icon") {
+                out.icon_names.insert(name.clone(), icon);
+            }
             out.domains.insert(
                 name.clone(),
                 QubeInfo {
@@ -86,6 +91,18 @@ impl SystemInfo {
             );
         }
         Ok(out)
+    }
+
+    /// The icons the reference sends with `policy.Ask`: every qube's, and `@dispvm:X` for each
+    /// disposable template X (its icon with `app` replaced by `disp`).
+    pub fn icons(&self) -> BTreeMap<String, String> {
+        let mut icons = self.icon_names.clone();
+        for d in self.domains.values().filter(|d| d.template_for_dispvms) {
+            if let Some(icon) = self.icon_names.get(&d.name) {
+                icons.insert(format!("@dispvm:{}", d.name), icon.replace("app", "disp"));
+            }
+        }
+        icons
     }
 
     /// A qube by name or `uuid:<uuid>`.
@@ -226,7 +243,7 @@ fn default_dispvm_of<'i>(info: &'i SystemInfo, source: &str) -> Option<&'i str> 
     info.get(source).and_then(|d| d.default_dispvm.as_deref())
 }
 
-fn source_matches(tok: &Token, req: &Request) -> bool {
+pub(crate) fn source_matches(tok: &Token, req: &Request) -> bool {
     let info = req.info;
     let src = req.source.as_str();
     match tok {
@@ -242,7 +259,7 @@ fn source_matches(tok: &Token, req: &Request) -> bool {
     }
 }
 
-fn target_matches(tok: &Token, req: &Request) -> bool {
+pub(crate) fn target_matches(tok: &Token, req: &Request) -> bool {
     let info = req.info;
     let t = &req.target;
     let target_is_dom0 = matches!(t, Target::AdminVm(_));
@@ -370,7 +387,7 @@ fn allow(rule: &Rule, p: &Params, req: &Request) -> Resolution {
                     "policy define 'allow' action at {} but no target is specified by caller or policy",
                     rule.origin()
                 ),
-                notify,
+                true,
             ));
         }
         Target::DispVm => match default_dispvm_of(info, &req.source) {
@@ -381,7 +398,7 @@ fn allow(rule: &Rule, p: &Params, req: &Request) -> Resolution {
                         "policy define 'allow' action to @dispvm at {} but no DispVM base is set for this VM",
                         rule.origin()
                     ),
-                    notify,
+                    true,
                 ));
             }
         },
@@ -474,6 +491,13 @@ fn ask(rules: &[Rule], rule: &Rule, p: &Params, req: &Request) -> Resolution {
             }]
         }
         None => {
+            // The reference looks the source up first and crashes on an unknown one.
+            if info.get(&req.source).is_none() {
+                return Resolution::Deny(deny(
+                    format!("unknown source {} for an ask", req.source),
+                    false,
+                ));
+            }
             let mut set: std::collections::BTreeSet<String> = Default::default();
             for r in rules.iter().rev() {
                 if !(service_matches(r, req) && source_matches(&r.source, req)) {
@@ -521,7 +545,7 @@ fn ask(rules: &[Rule], rule: &Rule, p: &Params, req: &Request) -> Resolution {
                 "policy define 'ask' action at {} but no target is available to choose from",
                 rule.origin()
             ),
-            notify,
+            true,
         ));
     }
     let default_target = p.default_target.as_ref().and_then(|t| {

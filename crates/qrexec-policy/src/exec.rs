@@ -1,11 +1,18 @@
-//! `qrexec-policy-exec` in test mode (policy-tools-contract.md §1.1): one request evaluated
-//! against policy directories and a system-info file; result text on stdout, notifications as
-//! `policy.Notify …` lines.
+//! `qrexec-policy-exec` (policy-tools-contract.md §1.1): one request evaluated against policy
+//! directories and the system information; result text on stdout, notifications as
+//! `policy.Notify …` lines. With an [`Agent`], an ask is put to the user in the source's GUI
+//! domain and notifications are sent there, as the reference does; without one (test mode)
+//! the ask is printed as an ask block.
 
+use std::cell::RefCell;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::agent::{Agent, Answer, AskParams, NotifyParams};
 
 use crate::eval::{Denied, Request, Resolution, SystemInfo, allow_output, evaluate};
-use crate::parser::{FileSystem, load_policy_dirs};
+use crate::parser::{ErrorKind, FileSystem, load_policy_dirs};
 
 /// Options of one run.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +35,18 @@ pub struct Options {
     pub target: String,
     /// `SERVICE[+ARGUMENT]`.
     pub service_and_arg: String,
+    /// The GUI domains' agents; `None` in test mode.
+    pub agent: Option<AgentHandle>,
+}
+
+/// A shared [`Agent`] in [`Options`].
+#[derive(Clone)]
+pub struct AgentHandle(pub Arc<dyn Agent>);
+
+impl fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AgentHandle")
+    }
 }
 
 /// What a run prints and returns.
@@ -41,8 +60,19 @@ pub struct Outcome {
     pub exit: i32,
 }
 
-/// Runs one evaluation.
+/// Runs one evaluation; with an agent, notifications are delivered to it.
 pub fn run(o: &Options) -> Outcome {
+    let sent = RefCell::new(Vec::new());
+    let out = run_inner(o, &sent);
+    if let Some(agent) = &o.agent {
+        for (guivm, params) in sent.into_inner() {
+            agent.0.notify(&guivm, &params);
+        }
+    }
+    out
+}
+
+fn run_inner(o: &Options, sent: &RefCell<Vec<(String, NotifyParams)>>) -> Outcome {
     let mut notes = Vec::new();
     let (service, argument) = match o.service_and_arg.split_once('+') {
         Some((s, a)) => (s.to_string(), format!("+{a}")),
@@ -52,6 +82,16 @@ pub fn run(o: &Options) -> Outcome {
     let notify = |notes: &mut Vec<String>, g: &str, resolution: &str, src: &str, target: &str| {
         notes.push(format!(
             "policy.Notify guivm={g} resolution={resolution} service={service} argument={argument} source={src} target={target}"
+        ));
+        sent.borrow_mut().push((
+            g.to_string(),
+            NotifyParams {
+                resolution: resolution.into(),
+                service: service.clone(),
+                argument: argument.clone(),
+                source: src.into(),
+                target: target.into(),
+            },
         ));
     };
     let deny_out = |notes: &mut Vec<String>, d: &Denied| {
@@ -68,9 +108,35 @@ pub fn run(o: &Options) -> Outcome {
         exit: 1,
     };
 
+    // In the reference's order: the policy is loaded, then the request is built (the intended
+    // target checked), then a relayed source is checked.
+    let fs = FileSystem {
+        compat_dir: o.legacy_dir.clone(),
+    };
+    let rules = match load_policy_dirs(&fs, &o.policy_dirs) {
+        Ok(r) => r,
+        Err(e) => {
+            // A syntax error denies silently; a policy that cannot be read at all notifies.
+            deny_out(
+                &mut notes,
+                &Denied {
+                    reason: e.to_string(),
+                    notify: e.kind == ErrorKind::Unreadable,
+                },
+            );
+            return finish_deny(notes);
+        }
+    };
+    let req = match Request::new(&o.service_and_arg, &o.source, &o.target, &o.info) {
+        Ok(r) => r,
+        Err(d) => {
+            deny_out(&mut notes, &d);
+            return finish_deny(notes);
+        }
+    };
     // The effective source: a RemoteVM relayed by the caller, if one is named.
-    let source = match &o.requested_source {
-        None => o.source.clone(),
+    let (source, req) = match &o.requested_source {
+        None => (o.source.clone(), req),
         Some(rs) => {
             let why = match o.info.get(rs) {
                 None => Some(format!("unknown requested source qube {rs:?}")),
@@ -92,33 +158,13 @@ pub fn run(o: &Options) -> Outcome {
                 );
                 return finish_deny(notes);
             }
-            rs.clone()
-        }
-    };
-
-    let fs = FileSystem {
-        compat_dir: o.legacy_dir.clone(),
-    };
-    let rules = match load_policy_dirs(&fs, &o.policy_dirs) {
-        Ok(r) => r,
-        Err(e) => {
-            // A syntax error denies silently; a policy that cannot be read at all notifies.
-            let load_failure = e.file.is_none();
-            deny_out(
-                &mut notes,
-                &Denied {
-                    reason: e.to_string(),
-                    notify: load_failure,
+            (
+                rs.clone(),
+                Request {
+                    source: rs.clone(),
+                    ..req
                 },
-            );
-            return finish_deny(notes);
-        }
-    };
-    let req = match Request::new(&o.service_and_arg, &source, &o.target, &o.info) {
-        Ok(r) => r,
-        Err(d) => {
-            deny_out(&mut notes, &d);
-            return finish_deny(notes);
+            )
         }
     };
     let requested_target = match &req.target {
@@ -186,11 +232,57 @@ pub fn run(o: &Options) -> Outcome {
                 deny_out(&mut notes, &d);
                 return finish_deny(notes);
             }
-            if o.just_evaluate || guivm_of(&source).is_none() {
+            if o.just_evaluate {
                 return finish_deny(notes);
             }
+            // The reference looks the (effective) source up here and crashes on an unknown one.
+            let Some(guivm) = guivm_of(&source) else {
+                return finish_deny(notes);
+            };
             let mut sorted = targets;
             sorted.sort();
+            if let Some(agent) = &o.agent {
+                let params = AskParams {
+                    source: source.clone(),
+                    service: service.clone(),
+                    argument: argument.clone(),
+                    targets: sorted.clone(),
+                    default_target: default_target.clone().unwrap_or_default(),
+                    icons: o.info.icons(),
+                };
+                let denied = |notes: &mut Vec<String>, reason: &str, notify: bool| {
+                    deny_out(
+                        notes,
+                        &Denied {
+                            reason: reason.into(),
+                            notify,
+                        },
+                    );
+                };
+                return match agent.0.ask(&guivm, &params).map(|a| Answer::parse(&a)) {
+                    Ok(Answer::Allow(t)) if sorted.contains(&t) => {
+                        allowed(&mut notes, &t, user.as_deref(), autostart, n)
+                    }
+                    Ok(Answer::Allow(t)) => {
+                        denied(
+                            &mut notes,
+                            &format!("target {t} is not a valid choice"),
+                            true,
+                        );
+                        finish_deny(notes)
+                    }
+                    Ok(Answer::Deny) => {
+                        denied(&mut notes, "denied by the user", n);
+                        finish_deny(notes)
+                    }
+                    Ok(Answer::Invalid(_)) => {
+                        denied(&mut notes, "invalid response", true);
+                        finish_deny(notes)
+                    }
+                    // The agent cannot be reached: the reference fails the call unnotified.
+                    Err(_) => finish_deny(notes),
+                };
+            }
             Outcome {
                 stdout: format!(
                     "result=ask\ntargets={}\ndefault_target={}\n",

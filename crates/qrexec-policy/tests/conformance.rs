@@ -116,6 +116,7 @@ fn fixture() -> SystemInfo {
     }
     SystemInfo {
         domains: qs.into_iter().map(|d| (d.name.clone(), d)).collect(),
+        ..SystemInfo::default()
     }
 }
 

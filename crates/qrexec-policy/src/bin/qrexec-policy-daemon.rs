@@ -2,43 +2,23 @@
 //! connection). System info comes from qubesd's internal socket, or from a file.
 //!
 //! `qrexec-policy-daemon [--socket PATH] [--policy-dir DIR ...] [--legacy-policy-dir DIR]
-//!  [--qubesd-socket-dir DIR | --system-info FILE]`
+//!  [--qubesd-socket-dir DIR | --system-info FILE] [--agent-rpc-dir DIR] [--qrexec-client PATH]`
+//!
+//! An ask is put to the user through the agent of the source's GUI domain (dom0's on
+//! `<agent rpc dir>/policy.Ask`, default `/etc/qubes-rpc`; a GUI qube's through
+//! `qrexec-client`), and denials and `notify=yes` allows are sent there as `policy.Notify`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use qrexec_policy::SystemInfo;
 use qrexec_policy::daemon::{MAX_REQUEST, answer, parse_request};
-use qrexec_policy::exec::Options;
+use std::sync::Arc;
 
-enum InfoSource {
-    Qubesd(PathBuf),
-    File(PathBuf),
-}
-
-fn system_info(src: &InfoSource) -> Result<SystemInfo, String> {
-    match src {
-        InfoSource::File(p) => std::fs::read_to_string(p)
-            .map_err(|e| e.to_string())
-            .and_then(|t| SystemInfo::from_json(&t)),
-        InfoSource::Qubesd(dir) => {
-            let mut s =
-                UnixStream::connect(dir.join("qubesd.internal.sock")).map_err(|e| e.to_string())?;
-            s.write_all(b"internal.GetSystemInfo+ dom0 name dom0\0")
-                .map_err(|e| e.to_string())?;
-            s.shutdown(std::net::Shutdown::Write)
-                .map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
-            s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-            let json = out
-                .strip_prefix(b"0\0")
-                .ok_or("no system info from qubesd")?;
-            SystemInfo::from_json(&String::from_utf8_lossy(json))
-        }
-    }
-}
+use qrexec_policy::agent::QrexecAgent;
+use qrexec_policy::exec::{AgentHandle, Options};
+use qrexec_policy::sysinfo::InfoSource;
 
 fn serve(mut conn: UnixStream, base: &Options, info: &InfoSource) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
@@ -60,7 +40,7 @@ fn serve(mut conn: UnixStream, base: &Options, info: &InfoSource) {
     let Some(mut o) = parse_request(&buf, base) else {
         return;
     };
-    o.info = match system_info(info) {
+    o.info = match info.read() {
         Ok(i) => i,
         Err(e) => {
             eprintln!("qrexec-policy-daemon: system info: {e}");
@@ -78,6 +58,7 @@ fn main() {
         ..Options::default()
     };
     let mut info = InfoSource::Qubesd("/var/run".into());
+    let mut agent = QrexecAgent::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || {
@@ -92,12 +73,15 @@ fn main() {
             "--legacy-policy-dir" => base.legacy_dir = v().into(),
             "--qubesd-socket-dir" => info = InfoSource::Qubesd(v().into()),
             "--system-info" => info = InfoSource::File(v().into()),
+            "--agent-rpc-dir" => agent.rpc_dir = v().into(),
+            "--qrexec-client" => agent.qrexec_client = v().into(),
             _ => {
                 eprintln!("qrexec-policy-daemon: unknown option {a}");
                 std::process::exit(2)
             }
         }
     }
+    base.agent = Some(AgentHandle(Arc::new(agent)));
     if base.policy_dirs.is_empty() {
         base.policy_dirs = vec!["/run/qubes/policy.d".into(), "/etc/qubes/policy.d".into()];
     }
@@ -107,13 +91,7 @@ fn main() {
         std::process::exit(1)
     });
     for conn in listener.incoming().flatten() {
-        let (base, info) = (
-            base.clone(),
-            match &info {
-                InfoSource::Qubesd(p) => InfoSource::Qubesd(p.clone()),
-                InfoSource::File(p) => InfoSource::File(p.clone()),
-            },
-        );
+        let (base, info) = (base.clone(), info.clone());
         std::thread::spawn(move || serve(conn, &base, &info));
     }
 }

@@ -1,5 +1,10 @@
 //! `qubes-policy {[-l]|-g|-r|-d} [include/][NAME]`: the Policy Admin API from the command line.
 //!
+//! `qubes-policy --explain [--policy-dir DIR ...] [--legacy-policy-dir DIR] [--system-info FILE
+//! | --qubesd-socket-dir DIR] [--pending PATH] SOURCE TARGET SERVICE[+ARG]`: what the policy
+//! decides for one call and why (the deciding rule, the rules above it that do not match);
+//! with `--pending PATH`, as if PATH held the text read on stdin (an unsaved edit).
+//!
 //! In dom0 (or with `QUBES_POLICY_ADMIN_PROGRAM` set) it runs `qubes-policy-admin` directly;
 //! in a qube it calls `qrexec-client-vm dom0 policy.<method>+<name>`. Replace reads the new
 //! content on stdin. Errors print the service's message and exit 1.
@@ -66,10 +71,77 @@ fn call(method: &str, arg: &str, payload: &[u8]) -> Result<Vec<u8>, (String, i32
     }
 }
 
+/// `--explain`: evaluates in dom0's policy directories (or those given).
+fn explain(args: Vec<String>) -> ! {
+    use qrexec_policy::explain::{PendingEdit, PolicySource, explain_request, render};
+    use qrexec_policy::sysinfo::InfoSource;
+    let explain_usage = || -> ! {
+        eprintln!(
+            "usage: qubes-policy --explain [--policy-dir DIR ...] [--legacy-policy-dir DIR] \
+             [--system-info FILE | --qubesd-socket-dir DIR] [--pending PATH] SOURCE TARGET SERVICE[+ARG]"
+        );
+        std::process::exit(2)
+    };
+    let mut policy = PolicySource {
+        dirs: Vec::new(),
+        legacy_dir: "/etc/qubes-rpc/policy".into(),
+    };
+    let mut info = InfoSource::default();
+    let mut pending = None;
+    let mut positional = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| explain_usage());
+        match a.as_str() {
+            "--policy-dir" => policy.dirs.push(value().into()),
+            "--legacy-policy-dir" => policy.legacy_dir = value().into(),
+            "--system-info" => info = InfoSource::File(value().into()),
+            "--qubesd-socket-dir" => info = InfoSource::Qubesd(value().into()),
+            "--pending" => pending = Some(value()),
+            _ if a.starts_with("--") => explain_usage(),
+            _ => positional.push(a),
+        }
+    }
+    let [source, target, service] =
+        <[String; 3]>::try_from(positional).unwrap_or_else(|_| explain_usage());
+    if policy.dirs.is_empty() {
+        policy.dirs = vec!["/run/qubes/policy.d".into(), "/etc/qubes/policy.d".into()];
+    }
+    let pending = pending.map(|path| {
+        let mut content = String::new();
+        if std::io::stdin().read_to_string(&mut content).is_err() {
+            eprintln!("qubes-policy: the pending text is not UTF-8");
+            std::process::exit(1);
+        }
+        PendingEdit {
+            path: path.into(),
+            content: Some(content),
+        }
+    });
+    let info = info.read().unwrap_or_else(|e| {
+        eprintln!("qubes-policy: system info: {e}");
+        std::process::exit(1)
+    });
+    match explain_request(&policy, pending.as_ref(), &info, &source, &target, &service) {
+        Ok(e) => {
+            print!("{}", render(&e));
+            std::process::exit(0)
+        }
+        Err(e) => {
+            println!("Decision: deny (the policy does not load: {e})");
+            std::process::exit(0)
+        }
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--explain") {
+        explain(args.into_iter().skip(1).collect());
+    }
     let mut method = "list";
     let mut name = String::new();
-    for a in std::env::args().skip(1) {
+    for a in args {
         match a.as_str() {
             "-l" | "--list" => method = "list",
             "-g" | "--get" => method = "get",
