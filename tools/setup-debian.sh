@@ -9,7 +9,7 @@ packages=(
   meson ninja-build gettext desktop-file-utils appstream libglib2.0-dev-bin libglib2.0-bin
   xvfb xauth x11-utils dbus-daemon dbus-x11 at-spi2-core python3-gi gir1.2-atspi-2.0
   fonts-dejavu-core adwaita-icon-theme hicolor-icon-theme librsvg2-common
-  xfsprogs lvm2 thin-provisioning-tools
+  xfsprogs lvm2 thin-provisioning-tools scrypt bzip2
 )
 
 missing=()
