@@ -19,11 +19,23 @@ const NOT_COPIED: [&str; 6] = [
     "installed_by_rpm",
 ];
 
+/// What a copy may have other than the original.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloneOptions {
+    /// Another class (a standalone qube or a template from a template).
+    pub class: Option<String>,
+    /// Another label.
+    pub label: Option<String>,
+    /// The storage pool of every volume (`None`: the default pools).
+    pub pool: Option<String>,
+}
+
 /// Clones `src` as `dst`; `progress` hears each step (for the status line).
 pub fn clone_qube(
     client: &Client,
     src: &str,
     dst: &str,
+    options: &CloneOptions,
     progress: &dyn Fn(String),
 ) -> Result<(), String> {
     let entry = client
@@ -34,21 +46,27 @@ pub fn clone_qube(
         .ok_or_else(|| tr("The qube no longer exists."))?;
     let props = client.property_get_all(src).map_err(|e| describe(&e))?;
     let get = |p: &str| props.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone());
-    let label = get("label")
-        .map(|v| v.value)
+    let label = options
+        .label
+        .clone()
+        .or_else(|| get("label").map(|v| v.value))
         .unwrap_or_else(|| "red".into());
+    let class = options.class.as_deref().unwrap_or(&entry.class);
     let template = match get("template") {
-        Some(PropValue { value, .. }) if entry.class == "AppVM" || entry.class == "DispVM" => value,
+        Some(PropValue { value, .. }) if class == "AppVM" || class == "DispVM" => value,
         _ => String::new(),
     };
     progress(tr("Cloning %s: creating the qube").replacen("%s", src, 1));
+    let mut payload = format!("name={dst} label={label}");
+    let method = match &options.pool {
+        Some(pool) => {
+            payload.push_str(&format!(" pool={pool}"));
+            format!("admin.vm.CreateInPool.{class}")
+        }
+        None => format!("admin.vm.Create.{class}"),
+    };
     client
-        .call(
-            &format!("admin.vm.Create.{}", entry.class),
-            "dom0",
-            &template,
-            format!("name={dst} label={label}").as_bytes(),
-        )
+        .call(&method, "dom0", &template, payload.as_bytes())
         .map_err(|e| describe(&e))?;
     let result = copy_into(client, src, dst, &props, progress);
     if result.is_err() {

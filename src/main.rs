@@ -17,11 +17,13 @@
 //!   `devices_editor`) and `dialogs` (create, remove, clone, template/network change, the short
 //!   questions): relm4 components that answer the window with typed messages (their `Output`
 //!   enums, `dialogs::questions::Answer`) and never import it.
-//! - **widgets** — `widgets`, `table`: building blocks that know nothing of the daemon.
+//! - **widgets** — `widgets`, `table`, `templates` (the windows declared in `ui/*.ui`),
+//!   `resources` (the embedded resource bundle: layouts, style, icons): building blocks that
+//!   know nothing of the daemon.
 //! - **operations** — `loader`, `lifecycle`, `clone`: reading qubes and events, shutting down
 //!   in dependency order and reading back the real state, cloning; blocking, no widgets.
 //! - **foundations** — `model`, `errors`, `limits`, `i18n`, `a11y`, `cli`, `view_state`,
-//!   `renderer`, `instance`.
+//!   `renderer`, `instance`, `qube_icons` (the qube icons' SVGs, recoloured and rasterised).
 //!
 //! The tray item (`qui-domains`, the `tray` module) shares the foundations and operations.
 

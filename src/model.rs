@@ -324,6 +324,11 @@ impl QubeInfo {
         kinds
     }
 
+    /// The kind of qube (its icon).
+    pub fn kind(&self) -> crate::qube_icons::QubeKind {
+        crate::qube_icons::QubeKind::of(&self.class, self.flag("template_for_dispvms"))
+    }
+
     /// Whether a boolean property is `True`.
     pub fn flag(&self, prop: &str) -> bool {
         self.prop(prop).is_some_and(|v| v.value == "True")

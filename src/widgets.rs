@@ -57,20 +57,24 @@ pub fn connect_add(add: &gtk::Button, entry: &gtk::Entry, on_add: impl Fn() + 's
     entry.connect_activate(move |_| on_add());
 }
 
-/// A spin button for a number from `min` to `max`. What the user types stays as typed while
-/// it is not a number in range (`keep_text`), so the error next to it refers to what is seen.
+/// Makes `spin` edit a whole number from `min` to `max`. What the user types stays as typed
+/// while it is not a number in range (`keep_text`), so the error next to it refers to what is
+/// seen.
 pub fn number_editor(
+    spin: &gtk::SpinButton,
     min: i64,
     max: i64,
     title: &str,
     keep_text: &std::rc::Rc<std::cell::Cell<bool>>,
-) -> gtk::SpinButton {
-    let spin = gtk::SpinButton::with_range(min as f64, max as f64, 1.0);
+) {
+    spin.set_adjustment(&gtk::Adjustment::new(
+        min as f64, min as f64, max as f64, 1.0, 10.0, 0.0,
+    ));
     spin.set_digits(0);
     spin.set_numeric(false);
     spin.set_update_policy(gtk::SpinButtonUpdatePolicy::IfValid);
     spin.set_tooltip_text(Some(title));
-    crate::a11y::set_name(&spin, title);
+    crate::a11y::set_name(spin, title);
     {
         let keep = keep_text.clone();
         spin.connect_changed(move |s| {
@@ -91,7 +95,43 @@ pub fn number_editor(
             gtk::glib::Propagation::Proceed
         }
     });
-    spin
+}
+
+/// A list item factory showing an icon before each string of a string list (a combo row's
+/// choices): `icon` gives the picture for a choice, if it has one.
+pub fn icon_text_factory(
+    icon: impl Fn(&str) -> Option<gtk::gdk::Paintable> + 'static,
+) -> gtk::SignalListItemFactory {
+    let factory = gtk::SignalListItemFactory::new();
+    factory.connect_setup(|_, item| {
+        let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
+            return;
+        };
+        let row = gtk::Box::new(gtk::Orientation::Horizontal, 8);
+        let image = gtk::Image::new();
+        image.set_pixel_size(16);
+        row.append(&image);
+        row.append(&gtk::Label::new(None));
+        item.set_child(Some(&row));
+    });
+    factory.connect_bind(move |_, item| {
+        let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
+            return;
+        };
+        let text = item
+            .item()
+            .and_downcast::<gtk::StringObject>()
+            .map(|s| s.string().to_string())
+            .unwrap_or_default();
+        let Some(row) = item.child() else { return };
+        if let Some(image) = row.first_child().and_downcast::<gtk::Image>() {
+            image.set_paintable(icon(&text).as_ref());
+        }
+        if let Some(label) = row.last_child().and_downcast::<gtk::Label>() {
+            label.set_text(&text);
+        }
+    });
+    factory
 }
 
 /// Runs `work` on a thread and `done` with its result on the main thread.

@@ -89,13 +89,15 @@ fn controls_and_cells_are_named() {
     );
     for b in [
         "Start",
-        "Pause / Resume",
+        "Pause",
+        "Resume",
         "Shut down",
         "Restart",
         "Kill",
         "Settings",
         "New qube",
         "Remove",
+        "Main menu",
     ] {
         assert!(has("push button", b), "button {b}:\n{tree}");
     }

@@ -255,11 +255,15 @@ fn toolbar_actions_follow_selection_and_report_failures() {
         == Some("Running")));
     assert!(spin_until(5, || model().action_enabled(Action::Kill)
         && !model().action_enabled(Action::Start)));
-    f.controller.emit(Msg::Action(Action::PauseResume));
+    assert!(spin_until(5, || model().action_enabled(Action::Pause)
+        && !model().action_enabled(Action::Resume)));
+    f.controller.emit(Msg::Action(Action::Pause));
     assert!(spin_until(10, || model()
         .cell("vault", Column::State)
         .as_deref()
         == Some("Paused")));
+    assert!(spin_until(5, || model().action_enabled(Action::Resume)
+        && !model().action_enabled(Action::Pause)));
     f.controller.emit(Msg::Action(Action::Kill));
     confirm_kill(&f, "Kill vault?");
     assert!(spin_until(10, || model()
@@ -267,14 +271,9 @@ fn toolbar_actions_follow_selection_and_report_failures() {
         .as_deref()
         == Some("Halted")));
     model().select("dom0");
-    assert!(spin_until(5, || [
-        Action::Start,
-        Action::PauseResume,
-        Action::Shutdown,
-        Action::Kill
-    ]
-    .iter()
-    .all(|a| !model().action_enabled(*a))));
+    assert!(spin_until(5, || Action::ALL
+        .iter()
+        .all(|a| !model().action_enabled(*a))));
     // A daemon exception is shown in a dialog, as the daemon formatted it.
     f.call(
         "admin.vm.feature.Set",
@@ -417,8 +416,8 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
             .iter()
             .any(|t| t == "Shut the qube down to change its template.")
     );
-    let notebook: gtk::Notebook = find_widget(root.upcast_ref()).expect("pages");
-    assert_eq!(notebook.current_page(), Some(0), "Basic first");
+    let page = || root.visible_page_name().map(|p| p.to_string());
+    assert_eq!(page().as_deref(), Some("basic"), "Basic first");
     let entry = |prop: &str| settings_number(&f, prop);
     assert_eq!(entry("memory").text(), "800");
     let (min, max) = {
@@ -446,9 +445,13 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         let root = with_settings(&f, |s| s.widget().clone());
         label_texts(root.upcast_ref()).iter().any(|t| t == error)
     }));
-    // Apply was pressed on the Basic page: the page with the error comes forward, and the
-    // status line says nothing was applied.
-    assert_eq!(notebook.current_page(), Some(1), "Advanced");
+    // Apply was pressed on the Basic page: the page with the error comes forward, the row
+    // says what is wrong, and a toast says nothing was applied.
+    assert_eq!(page().as_deref(), Some("advanced"));
+    assert_eq!(
+        with_settings(&f, |s| s.widgets().editor("memory").unwrap().said()),
+        error
+    );
     assert!(
         label_texts(root.upcast_ref())
             .iter()
@@ -469,7 +472,7 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
             .unwrap()
             .widget
             .clone()
-            .downcast::<gtk::DropDown>()
+            .downcast::<relm4::adw::ComboRow>()
             .unwrap()
     });
     let model = label.model().unwrap();
@@ -502,26 +505,29 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         .cell("work", Column::Memory)
         .as_deref()
         == Some("1024 MiB")));
-    // Every page has its tab, the firewall's included.
+    // A toast says the changes were applied.
+    assert!(
+        label_texts(root.upcast_ref())
+            .iter()
+            .any(|t| t == "Changes applied.")
+    );
+    // Every page is there, the firewall's included, in order.
     let fw = with_settings(&f, |s| s.widgets().firewall.clone());
-    assert!(fw.root.is_visible() && fw.root.is_sensitive());
-    let notebook = fw
-        .root
-        .ancestor(gtk::Notebook::static_type())
-        .and_downcast::<gtk::Notebook>()
-        .expect("notebook");
-    let tabs: Vec<String> = (0..notebook.n_pages())
-        .filter_map(|i| notebook.nth_page(Some(i)))
-        // What is drawn: the tab label itself must be shown.
-        .filter(|p| {
-            notebook
-                .tab_label(p)
-                .is_some_and(|l| l.is_visible() && l.is_mapped())
-        })
-        .filter_map(|p| notebook.tab_label_text(&p).map(|t| t.to_string()))
-        .collect();
+    assert!(fw.root.is_sensitive());
+    let pages: Vec<String> = {
+        let mut out = Vec::new();
+        let mut w = find_widget::<relm4::adw::PreferencesPage>(root.upcast_ref())
+            .map(|p| p.upcast::<gtk::Widget>());
+        while let Some(p) = w {
+            if let Some(page) = p.downcast_ref::<relm4::adw::PreferencesPage>() {
+                out.push(page.title().to_string());
+            }
+            w = p.next_sibling();
+        }
+        out
+    };
     assert_eq!(
-        tabs,
+        pages,
         [
             "Basic", "Advanced", "Firewall", "Devices", "Services", "Features", "Notes"
         ]
@@ -546,7 +552,7 @@ fn settings_number(f: &Fixture, prop: &str) -> gtk::SpinButton {
     })
 }
 
-/// The drop-down of a choice in the open settings dialog, set to the entry showing `text`.
+/// The combo row of a choice in the open settings dialog, set to the entry showing `text`.
 fn settings_choose(f: &Fixture, prop: &str, text: &str) {
     let dropdown = with_settings(f, |s| {
         s.widgets()
@@ -554,7 +560,7 @@ fn settings_choose(f: &Fixture, prop: &str, text: &str) {
             .unwrap()
             .widget
             .clone()
-            .downcast::<gtk::DropDown>()
+            .downcast::<relm4::adw::ComboRow>()
             .unwrap()
     });
     let model = dropdown.model().unwrap();
@@ -679,30 +685,27 @@ fn create_and_remove_dialogs() {
     let f = Fixture::start();
     f.controller.emit(Msg::Create);
     assert!(spin_until(5, || f.controller.model().create.is_some()));
-    let d = {
-        let m = f.controller.model();
-        let d = m.create.as_ref().unwrap().widgets();
-        (
-            d.window.clone(),
-            d.name.clone(),
-            d.name_problem.clone(),
-            d.create.clone(),
-            d.template.clone(),
-            d.netvm.clone(),
-            d.pool.clone(),
-            d.open_settings.clone(),
-            d.class.clone(),
-        )
-    };
-    let (window, name, problem, create, template, netvm, pool, open_settings, class) = d;
-    let texts = |d: &gtk::DropDown| -> Vec<String> {
-        let m = d.model().unwrap();
-        (0..m.n_items())
-            .filter_map(|i| m.item(i).and_downcast::<gtk::StringObject>())
-            .map(|s| s.string().to_string())
-            .collect()
-    };
-    let selected = |d: &gtk::DropDown| texts(d)[d.selected() as usize].clone();
+    let window = f
+        .controller
+        .model()
+        .create
+        .as_ref()
+        .unwrap()
+        .widget()
+        .clone();
+    let d = window.parts();
+    let (name, problem, create, template, netvm, pool, open_settings, class) = (
+        d.name.clone(),
+        d.name_problem.clone(),
+        d.create.clone(),
+        d.template.clone(),
+        d.netvm.clone(),
+        d.pool.clone(),
+        d.open_settings.clone(),
+        d.kind.clone(),
+    );
+    let selected = |d: &relm4::adw::ComboRow| combo_texts(d)[d.selected() as usize].clone();
+    let texts = combo_texts;
     // The name field has the focus; the dialog speaks of qubes; the defaults say what they
     // are, and the system's default template is chosen.
     // (An entry's focus is on the text widget inside it.)
@@ -711,7 +714,16 @@ fn create_and_remove_dialogs() {
         focus.as_ref().is_some_and(|w| w.is_ancestor(&name)),
         "{focus:?}"
     );
-    assert_eq!(texts(&class), ["App qube", "Standalone qube", "Template"]);
+    assert_eq!(
+        texts(&class),
+        [
+            "App qube",
+            "Template",
+            "Standalone qube",
+            "Named disposable qube",
+            "Disposable template"
+        ]
+    );
     assert!(
         spin_until(5, || selected(&template) == "fedora-41"
             && texts(&netvm)[0] == "default (sys-firewall)"
@@ -826,6 +838,15 @@ fn create_and_remove_dialogs() {
         .model()
         .row_names()
         .contains(&"fresh2".to_string())));
+}
+
+/// The choices a combo row offers.
+fn combo_texts(d: &relm4::adw::ComboRow) -> Vec<String> {
+    let m = d.model().unwrap();
+    (0..m.n_items())
+        .filter_map(|i| m.item(i).and_downcast::<gtk::StringObject>())
+        .map(|s| s.string().to_string())
+        .collect()
 }
 
 /// Clicks the button labelled `label` inside `w`, as a person does (a dialog's response
@@ -1465,19 +1486,43 @@ fn snapshot(w: &gtk::Widget, path: &str) {
     let _ = texture.save_to_png(path);
 }
 
+/// The German interface, in a process of its own started with `LANGUAGE=de`: GLib decides
+/// once per process whether GtkBuilder's strings (the `.ui` files) are translated, and with
+/// `LANG=C.UTF-8` an English start decides "no" for good.
 fn german_ui_is_german() {
-    // glibc reads LANGUAGE on every lookup once the locale is not C/POSIX (LANG=C.UTF-8).
-    // SAFETY: the tests run on this one thread; no other thread reads the environment now.
-    unsafe { std::env::set_var("LANGUAGE", "de") };
+    let out = std::process::Command::new(std::env::current_exe().expect("this test program"))
+        .env("LANGUAGE", "de")
+        .env(GERMAN_CHILD, "1")
+        .output()
+        .expect("the test program runs again");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("german: ok"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Set in the process [`german_ui_is_german`] starts.
+const GERMAN_CHILD: &str = "QUBES_GUI_TEST_GERMAN";
+
+/// What the German process checks: code strings and `.ui` strings are German.
+fn german_checks() {
     let f = Fixture::start();
     let title = f.controller.widget().title().map(|t| t.to_string());
     let status = f.controller.model().status();
-    unsafe { std::env::remove_var("LANGUAGE") };
-    qubes_qube_manager::i18n::init();
     assert_eq!(title.as_deref(), Some("Qube-Verwaltung"));
     assert!(f.shows("Zustand"), "column titles are German");
     assert!(f.shows("Standard (sys-firewall)"));
     assert!(status.starts_with("11 Qubes"), "{status}");
+    // From ui/window.ui: the search field's placeholder.
+    let search: gtk::SearchEntry =
+        find_widget(f.controller.widget().upcast_ref()).expect("search field");
+    assert_eq!(
+        search.placeholder_text().as_deref(),
+        Some("Qubes nach Name, Typ, Etikett oder Tag suchen")
+    );
+    println!("german: ok");
 }
 
 fn extra_columns_markers_and_column_visibility() {
@@ -1689,13 +1734,13 @@ fn clone_copies_settings_and_data() {
     f.controller.emit(Msg::Clone);
     assert!(spin_until(5, || f.controller.model().clone.is_some()));
     let dialog = f.controller.model().clone_dialog().unwrap();
-    let entry: gtk::Entry = find_widget(&dialog.extra_child().unwrap()).expect("name entry");
+    let (entry, button) = (dialog.parts().name.clone(), dialog.parts().clone.clone());
     assert_eq!(entry.text(), "personal-clone");
     // A name in use is refused as it is typed.
     entry.set_text("work");
-    assert!(spin_until(5, || !dialog.is_response_enabled("clone")));
+    assert!(spin_until(5, || !button.is_sensitive()));
     entry.set_text("personal-clone");
-    assert!(spin_until(5, || dialog.is_response_enabled("clone")));
+    assert!(spin_until(5, || button.is_sensitive()));
     click(dialog.upcast_ref(), "Clone");
     assert!(spin_until(20, || f
         .controller
@@ -1761,7 +1806,7 @@ fn global_settings_and_services() {
                 .unwrap()
                 .widget
                 .clone()
-                .downcast::<gtk::DropDown>()
+                .downcast::<relm4::adw::ComboRow>()
                 .unwrap(),
         )
     };
@@ -2271,7 +2316,6 @@ fn main() {
             "shutting_down_a_network_qube_offers_its_users",
             shutting_down_a_network_qube_offers_its_users,
         ),
-        // Last: glibc keeps the German catalogue cached for the rest of the process.
         ("german_ui_is_german", german_ui_is_german),
     ];
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
@@ -2283,6 +2327,10 @@ fn main() {
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     relm4::adw::init().expect("libadwaita");
+    if std::env::var_os(GERMAN_CHILD).is_some() {
+        german_checks();
+        return;
+    }
     // `cargo test --test gui -- NAME...` runs the tests whose names contain one of the words.
     let words: Vec<String> = std::env::args()
         .skip(1)

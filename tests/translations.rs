@@ -32,8 +32,9 @@ fn every_marked_string_is_translated() {
     let po = root.join("po");
     let dir = tempfile::tempdir().expect("temporary directory");
     let pot = dir.path().join("messages.pot");
-    // Rust sources (xgettext reads them as C) and the data files meson translates: desktop
-    // file, metainfo and GSettings schema (xgettext knows their formats).
+    // Rust sources (xgettext reads them as C), the window layouts of ui/ and the data files
+    // meson translates: desktop file, metainfo and GSettings schema (xgettext knows their
+    // formats).
     let files: Vec<String> = std::fs::read_to_string(po.join("POTFILES.in"))
         .expect("POTFILES.in")
         .lines()
@@ -57,6 +58,14 @@ fn every_marked_string_is_translated() {
         );
     }
     assert!(sources.len() >= 5, "POTFILES.in lists the sources");
+    // Every window layout (xgettext reads GtkBuilder files: their translatable="yes" strings).
+    for entry in std::fs::read_dir(root.join("ui")).expect("ui directory") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "ui") {
+            let rel = format!("ui/{}", path.file_name().unwrap().to_string_lossy());
+            assert!(files.contains(&rel), "{rel} is missing from POTFILES.in");
+        }
+    }
     // Every source that calls tr() must be listed, or its strings are never extracted.
     let mut dirs = vec![root.join("src")];
     while let Some(dir) = dirs.pop() {
@@ -100,8 +109,12 @@ fn every_marked_string_is_translated() {
         extracted.iter().any(|m| m == "Qube Manager")
             && extracted.iter().any(|m| m == "There is no qube named {0}.")
             && extracted.iter().any(|m| m == "See and manage your qubes")
-            && extracted.iter().any(|m| m == "Which qubes the table lists"),
-        "extraction found the window title, the error catalogue, the desktop file and the schema"
+            && extracted.iter().any(|m| m == "Which qubes the table lists")
+            && extracted
+                .iter()
+                .any(|m| m == "Search qubes by name, type, label or tag")
+            && extracted.iter().any(|m| m == "Memory and processors"),
+        "extraction found the window title, the error catalogue, the desktop file, the schema and the .ui files"
     );
     let languages = std::fs::read_to_string(po.join("LINGUAS")).expect("LINGUAS");
     let languages: Vec<&str> = languages.split_whitespace().collect();

@@ -1,4 +1,4 @@
-//! Lifecycle actions and the local qube tools: what Start, Pause / Resume, Shut down, Restart
+//! Lifecycle actions and the local qube tools: what Start, Pause, Resume, Shut down, Restart
 //! and Kill do to the selected qubes (asking first where the answer matters: kill?, the qubes
 //! behind a network qube?, kill or wait?), and running `qvm-run` / `qvm-console-dispvm`.
 
@@ -15,8 +15,10 @@ use crate::model::Change;
 pub enum Action {
     /// Start.
     Start,
-    /// Pause (running) or resume (paused).
-    PauseResume,
+    /// Pause (a running qube).
+    Pause,
+    /// Resume (a paused qube).
+    Resume,
     /// Shut down.
     Shutdown,
     /// Shut down, wait until halted (up to the qube's `shutdown_timeout`), start again.
@@ -26,12 +28,34 @@ pub enum Action {
 }
 
 impl Action {
-    /// The Admin API method, given the qube's state.
-    fn method(self, state: &str) -> &'static str {
+    /// Every action, in the header bar's order.
+    pub const ALL: [Action; 6] = [
+        Action::Start,
+        Action::Pause,
+        Action::Resume,
+        Action::Shutdown,
+        Action::Restart,
+        Action::Kill,
+    ];
+
+    /// The name of its `qube.*` action (buttons and menus).
+    pub fn id(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Shutdown => "shutdown",
+            Action::Restart => "restart",
+            Action::Kill => "kill",
+        }
+    }
+
+    /// The Admin API method.
+    fn method(self) -> &'static str {
         match self {
             Action::Start => "admin.vm.Start",
-            Action::PauseResume if state == "Paused" => "admin.vm.Unpause",
-            Action::PauseResume => "admin.vm.Pause",
+            Action::Pause => "admin.vm.Pause",
+            Action::Resume => "admin.vm.Unpause",
             Action::Shutdown | Action::Restart => "admin.vm.Shutdown",
             Action::Kill => "admin.vm.Kill",
         }
@@ -44,7 +68,8 @@ impl Action {
         }
         match self {
             Action::Start => matches!(state, "Halted" | "NA"),
-            Action::PauseResume => matches!(state, "Running" | "Paused"),
+            Action::Pause => state == "Running",
+            Action::Resume => matches!(state, "Paused" | "Suspended"),
             Action::Shutdown => matches!(state, "Running" | "Transient"),
             Action::Restart => state == "Running",
             Action::Kill => !matches!(state, "Halted" | "NA"),
@@ -55,7 +80,8 @@ impl Action {
     fn failure(self, vm: &str) -> String {
         let text = match self {
             Action::Start => tr("Starting %s failed"),
-            Action::PauseResume => tr("Pausing or resuming %s failed"),
+            Action::Pause => tr("Pausing %s failed"),
+            Action::Resume => tr("Resuming %s failed"),
             Action::Shutdown => tr("Shutting down %s failed"),
             Action::Restart => tr("Restarting %s failed"),
             Action::Kill => tr("Killing %s failed"),
@@ -156,10 +182,10 @@ impl App {
     /// first about the qubes behind it.
     fn run_action(&mut self, action: Action, qubes: Vec<String>, input: &relm4::Sender<Msg>) {
         for vm in qubes {
-            let Some(info) = self.infos.get(&vm) else {
+            if !self.infos.contains_key(&vm) {
                 continue;
-            };
-            let method = action.method(&info.state);
+            }
+            let method = action.method();
             let levels = self.network_users(&vm);
             if action == Action::Shutdown && !levels.is_empty() {
                 // Qubes reaching the network through it must stop first: ask.

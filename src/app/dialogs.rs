@@ -44,7 +44,9 @@ impl App {
             client: self.client.clone(),
             choices: CreateChoices {
                 labels: self.label_order.clone(),
+                colours: self.colors.clone(),
                 templates: self.templates(),
+                dvm_templates: self.qubes_where(|i| i.flag("template_for_dispvms")),
                 networked: self.network_providers(),
                 taken,
             },
@@ -105,9 +107,21 @@ impl App {
             return;
         };
         self.clone_of = Some(src.clone());
+        let info = self.infos.get(&src);
         let init = CloneInit {
+            kind: info.map_or(crate::qube_icons::QubeKind::App, |i| i.kind()),
+            label: info
+                .and_then(|i| i.props.get("label"))
+                .map(|p| p.value.clone())
+                .unwrap_or_default(),
+            labels: self
+                .label_order
+                .iter()
+                .map(|l| (l.clone(), self.color_of()(l)))
+                .collect(),
             src,
             taken: self.infos.keys().cloned().collect(),
+            client: self.client.clone(),
             parent: self.window(),
         };
         self.clone = Some(
@@ -117,17 +131,35 @@ impl App {
         );
     }
 
-    /// Clones in the background; progress goes to the status line, a failure to a message.
+    /// Clones in the background; progress goes to the status line, a failure to a message;
+    /// the copy's settings open afterwards if asked.
     pub(super) fn on_clone(&mut self, chosen: CloneOutput, input: &relm4::Sender<Msg>) {
-        let CloneOutput::Clone { src, dst } = chosen;
+        self.clone = None;
+        let CloneOutput::Clone {
+            src,
+            dst,
+            label,
+            pool,
+            open_settings,
+        } = chosen;
         let to = input.clone();
         spawn_work(&self.client, input, move |c| {
             let progress = |t: String| to.emit(Msg::Progress(Some(t)));
-            let result = crate::clone::clone_qube(c, &src, &dst, &progress);
+            let options = crate::clone::CloneOptions {
+                class: None,
+                label: Some(label),
+                pool,
+            };
+            let result = crate::clone::clone_qube(c, &src, &dst, &options, &progress);
             to.emit(Msg::Progress(None));
-            result
-                .err()
-                .map(|e| Msg::Failed(tr("Cannot clone %s").replacen("%s", &src, 1), e))
+            match result {
+                Err(e) => Some(Msg::Failed(
+                    tr("Cannot clone %s").replacen("%s", &src, 1),
+                    e,
+                )),
+                Ok(()) if open_settings => Some(Msg::OpenSettingsOf(dst)),
+                Ok(()) => None,
+            }
         });
     }
 
@@ -182,7 +214,8 @@ impl App {
         );
     }
 
-    /// Applies the choice to every qube; the failures, one line per qube, in one message.
+    /// Applies the choice to every qube; the failures, one line per qube, in one message. When
+    /// all went through, a toast says so and offers to put the old values back.
     pub(super) fn on_bulk(&mut self, chosen: BulkOutput, input: &relm4::Sender<Msg>) {
         let BulkOutput::Apply {
             prop,
@@ -190,14 +223,54 @@ impl App {
             qubes,
             heading,
         } = chosen;
+        // What each qube had, as the table knows it (a default stays a default on undo).
+        let before: Vec<(String, Option<String>)> = qubes
+            .iter()
+            .filter_map(|vm| {
+                let p = self.infos.get(vm)?.props.get(prop)?;
+                Some((vm.clone(), (!p.is_default).then(|| p.value.clone())))
+            })
+            .collect();
+        let what = match prop {
+            "template" => crate::i18n::tr_n(
+                "Template of %d qube changed",
+                "Template of %d qubes changed",
+                qubes.len(),
+            ),
+            _ => crate::i18n::tr_n(
+                "Network qube of %d qube changed",
+                "Network qube of %d qubes changed",
+                qubes.len(),
+            ),
+        };
         spawn_work(&self.client, input, move |c| {
             let failures = crate::dialogs::bulk::apply_to_all(c, &qubes, prop, &value);
-            (!failures.is_empty()).then(|| {
+            Some(if failures.is_empty() {
+                Msg::BulkDone { what, prop, before }
+            } else {
                 Msg::Failed(
                     tr("%s: not every qube changed").replacen("%s", &heading, 1),
                     failures.join("\n"),
                 )
             })
+        });
+    }
+
+    /// Puts back each qube's value from before a change of several qubes.
+    pub(super) fn undo_bulk(
+        &mut self,
+        prop: &'static str,
+        before: Vec<(String, Option<String>)>,
+        input: &relm4::Sender<Msg>,
+    ) {
+        spawn_work(&self.client, input, move |c| {
+            let failures: Vec<String> = before
+                .iter()
+                .flat_map(|(vm, value)| {
+                    crate::dialogs::bulk::apply_to_all(c, std::slice::from_ref(vm), prop, value)
+                })
+                .collect();
+            (!failures.is_empty()).then(|| Msg::Failed(tr("Undo failed"), failures.join("\n")))
         });
     }
 
@@ -214,5 +287,28 @@ impl App {
     /// Whether the selection has a qube whose template can change.
     pub(super) fn can_change_template(&self) -> bool {
         !self.with_template().is_empty()
+    }
+}
+
+impl App {
+    /// The About window: what this is, its version, licence and the people behind it.
+    pub(super) fn about(&self) {
+        let about = relm4::adw::AboutWindow::builder()
+            .transient_for(&self.window())
+            .modal(true)
+            .application_name(tr("Qube Manager"))
+            .application_icon("org.qubes_os.QubeManager")
+            .version(env!("CARGO_PKG_VERSION"))
+            .comments(tr(
+                "See and manage the qubes of a Qubes OS system: their state, use of CPU, memory and disk, settings and lifecycle.",
+            ))
+            .website("https://www.qubes-os.org/")
+            .issue_url("https://github.com/QubesOS/qubes-issues/issues")
+            .license_type(relm4::gtk::License::Gpl20)
+            .developer_name(tr("Qubes OS management stack developers"))
+            // Translators: your names, one per line, to be credited in the About window.
+            .translator_credits(tr("translator-credits"))
+            .build();
+        about.present();
     }
 }

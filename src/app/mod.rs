@@ -32,6 +32,7 @@ use crate::i18n::tr;
 use crate::loader::{LoadedAll, Refetch};
 use crate::model::{Change, Column, QubeInfo, Show};
 use crate::table::QubeRow;
+use crate::templates::window::QubeManagerWindow;
 
 /// What starts the window.
 pub struct AppInit {
@@ -92,6 +93,13 @@ pub enum Msg {
     GlobalSettings,
     /// Open the qrexec policy editor (a window of its own).
     PolicyEditor,
+    /// Open the About window.
+    About,
+    /// Back up qubes (the backup window, when it is there).
+    Backup,
+    /// Restore qubes from a backup (the restore window, when it is there).
+    Restore,
+
     /// Ask for a name and clone the selected qube.
     Clone,
     /// Progress of a long operation for the status line (`None`: finished).
@@ -122,6 +130,22 @@ pub enum Msg {
     CloneChosen(crate::dialogs::clone::CloneOutput),
     /// The template / network change dialog's answer.
     BulkChosen(crate::dialogs::bulk::BulkOutput),
+    /// A change of several qubes went through: say so, offering to undo it.
+    BulkDone {
+        /// What was changed ("Network qube of 2 qubes changed").
+        what: String,
+        /// The property changed.
+        prop: &'static str,
+        /// Each qube's value before (`None`: it had the default).
+        before: Vec<(String, Option<String>)>,
+    },
+    /// Put back the values a change of several qubes replaced.
+    UndoBulk {
+        /// The property.
+        prop: &'static str,
+        /// Each qube's value before (`None`: the default).
+        before: Vec<(String, Option<String>)>,
+    },
     /// An action failed: heading and the daemon's message.
     Failed(String, String),
     /// Open the settings of the selected qube (or of the row at this position).
@@ -183,19 +207,24 @@ pub struct App {
     pub kill_question: Option<adw::MessageDialog>,
     /// The open global settings, if any (public for tests).
     pub global_settings: Option<Controller<crate::settings::Settings>>,
-    window: adw::ApplicationWindow,
+    window: QubeManagerWindow,
     label_order: Vec<String>,
+    /// Where toast buttons send their messages.
+    input: relm4::Sender<Msg>,
+    last_toast: RefCell<Option<String>>,
 }
 
 /// Widgets that change after start.
 pub struct Widgets {
     status: gtk::Label,
-    /// The table, or the empty state when no row is shown.
+    /// The table, or the empty state when no row is shown, or the unreachable daemon.
     table_or_empty: gtk::Stack,
     empty: adw::StatusPage,
+    unreachable: adw::StatusPage,
     actions: Vec<(Action, gio::SimpleAction)>,
     /// Settings, remove, clone: enabled while one qube is selected.
     selection_actions: Vec<gio::SimpleAction>,
+
     /// Run a command in the selected qube.
     run_action: gio::SimpleAction,
     /// Whether `qvm-run` is there (looked up once: the view is updated after every message).
@@ -401,6 +430,29 @@ impl App {
         }
     }
 
+    /// Shows a short message at the bottom of the window (`undo`: a button that sends this
+    /// message).
+    fn toast(&self, title: &str, undo: Option<(String, Msg)>) {
+        let toast = adw::Toast::new(title);
+        if let Some((label, msg)) = undo {
+            toast.set_button_label(Some(&label));
+            let msg = std::cell::RefCell::new(Some(msg));
+            let input = self.input.clone();
+            toast.connect_button_clicked(move |_| {
+                if let Some(m) = msg.borrow_mut().take() {
+                    input.emit(m);
+                }
+            });
+        }
+        self.window.parts().toasts.add_toast(toast);
+        *self.last_toast.borrow_mut() = Some(title.to_string());
+    }
+
+    /// The last toast shown (for tests).
+    pub fn last_toast(&self) -> Option<String> {
+        self.last_toast.borrow().clone()
+    }
+
     /// The window, as the parent of its dialogs.
     fn window(&self) -> gtk::Window {
         self.window.clone().upcast()
@@ -412,7 +464,7 @@ impl App {
     }
 
     /// The open clone dialog, if any (for tests).
-    pub fn clone_dialog(&self) -> Option<adw::MessageDialog> {
+    pub fn clone_dialog(&self) -> Option<crate::templates::clone::QubeCloneDialog> {
         self.clone.as_ref().map(|c| c.widget().clone())
     }
 }
@@ -421,16 +473,12 @@ impl SimpleComponent for App {
     type Input = Msg;
     type Output = ();
     type Init = AppInit;
-    type Root = adw::ApplicationWindow;
+    type Root = QubeManagerWindow;
     type Widgets = Widgets;
 
     fn init_root() -> Self::Root {
-        adw::ApplicationWindow::builder()
-            .title(tr("Qube Manager"))
-            .icon_name("org.qubes_os.QubeManager")
-            .default_width(1100)
-            .default_height(640)
-            .build()
+        crate::resources::init();
+        QubeManagerWindow::new()
     }
 
     fn init(
@@ -475,6 +523,8 @@ impl SimpleComponent for App {
             global_settings: None,
             window: root.clone(),
             label_order: Vec::new(),
+            input: sender.input_sender().clone(),
+            last_toast: RefCell::new(None),
         };
         let widgets = built.widgets;
         widgets.status.set_text(&model.status());
@@ -515,6 +565,12 @@ impl SimpleComponent for App {
 
     fn update_view(&self, widgets: &mut Widgets, _sender: ComponentSender<Self>) {
         widgets.status.set_text(&self.status());
+        if let (Some(why), true) = (&self.unreachable, self.rows.is_empty()) {
+            // Nothing to show as last seen: say why, instead of an empty table.
+            widgets.unreachable.set_description(Some(why));
+            widgets.table_or_empty.set_visible_child_name("unreachable");
+            return;
+        }
         let nothing_shown = self.loaded && self.shown_count() == 0 && !self.rows.is_empty();
         if nothing_shown {
             let search = self.search.borrow();
@@ -542,6 +598,7 @@ impl SimpleComponent for App {
             simple.set_enabled(self.single().is_some());
         }
         let single = self.single().and_then(|vm| self.infos.get(&vm));
+
         widgets
             .run_action
             .set_enabled(single.is_some_and(|i| i.class != "RemoteVM") && widgets.have_run_tool);

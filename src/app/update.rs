@@ -236,12 +236,20 @@ impl App {
             Msg::ChangeTemplate => self.open_change_template(&input),
             Msg::ChangeNetVm => self.open_change_netvm(&input),
             Msg::BulkChosen(chosen) => self.on_bulk(chosen, &input),
+            Msg::BulkDone { what, prop, before } => {
+                self.toast(&what, Some((tr("Undo"), Msg::UndoBulk { prop, before })));
+            }
+            Msg::UndoBulk { prop, before } => self.undo_bulk(prop, before, &input),
             Msg::ShutdownTimedOut(vm) => self.on_timed_out(vm, &input),
             Msg::RunCommand => self.on_run_command(&input),
             Msg::Console => self.on_console(&input),
             Msg::PolicyEditor => {
                 crate::policy_editor::open_for(self.window.upcast_ref(), &self.client);
             }
+            Msg::About => self.about(),
+            // The backup and restore windows plug in here; until they do, their menu entries
+            // stay disabled and these are never sent.
+            Msg::Backup | Msg::Restore => {}
             Msg::GlobalSettings => {
                 self.global_settings = Some(self.settings_window(Target::Global));
             }

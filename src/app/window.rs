@@ -1,12 +1,11 @@
-//! Building the window: the table with its filters and remembered view, the header bar with
-//! the lifecycle buttons, the menus (header, context) sharing one set of `qube.*` actions, the
-//! search field and the Show selector, the status line, and the keys. Signals become
-//! [`Msg`]s; nothing here decides anything.
+//! Building the window on its template (`ui/window.ui`, [`QubeManagerWindow`]): the table with
+//! its filters and remembered view, the `qube.*` actions the header bar's buttons and the menus
+//! (primary, context) share, the search field and the Show selector, the keyboard shortcuts
+//! window, and the keys. Signals become [`Msg`]s; nothing here decides anything.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use relm4::adw;
 use relm4::adw::prelude::*;
 use relm4::gtk;
 use relm4::gtk::gio;
@@ -17,6 +16,7 @@ use super::{Action, App, Msg, Widgets};
 use crate::i18n::tr;
 use crate::model::{Column, Show, listed};
 use crate::table::{QubeRow, new_table};
+use crate::templates::window::QubeManagerWindow;
 
 /// What the window is built of: the table and the filter state it shares with the window's
 /// state, and the widgets that change later.
@@ -32,7 +32,7 @@ pub(super) struct Built {
 /// Builds the window's content into `root`.
 pub(super) fn build(
     client: &qubes_api::Client,
-    root: &adw::ApplicationWindow,
+    root: &QubeManagerWindow,
     sender: &ComponentSender<App>,
     view_state: crate::view_state::ViewState,
 ) -> Built {
@@ -106,111 +106,41 @@ pub(super) fn build(
     let view = table.view.clone();
     view.set_show_row_separators(true);
     crate::a11y::set_name(&view, &tr("Qubes"));
-
-    let title = adw::WindowTitle::new(&tr("Qube Manager"), &client.describe());
-    let header = adw::HeaderBar::builder().title_widget(&title).build();
-    // Every command is a `qube.*` action: the toolbar buttons, the header-bar menu and the
-    // table's context menu share them, so enabling follows the selection everywhere.
+    let parts = root.parts();
+    parts.window_title.set_subtitle(&client.describe());
+    parts.scroller.set_child(Some(&view));
+    // Every command is a `qube.*` action: the header-bar buttons, the menus and the keys share
+    // them, so enabling follows the selection everywhere.
     let group = gio::SimpleActionGroup::new();
-    let lifecycle_menu = gio::Menu::new();
     let input = sender.input_sender();
-    let mut actions = Vec::new();
-    for (action, id, label) in [
-        (Action::Start, "start", tr("Start")),
-        (Action::PauseResume, "pause-resume", tr("Pause / Resume")),
-        (Action::Shutdown, "shutdown", tr("Shut down")),
-        (Action::Restart, "restart", tr("Restart")),
-        (Action::Kill, "kill", tr("Kill")),
-    ] {
-        let simple = command(&group, &lifecycle_menu, id, &label, input, move || {
-            Msg::Action(action)
-        });
-        let button = gtk::Button::with_label(&label);
-        button.set_action_name(Some(&format!("qube.{id}")));
-        header.pack_start(&button);
-        actions.push((action, simple));
-    }
-    let manage_menu = gio::Menu::new();
+    let actions = Action::ALL
+        .into_iter()
+        .map(|a| (a, command(&group, a.id(), input, move || Msg::Action(a))))
+        .collect();
     // Settings, remove, clone: one qube at a time.
     let selection_actions = vec![
-        command(
-            &group,
-            &manage_menu,
-            "settings",
-            &tr("Settings"),
-            input,
-            || Msg::OpenSettings(None),
-        ),
-        command(&group, &manage_menu, "remove", &tr("Remove"), input, || {
-            Msg::Remove
-        }),
-        command(&group, &manage_menu, "clone", &tr("Clone"), input, || {
-            Msg::Clone
-        }),
+        command(&group, "settings", input, || Msg::OpenSettings(None)),
+        command(&group, "remove", input, || Msg::Remove),
+        command(&group, "clone", input, || Msg::Clone),
     ];
-    command(
-        &group,
-        &manage_menu,
-        "create",
-        &tr("New qube"),
-        input,
-        || Msg::Create,
-    )
-    .set_enabled(true);
+    command(&group, "create", input, || Msg::Create).set_enabled(true);
     // Template and network changes work on every selected qube they apply to.
-    let template_action = command(
-        &group,
-        &manage_menu,
-        "change-template",
-        &tr("Change template…"),
-        input,
-        || Msg::ChangeTemplate,
-    );
-    let netvm_action = command(
-        &group,
-        &manage_menu,
-        "change-netvm",
-        &tr("Change network qube…"),
-        input,
-        || Msg::ChangeNetVm,
-    );
+    let template_action = command(&group, "change-template", input, || Msg::ChangeTemplate);
+    let netvm_action = command(&group, "change-netvm", input, || Msg::ChangeNetVm);
     // Run a command / open a console: through the local qube tools, where they reach
     // the qubes this window shows (dom0, or a qube with qubesadmin and policy for it).
-    let run_action = command(
-        &group,
-        &manage_menu,
-        "run",
-        &tr("Run command…"),
-        input,
-        || Msg::RunCommand,
-    );
-    let console_action = command(
-        &group,
-        &manage_menu,
-        "console",
-        &tr("Open console"),
-        input,
-        || Msg::Console,
-    );
-    let global = gio::SimpleAction::new("global-settings", None);
-    {
-        let input = sender.input_sender().clone();
-        global.connect_activate(move |_, _| input.emit(Msg::GlobalSettings));
-    }
-    group.add_action(&global);
+    let run_action = command(&group, "run", input, || Msg::RunCommand);
+    let console_action = command(&group, "console", input, || Msg::Console);
+    command(&group, "global-settings", input, || Msg::GlobalSettings).set_enabled(true);
     // The qrexec policy editor, a window of its own (crate::policy_editor).
-    let policy = gio::SimpleAction::new("policy-editor", None);
-    {
-        let input = sender.input_sender().clone();
-        policy.connect_activate(move |_, _| input.emit(Msg::PolicyEditor));
-    }
-    group.add_action(&policy);
-    let system_menu = gio::Menu::new();
-    system_menu.append(Some(&tr("Global settings")), Some("qube.global-settings"));
-    system_menu.append(Some(&tr("Policy editor")), Some("qube.policy-editor"));
-    // View ▸ Columns: one check item per column (the name column always stays).
+    command(&group, "policy-editor", input, || Msg::PolicyEditor).set_enabled(true);
+    command(&group, "about", input, || Msg::About).set_enabled(true);
+    // Backup and restore come with their windows (src/backup_ui): until then the entries are
+    // shown, greyed.
+    command(&group, "backup", input, || Msg::Backup);
+    command(&group, "restore", input, || Msg::Restore);
+    // ☰ ▸ Columns: one check item per column (the name column always stays).
     let hidden = view_state.hidden_columns();
-    let columns_menu = gio::Menu::new();
     for col in Column::ALL.into_iter().filter(|c| *c != Column::Name) {
         let visible = !hidden.contains(&col);
         if let Some(c) = crate::table::column_of(&table, col) {
@@ -225,7 +155,7 @@ pub(super) fn build(
             input.emit(Msg::ColumnVisible(col, on));
         });
         group.add_action(&a);
-        columns_menu.append(
+        parts.columns_menu.append(
             Some(&crate::table::column_title(col)),
             Some(&format!("qube.{id}")),
         );
@@ -241,24 +171,14 @@ pub(super) fn build(
         });
     }
     group.add_action(&show_internal_action);
-    let view_menu = gio::Menu::new();
-    view_menu.append(Some(&tr("Show internal qubes")), Some("qube.show-internal"));
-    view_menu.append_submenu(Some(&tr("Columns")), &columns_menu);
-    let menu = gio::Menu::new();
-    menu.append_section(None, &lifecycle_menu);
-    menu.append_section(None, &manage_menu);
-    menu.append_section(None, &view_menu);
-    menu.append_section(None, &system_menu);
     root.insert_action_group("qube", Some(&group));
-    let menu_button = gtk::MenuButton::builder()
-        .icon_name("open-menu-symbolic")
-        .menu_model(&menu)
-        .tooltip_text(tr("Menu"))
-        .build();
-    crate::a11y::set_name(&menu_button, &tr("Menu"));
-    header.pack_end(&menu_button);
-    // The context menu: right click on a row, the Menu key or Shift+F10.
-    let context_menu = gtk::PopoverMenu::from_model(Some(&menu));
+    // Ctrl+? and ☰ ▸ Keyboard Shortcuts (GtkApplicationWindow's win.show-help-overlay).
+    let shortcuts =
+        gtk::Builder::from_resource(&format!("{}/ui/help-overlay.ui", crate::resources::BASE))
+            .object::<gtk::ShortcutsWindow>("help_overlay");
+    root.set_help_overlay(shortcuts.as_ref());
+    // The context menu of the selected qubes: right click on a row, the Menu key or Shift+F10.
+    let context_menu = gtk::PopoverMenu::from_model(Some(&*parts.context_menu));
     context_menu.set_parent(&view);
     context_menu.set_has_arrow(false);
     context_menu.set_halign(gtk::Align::Start);
@@ -294,28 +214,6 @@ pub(super) fn build(
             .selection_model
             .connect_items_changed(move |_, _, _, _| input.emit(Msg::SelectionChanged));
     }
-    // Icons for the two per-qube commands keep the title readable at the default width.
-    for (id, label, icon) in [
-        ("create", tr("New qube"), None),
-        ("remove", tr("Remove"), Some("user-trash-symbolic")),
-        (
-            "settings",
-            tr("Settings"),
-            Some("document-properties-symbolic"),
-        ),
-    ] {
-        let button = match icon {
-            Some(icon) => {
-                let b = gtk::Button::from_icon_name(icon);
-                b.set_tooltip_text(Some(&label));
-                crate::a11y::set_name(&b, &label);
-                b
-            }
-            None => gtk::Button::with_label(&label),
-        };
-        button.set_action_name(Some(&format!("qube.{id}")));
-        header.pack_end(&button);
-    }
     {
         // Enter or a double click on a row opens its settings.
         let input = sender.input_sender().clone();
@@ -323,53 +221,20 @@ pub(super) fn build(
             .view
             .connect_activate(move |_, pos| input.emit(Msg::OpenSettings(Some(pos))));
     }
-    let search_entry = gtk::SearchEntry::builder()
-        .placeholder_text(tr("Search qubes by name, type, label or tag"))
-        .hexpand(true)
-        .build();
-    search_entry.set_tooltip_text(Some(&tr("Search qubes")));
-    crate::a11y::set_name(&search_entry, &tr("Search qubes"));
+    let search_entry = parts.search.clone();
     {
         let input = sender.input_sender().clone();
         search_entry.connect_search_changed(move |e| input.emit(Msg::Search(e.text().to_string())));
         // Esc in the search field clears it, as in the reference manager.
         search_entry.connect_stop_search(|e| e.set_text(""));
     }
-    let scroller = gtk::ScrolledWindow::builder()
-        .vexpand(true)
-        .child(&view)
-        .build();
-    // When a search or the Show choice leaves no row: say so, instead of an empty table.
-    let empty = adw::StatusPage::builder()
-        .icon_name("edit-find-symbolic")
-        .vexpand(true)
-        .build();
-    let table_or_empty = gtk::Stack::new();
-    table_or_empty.add_named(&scroller, Some("table"));
-    table_or_empty.add_named(&empty, Some("empty"));
-    let status = gtk::Label::builder()
-        .xalign(0.0)
-        .margin_start(8)
-        .margin_end(8)
-        .margin_top(4)
-        .margin_bottom(4)
-        .build();
-    let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
-    content.append(&header);
-    let bar = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-    bar.set_margin_start(8);
-    bar.set_margin_end(8);
-    bar.set_margin_top(6);
-    bar.set_margin_bottom(6);
-    bar.append(&search_entry);
     let show_names: Vec<String> = Show::ALL.iter().map(|s| show_title(*s)).collect();
     let show_refs: Vec<&str> = show_names.iter().map(String::as_str).collect();
-    let show_selector = gtk::DropDown::from_strings(&show_refs);
-    show_selector.set_tooltip_text(Some(&tr("Which qubes to show")));
+    let show_selector = parts.show_selector.clone();
+    show_selector.set_model(Some(&gtk::StringList::new(&show_refs)));
     if let Some(pos) = Show::ALL.iter().position(|s| *s == show.get()) {
         show_selector.set_selected(pos as u32);
     }
-    crate::a11y::set_name(&show_selector, &tr("Which qubes to show"));
     {
         let input = sender.input_sender().clone();
         show_selector.connect_selected_notify(move |d| {
@@ -378,32 +243,30 @@ pub(super) fn build(
             }
         });
     }
-    bar.append(&show_selector);
-    content.append(&bar);
-    content.append(&table_or_empty);
-    content.append(&status);
-    root.set_content(Some(&content));
-
-    // Ctrl+F focuses the search.
     let keys = gtk::EventControllerKey::new();
     {
-        // Ctrl+F search, Ctrl+N new qube, Delete remove the selected qube.
+        // Ctrl+F search, Ctrl+N new qube, Delete remove, Menu / Shift+F10 the
+        // qube menu, Ctrl+W close (F10 opens the primary menu: its button is `primary`).
         let entry = search_entry.clone();
         let input = sender.input_sender().clone();
         let popover = context_menu.clone();
+        let window = root.clone();
         keys.connect_key_pressed(move |_, key, _, mods| {
+            use gtk::gdk::Key;
             let ctrl = mods.contains(gtk::gdk::ModifierType::CONTROL_MASK);
             let shift = mods.contains(gtk::gdk::ModifierType::SHIFT_MASK);
-            if (key == gtk::gdk::Key::Menu || (shift && key == gtk::gdk::Key::F10))
-                && !typing_in(&entry)
-            {
+            if (key == Key::Menu || (shift && key == Key::F10)) && !typing_in(&entry) {
                 popover.set_pointing_to(None);
                 popover.popup();
-            } else if ctrl && key == gtk::gdk::Key::f {
+            } else if ctrl && key == Key::f {
                 entry.grab_focus();
-            } else if ctrl && key == gtk::gdk::Key::n {
+            } else if ctrl && key == Key::n {
                 input.emit(Msg::Create);
-            } else if key == gtk::gdk::Key::Delete && !typing_in(&entry) {
+            } else if ctrl && key == Key::w {
+                window.close();
+            } else if ctrl && key == Key::question {
+                let _ = WidgetExt::activate_action(&window, "win.show-help-overlay", None);
+            } else if key == Key::Delete && !typing_in(&entry) {
                 input.emit(Msg::Remove);
             } else {
                 return glib_propagation(false);
@@ -422,9 +285,10 @@ pub(super) fn build(
         show_internal,
         view_state,
         widgets: Widgets {
-            status,
-            table_or_empty,
-            empty,
+            status: parts.status.clone(),
+            table_or_empty: parts.table_or_empty.clone(),
+            empty: parts.empty.clone(),
+            unreachable: parts.unreachable.clone(),
             actions,
             selection_actions,
             run_action,
@@ -451,12 +315,11 @@ fn show_title(show: Show) -> String {
     }
 }
 
-/// Adds the disabled action `qube.<id>`, sending `msg()` when activated, and its menu item.
+/// Adds the disabled action `qube.<id>` (its buttons and menu items are in `ui/window.ui`),
+/// sending `msg()` when activated.
 fn command(
     group: &gio::SimpleActionGroup,
-    menu: &gio::Menu,
     id: &str,
-    label: &str,
     input: &relm4::Sender<Msg>,
     msg: impl Fn() -> Msg + 'static,
 ) -> gio::SimpleAction {
@@ -465,7 +328,6 @@ fn command(
     let input = input.clone();
     simple.connect_activate(move |_, _| input.emit(msg()));
     group.add_action(&simple);
-    menu.append(Some(label), Some(&format!("qube.{id}")));
     simple
 }
 

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use relm4::adw;
+use relm4::adw::prelude::*;
 use relm4::gtk;
-use relm4::gtk::prelude::*;
 
 use super::apply::Change;
 use super::fields::Kind;
@@ -37,7 +38,7 @@ fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
             Kind::Flag => {
                 let active = ed
                     .widget
-                    .downcast_ref::<gtk::CheckButton>()
+                    .downcast_ref::<gtk::Switch>()
                     .is_some_and(|c| c.is_active());
                 let was = current.value == "True";
                 (active != was).then(|| {
@@ -62,15 +63,9 @@ fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
                 (text != current.value).then_some(text)
             }
             Kind::Choice => {
-                let Some(dd) = ed.widget.downcast_ref::<gtk::DropDown>() else {
+                let Some(dd) = ed.widget.downcast_ref::<adw::ComboRow>() else {
                     continue;
                 };
-                // The daemon changes a template only while the qube is halted.
-                let locked = *prop == "template" && loaded.running;
-                dd.set_sensitive(!locked);
-                ed.note
-                    .set_text(&tr("Shut the qube down to change its template."));
-                ed.note.set_visible(locked);
                 let values = choice_values(loaded, prop);
                 let Some((value, _)) = values.get(dd.selected() as usize) else {
                     continue;
@@ -97,17 +92,39 @@ fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
 }
 
 /// Turns to the page of the first field with an error (the Apply button is on every page; the
-/// error might be on another).
+/// error might be on another), in the order of the pages, and unfolds the row's expander.
 pub(super) fn show_first_error(errors: &BTreeMap<String, String>, w: &Widgets) {
-    let page = w
+    let order = |page: &adw::PreferencesPage| {
+        let mut n = 0;
+        let mut p = page.prev_sibling();
+        while let Some(s) = p {
+            n += 1;
+            p = s.prev_sibling();
+        }
+        n
+    };
+    let first = w
         .editors
         .iter()
         .filter(|(prop, _)| errors.contains_key(**prop))
-        .map(|(_, ed)| ed.page)
-        .min();
-    if let Some(page) = page {
-        w.notebook.set_current_page(Some(page));
+        .map(|(_, ed)| ed)
+        .min_by_key(|ed| order(&ed.page));
+    if let Some(ed) = first {
+        w.window.set_visible_page(&ed.page);
+        if let Some(expander) = ed
+            .row
+            .ancestor(adw::ExpanderRow::static_type())
+            .and_downcast::<adw::ExpanderRow>()
+        {
+            expander.set_expanded(true);
+        }
     }
+}
+
+/// Why a row cannot be used now, if it cannot.
+pub(super) fn note(loaded: &Loaded, prop: &str) -> Option<String> {
+    // The daemon changes a template only while the qube is halted.
+    (prop == "template" && loaded.running).then(|| tr("Shut the qube down to change its template."))
 }
 
 /// What is wrong with the values typed, by property; empty when Apply may go ahead.
@@ -169,7 +186,7 @@ pub(super) fn fill(loaded: &Loaded, w: &Widgets) {
         ed.row.set_visible(true);
         match ed.kind {
             Kind::Flag => {
-                if let Some(c) = ed.widget.downcast_ref::<gtk::CheckButton>() {
+                if let Some(c) = ed.widget.downcast_ref::<gtk::Switch>() {
                     c.set_active(v.value == "True");
                 }
             }
@@ -191,18 +208,15 @@ pub(super) fn fill(loaded: &Loaded, w: &Widgets) {
                 }
             }
             Kind::Choice => {
-                let Some(dd) = ed.widget.downcast_ref::<gtk::DropDown>() else {
+                let Some(dd) = ed.widget.downcast_ref::<adw::ComboRow>() else {
                     continue;
                 };
-                // The daemon changes a template only while the qube is halted.
-                let locked = *prop == "template" && loaded.running;
-                dd.set_sensitive(!locked);
-                ed.note
-                    .set_text(&tr("Shut the qube down to change its template."));
-                ed.note.set_visible(locked);
                 let values = choice_values(loaded, prop);
                 let texts: Vec<&str> = values.iter().map(|(_, t)| t.as_str()).collect();
                 dd.set_model(Some(&gtk::StringList::new(&texts)));
+                // After the model: a combo row makes itself sensitive when it has choices. The
+                // daemon changes a template only while the qube is halted.
+                dd.set_sensitive(note(loaded, prop).is_none() && !values.is_empty());
                 let pos = if v.is_default {
                     values.iter().position(|(k, _)| k.is_empty())
                 } else if v.value.is_empty() {

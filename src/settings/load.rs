@@ -9,7 +9,7 @@ use super::Target;
 use crate::i18n::{tr, tr_default};
 
 /// What the dialog shows about a qube.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Loaded {
     /// Properties.
     pub props: BTreeMap<String, PropValue>,
@@ -25,6 +25,10 @@ pub struct Loaded {
     pub devices: Option<crate::devices_editor::DevicesLoaded>,
     /// Whether the qube is not halted (its template cannot change then).
     pub running: bool,
+    /// Label colours (`0xRRGGBB`) by label name.
+    pub colours: BTreeMap<String, String>,
+    /// The kind of qube (its icon).
+    pub kind: crate::qube_icons::QubeKind,
 }
 
 /// Qubes by role, for the choice lists.
@@ -117,6 +121,7 @@ pub(super) fn load(client: &Client, target: &Target) -> Result<Loaded, CallError
     let mut features = Vec::new();
     let mut firewall = None;
     let mut devices = None;
+    let mut colours = BTreeMap::new();
     match target {
         Target::Qube(vm) => {
             let labels: Vec<String> = client
@@ -124,6 +129,11 @@ pub(super) fn load(client: &Client, target: &Target) -> Result<Loaded, CallError
                 .lines()
                 .map(str::to_string)
                 .collect();
+            for l in &labels {
+                if let Ok(c) = client.call("admin.label.Get", "dom0", l, b"") {
+                    colours.insert(l.clone(), c);
+                }
+            }
             choices.insert("label".to_string(), plain(labels));
             choices.insert("template".to_string(), plain(r.templates.clone()));
             choices.insert("netvm".to_string(), vm_choices(&r.networked, "netvm"));
@@ -234,13 +244,17 @@ pub(super) fn load(client: &Client, target: &Target) -> Result<Loaded, CallError
             choices.insert("default_kernel".to_string(), kernel_choices);
         }
     }
-    let running = match target {
-        Target::Qube(vm) => client
-            .vm_list()?
-            .iter()
-            .any(|q| q.name == *vm && q.state != "Halted"),
-        Target::Global => false,
+    let entry = match target {
+        Target::Qube(vm) => client.vm_list()?.into_iter().find(|q| q.name == *vm),
+        Target::Global => None,
     };
+    let running = entry.as_ref().is_some_and(|q| q.state != "Halted");
+    let kind = crate::qube_icons::QubeKind::of(
+        entry.as_ref().map_or("", |q| q.class.as_str()),
+        props
+            .get("template_for_dispvms")
+            .is_some_and(|p| p.value == "True"),
+    );
     Ok(Loaded {
         props,
         choices,
@@ -249,6 +263,8 @@ pub(super) fn load(client: &Client, target: &Target) -> Result<Loaded, CallError
         firewall,
         devices,
         running,
+        colours,
+        kind,
     })
 }
 

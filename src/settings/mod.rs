@@ -1,8 +1,10 @@
-//! The settings dialogs: a qube's (Basic, Advanced, Firewall, Devices, Services, Features,
-//! Notes) and the global settings (`admin.property.*`), one relm4 component.
+//! The settings windows: a qube's (Basic, Advanced, Firewall, Devices, Services, Features,
+//! Notes) and the global settings (`admin.property.*`), one relm4 component on a libadwaita
+//! preferences window whose pages come from `ui/qube-settings.ui` or `ui/global-settings.ui`.
 //!
-//! Inside: `fields` says what is edited, `load` reads it, `form` puts it into the widgets and
-//! reads the edits back (checking them first), `apply` sends them all or nothing. The
+//! Inside: `fields` says what is edited by which kind of row, `load` reads it, `form` puts it
+//! into the rows and reads the edits back (checking them first), `apply` sends them all or
+//! nothing. Errors are shown at their rows and in a toast, "Changes applied." in a toast. The
 //! Firewall, Devices, Services and Features pages are their own widgets
 //! ([`crate::firewall_editor`], [`crate::devices_editor`], [`crate::features_editor`]).
 
@@ -23,7 +25,7 @@ use crate::errors::describe;
 use crate::i18n::tr;
 
 pub use apply::{Change, Step, apply, plan};
-pub use fields::{Kind, fields, global_fields};
+pub use fields::Kind;
 use form::{fill, show_first_error};
 pub use form::{pending, validate};
 pub use load::Loaded;
@@ -79,7 +81,7 @@ pub struct Settings {
     client: Client,
     target: Target,
     loaded: Option<Loaded>,
-    /// Errors by property, shown under their fields (public for tests).
+    /// Errors by property, shown at their rows (public for tests).
     pub errors: BTreeMap<String, String>,
     /// Whether the last apply succeeded (public for tests).
     pub applied: bool,
@@ -106,26 +108,56 @@ pub struct Widgets {
     pub firewall: crate::firewall_editor::FirewallEditor,
     /// Devices page.
     pub devices: crate::devices_editor::DevicesEditor,
-    status: gtk::Label,
     apply: gtk::Button,
-    notebook: gtk::Notebook,
+    window: adw::PreferencesWindow,
+    /// The toast saying what went wrong, until the next Apply.
+    error_toast: Option<adw::Toast>,
     filled: bool,
 }
 
-/// An editor widget and the label that shows its error.
+/// The row editing one property, its control, and where its error is shown.
 pub struct Editor {
     kind: Kind,
-    /// The control: a check button, an entry, a spin button (numbers) or a drop-down.
+    /// The control: a switch, a spin button (numbers), a combo row or an entry row.
     pub widget: gtk::Widget,
-    error: gtk::Label,
-    row: gtk::Box,
+    /// The row (the control itself for combo and entry rows).
+    pub row: gtk::Widget,
+    /// The row's subtitle from the `.ui` file, shown when there is nothing else to say.
+    subtitle: String,
+    /// An entry row's error (entry rows have no subtitle).
+    error: Option<gtk::Label>,
     /// Numbers: the typed text is not a number in range, so it stays as typed (a spin button
     /// would otherwise put back the last valid value when it loses the focus).
     keep_text: std::rc::Rc<std::cell::Cell<bool>>,
-    /// Why the control cannot be used now, under it.
-    note: gtk::Label,
-    /// The notebook page it is on.
-    page: u32,
+    /// The page it is on.
+    page: adw::PreferencesPage,
+}
+
+impl Editor {
+    /// Shows `error` at the row (in red), else `note` (why it cannot be used now), else the
+    /// row's own subtitle.
+    fn show(&self, error: Option<&str>, note: Option<&str>) {
+        if let Some(label) = &self.error {
+            label.set_text(error.unwrap_or_default());
+            label.set_visible(error.is_some());
+        } else if let Some(row) = self.row.downcast_ref::<adw::ActionRow>() {
+            row.set_subtitle(error.or(note).unwrap_or(&self.subtitle));
+        }
+        if error.is_some() {
+            self.row.add_css_class("error");
+        } else {
+            self.row.remove_css_class("error");
+        }
+    }
+
+    /// What the row says under its title now (its error, a note or its subtitle).
+    pub fn said(&self) -> String {
+        match (&self.error, self.row.downcast_ref::<adw::ActionRow>()) {
+            (Some(label), _) if label.is_visible() => label.text().to_string(),
+            (_, Some(row)) => row.subtitle().map(|s| s.to_string()).unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
 }
 
 impl Settings {
@@ -144,12 +176,131 @@ impl Settings {
     pub fn settled(&self) -> bool {
         self.loaded.is_some() && !self.busy && !self.reloading
     }
+
+    /// What went wrong, in one line (`None`: nothing).
+    fn trouble(&self) -> Option<String> {
+        let e = &self.errors;
+        Some(if let Some(e) = e.get("") {
+            format!("{}: {e}", tr("Cannot read the qube"))
+        } else if let Some(e) = e.get("notes") {
+            format!("{}: {e}", tr("Notes"))
+        } else if let Some(e) = e.get("firewall") {
+            format!("{}: {e}", tr("Firewall"))
+        } else if let Some((k, e)) = e.iter().find(|(k, _)| k.starts_with("pci:")) {
+            format!("{} {}: {e}", tr("PCI device"), k.trim_start_matches("pci:"))
+        } else if let Some((k, e)) = e.iter().find(|(k, _)| k.starts_with("feature:")) {
+            format!("{}: {e}", k.trim_start_matches("feature:"))
+        } else if !e.is_empty() {
+            tr("Not applied: see the fields marked in red.")
+        } else {
+            return None;
+        })
+    }
 }
 
 impl Widgets {
     /// The editor of a property (tests drive it like a user would).
     pub fn editor(&self, prop: &str) -> Option<&Editor> {
         self.editors.get(prop)
+    }
+
+    /// Shows a toast; a failure stays until the next Apply.
+    fn toast(&mut self, text: &str, failure: bool) {
+        if let Some(t) = self.error_toast.take() {
+            t.dismiss();
+        }
+        let toast = adw::Toast::new(text);
+        if failure {
+            // (Not ToastPriority::High: libadwaita 1.2 aborts when a high-priority toast
+            // pushes back one on screen.)
+            toast.set_timeout(0);
+            self.error_toast = Some(toast.clone());
+        }
+        self.window.add_toast(toast);
+    }
+}
+
+/// The window's header bar (AdwPreferencesWindow has one of its own, with the page switcher
+/// and the search button; Apply goes next to them).
+fn header_of(window: &adw::PreferencesWindow) -> Option<adw::HeaderBar> {
+    descendants(window.upcast_ref())
+        .into_iter()
+        .find_map(|w| w.downcast::<adw::HeaderBar>().ok())
+}
+
+fn descendants(root: &gtk::Widget) -> Vec<gtk::Widget> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(w) = stack.pop() {
+        let mut child = w.last_child();
+        while let Some(c) = child {
+            child = c.prev_sibling();
+            stack.push(c.clone());
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The editor of `prop` from the page file: its row and control.
+fn editor(builder: &gtk::Builder, prop: &'static str, kind: Kind) -> Editor {
+    let row: gtk::Widget = builder
+        .object(prop)
+        .unwrap_or_else(|| panic!("the settings .ui file has no row {prop}"));
+    let page = row
+        .ancestor(adw::PreferencesPage::static_type())
+        .and_downcast::<adw::PreferencesPage>()
+        .expect("a row is on a page");
+    let subtitle = row
+        .downcast_ref::<adw::ActionRow>()
+        .and_then(|r| r.subtitle())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let title = row
+        .downcast_ref::<adw::PreferencesRow>()
+        .map(|r| r.title().to_string())
+        .unwrap_or_default();
+    let keep_text = std::rc::Rc::new(std::cell::Cell::new(false));
+    let control = |name: String| -> gtk::Widget {
+        builder
+            .object(&name)
+            .unwrap_or_else(|| panic!("the settings .ui file has no {name}"))
+    };
+    let (widget, error) = match kind {
+        Kind::Number => {
+            let spin: gtk::SpinButton = control(format!("{prop}-value")).downcast().expect("spin");
+            let (min, max) = crate::limits::number_range(prop).unwrap_or((0, i64::MAX));
+            crate::widgets::number_editor(&spin, min, max, &title, &keep_text);
+            (spin.upcast(), None)
+        }
+        Kind::Flag => {
+            let switch = control(format!("{prop}-value"));
+            crate::a11y::set_name(&switch, &title);
+            (switch, None)
+        }
+        Kind::Choice => (row.clone(), None),
+        Kind::Text => {
+            let label = gtk::Label::builder()
+                .visible(false)
+                .wrap(true)
+                .max_width_chars(30)
+                .build();
+            label.add_css_class("error");
+            if let Some(r) = row.downcast_ref::<adw::EntryRow>() {
+                r.add_suffix(&label);
+            }
+            (row.clone(), Some(label))
+        }
+    };
+    row.set_visible(false);
+    Editor {
+        kind,
+        widget,
+        row,
+        subtitle,
+        error,
+        keep_text,
+        page,
     }
 }
 
@@ -158,13 +309,14 @@ impl Component for Settings {
     type Input = Msg;
     type Output = ();
     type Init = (Client, Target);
-    type Root = adw::Window;
+    type Root = adw::PreferencesWindow;
     type Widgets = Widgets;
 
     fn init_root() -> Self::Root {
-        adw::Window::builder()
-            .default_width(560)
-            .default_height(620)
+        crate::resources::init();
+        adw::PreferencesWindow::builder()
+            .default_width(640)
+            .default_height(680)
             .modal(true)
             .build()
     }
@@ -179,7 +331,23 @@ impl Component for Settings {
             Target::Qube(vm) => tr("Settings: %s").replacen("%s", vm, 1),
             Target::Global => tr("Global settings"),
         }));
-        let header = adw::HeaderBar::new();
+        let file = if global {
+            "global-settings.ui"
+        } else {
+            "qube-settings.ui"
+        };
+        let builder = gtk::Builder::from_resource(&format!("{}/ui/{file}", crate::resources::BASE));
+        let pages: &[&str] = if global {
+            &["general"]
+        } else {
+            &[
+                "basic", "advanced", "firewall", "devices", "services", "features", "notes",
+            ]
+        };
+        for page in pages {
+            let page: adw::PreferencesPage = builder.object(*page).expect("a settings page");
+            root.add(&page);
+        }
         let apply_button = gtk::Button::with_label(&tr("Apply"));
         apply_button.add_css_class("suggested-action");
         apply_button.set_sensitive(false);
@@ -187,129 +355,35 @@ impl Component for Settings {
             let input = sender.input_sender().clone();
             apply_button.connect_clicked(move |_| input.emit(Msg::Apply));
         }
-        header.pack_end(&apply_button);
-        let notebook = gtk::Notebook::new();
-        let mut editors = BTreeMap::new();
-        let mut pages: BTreeMap<&str, gtk::Box> = BTreeMap::new();
-        let mut page_numbers: BTreeMap<&str, u32> = BTreeMap::new();
-        let page_list = if global {
-            vec![("basic", tr("General"))]
-        } else {
-            vec![("basic", tr("Basic")), ("advanced", tr("Advanced"))]
-        };
-        for (page, title) in page_list {
-            let b = crate::widgets::page_box(10);
-            let scroller = gtk::ScrolledWindow::builder()
-                .child(&b)
-                .vexpand(true)
-                .build();
-            let number = notebook.append_page(&scroller, Some(&gtk::Label::new(Some(&title))));
-            page_numbers.insert(page, number);
-            pages.insert(page, b);
+        if let Some(header) = header_of(&root) {
+            header.pack_end(&apply_button);
         }
-        for (page, prop, kind, title) in if global { global_fields() } else { fields() } {
-            let row = gtk::Box::new(gtk::Orientation::Vertical, 2);
-            let keep_text = std::rc::Rc::new(std::cell::Cell::new(false));
-            let widget: gtk::Widget = match kind {
-                Kind::Flag => gtk::CheckButton::with_label(&title).upcast(),
-                Kind::Number => {
-                    let caption = gtk::Label::builder().label(&title).xalign(0.0).build();
-                    row.append(&caption);
-                    let (min, max) = crate::limits::number_range(prop).unwrap_or((0, i64::MAX));
-                    crate::widgets::number_editor(min, max, &title, &keep_text).upcast()
-                }
-                Kind::Text => {
-                    let caption = gtk::Label::builder().label(&title).xalign(0.0).build();
-                    row.append(&caption);
-                    let e = gtk::Entry::new();
-                    e.set_tooltip_text(Some(&title));
-                    crate::a11y::set_name(&e, &title);
-                    e.upcast()
-                }
-                Kind::Choice => {
-                    let caption = gtk::Label::builder().label(&title).xalign(0.0).build();
-                    row.append(&caption);
-                    let d = gtk::DropDown::from_strings(&[]);
-                    d.set_tooltip_text(Some(&title));
-                    crate::a11y::set_name(&d, &title);
-                    d.upcast()
-                }
-            };
-            let error = gtk::Label::builder()
-                .xalign(0.0)
-                .visible(false)
-                .wrap(true)
-                .build();
-            error.add_css_class("error");
-            let note = gtk::Label::builder()
-                .xalign(0.0)
-                .visible(false)
-                .wrap(true)
-                .build();
-            note.add_css_class("dim-label");
-            row.append(&widget);
-            row.append(&note);
-            row.append(&error);
-            row.set_visible(false);
-            pages[page].append(&row);
-            editors.insert(
-                prop,
-                Editor {
-                    kind,
-                    widget,
-                    error,
-                    row,
-                    keep_text,
-                    note,
-                    page: page_numbers[page],
-                },
-            );
-        }
-        let notes = gtk::TextView::builder()
-            .wrap_mode(gtk::WrapMode::WordChar)
-            .vexpand(true)
-            .build();
-        notes.set_tooltip_text(Some(&tr("Notes")));
-        crate::a11y::set_name(&notes, &tr("Notes"));
-        let notes_scroller = gtk::ScrolledWindow::builder()
-            .child(&notes)
-            .vexpand(true)
-            .build();
+        let fields = if global { fields::GLOBAL } else { fields::QUBE };
+        let editors: BTreeMap<&'static str, Editor> = fields
+            .iter()
+            .map(|(prop, kind)| (*prop, editor(&builder, prop, *kind)))
+            .collect();
         let services = crate::features_editor::FeatureEditor::new(true);
         let features = crate::features_editor::FeatureEditor::new(false);
         let firewall = crate::firewall_editor::FirewallEditor::new();
         let devices = crate::devices_editor::DevicesEditor::new();
-        // Insensitive until the rules are read (a page hidden when added keeps no tab in
-        // GTK 4.8 even once shown).
+        // Insensitive until the rules are read.
         firewall.root.set_sensitive(false);
         devices.root.set_sensitive(false);
+        let notes = builder
+            .object::<gtk::TextView>("notes-text")
+            .unwrap_or_default();
         if !global {
-            notebook.append_page(
-                &firewall.root,
-                Some(&gtk::Label::new(Some(&tr("Firewall")))),
-            );
-            notebook.append_page(&devices.root, Some(&gtk::Label::new(Some(&tr("Devices")))));
-            notebook.append_page(
-                &services.root,
-                Some(&gtk::Label::new(Some(&tr("Services")))),
-            );
-            notebook.append_page(
-                &features.root,
-                Some(&gtk::Label::new(Some(&tr("Features")))),
-            );
-            notebook.append_page(&notes_scroller, Some(&gtk::Label::new(Some(&tr("Notes")))));
+            for (group, page) in [
+                ("firewall-group", firewall.root.clone()),
+                ("devices-group", devices.root.clone()),
+                ("services-group", services.root.clone()),
+                ("features-group", features.root.clone()),
+            ] {
+                let group: adw::PreferencesGroup = builder.object(group).expect("a group");
+                group.add(&page);
+            }
         }
-        let status = gtk::Label::builder()
-            .label(tr("Loading…"))
-            .xalign(0.0)
-            .margin_start(12)
-            .margin_bottom(6)
-            .build();
-        let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
-        content.append(&header);
-        content.append(&notebook);
-        content.append(&status);
-        root.set_content(Some(&content));
         {
             let (client, target, input) = (
                 client.clone(),
@@ -325,7 +399,8 @@ impl Component for Settings {
         }
         let may_close = std::rc::Rc::new(std::cell::Cell::new(false));
         {
-            // Escape closes the window, as the close button does.
+            // Escape closes the window, as the close button does (in the search field it leaves
+            // the search first).
             crate::widgets::close_on_escape(&root);
             let (may_close, input) = (may_close.clone(), sender.input_sender().clone());
             root.connect_close_request(move |_| {
@@ -356,9 +431,9 @@ impl Component for Settings {
             features,
             firewall,
             devices,
-            status,
             apply: apply_button,
-            notebook: notebook.clone(),
+            window: root.clone(),
+            error_toast: None,
             filled: false,
         };
         ComponentParts { model, widgets }
@@ -415,14 +490,23 @@ impl Component for Settings {
             Msg::LoadFailed(e) => {
                 self.reloading = false;
                 self.errors.insert(String::new(), e);
+                if let Some(t) = self.trouble() {
+                    widgets.toast(&t, true);
+                }
             }
             Msg::Apply => {
                 self.applied = false;
+                if let Some(t) = widgets.error_toast.take() {
+                    t.dismiss();
+                }
                 // Nothing is sent while anything typed is wrong.
                 self.errors = validate(self, widgets);
                 if !self.errors.is_empty() {
                     self.close_after_apply = false;
                     show_first_error(&self.errors, widgets);
+                    if let Some(t) = self.trouble() {
+                        widgets.toast(&t, true);
+                    }
                 }
                 if self.errors.is_empty()
                     && let Some(loaded) = &self.loaded
@@ -452,9 +536,13 @@ impl Component for Settings {
                 if !self.applied {
                     // Nothing changed: the user's edits stay, next to what was refused.
                     show_first_error(&self.errors, widgets);
+                    if let Some(t) = self.trouble() {
+                        widgets.toast(&t, true);
+                    }
                     self.update_view(widgets, sender);
                     return;
                 }
+                widgets.toast(&tr("Changes applied."), false);
                 // Re-read so the dialog shows what the daemon now holds.
                 self.reloading = true;
                 let (client, target, input) = (
@@ -473,7 +561,7 @@ impl Component for Settings {
         self.update_view(widgets, sender);
     }
 
-    fn update_view(&self, w: &mut Widgets, sender: ComponentSender<Self>) {
+    fn update_view(&self, w: &mut Widgets, _sender: ComponentSender<Self>) {
         if let Some(loaded) = &self.loaded
             && !w.filled
         {
@@ -482,33 +570,8 @@ impl Component for Settings {
         }
         w.apply.set_sensitive(self.loaded.is_some() && !self.busy);
         for (prop, ed) in &w.editors {
-            match self.errors.get(*prop) {
-                Some(e) => {
-                    ed.error.set_text(e);
-                    ed.error.set_visible(true);
-                }
-                None => ed.error.set_visible(false),
-            }
+            let note = self.loaded.as_ref().and_then(|l| form::note(l, prop));
+            ed.show(self.errors.get(*prop).map(String::as_str), note.as_deref());
         }
-        w.status.set_text(&if let Some(e) = self.errors.get("") {
-            format!("{}: {e}", tr("Cannot read the qube"))
-        } else if let Some(e) = self.errors.get("notes") {
-            format!("{}: {e}", tr("Notes"))
-        } else if let Some(e) = self.errors.get("firewall") {
-            format!("{}: {e}", tr("Firewall"))
-        } else if let Some((k, e)) = self.errors.iter().find(|(k, _)| k.starts_with("pci:")) {
-            format!("{} {}: {e}", tr("PCI device"), k.trim_start_matches("pci:"))
-        } else if let Some((k, e)) = self.errors.iter().find(|(k, _)| k.starts_with("feature:")) {
-            format!("{}: {e}", k.trim_start_matches("feature:"))
-        } else if !self.errors.is_empty() {
-            tr("Not applied: see the fields marked in red.")
-        } else if self.applied {
-            tr("Changes applied.")
-        } else if self.loaded.is_some() {
-            String::new()
-        } else {
-            tr("Loading…")
-        });
-        let _ = sender;
     }
 }
