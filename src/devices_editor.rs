@@ -198,6 +198,12 @@ impl DevicesEditor {
         list.set_selection_mode(gtk::SelectionMode::None);
         list.add_css_class("boxed-list");
         crate::a11y::set_name(&list, &tr("PCI devices"));
+        crate::widgets::empty_state(
+            &list,
+            "edit-find-symbolic",
+            &tr("No devices to show"),
+            &tr("None of dom0's PCI devices matches the filter."),
+        );
         let scroller = gtk::ScrolledWindow::builder()
             .child(&list)
             .vexpand(true)

@@ -47,6 +47,23 @@ impl FeatureEditor {
             tr("Features")
         };
         crate::a11y::set_name(&list, &title);
+        if services {
+            crate::widgets::empty_state(
+                &list,
+                "system-run-symbolic",
+                &tr("No services set"),
+                &tr(
+                    "The qube runs the services its template turns on. Add one below to turn it on or off here.",
+                ),
+            );
+        } else {
+            crate::widgets::empty_state(
+                &list,
+                "applications-engineering-symbolic",
+                &tr("No features"),
+                &tr("Add a feature below: a name and its value."),
+            );
+        }
         let add_name = gtk::Entry::new();
         let name_hint = if services {
             tr("Service name")

@@ -164,3 +164,15 @@ pub fn close_on_escape(window: &(impl IsA<gtk::Window> + IsA<gtk::Widget>)) {
     });
     window.add_controller(keys);
 }
+
+/// A list's empty state: an icon, what is (not) there and what to do, shown by the list in
+/// place of rows while none is shown.
+pub fn empty_state(list: &gtk::ListBox, icon: &str, title: &str, description: &str) {
+    let page = relm4::adw::StatusPage::builder()
+        .icon_name(icon)
+        .title(title)
+        .description(description)
+        .build();
+    page.add_css_class("compact");
+    list.set_placeholder(Some(&page));
+}

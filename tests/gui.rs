@@ -2237,6 +2237,132 @@ fn shutting_down_a_network_qube_offers_its_users() {
     );
 }
 
+/// The primary menu holds the application's entries (the qube's own are in the context menu),
+/// About and the keyboard shortcuts open, and a change of several qubes can be undone from its
+/// toast.
+fn primary_menu_about_shortcuts_and_undo() {
+    let f = Fixture::start();
+    let window = f.controller.widget().clone();
+    let labels = |menu: &gtk::gio::MenuModel| -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..menu.n_items() {
+            if let Some(section) = menu.item_link(i, "section") {
+                for j in 0..section.n_items() {
+                    if let Some(v) = section.item_attribute_value(j, "label", None) {
+                        out.push(v.get::<String>().unwrap_or_default());
+                    }
+                }
+            }
+        }
+        out
+    };
+    let primary: gtk::MenuButton =
+        find_widget(window.upcast_ref()).expect("the primary menu button");
+    assert!(primary.is_primary(), "F10 opens it");
+    let entries = labels(&primary.menu_model().expect("a menu"));
+    for e in [
+        "_Global Settings",
+        "_Policy Editor",
+        "_Back Up Qubes…",
+        "Show _Internal Qubes",
+        "_Keyboard Shortcuts",
+        "_About Qube Manager",
+    ] {
+        assert!(entries.iter().any(|x| x == e), "{e} in {entries:?}");
+    }
+    assert!(
+        !entries.iter().any(|x| x == "Kill"),
+        "qube actions stay in its menu"
+    );
+    // About.
+    WidgetExt::activate_action(window.upcast_ref::<gtk::Widget>(), "qube.about", None)
+        .expect("qube.about");
+    let about = || {
+        gtk::Window::list_toplevels()
+            .into_iter()
+            .filter_map(|w| w.downcast::<relm4::adw::AboutWindow>().ok())
+            .find(|w| w.is_visible())
+    };
+    assert!(spin_until(5, || about().is_some()));
+    let a = about().unwrap();
+    assert_eq!(a.application_name(), "Qube Manager");
+    assert_eq!(a.version(), env!("CARGO_PKG_VERSION"));
+    a.close();
+    // The shortcuts window is the window's help overlay, with what the keys do.
+    let help = window.help_overlay().expect("a shortcuts window");
+    let titles: Vec<String> = {
+        let mut out = Vec::new();
+        let mut stack = vec![help.clone().upcast::<gtk::Widget>()];
+        while let Some(w) = stack.pop() {
+            if let Some(s) = w.downcast_ref::<gtk::ShortcutsShortcut>() {
+                out.push(s.property::<String>("title"));
+            }
+            let mut c = w.first_child();
+            while let Some(x) = c {
+                c = x.next_sibling();
+                stack.push(x);
+            }
+        }
+        out
+    };
+    assert!(titles.iter().any(|t| t == "New qube"), "{titles:?}");
+    assert!(titles.iter().any(|t| t == "Search qubes"), "{titles:?}");
+    // A change of several qubes, undone from its toast.
+    f.controller.model().select("personal");
+    f.controller.model().select_also("untrusted");
+    assert!(spin_until(5, || f.controller.model().selected().len() == 2));
+    f.controller.emit(Msg::ChangeNetVm);
+    assert!(spin_until(5, || f.controller.model().bulk.is_some()));
+    let dialog = f
+        .controller
+        .model()
+        .bulk
+        .as_ref()
+        .unwrap()
+        .widgets()
+        .dialog
+        .clone();
+    f.controller
+        .model()
+        .bulk
+        .as_ref()
+        .unwrap()
+        .widgets()
+        .choice
+        .set_selected(1); // none
+    dialog.response("apply");
+    let netvm = |vm: &str| {
+        String::from_utf8(
+            f.core
+                .call_raw("admin.vm.property.Get", vm, "netvm", b"")
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(spin_until(10, || f
+        .controller
+        .model()
+        .last_toast()
+        .as_deref()
+        == Some("Network qube of 2 qubes changed")));
+    assert_eq!(netvm("personal"), "0\0default=False type=vm ");
+    let undo = find_where(window.upcast_ref(), &|w| {
+        w.downcast_ref::<gtk::Button>()
+            .is_some_and(|b| b.label().as_deref() == Some("Undo"))
+    })
+    .and_then(|w| w.downcast::<gtk::Button>().ok())
+    .expect("the toast's Undo button");
+    undo.emit_clicked();
+    assert!(
+        spin_until(10, || netvm("personal")
+            == "0\0default=True type=vm sys-firewall"
+            && netvm("untrusted") == "0\0default=True type=vm sys-firewall"),
+        "{} {}",
+        netvm("personal"),
+        netvm("untrusted")
+    );
+}
+
 fn main() {
     let tests: &[(&str, fn())] = &[
         (
@@ -2315,6 +2441,10 @@ fn main() {
         (
             "shutting_down_a_network_qube_offers_its_users",
             shutting_down_a_network_qube_offers_its_users,
+        ),
+        (
+            "primary_menu_about_shortcuts_and_undo",
+            primary_menu_about_shortcuts_and_undo,
         ),
         ("german_ui_is_german", german_ui_is_german),
     ];
