@@ -339,23 +339,28 @@ impl QubeInfo {
     }
 
     /// Markers the state column adds to the power state.
-    pub fn state_markers(&self) -> Vec<String> {
+    pub fn markers(&self) -> Vec<Marker> {
         let feature = |f: &str| self.features.get(f).is_some_and(|v| !v.is_empty());
         let mut out = Vec::new();
         if self.state == "Halted" && feature("prohibit-start") && self.class != "AdminVM" {
-            out.push(crate::i18n::tr("blocked"));
+            out.push(Marker::Blocked);
         }
         if self.outdated && self.state != "Halted" {
-            out.push(crate::i18n::tr("restart needed"));
+            out.push(Marker::RestartNeeded);
         }
         if matches!(self.class.as_str(), "TemplateVM" | "StandaloneVM") {
             if feature("skip-update") {
-                out.push(crate::i18n::tr("updates skipped"));
+                out.push(Marker::UpdatesSkipped);
             } else if feature("updates-available") {
-                out.push(crate::i18n::tr("updates available"));
+                out.push(Marker::UpdatesAvailable);
             }
         }
         out
+    }
+
+    /// The markers as the state column's words.
+    pub fn state_markers(&self) -> Vec<String> {
+        self.markers().into_iter().map(Marker::word).collect()
     }
 
     fn yes_no(&self, prop: &str) -> String {
@@ -440,6 +445,60 @@ impl QubeInfo {
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
         }
+    }
+}
+
+/// Something the state column says besides the power state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Marker {
+    /// Halted, and starting it is prohibited (feature `prohibit-start`).
+    Blocked,
+    /// Running on an old snapshot of its template: restart to get the template's changes.
+    RestartNeeded,
+    /// A template or standalone qube with updates available.
+    UpdatesAvailable,
+    /// Updates are skipped for it (feature `skip-update`).
+    UpdatesSkipped,
+}
+
+impl Marker {
+    /// The marker as the state column's word.
+    pub fn word(self) -> String {
+        match self {
+            Marker::Blocked => crate::i18n::tr("blocked"),
+            Marker::RestartNeeded => crate::i18n::tr("restart needed"),
+            Marker::UpdatesAvailable => crate::i18n::tr("updates available"),
+            Marker::UpdatesSkipped => crate::i18n::tr("updates skipped"),
+        }
+    }
+
+    /// What the marker means, for its tooltip.
+    pub fn explanation(self) -> String {
+        match self {
+            Marker::Blocked => crate::i18n::tr(
+                "Blocked: starting this qube is not allowed (Settings ▸ Advanced says why).",
+            ),
+            Marker::RestartNeeded => {
+                crate::i18n::tr("Restart needed: its template changed since it started.")
+            }
+            Marker::UpdatesAvailable => crate::i18n::tr("Updates are available."),
+            Marker::UpdatesSkipped => crate::i18n::tr("Updates are skipped for this qube."),
+        }
+    }
+}
+
+/// What the table and the tray say about a power state: the word's explanation for a tooltip.
+pub fn state_explanation(state: &str) -> String {
+    match state {
+        "Running" => crate::i18n::tr("Running"),
+        "Paused" => crate::i18n::tr("Paused: it keeps its memory but does not run."),
+        "Suspended" => crate::i18n::tr("Suspended"),
+        "Transient" => crate::i18n::tr("Starting"),
+        "Halting" => crate::i18n::tr("Shutting down"),
+        "Dying" => crate::i18n::tr("Being stopped"),
+        "Halted" => crate::i18n::tr("Halted"),
+        "Crashed" => crate::i18n::tr("Crashed"),
+        _ => crate::i18n::tr("State unknown: qubesd cannot tell (see its log)."),
     }
 }
 

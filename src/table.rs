@@ -1,6 +1,7 @@
-//! The qube table: one row per qube holding its cells' texts; the label showing a cell while
-//! its row is on screen is updated directly, so a change repaints only visible cells and an
-//! off-screen row costs a few strings (no object per cell: that was about 1 KB each).
+//! The qube table: one row per qube holding its cells' texts and its look (its icon in the
+//! label's colour, its state icon and markers); the widgets showing a cell while its row is on
+//! screen are updated directly, so a change repaints only visible cells and an off-screen row
+//! costs a few strings (no object per cell: that was about 1 KB each).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
@@ -13,7 +14,8 @@ use relm4::typed_view::OrdFn;
 use relm4::typed_view::column::{RelmColumn, TypedColumnView};
 
 use crate::i18n::tr;
-use crate::model::{Column, QubeInfo};
+use crate::model::{Column, Marker, QubeInfo};
+use crate::qube_icons::QubeKind;
 
 /// One row: the qube's name, its cells' texts and the labels showing them.
 #[derive(Clone)]
@@ -28,6 +30,67 @@ pub struct QubeRow {
     pub kinds: Rc<Cell<u8>>,
     /// The widths of the columns, shared by every row of the table.
     widths: Widths,
+    /// Its pictures.
+    look: Rc<RefCell<Look>>,
+    /// The image showing its icon while on screen.
+    icon_shown: Rc<RefCell<Option<glib::WeakRef<gtk::Image>>>>,
+    /// The state image and the marker box while on screen.
+    state_shown: Rc<RefCell<Option<StateWidgets>>>,
+}
+
+/// The state cell's image and marker box on screen.
+type StateWidgets = (glib::WeakRef<gtk::Image>, glib::WeakRef<gtk::Box>);
+
+/// What a row's pictures show: the qube's icon in its label's colour, its power state and the
+/// markers of its state column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Look {
+    /// The kind of qube.
+    pub kind: QubeKind,
+    /// Its label's colour (`0xRRGGBB`).
+    pub colour: String,
+    /// Its power state.
+    pub state: String,
+    /// The state column's markers.
+    pub markers: Vec<Marker>,
+}
+
+impl Look {
+    fn of(info: &QubeInfo, colors: &dyn Fn(&str) -> String) -> Look {
+        Look {
+            kind: info.kind(),
+            colour: colors(&info.cell(Column::Label)),
+            state: info.state.clone(),
+            markers: info.markers(),
+        }
+    }
+}
+
+/// The icon and style class of a power state (blocked when halted and prohibited from
+/// starting).
+pub fn state_icon(state: &str, markers: &[Marker]) -> (&'static str, &'static str) {
+    match state {
+        "Running" => ("qube-state-running-symbolic", "qube-state-running"),
+        "Paused" | "Suspended" => ("qube-state-paused-symbolic", "qube-state-paused"),
+        "Transient" | "Halting" | "Dying" => {
+            ("qube-state-transient-symbolic", "qube-state-transient")
+        }
+        "Halted" if markers.contains(&Marker::Blocked) => {
+            ("qube-state-blocked-symbolic", "qube-state-blocked")
+        }
+        "Halted" => ("qube-state-halted-symbolic", "qube-state-halted"),
+        _ => ("qube-state-crashed-symbolic", "qube-state-crashed"),
+    }
+}
+
+/// The icon of a marker (none for "blocked": the state icon says it).
+pub fn marker_icon(m: Marker) -> Option<&'static str> {
+    match m {
+        Marker::Blocked => None,
+        Marker::RestartNeeded => Some("qube-marker-restart-symbolic"),
+        Marker::UpdatesAvailable => Some("qube-marker-updates-symbolic"),
+        Marker::UpdatesSkipped => Some("qube-marker-skipped-symbolic"),
+    }
 }
 
 /// The width of each column: that of its longest text in any row, shown or not. Every cell
@@ -69,11 +132,7 @@ impl Widths {
         let size = if is_number(col) {
             text.chars().count() as i32
         } else {
-            if col == Column::Label {
-                self.layout.set_markup(text);
-            } else {
-                self.layout.set_text(text);
-            }
+            self.layout.set_text(text);
             self.layout.pixel_size().0
         };
         let mut sizes = self.sizes.borrow_mut();
@@ -142,6 +201,9 @@ impl QubeRow {
             shown: Rc::new(RefCell::new(vec![None; Column::ALL.len()])),
             kinds: Rc::new(Cell::new(info.kinds())),
             widths: widths.clone(),
+            look: Rc::new(RefCell::new(Look::of(info, colors))),
+            icon_shown: Rc::default(),
+            state_shown: Rc::default(),
         }
     }
 
@@ -161,6 +223,12 @@ impl QubeRow {
             let text = cell_text(info, c, colors);
             search |= SEARCHED.contains(&c) && self.cells.borrow()[c as usize] != text;
             self.set_cell(c, text);
+        }
+        let look = Look::of(info, colors);
+        if *self.look.borrow() != look {
+            *self.look.borrow_mut() = look;
+            self.draw_icon();
+            self.draw_state();
         }
         Refilter {
             search,
@@ -186,6 +254,81 @@ impl QubeRow {
         self.cells.borrow()[col as usize].clone()
     }
 
+    /// What its pictures show.
+    pub fn look(&self) -> Look {
+        self.look.borrow().clone()
+    }
+
+    /// Shows the qube's icon in `image` while the row is on screen.
+    fn show_icon_in(&self, image: &gtk::Image) {
+        *self.icon_shown.borrow_mut() = Some(image.downgrade());
+        self.draw_icon();
+    }
+
+    /// `image` no longer shows this row's icon.
+    fn hide_icon_from(&self, image: &gtk::Image) {
+        let mut shown = self.icon_shown.borrow_mut();
+        if shown.as_ref().and_then(|w| w.upgrade()).as_ref() == Some(image) {
+            *shown = None;
+        }
+    }
+
+    /// `image` no longer shows this row's state.
+    fn hide_state_from(&self, image: &gtk::Image) {
+        let mut shown = self.state_shown.borrow_mut();
+        if shown.as_ref().and_then(|(w, _)| w.upgrade()).as_ref() == Some(image) {
+            *shown = None;
+        }
+    }
+
+    fn draw_icon(&self) {
+        let Some(image) = self.icon_shown.borrow().as_ref().and_then(|w| w.upgrade()) else {
+            return;
+        };
+        let look = self.look.borrow();
+        image.set_paintable(Some(&crate::resources::qube_texture(
+            look.kind,
+            &look.colour,
+        )));
+        image.set_tooltip_text(Some(&look.kind.title()));
+    }
+
+    /// Shows the state's icon and markers in `image` and `markers` while on screen.
+    fn show_state_in(&self, image: &gtk::Image, markers: &gtk::Box) {
+        *self.state_shown.borrow_mut() = Some((image.downgrade(), markers.downgrade()));
+        self.draw_state();
+    }
+
+    fn draw_state(&self) {
+        let shown = self.state_shown.borrow();
+        let Some((image, markers)) = shown
+            .as_ref()
+            .and_then(|(i, m)| Some((i.upgrade()?, m.upgrade()?)))
+        else {
+            return;
+        };
+        let look = self.look.borrow();
+        let (icon, class) = state_icon(&look.state, &look.markers);
+        image.set_icon_name(Some(icon));
+        image.set_css_classes(&[class]);
+        let mut tip = crate::model::state_explanation(&look.state);
+        if let Some(Marker::Blocked) = look.markers.first() {
+            tip = Marker::Blocked.explanation();
+        }
+        image.set_tooltip_text(Some(&tip));
+        while let Some(c) = markers.first_child() {
+            markers.remove(&c);
+        }
+        for m in &look.markers {
+            if let Some(icon) = marker_icon(*m) {
+                let i = gtk::Image::from_icon_name(icon);
+                i.add_css_class("qube-marker");
+                i.set_tooltip_text(Some(&m.explanation()));
+                markers.append(&i);
+            }
+        }
+    }
+
     /// `label` now shows this row's `col`.
     fn show_in(&self, col: Column, label: &gtk::Label) {
         label.set_label(&self.cells.borrow()[col as usize]);
@@ -203,19 +346,9 @@ impl QubeRow {
     }
 }
 
-/// Cell text; the label column is Pango markup with a coloured dot.
-fn cell_text(info: &QubeInfo, col: Column, colors: &dyn Fn(&str) -> String) -> String {
-    let text = info.cell(col);
-    if col == Column::Label {
-        let color = colors(&text);
-        let color = color.strip_prefix("0x").unwrap_or(&color);
-        return format!(
-            "<span foreground=\"#{}\">\u{2b24}</span> {}",
-            glib::markup_escape_text(color),
-            glib::markup_escape_text(&text)
-        );
-    }
-    text
+/// Cell text (the label column's icon is drawn from the row's [`Look`]).
+fn cell_text(info: &QubeInfo, col: Column, _colors: &dyn Fn(&str) -> String) -> String {
+    info.cell(col)
 }
 
 /// Order of the state column: running first.
@@ -352,9 +485,95 @@ macro_rules! column {
     };
 }
 
-column!(LabelColumn, Column::Label, "label", true, false, false);
+/// The label column: the qube's icon in its label's colour, and the label's name.
+pub struct LabelColumn;
+
+impl RelmColumn for LabelColumn {
+    type Root = gtk::Box;
+    type Widgets = (gtk::Image, gtk::Label);
+    type Item = QubeRow;
+
+    const COLUMN_NAME: &'static str = "label";
+    const ENABLE_RESIZE: bool = true;
+    const ENABLE_EXPAND: bool = false;
+
+    fn header_title() -> String {
+        column_title(Column::Label)
+    }
+
+    fn setup(_item: &gtk::ListItem) -> (gtk::Box, Self::Widgets) {
+        let b = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+        let image = gtk::Image::new();
+        image.set_pixel_size(16);
+        let label = gtk::Label::new(None);
+        label.set_xalign(0.0);
+        b.append(&image);
+        b.append(&label);
+        (b, (image, label))
+    }
+
+    fn bind(item: &mut QubeRow, (image, label): &mut Self::Widgets, root: &mut gtk::Box) {
+        root.set_widget_name(&format!("{CELL_PREFIX}{}", item.name));
+        item.show_in(Column::Label, label);
+        item.show_icon_in(image);
+    }
+
+    fn unbind(item: &mut QubeRow, (image, label): &mut Self::Widgets, _root: &mut gtk::Box) {
+        item.hide_from(Column::Label, label);
+        item.hide_icon_from(image);
+    }
+
+    fn sort_fn() -> OrdFn<QubeRow> {
+        Some(Box::new(|a, b| compare(a, b, Column::Label)))
+    }
+}
+
+/// The state column: the power state's icon (coloured, with a tooltip), its word and the
+/// markers' icons.
+pub struct StateColumn;
+
+impl RelmColumn for StateColumn {
+    type Root = gtk::Box;
+    type Widgets = (gtk::Image, gtk::Label, gtk::Box);
+    type Item = QubeRow;
+
+    const COLUMN_NAME: &'static str = "state";
+    const ENABLE_RESIZE: bool = true;
+    const ENABLE_EXPAND: bool = false;
+
+    fn header_title() -> String {
+        column_title(Column::State)
+    }
+
+    fn setup(_item: &gtk::ListItem) -> (gtk::Box, Self::Widgets) {
+        let b = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+        let image = gtk::Image::new();
+        let label = gtk::Label::new(None);
+        label.set_xalign(0.0);
+        let markers = gtk::Box::new(gtk::Orientation::Horizontal, 2);
+        b.append(&image);
+        b.append(&label);
+        b.append(&markers);
+        (b, (image, label, markers))
+    }
+
+    fn bind(item: &mut QubeRow, (image, label, markers): &mut Self::Widgets, root: &mut gtk::Box) {
+        root.set_widget_name(&format!("{CELL_PREFIX}{}", item.name));
+        item.show_in(Column::State, label);
+        item.show_state_in(image, markers);
+    }
+
+    fn unbind(item: &mut QubeRow, (image, label, _): &mut Self::Widgets, _root: &mut gtk::Box) {
+        item.hide_from(Column::State, label);
+        item.hide_state_from(image);
+    }
+
+    fn sort_fn() -> OrdFn<QubeRow> {
+        Some(Box::new(|a, b| compare(a, b, Column::State)))
+    }
+}
+
 column!(NameColumn, Column::Name, "name", false, true, false);
-column!(StateColumn, Column::State, "state", false, false, false);
 column!(ClassColumn, Column::Class, "class", false, false, false);
 column!(
     TemplateColumn,

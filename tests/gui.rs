@@ -160,9 +160,17 @@ fn property_change_from_second_client_updates_cell() {
         .model()
         .cell("work", Column::Label)
         .is_some_and(|c| c.contains("purple"))));
+    // On screen: the qube's icon in purple, with the label's name.
+    let purple = qubes_qube_manager::resources::qube_texture(
+        qubes_qube_manager::qube_icons::QubeKind::App,
+        "0x75507b",
+    );
     assert!(
-        spin_until(5, || f.shows("#75507b")),
-        "the purple dot is on screen"
+        spin_until(5, || row_images(&f, "work")
+            .iter()
+            .any(|i| i.paintable().as_ref() == Some(purple.upcast_ref()))
+            && f.shows("purple")),
+        "the purple icon is on screen"
     );
     // A template change reaches qubes that inherit the value.
     f.call("admin.vm.property.Set", "fedora-41", "memory", b"1234");
@@ -179,10 +187,21 @@ fn start_and_shutdown_flip_the_state() {
     let state = |vm: &str| f.controller.model().cell(vm, Column::State);
     assert_eq!(state("work").as_deref(), Some("Running"));
     assert_eq!(state("vault").as_deref(), Some("Halted"));
+    assert_eq!(
+        state_icon(&f, "vault"),
+        Some(("qube-state-halted-symbolic".into(), "Halted".into()))
+    );
     f.call("admin.vm.Start", "vault", "", b"");
     assert!(spin_until(10, || state("vault").as_deref() == Some("Running")));
+    assert!(spin_until(5, || state_icon(&f, "vault")
+        == Some((
+            "qube-state-running-symbolic".into(),
+            "Running".into()
+        ))));
     f.call("admin.vm.Pause", "vault", "", b"");
     assert!(spin_until(10, || state("vault").as_deref() == Some("Paused")));
+    assert!(spin_until(5, || state_icon(&f, "vault")
+        .is_some_and(|(i, _)| i == "qube-state-paused-symbolic")));
     f.call("admin.vm.Kill", "vault", "", b"");
     assert!(spin_until(10, || state("vault").as_deref() == Some("Halted")));
 }
@@ -1053,6 +1072,43 @@ fn row_labels(f: &Fixture, vm: &str) -> Vec<gtk::Label> {
     out
 }
 
+/// The images of `vm`'s row, in column order, as the table shows them now.
+fn row_images(f: &Fixture, vm: &str) -> Vec<gtk::Image> {
+    let view: gtk::Widget = f.controller.model().table.view.clone().upcast();
+    let Some(cell) = find_named(&view, &format!("qube-cell:{vm}")) else {
+        return Vec::new();
+    };
+    let mut row = cell;
+    while let Some(parent) = row.parent() {
+        if parent.is::<gtk::ListView>() || parent.is::<gtk::ColumnView>() {
+            break;
+        }
+        row = parent;
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![row];
+    while let Some(w) = stack.pop() {
+        if let Ok(i) = w.clone().downcast::<gtk::Image>() {
+            out.push(i);
+        }
+        let mut c = w.last_child();
+        while let Some(x) = c {
+            c = x.prev_sibling();
+            stack.push(x);
+        }
+    }
+    out
+}
+
+/// The state icon of `vm`'s row and its tooltip, as shown now.
+fn state_icon(f: &Fixture, vm: &str) -> Option<(String, String)> {
+    row_images(f, vm).into_iter().find_map(|i| {
+        let name = i.icon_name()?.to_string();
+        name.starts_with("qube-state-")
+            .then(|| (name, i.tooltip_text().unwrap_or_default().to_string()))
+    })
+}
+
 /// The status line counts what is shown, an empty search says so, a new qube lands in its
 /// sorted place, and columns keep their widths (their longest text) while rows are filtered.
 fn table_counts_empty_state_sort_and_widths() {
@@ -1581,6 +1637,14 @@ fn extra_columns_markers_and_column_visibility() {
             .cell("fedora-41", Column::State)
             .as_deref()
             == Some("Halted \u{b7} updates available")));
+        // As icons with tooltips too.
+        assert!(spin_until(5, || state_icon(&f, "vault").is_some_and(
+            |(i, t)| i == "qube-state-blocked-symbolic" && t.starts_with("Blocked: ")
+        )));
+        assert!(spin_until(5, || row_images(&f, "fedora-41").iter().any(
+            |i| i.icon_name().as_deref() == Some("qube-marker-updates-symbolic")
+                && i.tooltip_text().as_deref() == Some("Updates are available.")
+        )));
         // IP is hidden by default; the View ▸ Columns item shows it and is remembered.
         let ip = qubes_qube_manager::table::column_of(&m().table, Column::Ip).unwrap();
         assert!(!ip.is_visible());

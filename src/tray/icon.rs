@@ -1,49 +1,38 @@
-//! Images the tray sends over D-Bus: a label's colour as a small PNG for menu rows (dbusmenu
-//! takes PNG bytes) and the tray icon as ARGB32 pixmaps (StatusNotifierItem takes raw pixels),
-//! so rows show their qube's label colour and the item has an icon even without the Qubes icon
-//! theme.
+//! Images the tray sends over D-Bus: a qube's icon (its kind in its label's colour, drawn from
+//! the same SVG shapes as the Qube Manager's, [`crate::qube_icons`]) as a small PNG for menu
+//! rows (dbusmenu takes PNG bytes) and the tray icon as ARGB32 pixmaps (StatusNotifierItem
+//! takes raw pixels), so rows show what kind of qube they are and its label's colour, and the
+//! item has an icon even without the Qubes icon theme.
 
-/// Side of a label swatch in pixels.
-const SWATCH: u32 = 16;
+use crate::qube_icons::{QubeKind, palette, rasterise};
 
-/// `0xRRGGBB` (the Admin API's label colour) as bytes; `None` if it is not that.
-pub fn parse_colour(untrusted: &str) -> Option<[u8; 3]> {
-    let hex = untrusted.strip_prefix("0x")?;
-    if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let v = u32::from_str_radix(hex, 16).ok()?;
-    Some([(v >> 16) as u8, (v >> 8) as u8, v as u8])
-}
+pub use crate::qube_icons::parse_colour;
 
-/// A PNG of a rounded square in `rgb` with a dark outline (visible on light and dark menus).
-/// Two bits per pixel over a three-colour palette: a menu of a thousand qubes carries a
-/// thousand of these, so they stay under 200 bytes.
-pub fn swatch_png(rgb: [u8; 3]) -> Vec<u8> {
-    let mut rows = Vec::with_capacity(((SWATCH / 4 + 1) * SWATCH) as usize);
-    for y in 0..SWATCH {
+/// Side of a qube icon in menu rows, in pixels.
+const ICON: u32 = 16;
+
+/// A PNG of the icon of `kind` in the label colour `rgb` (with a darker outline and a white
+/// glyph, visible on light and dark menus). Two bits per pixel over a four-colour palette: a
+/// menu of a thousand qubes carries a thousand of these, so they stay under 200 bytes.
+pub fn qube_png(kind: QubeKind, rgb: [u8; 3]) -> Vec<u8> {
+    let pixels = rasterise(kind, ICON);
+    let mut rows = Vec::with_capacity(((ICON / 4 + 1) * ICON) as usize);
+    for y in 0..ICON {
         rows.push(0); // filter: none
-        for x4 in 0..SWATCH / 4 {
-            let byte = (0..4).fold(0u8, |acc, i| (acc << 2) | swatch_index(x4 * 4 + i, y));
+        for x4 in 0..ICON / 4 {
+            let at = (y * ICON + x4 * 4) as usize;
+            let byte = pixels[at..at + 4]
+                .iter()
+                .fold(0u8, |acc, p| (acc << 2) | (p & 3));
             rows.push(byte);
         }
     }
-    let palette = [0, 0, 0, 0x30, 0x30, 0x30, rgb[0], rgb[1], rgb[2]];
-    png_indexed(SWATCH, SWATCH, &palette, &[0], &rows)
-}
-
-/// Palette index of a swatch pixel: 0 transparent, 1 outline, 2 fill.
-fn swatch_index(x: u32, y: u32) -> u8 {
-    let edge = |v: u32| v == 1 || v == SWATCH - 2;
-    let outside = |v: u32| v == 0 || v == SWATCH - 1;
-    let corner = (x <= 1 || x >= SWATCH - 2) && (y <= 1 || y >= SWATCH - 2);
-    if outside(x) || outside(y) || corner {
-        0
-    } else if edge(x) || edge(y) {
-        1
-    } else {
-        2
+    let [outline, fill, glyph] = palette(rgb);
+    let mut colours = vec![0, 0, 0];
+    for c in [outline, fill, glyph] {
+        colours.extend_from_slice(&c);
     }
+    png_indexed(ICON, ICON, &colours, &[0], &rows)
 }
 
 /// The tray icon at `size` pixels: a blue rounded tile with a white cube outline. ARGB32 in
@@ -151,23 +140,34 @@ mod tests {
     }
 
     #[test]
-    fn swatch_is_a_small_png_with_the_colour_in_its_palette() {
-        let png = swatch_png([0x12, 0x34, 0x56]);
+    fn qube_icon_is_a_small_png_with_the_colour_in_its_palette() {
+        let png = qube_png(QubeKind::Standalone, [0x12, 0x34, 0x56]);
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert_eq!(&png[12..16], b"IHDR");
         assert_eq!(&png[16..26], &[0, 0, 0, 16, 0, 0, 0, 16, 2, 3]);
         let plte = png.windows(4).position(|w| w == b"PLTE").unwrap();
-        assert_eq!(&png[plte - 4..plte], &[0, 0, 0, 9]);
-        assert_eq!(&png[plte + 10..plte + 13], &[0x12, 0x34, 0x56]);
+        assert_eq!(&png[plte - 4..plte], &[0, 0, 0, 12]);
+        // transparent, outline (darker), fill (the label's colour), glyph (white)
+        assert_eq!(
+            &png[plte + 4..plte + 16],
+            &[
+                0, 0, 0, 0x0a, 0x1f, 0x33, 0x12, 0x34, 0x56, 0xff, 0xff, 0xff
+            ]
+        );
         assert!(png.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82]));
         assert!(png.len() < 200, "{} bytes", png.len());
-        // Row 8: transparent, outline, then fill (index 2 = 0b10) up to the far outline.
+        // Row 8 of the standalone qube: a transparent edge pixel, the outline, the label's
+        // colour, the white square in the middle, and back (indices 0 to 3, two bits each).
         let idat = png.windows(4).position(|w| w == b"IDAT").unwrap();
         let row8 = idat + 4 + 7 + 8 * 5;
         assert_eq!(
             &png[row8..row8 + 5],
-            &[0, 0b0001_1010, 0xaa, 0xaa, 0b1010_0100]
+            &[0, 0b0001_1010, 0xff, 0xff, 0b1010_0100]
         );
+        // Every kind fits in the same small size.
+        for kind in QubeKind::ALL {
+            assert!(qube_png(kind, [0xcc, 0, 0]).len() < 200, "{kind:?}");
+        }
     }
 
     #[test]

@@ -141,6 +141,15 @@ pub struct Abilities {
     pub manager: bool,
 }
 
+/// A qube's icon in a menu row: its kind, in its label's colour.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QubeIcon {
+    /// The kind of qube.
+    pub kind: crate::qube_icons::QubeKind,
+    /// The label's colour (`0xRRGGBB`, from the daemon).
+    pub colour: String,
+}
+
 /// One menu row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -152,8 +161,8 @@ pub enum Entry {
         label: String,
         /// Whether it can be activated.
         enabled: bool,
-        /// The colour of the qube's label (`0xRRGGBB`), drawn as a swatch.
-        colour: Option<String>,
+        /// The qube's icon: its kind in its label's colour (`0xRRGGBB`).
+        icon: Option<QubeIcon>,
         /// What activating it does.
         command: Option<Command>,
         /// Submenu rows.
@@ -166,7 +175,7 @@ impl Entry {
         Entry::Item {
             label,
             enabled: true,
-            colour: None,
+            icon: None,
             command: Some(command),
             children: Vec::new(),
         }
@@ -176,7 +185,7 @@ impl Entry {
         Entry::Item {
             label,
             enabled: false,
-            colour: None,
+            icon: None,
             command: None,
             children: Vec::new(),
         }
@@ -328,10 +337,14 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
         out.push(Entry::note(summary(domains)));
         out.push(Entry::Separator);
         let colour = |q: &QubeInfo| {
-            q.props
+            let colour = q
+                .props
                 .get("label")
-                .and_then(|l| domains.colours.get(&l.value))
-                .cloned()
+                .and_then(|l| domains.colours.get(&l.value))?;
+            Some(QubeIcon {
+                kind: q.kind(),
+                colour: colour.clone(),
+            })
         };
         // dom0 (no actions), then the other running qubes.
         let (admin, others): (Vec<&QubeInfo>, Vec<&QubeInfo>) =
@@ -340,7 +353,7 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
             out.push(Entry::Item {
                 label: row_label(q),
                 enabled: true,
-                colour: colour(q),
+                icon: colour(q),
                 command: None,
                 children: vec![Entry::note(tr("Administrative domain"))],
             });
@@ -352,7 +365,7 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
             out.push(Entry::Item {
                 label: row_label(q),
                 enabled: true,
-                colour: colour(q),
+                icon: colour(q),
                 command: None,
                 children: qube_menu(q, domains.internal(&q.name), can),
             });
@@ -376,7 +389,7 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
                         q.name.clone()
                     },
                     enabled: !blocked,
-                    colour: colour(q),
+                    icon: colour(q),
                     command: Some(Command::Start(q.name.clone())),
                     children: Vec::new(),
                 };
@@ -392,7 +405,7 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
             halted.push(Entry::Item {
                 label: tr("Templates"),
                 enabled: true,
-                colour: None,
+                icon: None,
                 command: None,
                 children: templates,
             });
@@ -402,7 +415,7 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
             out.push(Entry::Item {
                 label: tr("Start a qube"),
                 enabled: true,
-                colour: None,
+                icon: None,
                 command: None,
                 children: halted,
             });
@@ -494,7 +507,10 @@ mod tests {
                 "Kill"
             ]
         );
-        assert!(matches!(work, Entry::Item { colour: Some(c), .. } if c == "0xcc0000"));
+        assert!(
+            matches!(work, Entry::Item { icon: Some(i), .. } if i.colour == "0xcc0000"
+                && i.kind == crate::qube_icons::QubeKind::App)
+        );
         // An auto-cleanup disposable cannot be restarted; a paused qube can be unpaused.
         assert!(!labels(menu[4].children()).contains(&"Restart"));
         assert_eq!(

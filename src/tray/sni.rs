@@ -9,7 +9,7 @@ use ksni::menu::{StandardItem, SubMenu};
 use ksni::{MenuItem, Status, ToolTip};
 
 use super::icon;
-use super::menu::{Command, Entry};
+use super::menu::{Command, Entry, QubeIcon};
 use crate::i18n::tr;
 
 /// Where activated commands go.
@@ -24,7 +24,8 @@ pub struct QubesTray {
     /// Every running qube is paused: ask for attention.
     pub attention: bool,
     dispatch: Dispatch,
-    swatches: HashMap<String, Vec<u8>>,
+    /// The PNG of each qube icon drawn so far.
+    icons: HashMap<QubeIcon, Vec<u8>>,
     /// The terminal was told that no tray host runs (once, until one appears).
     told_no_host: std::sync::atomic::AtomicBool,
 }
@@ -37,31 +38,28 @@ impl QubesTray {
             summary: String::new(),
             attention: false,
             dispatch,
-            swatches: HashMap::new(),
+            icons: HashMap::new(),
             told_no_host: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Sets the menu, drawing swatches for colours not seen before.
+    /// Sets the menu, drawing the qube icons not seen before.
     pub fn set_menu(&mut self, menu: Vec<Entry>) {
-        fn colours<'a>(entries: &'a [Entry], out: &mut Vec<&'a str>) {
+        fn icons<'a>(entries: &'a [Entry], out: &mut Vec<&'a QubeIcon>) {
             for e in entries {
-                if let Entry::Item {
-                    colour, children, ..
-                } = e
-                {
-                    out.extend(colour.as_deref());
-                    colours(children, out);
+                if let Entry::Item { icon, children, .. } = e {
+                    out.extend(icon.as_ref());
+                    icons(children, out);
                 }
             }
         }
         let mut seen = Vec::new();
-        colours(&menu, &mut seen);
-        for c in seen {
-            if !self.swatches.contains_key(c)
-                && let Some(rgb) = icon::parse_colour(c)
+        icons(&menu, &mut seen);
+        for i in seen {
+            if !self.icons.contains_key(i)
+                && let Some(rgb) = icon::parse_colour(&i.colour)
             {
-                self.swatches.insert(c.to_string(), icon::swatch_png(rgb));
+                self.icons.insert(i.clone(), icon::qube_png(i.kind, rgb));
             }
         }
         self.menu = menu;
@@ -71,7 +69,7 @@ impl QubesTray {
         let Entry::Item {
             label,
             enabled,
-            colour,
+            icon,
             command,
             children,
         } = entry
@@ -80,9 +78,9 @@ impl QubesTray {
         };
         // dbusmenu reads "_" as a mnemonic mark; qube names may contain it.
         let label = label.replace('_', "__");
-        let icon_data = colour
+        let icon_data = icon
             .as_ref()
-            .and_then(|c| self.swatches.get(c))
+            .and_then(|i| self.icons.get(i))
             .cloned()
             .unwrap_or_default();
         if !children.is_empty() {
@@ -183,19 +181,22 @@ mod tests {
     use ksni::Tray;
 
     #[test]
-    fn rows_escape_mnemonics_carry_swatches_and_dispatch_commands() {
+    fn rows_escape_mnemonics_carry_qube_icons_and_dispatch_commands() {
         let got = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = got.clone();
         let mut tray = QubesTray::new(Arc::new(move |c| sink.lock().unwrap().push(c)));
         tray.set_menu(vec![Entry::Item {
             label: "sys_usb".into(),
             enabled: true,
-            colour: Some("0x73d216".into()),
+            icon: Some(QubeIcon {
+                kind: crate::qube_icons::QubeKind::Disposable,
+                colour: "0x73d216".into(),
+            }),
             command: None,
             children: vec![Entry::Item {
                 label: "Kill".into(),
                 enabled: true,
-                colour: None,
+                icon: None,
                 command: Some(Command::Kill("sys_usb".into())),
                 children: Vec::new(),
             }],
@@ -205,7 +206,10 @@ mod tests {
             panic!("a submenu")
         };
         assert_eq!(sub.label, "sys__usb", "shown as sys_usb, not as a mnemonic");
-        assert_eq!(sub.icon_data, icon::swatch_png([0x73, 0xd2, 0x16]));
+        assert_eq!(
+            sub.icon_data,
+            icon::qube_png(crate::qube_icons::QubeKind::Disposable, [0x73, 0xd2, 0x16])
+        );
         let MenuItem::Standard(kill) = &sub.submenu[0] else {
             panic!("an item")
         };
