@@ -254,11 +254,87 @@ fn stats_fill_cpu_and_memory_columns() {
         "{}",
         count("800 MiB")
     );
+    // Sparklines beside the figures: drawn for a running qube, empty for a halted one.
+    let view = f.controller.model().table.view.clone();
+    let spark = |vm: &str, col: Column| {
+        qubes_qube_manager::table::cell_of(&view, vm, col)
+            .and_then(|c| find_widget::<gtk::DrawingArea>(&c))
+    };
+    assert!(
+        spin_until(10, || spark("work", Column::Cpu)
+            .is_some_and(|a| drawn_pixels(a.upcast_ref()) > 20)
+            && spark("work", Column::MemUsed)
+                .is_some_and(|a| drawn_pixels(a.upcast_ref()) > 20)),
+        "work's sparklines are drawn"
+    );
+    assert_eq!(
+        spark("vault", Column::Cpu).map(|a| drawn_pixels(a.upcast_ref())),
+        Some(0),
+        "a halted qube has no line"
+    );
     f.call("admin.vm.Kill", "sys-usb", "", b"");
     assert!(
         spin_until(10, || cell("sys-usb", Column::MemUsed).is_empty()),
         "figures go when the qube stops"
     );
+    assert!(spin_until(5, || spark("sys-usb", Column::Cpu)
+        .is_some_and(|a| drawn_pixels(a.upcast_ref()) == 0)));
+    // The usage popover: Ctrl+U (the qube.usage action) on the selected qube, its figures now
+    // and at their highest, following the statistics.
+    select_and_wait(&f, "work");
+    let window: gtk::Widget = f.controller.widget().clone().upcast();
+    WidgetExt::activate_action(&window, "qube.usage", None).expect("qube.usage");
+    let usage = || {
+        f.controller
+            .model()
+            .usage
+            .as_ref()
+            .filter(|u| u.is_open() && u.vm == "work")
+            .map(|u| u.texts())
+    };
+    assert!(spin_until(5, || usage().is_some()));
+    let (cpu, mem) = usage().unwrap();
+    assert!(
+        cpu.starts_with("CPU: ") && cpu.contains(" % now, at most "),
+        "{cpu}"
+    );
+    assert_eq!(mem, "Memory: 800 MiB now, at most 800 MiB");
+    let graphs: Vec<gtk::DrawingArea> = gtk::Window::list_toplevels()
+        .iter()
+        .chain(std::iter::once(&window))
+        .filter_map(|w| {
+            find_where(w, &|w| {
+                w.downcast_ref::<gtk::DrawingArea>()
+                    .is_some_and(|a| a.has_css_class("usage-graph") && a.is_mapped())
+            })
+        })
+        .filter_map(|w| w.downcast().ok())
+        .collect();
+    assert!(!graphs.is_empty(), "the popover's graphs are on screen");
+    assert!(spin_until(5, || drawn_pixels(graphs[0].upcast_ref()) > 50));
+}
+
+/// How many pixels of what GTK renders for `w` are not transparent.
+fn drawn_pixels(w: &gtk::Widget) -> usize {
+    let (width, height) = (w.width(), w.height());
+    if width == 0 || height == 0 {
+        return 0;
+    }
+    let paintable = gtk::WidgetPaintable::new(Some(w));
+    let snap = gtk::Snapshot::new();
+    paintable.snapshot(&snap, width as f64, height as f64);
+    let Some(node) = snap.to_node() else {
+        return 0;
+    };
+    let Some(renderer) = w.native().and_then(|n| n.renderer()) else {
+        return 0;
+    };
+    let texture = renderer.render_texture(&node, None);
+    let stride = texture.width() as usize * 4;
+    let mut data = vec![0u8; stride * texture.height() as usize];
+    texture.download(&mut data, stride);
+    // Cairo ARGB32 in memory order B, G, R, A on little-endian machines; alpha is byte 3.
+    data.chunks(4).filter(|p| p[3] > 0).count()
 }
 
 fn toolbar_actions_follow_selection_and_report_failures() {

@@ -11,6 +11,7 @@ mod actions;
 mod dialogs;
 mod feeds;
 mod update;
+mod usage;
 mod window;
 
 use std::cell::{Cell, RefCell};
@@ -27,6 +28,7 @@ use relm4::typed_view::column::TypedColumnView;
 
 pub use actions::Action;
 use feeds::{disk_timer, follow_events, follow_stats, refetch_worker};
+pub use usage::Usage;
 
 use crate::i18n::tr;
 use crate::loader::{LoadedAll, Refetch};
@@ -99,6 +101,8 @@ pub enum Msg {
     Backup,
     /// Restore qubes from a backup (the restore window, when it is there).
     Restore,
+    /// Show the CPU and memory use of a qube over the last minutes (`None`: the selected one).
+    ShowUsage(Option<String>),
 
     /// Ask for a name and clone the selected qube.
     Clone,
@@ -207,6 +211,8 @@ pub struct App {
     pub kill_question: Option<adw::MessageDialog>,
     /// The open global settings, if any (public for tests).
     pub global_settings: Option<Controller<crate::settings::Settings>>,
+    /// The usage popover, if one was opened (public for tests).
+    pub usage: Option<usage::Usage>,
     window: QubeManagerWindow,
     label_order: Vec<String>,
     /// Where toast buttons send their messages.
@@ -224,6 +230,8 @@ pub struct Widgets {
     actions: Vec<(Action, gio::SimpleAction)>,
     /// Settings, remove, clone: enabled while one qube is selected.
     selection_actions: Vec<gio::SimpleAction>,
+    /// CPU and memory use: enabled while one running qube is selected.
+    usage_action: gio::SimpleAction,
 
     /// Run a command in the selected qube.
     run_action: gio::SimpleAction,
@@ -521,6 +529,7 @@ impl SimpleComponent for App {
             kill_question: None,
             shutdown_users: None,
             global_settings: None,
+            usage: None,
             window: root.clone(),
             label_order: Vec::new(),
             input: sender.input_sender().clone(),
@@ -561,6 +570,9 @@ impl SimpleComponent for App {
     fn shutdown(&mut self, widgets: &mut Widgets, _output: relm4::Sender<()>) {
         // A popover given a parent with `set_parent` must be unparented by hand.
         widgets.context_menu.unparent();
+        if let Some(u) = self.usage.take() {
+            u.unparent();
+        }
     }
 
     fn update_view(&self, widgets: &mut Widgets, _sender: ComponentSender<Self>) {
@@ -598,6 +610,9 @@ impl SimpleComponent for App {
             simple.set_enabled(self.single().is_some());
         }
         let single = self.single().and_then(|vm| self.infos.get(&vm));
+        widgets
+            .usage_action
+            .set_enabled(self.usage_of_selected().is_some());
 
         widgets
             .run_action

@@ -143,6 +143,9 @@ impl App {
                 if let Some(mut info) = self.infos.get(&vm).cloned() {
                     if state == "Halted" {
                         info.stats = None;
+                        if let Some(row) = self.rows.get(&vm) {
+                            row.clear_history();
+                        }
                     }
                     let settled = matches!(state.as_str(), "Running" | "Halted");
                     if state == "Halting" && info.state != "Halting" {
@@ -190,7 +193,9 @@ impl App {
                 for c in changes {
                     self.handle(Msg::Change(c), sender);
                 }
+                self.refresh_usage();
             }
+            Msg::ShowUsage(vm) => self.show_usage(vm),
             Msg::Change(Change::Stats { vm, stats }) => {
                 // Frequent: touch only the two cells statistics change.
                 if let Some(info) = self.infos.get_mut(&vm)
@@ -201,6 +206,7 @@ impl App {
                     if let Some(row) = self.rows.get(&vm) {
                         row.set_cell(Column::Cpu, info.cell(Column::Cpu));
                         row.set_cell(Column::MemUsed, info.cell(Column::MemUsed));
+                        row.push_sample(crate::history::now(), stats);
                     }
                     if self.widths.take_grown() {
                         for row in self.rows.values() {

@@ -123,6 +123,7 @@ pub(super) fn build(
         command(&group, "remove", input, || Msg::Remove),
         command(&group, "clone", input, || Msg::Clone),
     ];
+    let usage_action = command(&group, "usage", input, || Msg::ShowUsage(None));
     command(&group, "create", input, || Msg::Create).set_enabled(true);
     // Template and network changes work on every selected qube they apply to.
     let template_action = command(&group, "change-template", input, || Msg::ChangeTemplate);
@@ -203,6 +204,23 @@ pub(super) fn build(
         view.add_controller(click);
     }
     {
+        // A click on a sparkline opens the qube's usage popover.
+        let click = gtk::GestureClick::new();
+        click.set_button(gtk::gdk::BUTTON_PRIMARY);
+        let (picker, input) = (view.clone(), sender.input_sender().clone());
+        click.connect_released(move |_, _, x, y| {
+            let Some(w) = picker.pick(x, y, gtk::PickFlags::DEFAULT) else {
+                return;
+            };
+            if w.has_css_class("sparkline")
+                && let Some(vm) = crate::table::qube_at(&w)
+            {
+                input.emit(Msg::ShowUsage(Some(vm)));
+            }
+        });
+        view.add_controller(click);
+    }
+    {
         // Rows appearing, going or hidden by a filter change the selection without a
         // selection-changed signal.
         let input = sender.input_sender().clone();
@@ -245,7 +263,7 @@ pub(super) fn build(
     }
     let keys = gtk::EventControllerKey::new();
     {
-        // Ctrl+F search, Ctrl+N new qube, Delete remove, Menu / Shift+F10 the
+        // Ctrl+F search, Ctrl+N new qube, Ctrl+U usage, Delete remove, Menu / Shift+F10 the
         // qube menu, Ctrl+W close (F10 opens the primary menu: its button is `primary`).
         let entry = search_entry.clone();
         let input = sender.input_sender().clone();
@@ -262,6 +280,8 @@ pub(super) fn build(
                 entry.grab_focus();
             } else if ctrl && key == Key::n {
                 input.emit(Msg::Create);
+            } else if ctrl && key == Key::u {
+                input.emit(Msg::ShowUsage(None));
             } else if ctrl && key == Key::w {
                 window.close();
             } else if ctrl && key == Key::question {
@@ -291,6 +311,7 @@ pub(super) fn build(
             unreachable: parts.unreachable.clone(),
             actions,
             selection_actions,
+            usage_action,
             run_action,
             console_action,
             have_run_tool,

@@ -10,9 +10,9 @@ use std::rc::Rc;
 use relm4::gtk;
 use relm4::gtk::glib;
 use relm4::gtk::prelude::*;
-use relm4::typed_view::OrdFn;
-use relm4::typed_view::column::{RelmColumn, TypedColumnView};
+use relm4::typed_view::column::TypedColumnView;
 
+use crate::history::History;
 use crate::i18n::tr;
 use crate::model::{Column, Marker, QubeInfo};
 use crate::qube_icons::QubeKind;
@@ -36,6 +36,10 @@ pub struct QubeRow {
     icon_shown: Rc<RefCell<Option<glib::WeakRef<gtk::Image>>>>,
     /// The state image and the marker box while on screen.
     state_shown: Rc<RefCell<Option<StateWidgets>>>,
+    /// The last minutes of its CPU and memory use, while it runs.
+    history: Rc<RefCell<History>>,
+    /// The sparklines drawing it while on screen.
+    sparks: Rc<RefCell<Vec<glib::WeakRef<gtk::DrawingArea>>>>,
 }
 
 /// The state cell's image and marker box on screen.
@@ -204,6 +208,8 @@ impl QubeRow {
             look: Rc::new(RefCell::new(Look::of(info, colors))),
             icon_shown: Rc::default(),
             state_shown: Rc::default(),
+            history: Rc::default(),
+            sparks: Rc::default(),
         }
     }
 
@@ -263,6 +269,50 @@ impl QubeRow {
     fn show_icon_in(&self, image: &gtk::Image) {
         *self.icon_shown.borrow_mut() = Some(image.downgrade());
         self.draw_icon();
+    }
+
+    /// Adds a statistics sample and redraws the sparklines on screen.
+    pub fn push_sample(&self, at: u32, stats: crate::model::Stats) {
+        self.history.borrow_mut().push(at, stats.cpu, stats.mem_kib);
+        self.redraw_sparks();
+    }
+
+    /// Forgets the history (the qube stopped) and clears its sparklines.
+    pub fn clear_history(&self) {
+        if !self.history.borrow().is_empty() {
+            self.history.borrow_mut().clear();
+            self.redraw_sparks();
+        }
+    }
+
+    /// The row's history (the usage popover draws it too).
+    pub fn history(&self) -> Rc<RefCell<History>> {
+        self.history.clone()
+    }
+
+    fn redraw_sparks(&self) {
+        self.sparks.borrow_mut().retain(|w| match w.upgrade() {
+            Some(area) => {
+                area.queue_draw();
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// `area` now draws this row's history.
+    fn show_spark_in(&self, area: &gtk::DrawingArea, source: &crate::graphs::Source) {
+        *source.borrow_mut() = Some(self.history.clone());
+        self.sparks.borrow_mut().push(area.downgrade());
+        area.queue_draw();
+    }
+
+    /// `area` no longer draws this row's history.
+    fn hide_spark_from(&self, area: &gtk::DrawingArea, source: &crate::graphs::Source) {
+        *source.borrow_mut() = None;
+        self.sparks
+            .borrow_mut()
+            .retain(|w| w.upgrade().is_some_and(|a| &a != area));
     }
 
     /// `image` no longer shows this row's icon.
@@ -410,6 +460,27 @@ pub fn column_title(col: Column) -> String {
 /// Prefix of a cell label's widget name; the rest is the qube's name.
 const CELL_PREFIX: &str = "qube-cell:";
 
+mod columns;
+
+pub use columns::new_table;
+
+/// The cell of `vm`'s row in column `col`, while the row is on screen.
+pub fn cell_of(view: &gtk::ColumnView, vm: &str, col: Column) -> Option<gtk::Widget> {
+    let (name, class) = (format!("{CELL_PREFIX}{vm}"), format!("column-{}", col.id()));
+    let mut stack = vec![view.clone().upcast::<gtk::Widget>()];
+    while let Some(w) = stack.pop() {
+        if w.widget_name() == name && w.has_css_class(&class) {
+            return Some(w);
+        }
+        let mut c = w.first_child();
+        while let Some(x) = c {
+            c = x.next_sibling();
+            stack.push(x);
+        }
+    }
+    None
+}
+
 /// The qube whose row holds `w` (a widget picked under the pointer), if any.
 pub fn qube_at(w: &gtk::Widget) -> Option<String> {
     fn find_in(w: &gtk::Widget) -> Option<String> {
@@ -439,214 +510,6 @@ pub fn qube_at(w: &gtk::Widget) -> Option<String> {
     }
 }
 
-macro_rules! column {
-    ($ty:ident, $col:expr, $id:literal, $markup:literal, $expand:literal, $numeric:literal) => {
-        /// A table column.
-        pub struct $ty;
-
-        impl RelmColumn for $ty {
-            type Root = gtk::Label;
-            type Widgets = ();
-            type Item = QubeRow;
-
-            const COLUMN_NAME: &'static str = $id;
-            const ENABLE_RESIZE: bool = true;
-            const ENABLE_EXPAND: bool = $expand;
-
-            fn header_title() -> String {
-                column_title($col)
-            }
-
-            fn setup(_item: &gtk::ListItem) -> (gtk::Label, Self::Widgets) {
-                let label = gtk::Label::new(None);
-                label.set_xalign(0.0);
-                label.set_use_markup($markup);
-                // Numbers line up on the right. Nothing is cut short (see [`Widths`]).
-                if $numeric {
-                    label.set_xalign(1.0);
-                }
-                (label, ())
-            }
-
-            fn bind(item: &mut QubeRow, _widgets: &mut Self::Widgets, root: &mut gtk::Label) {
-                // Lets a click find the row's qube from the widget under the pointer.
-                root.set_widget_name(&format!("{CELL_PREFIX}{}", item.name));
-                item.show_in($col, root);
-            }
-
-            fn unbind(item: &mut QubeRow, _widgets: &mut Self::Widgets, root: &mut gtk::Label) {
-                item.hide_from($col, root);
-            }
-
-            fn sort_fn() -> OrdFn<QubeRow> {
-                Some(Box::new(|a, b| compare(a, b, $col)))
-            }
-        }
-    };
-}
-
-/// The label column: the qube's icon in its label's colour, and the label's name.
-pub struct LabelColumn;
-
-impl RelmColumn for LabelColumn {
-    type Root = gtk::Box;
-    type Widgets = (gtk::Image, gtk::Label);
-    type Item = QubeRow;
-
-    const COLUMN_NAME: &'static str = "label";
-    const ENABLE_RESIZE: bool = true;
-    const ENABLE_EXPAND: bool = false;
-
-    fn header_title() -> String {
-        column_title(Column::Label)
-    }
-
-    fn setup(_item: &gtk::ListItem) -> (gtk::Box, Self::Widgets) {
-        let b = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-        let image = gtk::Image::new();
-        image.set_pixel_size(16);
-        let label = gtk::Label::new(None);
-        label.set_xalign(0.0);
-        b.append(&image);
-        b.append(&label);
-        (b, (image, label))
-    }
-
-    fn bind(item: &mut QubeRow, (image, label): &mut Self::Widgets, root: &mut gtk::Box) {
-        root.set_widget_name(&format!("{CELL_PREFIX}{}", item.name));
-        item.show_in(Column::Label, label);
-        item.show_icon_in(image);
-    }
-
-    fn unbind(item: &mut QubeRow, (image, label): &mut Self::Widgets, _root: &mut gtk::Box) {
-        item.hide_from(Column::Label, label);
-        item.hide_icon_from(image);
-    }
-
-    fn sort_fn() -> OrdFn<QubeRow> {
-        Some(Box::new(|a, b| compare(a, b, Column::Label)))
-    }
-}
-
-/// The state column: the power state's icon (coloured, with a tooltip), its word and the
-/// markers' icons.
-pub struct StateColumn;
-
-impl RelmColumn for StateColumn {
-    type Root = gtk::Box;
-    type Widgets = (gtk::Image, gtk::Label, gtk::Box);
-    type Item = QubeRow;
-
-    const COLUMN_NAME: &'static str = "state";
-    const ENABLE_RESIZE: bool = true;
-    const ENABLE_EXPAND: bool = false;
-
-    fn header_title() -> String {
-        column_title(Column::State)
-    }
-
-    fn setup(_item: &gtk::ListItem) -> (gtk::Box, Self::Widgets) {
-        let b = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-        let image = gtk::Image::new();
-        let label = gtk::Label::new(None);
-        label.set_xalign(0.0);
-        let markers = gtk::Box::new(gtk::Orientation::Horizontal, 2);
-        b.append(&image);
-        b.append(&label);
-        b.append(&markers);
-        (b, (image, label, markers))
-    }
-
-    fn bind(item: &mut QubeRow, (image, label, markers): &mut Self::Widgets, root: &mut gtk::Box) {
-        root.set_widget_name(&format!("{CELL_PREFIX}{}", item.name));
-        item.show_in(Column::State, label);
-        item.show_state_in(image, markers);
-    }
-
-    fn unbind(item: &mut QubeRow, (image, label, _): &mut Self::Widgets, _root: &mut gtk::Box) {
-        item.hide_from(Column::State, label);
-        item.hide_state_from(image);
-    }
-
-    fn sort_fn() -> OrdFn<QubeRow> {
-        Some(Box::new(|a, b| compare(a, b, Column::State)))
-    }
-}
-
-column!(NameColumn, Column::Name, "name", false, true, false);
-column!(ClassColumn, Column::Class, "class", false, false, false);
-column!(
-    TemplateColumn,
-    Column::Template,
-    "template",
-    false,
-    false,
-    false
-);
-column!(NetVmColumn, Column::NetVm, "netvm", false, false, false);
-column!(DiskColumn, Column::DiskUsage, "disk", false, false, true);
-column!(CpuColumn, Column::Cpu, "cpu", false, false, true);
-column!(
-    MemUsedColumn,
-    Column::MemUsed,
-    "memused",
-    false,
-    false,
-    true
-);
-column!(MemoryColumn, Column::Memory, "memory", false, false, true);
-column!(
-    InternalColumn,
-    Column::Internal,
-    "internal",
-    false,
-    false,
-    false
-);
-column!(IpColumn, Column::Ip, "ip", false, false, false);
-column!(
-    BackupsColumn,
-    Column::Backups,
-    "backups",
-    false,
-    false,
-    false
-);
-column!(
-    LastBackupColumn,
-    Column::LastBackup,
-    "last-backup",
-    false,
-    false,
-    false
-);
-column!(
-    DefaultDispvmColumn,
-    Column::DefaultDispvm,
-    "default-dispvm",
-    false,
-    false,
-    false
-);
-column!(
-    DispvmTemplateColumn,
-    Column::IsDispvmTemplate,
-    "dispvm-template",
-    false,
-    false,
-    false
-);
-column!(
-    VirtModeColumn,
-    Column::VirtMode,
-    "virt-mode",
-    false,
-    false,
-    false
-);
-
-column!(TagsColumn, Column::Tags, "tags", false, false, false);
-
 /// Columns the search field looks in.
 pub const SEARCHED: [Column; 4] = [Column::Name, Column::Class, Column::Label, Column::Tags];
 
@@ -657,30 +520,6 @@ pub struct Refilter {
     pub search: bool,
     /// What the Show selector goes by changed.
     pub show: bool,
-}
-
-/// A column view with every column, in [`Column::ALL`] order.
-pub fn new_table() -> TypedColumnView<QubeRow, gtk::MultiSelection> {
-    let mut t = TypedColumnView::<QubeRow, gtk::MultiSelection>::new();
-    t.append_column::<LabelColumn>();
-    t.append_column::<NameColumn>();
-    t.append_column::<StateColumn>();
-    t.append_column::<ClassColumn>();
-    t.append_column::<TemplateColumn>();
-    t.append_column::<NetVmColumn>();
-    t.append_column::<DiskColumn>();
-    t.append_column::<CpuColumn>();
-    t.append_column::<MemUsedColumn>();
-    t.append_column::<MemoryColumn>();
-    t.append_column::<InternalColumn>();
-    t.append_column::<IpColumn>();
-    t.append_column::<BackupsColumn>();
-    t.append_column::<LastBackupColumn>();
-    t.append_column::<DefaultDispvmColumn>();
-    t.append_column::<DispvmTemplateColumn>();
-    t.append_column::<VirtModeColumn>();
-    t.append_column::<TagsColumn>();
-    t
 }
 
 /// The column (and whether descending) the visible rows are sorted by, found from the rows
