@@ -1,8 +1,9 @@
 //! Cloning a qube the way `qvm-clone` does: create a qube of the same class (and template),
 //! copy the properties that were set, tags, features, notes and firewall rules, then copy
 //! each `save_on_stop` volume with `admin.vm.volume.CloneFrom` / `CloneTo`. A failure removes
-//! the half-made clone. Blocking, no widgets: the window runs it on a worker thread (the
-//! dialog asking for the name is [`crate::dialogs::clone`]).
+//! the half-made clone. Renaming is built on it, as in the reference manager. Blocking, no
+//! widgets: the window runs it on a worker thread (the dialog asking for the name is
+//! [`crate::dialogs::clone`]).
 
 use qubes_api::{CallError, Client, PropValue};
 
@@ -63,7 +64,19 @@ pub fn clone_qube(
             payload.push_str(&format!(" pool={pool}"));
             format!("admin.vm.CreateInPool.{class}")
         }
-        None => format!("admin.vm.Create.{class}"),
+        None => {
+            // As qvm-clone: volumes the original keeps outside their default pools stay in
+            // the same pools.
+            let pools = own_pools(client, src);
+            for (vol, pool) in &pools {
+                payload.push_str(&format!(" pool:{vol}={pool}"));
+            }
+            if pools.is_empty() {
+                format!("admin.vm.Create.{class}")
+            } else {
+                format!("admin.vm.CreateInPool.{class}")
+            }
+        }
     };
     client
         .call(&method, "dom0", &template, payload.as_bytes())
@@ -74,6 +87,126 @@ pub fn clone_qube(
         let _ = client.call("admin.vm.Remove", dst, "", b"");
     }
     result
+}
+
+/// The volumes of `vm` that are not in the system's default pool for them, with their pools,
+/// sorted.
+fn own_pools(client: &Client, vm: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for vol in client
+        .call("admin.vm.volume.List", vm, "", b"")
+        .unwrap_or_default()
+        .lines()
+    {
+        let Ok(info) = client.call("admin.vm.volume.Info", vm, vol, b"") else {
+            continue;
+        };
+        let Some(pool) = info.lines().find_map(|l| l.strip_prefix("pool=")) else {
+            continue;
+        };
+        let default = client
+            .call(
+                "admin.property.Get",
+                "dom0",
+                &format!("default_pool_{vol}"),
+                b"",
+            )
+            .ok()
+            .and_then(|v| PropValue::parse(&v).ok())
+            .map(|v| v.value);
+        if default.is_some_and(|d| d != pool) {
+            out.push((vol.to_string(), pool.to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What refers to `vm`: the qube-valued properties of other qubes (`Some(qube)`) and of the
+/// system (`None`) set to it (not following a default), as the reference's `vm_dependencies`.
+pub fn dependencies(client: &Client, vm: &str) -> Result<Vec<(Option<String>, String)>, String> {
+    let mut out = Vec::new();
+    for q in client.vm_list().map_err(|e| describe(&e))? {
+        if q.name == vm {
+            continue;
+        }
+        // A qube gone meanwhile refers to nothing.
+        let Ok(props) = client.property_get_all(&q.name) else {
+            continue;
+        };
+        for (name, v) in props {
+            if v.ty == "vm" && !v.is_default && v.value == vm {
+                out.push((Some(q.name.clone()), name));
+            }
+        }
+    }
+    for (name, v) in client.global_property_get_all().map_err(|e| describe(&e))? {
+        if v.ty == "vm" && !v.is_default && v.value == vm {
+            out.push((None, name));
+        }
+    }
+    Ok(out)
+}
+
+/// How a rename ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renamed {
+    /// The qube has its new name; nothing refers to the old one.
+    Done,
+    /// The copy exists, but these (`qube: property`, `global: property`) still name the old
+    /// qube, which is therefore kept: both exist now.
+    Partly(Vec<String>),
+}
+
+/// Renames `old` to `new` as the reference manager does (the Admin API has no rename): copies
+/// the qube to the new name, points what referred to it at the copy, and removes the old one
+/// only when nothing names it any more. Refused while a qube using it as its template runs.
+pub fn rename_qube(
+    client: &Client,
+    old: &str,
+    new: &str,
+    progress: &dyn Fn(String),
+) -> Result<Renamed, String> {
+    let deps = dependencies(client, old)?;
+    let running: Vec<String> = client
+        .vm_list()
+        .map_err(|e| describe(&e))?
+        .into_iter()
+        .filter(|q| q.state != "Halted")
+        .map(|q| q.name)
+        .filter(|q| {
+            deps.iter()
+                .any(|(h, p)| h.as_deref() == Some(q.as_str()) && p == "template")
+        })
+        .collect();
+    if !running.is_empty() {
+        return Err(tr(
+            "These qubes use it as their template and are running: %s. Shut them down first.",
+        )
+        .replacen("%s", &running.join(", "), 1));
+    }
+    clone_qube(client, old, new, &CloneOptions::default(), progress)?;
+    progress(tr("Renaming %s: pointing what used it to the new name").replacen("%s", old, 1));
+    let mut failed = Vec::new();
+    for (holder, prop) in &deps {
+        let result = match holder {
+            Some(q) => client.call("admin.vm.property.Set", q, prop, new.as_bytes()),
+            None => client.call("admin.property.Set", "dom0", prop, new.as_bytes()),
+        };
+        if result.is_err() {
+            failed.push(format!(
+                "{}: {prop}",
+                holder.clone().unwrap_or_else(|| tr("global"))
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        return Ok(Renamed::Partly(failed));
+    }
+    client
+        .call("admin.vm.Remove", old, "", b"")
+        .map_err(|e| describe(&e))?;
+    Ok(Renamed::Done)
 }
 
 fn read_only(e: &CallError) -> bool {

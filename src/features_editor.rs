@@ -12,6 +12,15 @@ use crate::i18n::tr;
 
 const SERVICE_PREFIX: &str = "service.";
 
+/// Features the settings edit on rows of their own (idle shutdown, prohibit-start, the maximum
+/// memory kept while out of memory balancing): not listed here, so one edit cannot undo the
+/// other.
+pub const EDITED_ELSEWHERE: [&str; 3] = [
+    "service.shutdown-idle",
+    "prohibit-start",
+    "qubesmanager.maxmem_value",
+];
+
 struct Row {
     /// Full feature name.
     name: String,
@@ -121,7 +130,7 @@ impl FeatureEditor {
     }
 
     fn in_scope(&self, name: &str) -> bool {
-        name.starts_with(SERVICE_PREFIX) == self.services
+        name.starts_with(SERVICE_PREFIX) == self.services && !EDITED_ELSEWHERE.contains(&name)
     }
 
     /// Shows `features` (only those of this page).

@@ -719,7 +719,18 @@ fn settings_apply_all_or_nothing_and_close_asks() {
     assert_eq!(get("sys-net", "netvm"), "0\0default=False type=vm ");
     // The edits stay for the user to correct.
     settings_choose(&f, "netvm", "none");
-    // Maximum below initial memory: refused before anything is sent.
+    // Into memory balancing (sys-net has its devices, so it is not), with a maximum below the
+    // initial memory: refused before anything is sent.
+    with_settings(&f, |s| {
+        s.widgets()
+            .editor("balancing")
+            .unwrap()
+            .widget
+            .clone()
+            .downcast::<gtk::Switch>()
+            .unwrap()
+            .set_active(true)
+    });
     settings_number(&f, "memory").set_text("500");
     settings_number(&f, "maxmem").set_text("400");
     with_settings(&f, |s| s.emit(S::Apply));
@@ -1881,6 +1892,17 @@ fn clone_copies_settings_and_data() {
     assert!(spin_until(5, || !button.is_sensitive()));
     entry.set_text("personal-clone");
     assert!(spin_until(5, || button.is_sensitive()));
+    // Another label, and a pool of its own.
+    let (label, pool) = (dialog.parts().label.clone(), dialog.parts().pool.clone());
+    assert_eq!(combo_texts(&label)[label.selected() as usize], "yellow");
+    let green = combo_texts(&label)
+        .iter()
+        .position(|l| l == "green")
+        .unwrap();
+    label.set_selected(green as u32);
+    assert!(spin_until(5, || combo_texts(&pool).len() == 3));
+    pool.set_selected(1);
+    let pool_name = combo_texts(&pool)[1].clone();
     click(dialog.upcast_ref(), "Clone");
     assert!(spin_until(20, || f
         .controller
@@ -1893,7 +1915,11 @@ fn clone_copies_settings_and_data() {
     };
     assert_eq!(
         get("admin.vm.property.Get", "personal-clone", "label"),
-        get("admin.vm.property.Get", "personal", "label")
+        "0\0default=False type=label green"
+    );
+    assert!(
+        get("admin.vm.volume.Info", "personal-clone", "private")
+            .contains(&format!("pool={pool_name}\n"))
     );
     assert_eq!(
         get("admin.vm.feature.Get", "personal-clone", "menu-items"),
@@ -2086,31 +2112,115 @@ fn shutdown_timeout_offers_kill_or_wait() {
     assert!(spin_until(10, || state().as_deref() == Some("Halted")));
 }
 
+/// The firewall page: rules edited field by field (an invalid field says so at its row), in
+/// words on the page, sent as the daemon's lines; full access for a while goes first with an
+/// expiry; a removed rule comes back from its toast; a rule the daemon refuses is said.
 fn firewall_page_limits_connections() {
     use qubes_qube_manager::settings::Msg as S;
     let f = Fixture::start();
+    let rules = |vm: &str| {
+        String::from_utf8(
+            f.core
+                .call_raw("admin.vm.firewall.Get", vm, "", b"")
+                .unwrap(),
+        )
+        .unwrap()
+    };
     open_settings(&f, "personal");
     let fw = with_settings(&f, |s| s.widgets().firewall.clone());
     assert!(fw.root.is_sensitive());
     assert!(!fw.limit.is_active(), "no rules yet: everything allowed");
+    assert!(
+        !fw.add_button.is_sensitive(),
+        "rules matter only when limited"
+    );
     fw.limit.set_active(true);
-    fw.add_rule
-        .set_text("action=accept dsthost=qubes-os.org proto=tcp dstports=443");
-    fw.add_rule.emit_activate();
+    fw.add_button.emit_clicked();
+    let d = fw.dialog.borrow().clone().expect("the rule window");
+    assert!(d.window.is_visible());
+    assert!(
+        !d.address.is_visible() && !d.ports.is_visible(),
+        "anywhere, any protocol"
+    );
+    d.destination.set_selected(1); // An address
+    d.address.set_text("Qubes-OS.org");
+    d.proto.set_selected(1); // TCP
+    assert!(d.ports.is_visible() && !d.icmp.is_visible());
+    d.ports.set_text("70000");
+    d.save.emit_clicked();
+    assert!(d.window.is_visible(), "not saved with errors");
+    assert_eq!(
+        d.error_of(&d.ports).as_deref(),
+        Some("Ports go from 1 to 65535.")
+    );
+    assert!(
+        d.error_of(&d.address)
+            .is_some_and(|e| e.starts_with("Enter a host name (lower case)")),
+        "{:?}",
+        d.error_of(&d.address)
+    );
+    d.address.set_text("qubes-os.org");
+    d.ports.set_text("443");
+    d.comment.set_text("updates");
+    d.save.emit_clicked();
+    assert!(spin_until(5, || !d.window.is_visible()));
+    assert_eq!(fw.shown(), ["Allow TCP to qubes-os.org, port 443"]);
+    // Full access for five minutes, first.
+    fw.minutes.set_value(5.0);
+    fw.full_button.emit_clicked();
+    apply_settings(&f);
+    let got = rules("personal");
+    let mut lines = got[2..].lines();
+    let full = lines.next().unwrap_or_default();
+    let until: u64 = full
+        .strip_prefix("action=accept expire=")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{got:?}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 290..=now + 300).contains(&until), "{until} vs {now}");
+    assert_eq!(
+        lines.next(),
+        Some("action=accept dsthost=qubes-os.org proto=tcp dstports=443-443 comment=updates")
+    );
+    // Read back: the full access is not a rule of the list, it ends with its button.
+    let fw = with_settings(&f, |s| s.widgets().firewall.clone());
+    assert_eq!(fw.shown(), ["Allow TCP to qubes-os.org, port 443"]);
+    assert_eq!(fw.full_button.label().as_deref(), Some("End"));
+    fw.full_button.emit_clicked();
+    // A rule removed comes back from its toast.
+    let root: gtk::Widget = with_settings(&f, |s| s.widget().clone().upcast());
+    let remove = find_where(&fw.root.clone().upcast(), &|w| {
+        w.downcast_ref::<gtk::Button>()
+            .is_some_and(|b| b.tooltip_text().as_deref() == Some("Remove rule"))
+    })
+    .and_then(|w| w.downcast::<gtk::Button>().ok())
+    .expect("a remove button");
+    remove.emit_clicked();
+    assert!(fw.shown().is_empty());
+    // (After the "Changes applied." toast: toasts come one at a time.)
+    let undo = || {
+        find_where(&root, &|w| {
+            w.downcast_ref::<gtk::Button>()
+                .is_some_and(|b| b.label().as_deref() == Some("Undo") && b.is_mapped())
+        })
+        .and_then(|w| w.downcast::<gtk::Button>().ok())
+    };
+    assert!(spin_until(10, || undo().is_some()), "the toast's Undo");
+    undo().unwrap().emit_clicked();
+    assert_eq!(fw.shown(), ["Allow TCP to qubes-os.org, port 443"]);
     apply_settings(&f);
     assert_eq!(
-        f.core
-            .call_raw("admin.vm.firewall.Get", "personal", "", b"")
-            .unwrap(),
-        b"0\0action=accept dsthost=qubes-os.org proto=tcp dstports=443-443\n"
+        rules("personal"),
+        "0\0action=accept dsthost=qubes-os.org proto=tcp dstports=443-443 comment=updates\n"
     );
-    // A malformed rule: the daemon refuses the whole list, the dialog says so.
+    // A malformed rule (as qvm-firewall could leave one): the daemon refuses the whole list,
+    // the page shows it as text and the window says so.
     let fw = with_settings(&f, |s| s.widgets().firewall.clone());
-    assert_eq!(
-        fw.rules(),
-        ["action=accept dsthost=qubes-os.org proto=tcp dstports=443-443"]
-    );
     fw.add("action=maybe");
+    assert_eq!(fw.shown()[1], "action=maybe");
     with_settings(&f, |s| s.emit(S::Apply));
     assert!(spin_until(10, || with_settings(&f, |s| s
         .model()
@@ -2377,6 +2487,263 @@ fn shutting_down_a_network_qube_offers_its_users() {
     );
 }
 
+/// Every kind of qube the create dialog offers, with its options, as the reference creates
+/// them: a named disposable on a disposable template, a template copied from a template, an
+/// empty standalone qube (HVM, no kernel), a disposable template that provides network with
+/// its initial memory.
+fn create_every_kind_of_qube() {
+    let f = Fixture::start();
+    let raw = |m: &str, vm: &str, arg: &str| {
+        String::from_utf8(f.core.call_raw(m, vm, arg, b"").unwrap()).unwrap()
+    };
+    let prop = |vm: &str, p: &str| raw("admin.vm.property.Get", vm, p);
+    let class_of = |vm: &str| {
+        raw("admin.vm.List", vm, "")
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("class=").map(str::to_string))
+            .unwrap_or_default()
+    };
+    let create =
+        |kind: u32,
+         name: &str,
+         base: &str,
+         setup: &dyn Fn(&qubes_qube_manager::templates::create::QubeCreateDialog)| {
+            let before = f
+                .controller
+                .model()
+                .create
+                .as_ref()
+                .map(|c| c.widget().clone());
+            f.controller.emit(Msg::Create);
+            assert!(spin_until(5, || f
+                .controller
+                .model()
+                .create
+                .as_ref()
+                .is_some_and(|c| Some(c.widget().clone()) != before)));
+            let d = f
+                .controller
+                .model()
+                .create
+                .as_ref()
+                .unwrap()
+                .widget()
+                .clone();
+            let p = d.parts();
+            // Pools and defaults read.
+            assert!(spin_until(5, || combo_texts(&p.pool).len() == 3));
+            p.kind.set_selected(kind);
+            assert!(spin_until(5, || {
+                let texts = combo_texts(&p.template);
+                texts.iter().any(|t| t.starts_with(base))
+            }));
+            let pos = combo_texts(&p.template)
+                .iter()
+                .position(|t| t.starts_with(base))
+                .unwrap();
+            p.template.set_selected(pos as u32);
+            p.name.set_text(name);
+            setup(&d);
+            assert!(spin_until(5, || p.create.is_sensitive()));
+            p.create.emit_clicked();
+            assert!(
+                spin_until(30, || !d.is_visible()),
+                "{name}: {}",
+                p.status.text()
+            );
+            assert!(spin_until(10, || f
+                .controller
+                .model()
+                .row_names()
+                .contains(&name.to_string())));
+        };
+    create(3, "disp-named", "default-dvm", &|_| {});
+    assert_eq!(class_of("disp-named"), "DispVM");
+    assert_eq!(
+        prop("disp-named", "template"),
+        "0\0default=False type=vm default-dvm"
+    );
+    create(1, "fedora-copy", "fedora-41", &|_| {});
+    assert_eq!(class_of("fedora-copy"), "TemplateVM");
+    let size = |vm: &str, vol: &str| {
+        raw("admin.vm.volume.Info", vm, vol)
+            .lines()
+            .find(|l| l.starts_with("size="))
+            .map(str::to_string)
+    };
+    assert_eq!(size("fedora-copy", "root"), size("fedora-41", "root"));
+    create(2, "installer", "none", &|_| {});
+    assert_eq!(class_of("installer"), "StandaloneVM");
+    assert_eq!(
+        prop("installer", "virt_mode"),
+        "0\0default=False type=str hvm"
+    );
+    assert_eq!(prop("installer", "kernel"), "0\0default=False type=str ");
+    create(4, "net-dvm", "fedora-41", &|d| {
+        let p = d.parts();
+        p.provides_network.set_active(true);
+        p.memory_row.set_enable_expansion(true);
+        p.memory.set_value(600.0);
+    });
+    assert_eq!(class_of("net-dvm"), "AppVM");
+    assert_eq!(
+        prop("net-dvm", "template_for_dispvms"),
+        "0\0default=False type=bool True"
+    );
+    assert_eq!(
+        prop("net-dvm", "provides_network"),
+        "0\0default=False type=bool True"
+    );
+    assert_eq!(prop("net-dvm", "memory"), "0\0default=False type=int 600");
+    assert_eq!(
+        raw("admin.vm.feature.Get", "net-dvm", "appmenus-dispvm"),
+        "0\u{0}1"
+    );
+}
+
+/// The rows that stand for features (memory balancing, idle shutdown, prohibit-start with its
+/// reason), the boot modes the template offers, and renaming as the reference does it.
+fn settings_rows_for_features_boot_modes_and_rename() {
+    use qubes_qube_manager::settings::Msg as S;
+    let f = Fixture::start();
+    let raw = |m: &str, vm: &str, arg: &str| {
+        String::from_utf8(f.core.call_raw(m, vm, arg, b"").unwrap()).unwrap()
+    };
+    let prop = |vm: &str, p: &str| raw("admin.vm.property.Get", vm, p);
+    let feature = |vm: &str, name: &str| raw("admin.vm.feature.Get", vm, name);
+    // The template offers a boot mode and has the idle shutdown service.
+    f.call(
+        "admin.vm.feature.Set",
+        "fedora-41",
+        "boot-mode.kernelopts.safe",
+        b"nomodeset",
+    );
+    f.call(
+        "admin.vm.feature.Set",
+        "fedora-41",
+        "boot-mode.name.safe",
+        b"Safe graphics",
+    );
+    f.call(
+        "admin.vm.feature.Set",
+        "fedora-41",
+        "supported-service.shutdown-idle",
+        b"1",
+    );
+    f.call("admin.vm.property.Set", "vault", "maxmem", b"4000");
+    open_settings(&f, "vault");
+    let editor_row = |p: &str| with_settings(&f, |s| s.widgets().editor(p).unwrap().row.clone());
+    let switch = |p: &str| {
+        with_settings(&f, |s| {
+            s.widgets()
+                .editor(p)
+                .unwrap()
+                .widget
+                .clone()
+                .downcast::<gtk::Switch>()
+                .unwrap()
+        })
+    };
+    let bootmode = with_settings(&f, |s| {
+        s.widgets()
+            .editor("bootmode")
+            .unwrap()
+            .widget
+            .clone()
+            .downcast::<relm4::adw::ComboRow>()
+            .unwrap()
+    });
+    assert_eq!(combo_texts(&bootmode), ["default", "Safe graphics"]);
+    settings_choose(&f, "bootmode", "Safe graphics");
+    assert!(switch("balancing").is_active());
+    switch("balancing").set_active(false);
+    assert!(spin_until(5, || !editor_row("maxmem").is_sensitive()));
+    assert!(
+        editor_row("shutdown-idle").is_sensitive(),
+        "the template has the service"
+    );
+    switch("shutdown-idle").set_active(true);
+    // Prohibit-start without a reason: said at the reason's row, nothing sent.
+    assert!(!editor_row("prohibit-start-reason").is_sensitive());
+    switch("prohibit-start").set_active(true);
+    assert!(spin_until(5, || editor_row("prohibit-start-reason").is_sensitive()));
+    with_settings(&f, |s| s.emit(S::Apply));
+    let why = "Say why: the reason is shown to whoever tries to start it.";
+    assert!(spin_until(5, || with_settings(&f, |s| s
+        .widgets()
+        .editor("prohibit-start-reason")
+        .unwrap()
+        .said()
+        == why)));
+    assert_eq!(
+        prop("vault", "bootmode"),
+        "0\0default=True type=str default"
+    );
+    editor_row("prohibit-start-reason")
+        .downcast::<gtk::Editable>()
+        .unwrap()
+        .set_text("quarantined");
+    apply_settings(&f);
+    assert_eq!(prop("vault", "bootmode"), "0\0default=False type=str safe");
+    assert_eq!(prop("vault", "maxmem"), "0\0default=False type=int 0");
+    assert_eq!(feature("vault", "qubesmanager.maxmem_value"), "0\u{0}4000");
+    assert_eq!(feature("vault", "service.shutdown-idle"), "0\u{0}1");
+    assert_eq!(feature("vault", "prohibit-start"), "0\u{0}quarantined");
+    // Back into memory balancing with the value it had; start allowed again.
+    let maxmem = settings_number(&f, "maxmem");
+    assert_eq!(maxmem.text(), "4000");
+    switch("balancing").set_active(true);
+    switch("prohibit-start").set_active(false);
+    apply_settings(&f);
+    assert_eq!(prop("vault", "maxmem"), "0\0default=False type=int 4000");
+    assert!(feature("vault", "prohibit-start").starts_with("2\0QubesFeatureNotFoundError"));
+    // Rename, as the reference: a copy under the new name, what used it points at the copy,
+    // the old one goes; the copy's settings open.
+    f.call(
+        "admin.vm.property.Set",
+        "vault",
+        "provides_network",
+        b"True",
+    );
+    f.call("admin.vm.property.Set", "personal", "netvm", b"vault");
+    let rename = find_where(&with_settings(&f, |s| s.widget().clone().upcast()), &|w| {
+        w.downcast_ref::<gtk::Button>()
+            .is_some_and(|b| b.label().as_deref() == Some("Rename…"))
+    })
+    .and_then(|w| w.downcast::<gtk::Button>().ok())
+    .expect("the Rename button");
+    assert!(rename.is_sensitive(), "vault is halted");
+    rename.emit_clicked();
+    assert!(spin_until(5, || with_settings(&f, |s| s
+        .model()
+        .question
+        .is_some())));
+    let question = with_settings(&f, |s| s.model().question.clone().unwrap());
+    let entry: gtk::Entry = find_widget(&question.extra_child().unwrap()).expect("entry");
+    entry.set_text("work");
+    assert!(!question.is_response_enabled("rename"), "a name in use");
+    entry.set_text("vault-2");
+    assert!(question.is_response_enabled("rename"));
+    question.response("rename");
+    assert!(
+        spin_until(20, || f.controller.model().settings.as_ref().is_some_and(
+            |s| s.model().vm() == "vault-2" && s.model().is_loaded()
+        )),
+        "the renamed qube's settings open"
+    );
+    assert_eq!(
+        prop("personal", "netvm"),
+        "0\0default=False type=vm vault-2"
+    );
+    assert!(prop("vault", "label").starts_with("2\0QubesVMNotFoundError"));
+    assert_eq!(feature("vault-2", "prohibit-start").get(..1), Some("2"));
+    assert_eq!(
+        prop("vault-2", "bootmode"),
+        "0\0default=False type=str safe"
+    );
+    with_settings(&f, |s| s.widget().close());
+}
+
 /// The primary menu holds the application's entries (the qube's own are in the context menu),
 /// About and the keyboard shortcuts open, and a change of several qubes can be undone from its
 /// toast.
@@ -2581,6 +2948,11 @@ fn main() {
         (
             "shutting_down_a_network_qube_offers_its_users",
             shutting_down_a_network_qube_offers_its_users,
+        ),
+        ("create_every_kind_of_qube", create_every_kind_of_qube),
+        (
+            "settings_rows_for_features_boot_modes_and_rename",
+            settings_rows_for_features_boot_modes_and_rename,
         ),
         (
             "primary_menu_about_shortcuts_and_undo",

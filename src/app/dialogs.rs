@@ -20,7 +20,10 @@ impl App {
     pub(super) fn settings_window(&self, target: Target) -> Controller<Settings> {
         let dialog = Settings::builder()
             .launch((self.client.clone(), target))
-            .detach();
+            .forward(&self.input, |out| match out {
+                // A renamed qube's settings open under its new name.
+                crate::settings::SettingsOutput::Renamed(new) => Msg::OpenSettingsOf(new),
+            });
         dialog.widget().set_transient_for(Some(&self.window()));
         dialog.widget().present();
         dialog

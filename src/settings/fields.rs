@@ -16,7 +16,9 @@ pub enum Kind {
     Text,
 }
 
-/// The properties of a qube's settings (`volume:<name>` are volume sizes in MiB).
+/// The properties of a qube's settings (`volume:<name>` are volume sizes in MiB; `balancing`,
+/// `shutdown-idle`, `prohibit-start` and `prohibit-start-reason` stand for features and
+/// `maxmem`, see `form`).
 pub const QUBE: &[(&str, Kind)] = &[
     ("label", Kind::Choice),
     ("template", Kind::Choice),
@@ -27,6 +29,7 @@ pub const QUBE: &[(&str, Kind)] = &[
     ("volume:private", Kind::Number),
     ("volume:root", Kind::Number),
     ("memory", Kind::Number),
+    ("balancing", Kind::Flag),
     ("maxmem", Kind::Number),
     ("vcpus", Kind::Number),
     ("qrexec_timeout", Kind::Number),
@@ -39,9 +42,25 @@ pub const QUBE: &[(&str, Kind)] = &[
     ("management_dispvm", Kind::Choice),
     ("guivm", Kind::Choice),
     ("audiovm", Kind::Choice),
-    ("bootmode", Kind::Text),
+    ("bootmode", Kind::Choice),
+    ("appvm_default_bootmode", Kind::Choice),
     ("debug", Kind::Flag),
+    ("shutdown-idle", Kind::Flag),
+    ("prohibit-start", Kind::Flag),
+    ("prohibit-start-reason", Kind::Text),
 ];
+
+/// Rows that stand for something else than a property of the same name.
+pub const PSEUDO: [&str; 4] = [
+    "balancing",
+    "shutdown-idle",
+    "prohibit-start",
+    "prohibit-start-reason",
+];
+
+/// The feature where the maximum memory is kept while a qube is out of memory balancing (as
+/// the reference manager does).
+pub const KEPT_MAXMEM: &str = crate::features_editor::EDITED_ELSEWHERE[2];
 
 /// The system's properties in the global settings.
 pub const GLOBAL: &[(&str, Kind)] = &[

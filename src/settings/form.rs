@@ -8,7 +8,7 @@ use relm4::adw::prelude::*;
 use relm4::gtk;
 
 use super::apply::Change;
-use super::fields::Kind;
+use super::fields::{KEPT_MAXMEM, Kind, PSEUDO};
 use super::load::Loaded;
 use super::{Editor, Settings, Target, Widgets};
 use crate::i18n::tr;
@@ -30,10 +30,15 @@ fn choice_values(loaded: &Loaded, prop: &str) -> Vec<(String, String)> {
 /// The edits the widgets hold compared with what was loaded.
 fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
     let mut out = Vec::new();
+    let balancing = loaded.props.contains_key("balancing");
     for (prop, ed) in &w.editors {
         let Some(current) = loaded.props.get(*prop) else {
             continue;
         };
+        // Rows standing for features (and maxmem under the balancing switch): below.
+        if PSEUDO.contains(prop) || (*prop == "maxmem" && balancing) {
+            continue;
+        }
         let new: Option<String> = match ed.kind {
             Kind::Flag => {
                 let active = ed
@@ -86,6 +91,80 @@ fn collect_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
         };
         if let Some(v) = new {
             out.push((prop.to_string(), Some(v)));
+        }
+    }
+    out.extend(pseudo_changes(loaded, w));
+    out
+}
+
+/// Whether the switch of row `prop` is on (`None`: no such row).
+fn switch_on(w: &Widgets, prop: &str) -> Option<bool> {
+    w.editors
+        .get(prop)?
+        .widget
+        .downcast_ref::<gtk::Switch>()
+        .map(|s| s.is_active())
+}
+
+/// What the rows standing for features and maxmem change: memory balancing (off = `maxmem`
+/// 0, the old value kept in a feature, as the reference manager does), idle shutdown (the
+/// `service.shutdown-idle` feature) and prohibit-start (its value is the reason).
+fn pseudo_changes(loaded: &Loaded, w: &Widgets) -> Vec<Change> {
+    let mut out = Vec::new();
+    let feature = |name: &str| {
+        loaded
+            .features
+            .iter()
+            .find(|(f, _)| f == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let (Some(on), Some(was), Some(old)) = (
+        switch_on(w, "balancing"),
+        loaded.props.get("balancing").map(|p| p.value == "True"),
+        loaded.props.get("maxmem"),
+    ) {
+        let typed = w
+            .editors
+            .get("maxmem")
+            .map(|e| e.text())
+            .unwrap_or_default();
+        let new = if on {
+            typed
+                .trim()
+                .parse::<i64>()
+                .map(|n| n.to_string())
+                .unwrap_or(typed)
+        } else {
+            "0".to_string()
+        };
+        if new != old.value {
+            out.push(("maxmem".to_string(), Some(new)));
+        }
+        if was && !on {
+            out.push((format!("feature:{KEPT_MAXMEM}"), Some(old.value.clone())));
+        }
+    }
+    if loaded.props.contains_key("shutdown-idle")
+        && let Some(on) = switch_on(w, "shutdown-idle")
+    {
+        let old = feature("service.shutdown-idle");
+        let was = old.as_deref().is_some_and(|v| !v.is_empty() && v != "0");
+        if on != was {
+            let new = on.then(|| "1".to_string());
+            out.push(("feature:service.shutdown-idle".to_string(), new));
+        }
+    }
+    if loaded.props.contains_key("prohibit-start")
+        && let Some(on) = switch_on(w, "prohibit-start")
+    {
+        let reason = w
+            .editors
+            .get("prohibit-start-reason")
+            .map(|e| e.text().trim().to_string())
+            .unwrap_or_default();
+        let new = on.then_some(reason);
+        if new != feature("prohibit-start") {
+            out.push(("feature:prohibit-start".to_string(), new));
         }
     }
     out
@@ -164,14 +243,29 @@ pub fn validate(model: &Settings, w: &Widgets) -> BTreeMap<String, String> {
         }
     }
     // Memory balancing gives a qube between its initial and its maximum memory.
+    let balancing = switch_on(w, "balancing").unwrap_or(true);
+    if !balancing {
+        errors.remove("maxmem");
+    }
     if let (Some(memory), Some(maxmem)) = (numbers.get("memory"), numbers.get("maxmem"))
-        && *maxmem != 0
+        && balancing
         && maxmem < memory
     {
         errors.insert(
             "maxmem".into(),
-            tr("At least the initial memory (%d MiB), or 0 to leave the qube out of memory balancing.")
-                .replacen("%d", &memory.to_string(), 1),
+            tr("At least the initial memory (%d MiB).").replacen("%d", &memory.to_string(), 1),
+        );
+    }
+    // A prohibited start says why.
+    if loaded.props.contains_key("prohibit-start")
+        && switch_on(w, "prohibit-start") == Some(true)
+        && w.editors
+            .get("prohibit-start-reason")
+            .is_some_and(|e| e.text().trim().is_empty())
+    {
+        errors.insert(
+            "prohibit-start-reason".into(),
+            tr("Say why: the reason is shown to whoever tries to start it."),
         );
     }
     errors
@@ -188,18 +282,30 @@ pub(super) fn fill(loaded: &Loaded, w: &Widgets) {
             Kind::Flag => {
                 if let Some(c) = ed.widget.downcast_ref::<gtk::Switch>() {
                     c.set_active(v.value == "True");
+                    ed.row.set_sensitive(note(loaded, prop).is_none());
                 }
             }
             Kind::Number => {
                 if let Some(spin) = ed.widget.downcast_ref::<gtk::SpinButton>() {
-                    let value: f64 = v.value.parse().unwrap_or(0.0);
+                    let mut value: f64 = v.value.parse().unwrap_or(0.0);
+                    if *prop == "maxmem" && value == 0.0 {
+                        // Out of memory balancing: offer the value it had (kept in a feature)
+                        // for when it is turned on again, or the system's usual 4000 MiB.
+                        value = loaded
+                            .features
+                            .iter()
+                            .find(|(f, _)| f == KEPT_MAXMEM)
+                            .and_then(|(_, m)| m.parse().ok())
+                            .filter(|m: &f64| *m > 0.0)
+                            .unwrap_or(4000.0);
+                    }
                     if prop.starts_with("volume:") {
                         // Storage only grows.
                         spin.set_range(value, spin.adjustment().upper());
                     }
                     ed.keep_text.set(false);
                     spin.set_value(value);
-                    spin.set_text(&v.value);
+                    spin.set_text(&value.to_string());
                 }
             }
             Kind::Text => {
@@ -229,6 +335,27 @@ pub(super) fn fill(loaded: &Loaded, w: &Widgets) {
                 }
             }
         }
+    }
+    follow_switches(w);
+    if let (Some(name), Some(icon)) = (&w.name_row, &w.qube_icon) {
+        name.set_subtitle(&loaded.name);
+        let colour = loaded
+            .props
+            .get("label")
+            .and_then(|l| loaded.colours.get(&l.value))
+            .cloned()
+            .unwrap_or_default();
+        icon.set_paintable(Some(&crate::resources::qube_texture(loaded.kind, &colour)));
+        icon.set_tooltip_text(Some(&loaded.kind.title()));
+    }
+    if let Some(rename) = &w.rename {
+        // As the reference: a qube is renamed while it is halted.
+        rename.set_sensitive(!loaded.running);
+        rename.set_tooltip_text(Some(&if loaded.running {
+            tr("Shut the qube down to rename it.")
+        } else {
+            tr("Give the qube another name (it is copied to the new name, then removed)")
+        }));
     }
     w.notes.buffer().set_text(&loaded.notes);
     w.services.fill(&loaded.features);
@@ -273,4 +400,17 @@ pub fn pending(model: &Settings, w: &Widgets) -> (Vec<Change>, Option<String>) {
         }
     }
     (changes, notes)
+}
+
+/// Rows that only make sense with a switch on follow it: the maximum memory with memory
+/// balancing, the reason with prohibit-start.
+pub(super) fn follow_switches(w: &Widgets) {
+    for (switch, row) in [
+        ("balancing", "maxmem"),
+        ("prohibit-start", "prohibit-start-reason"),
+    ] {
+        if let (Some(on), Some(row)) = (switch_on(w, switch), w.editors.get(row)) {
+            row.row.set_sensitive(on);
+        }
+    }
 }

@@ -29,6 +29,56 @@ pub struct Loaded {
     pub colours: BTreeMap<String, String>,
     /// The kind of qube (its icon).
     pub kind: crate::qube_icons::QubeKind,
+    /// Whether its template (or itself) has the idle shutdown service installed.
+    pub idle_supported: bool,
+    /// The qube's name (`dom0` for the global settings).
+    pub name: String,
+    /// Every qube's name (a new name must be another).
+    pub names: Vec<String>,
+}
+
+/// A flag as a property value.
+fn flag(on: bool) -> PropValue {
+    PropValue {
+        is_default: false,
+        ty: "bool".into(),
+        value: if on { "True" } else { "False" }.into(),
+    }
+}
+
+/// The boot modes `features` offer (`boot-mode.kernelopts.<id>`), with their names
+/// (`boot-mode.name.<id>`, else the id), sorted by id.
+pub fn boot_modes(features: &[(String, String)]) -> Vec<(String, String)> {
+    let name = |id: &str| {
+        features
+            .iter()
+            .find(|(f, _)| f.strip_prefix("boot-mode.name.") == Some(id))
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let mut ids: Vec<&str> = features
+        .iter()
+        .filter_map(|(f, _)| f.strip_prefix("boot-mode.kernelopts."))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.into_iter()
+        .map(|id| (id.to_string(), name(id)))
+        .collect()
+}
+
+/// A qube's features (names and values), as `admin.vm.feature.List` and `Get` give them.
+fn features_of(client: &Client, vm: &str) -> Vec<(String, String)> {
+    client
+        .call("admin.vm.feature.List", vm, "", b"")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|f| {
+            let v = client.call("admin.vm.feature.Get", vm, f, b"").ok()?;
+            Some((f.to_string(), v))
+        })
+        .collect()
 }
 
 /// Qubes by role, for the choice lists.
@@ -122,6 +172,7 @@ pub(super) fn load(client: &Client, target: &Target) -> Result<Loaded, CallError
     let mut firewall = None;
     let mut devices = None;
     let mut colours = BTreeMap::new();
+    let mut idle_supported = false;
     match target {
         Target::Qube(vm) => {
             let labels: Vec<String> = client
@@ -172,15 +223,57 @@ pub(super) fn load(client: &Client, target: &Target) -> Result<Loaded, CallError
                 .ok()
                 .map(|r| r.lines().map(str::to_string).collect());
             devices = load_devices(client, vm, &props);
-            for f in client
-                .call("admin.vm.feature.List", vm, "", b"")
-                .unwrap_or_default()
-                .lines()
-            {
-                if let Ok(v) = client.call("admin.vm.feature.Get", vm, f, b"") {
-                    features.push((f.to_string(), v));
-                }
+            features = features_of(client, vm);
+            // Boot modes and the idle shutdown service come from the template too.
+            let template_features = props
+                .get("template")
+                .filter(|t| !t.value.is_empty())
+                .map(|t| features_of(client, &t.value))
+                .unwrap_or_default();
+            let both: Vec<(String, String)> =
+                features.iter().chain(&template_features).cloned().collect();
+            let mode_choices = |modes: Vec<(String, String)>| {
+                std::iter::once((String::new(), tr("default")))
+                    .chain(modes)
+                    .collect::<Vec<_>>()
+            };
+            choices.insert("bootmode".to_string(), mode_choices(boot_modes(&both)));
+            choices.insert(
+                "appvm_default_bootmode".to_string(),
+                mode_choices(boot_modes(&features)),
+            );
+            idle_supported = both
+                .iter()
+                .any(|(f, v)| f == "supported-service.shutdown-idle" && !v.is_empty());
+            // Rows that stand for features and for maxmem.
+            let feature = |name: &str| {
+                features
+                    .iter()
+                    .find(|(f, _)| f == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let maxmem = props.get("maxmem").map(|p| p.value.clone());
+            if maxmem.is_some() {
+                props.insert(
+                    "balancing".into(),
+                    flag(maxmem.as_deref().is_some_and(|m| m != "0")),
+                );
             }
+            let idle = feature("service.shutdown-idle");
+            props.insert(
+                "shutdown-idle".into(),
+                flag(idle.is_some_and(|v| !v.is_empty() && v != "0")),
+            );
+            let reason = feature("prohibit-start").unwrap_or_default();
+            props.insert("prohibit-start".into(), flag(!reason.is_empty()));
+            props.insert(
+                "prohibit-start-reason".into(),
+                PropValue {
+                    is_default: false,
+                    ty: "str".into(),
+                    value: reason,
+                },
+            );
             // Storage sizes, in MiB, as editable pseudo-properties.
             let volumes = client
                 .call("admin.vm.volume.List", vm, "", b"")
@@ -265,6 +358,13 @@ pub(super) fn load(client: &Client, target: &Target) -> Result<Loaded, CallError
         running,
         colours,
         kind,
+        idle_supported,
+        name: dest.to_string(),
+        names: {
+            let mut all = r.all.clone();
+            all.push(dest.to_string());
+            all
+        },
     })
 }
 

@@ -12,6 +12,7 @@ mod apply;
 mod fields;
 mod form;
 mod load;
+mod rename;
 
 use std::collections::BTreeMap;
 
@@ -74,6 +75,21 @@ pub enum Msg {
     CloseAsked,
     /// The answer to "apply the changes?": `cancel`, `discard` or `apply`.
     CloseAnswer(String),
+    /// A switch that other rows follow changed.
+    Switched,
+    /// Rename was pressed: ask for the new name.
+    RenameAsked,
+    /// Rename the qube to this name.
+    Rename(String),
+    /// The rename ended (new name, how).
+    Renamed(String, Result<crate::clone::Renamed, String>),
+}
+
+/// What the settings tell the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsOutput {
+    /// The qube now has this name (its settings should open under it).
+    Renamed(String),
 }
 
 /// The dialog.
@@ -110,6 +126,10 @@ pub struct Widgets {
     pub devices: crate::devices_editor::DevicesEditor,
     apply: gtk::Button,
     window: adw::PreferencesWindow,
+    /// The qube's name and icon, and the Rename button (a qube's settings only).
+    name_row: Option<adw::ActionRow>,
+    qube_icon: Option<gtk::Image>,
+    rename: Option<gtk::Button>,
     /// The toast saying what went wrong, until the next Apply.
     error_toast: Option<adw::Toast>,
     filled: bool,
@@ -205,7 +225,7 @@ impl Widgets {
     }
 
     /// Shows a toast; a failure stays until the next Apply.
-    fn toast(&mut self, text: &str, failure: bool) {
+    pub(super) fn toast(&mut self, text: &str, failure: bool) {
         if let Some(t) = self.error_toast.take() {
             t.dismiss();
         }
@@ -307,7 +327,7 @@ fn editor(builder: &gtk::Builder, prop: &'static str, kind: Kind) -> Editor {
 impl Component for Settings {
     type CommandOutput = ();
     type Input = Msg;
-    type Output = ();
+    type Output = SettingsOutput;
     type Init = (Client, Target);
     type Root = adw::PreferencesWindow;
     type Widgets = Widgets;
@@ -363,6 +383,17 @@ impl Component for Settings {
             .iter()
             .map(|(prop, kind)| (*prop, editor(&builder, prop, *kind)))
             .collect();
+        // Rows that follow a switch (maximum memory, the reason to prohibit a start).
+        for switch in ["balancing", "prohibit-start"] {
+            if let Some(s) = builder.object::<gtk::Switch>(&format!("{switch}-value")) {
+                let input = sender.input_sender().clone();
+                s.connect_active_notify(move |_| input.emit(Msg::Switched));
+            }
+        }
+        if let Some(rename) = builder.object::<gtk::Button>("rename") {
+            let input = sender.input_sender().clone();
+            rename.connect_clicked(move |_| input.emit(Msg::RenameAsked));
+        }
         let services = crate::features_editor::FeatureEditor::new(true);
         let features = crate::features_editor::FeatureEditor::new(false);
         let firewall = crate::firewall_editor::FirewallEditor::new();
@@ -433,6 +464,9 @@ impl Component for Settings {
             devices,
             apply: apply_button,
             window: root.clone(),
+            name_row: builder.object("name-row"),
+            qube_icon: builder.object("qube-icon"),
+            rename: builder.object("rename"),
             error_toast: None,
             filled: false,
         };
@@ -482,6 +516,13 @@ impl Component for Settings {
                 }
                 _ => {}
             },
+            Msg::Switched => form::follow_switches(widgets),
+            Msg::RenameAsked => self.ask_rename(root, &sender),
+            Msg::Rename(new) => self.rename(new, widgets, &sender),
+            Msg::Renamed(new, result) => {
+                self.renamed(new, result, widgets, root, &sender);
+                return;
+            }
             Msg::Loaded(l) => {
                 self.loaded = Some(*l);
                 self.reloading = false;
