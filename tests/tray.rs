@@ -332,11 +332,24 @@ fn tray_shows_qubes_acts_and_notifies() {
             "qubes-qube-manager".into(),
         ],
     };
+    // The updater, likewise.
+    let updater_record = dir.path().join("updater-args");
+    let updater = Program {
+        path: "/bin/sh".into(),
+        args: vec![
+            "-c".into(),
+            format!("echo \"$*\" >> '{}'", updater_record.display()).into(),
+            "qubes-update-gui".into(),
+        ],
+    };
     let running = tray::spawn(
         client,
         Options {
             manager: Some(manager),
-            run_service: None,
+            updater: Some(updater),
+            // Disk space checked every second here (every two minutes by default).
+            disk_interval: Duration::from_secs(1),
+            ..Options::default()
         },
     )
     .expect("the tray starts");
@@ -518,6 +531,72 @@ fn tray_shows_qubes_acts_and_notifies() {
     wait("Active again", || {
         String::try_from(host.property("Status")).unwrap() == "Active"
     });
+
+    // Updates waiting for a template: a row listing it; a click starts the updater for it.
+    second
+        .call(
+            "admin.vm.feature.Set",
+            "fedora-41",
+            "updates-available",
+            b"1",
+        )
+        .unwrap();
+    let menu = host.wait_menu("the updates row", |m| {
+        m.find("Updates available for 1 qube").is_some()
+    });
+    let updates = menu.find("Updates available for 1 qube").unwrap();
+    assert_eq!(updates.labels(), ["fedora-41", "---", "Update all of them"]);
+    host.click(updates.find("fedora-41").unwrap());
+    wait("the updater to run", || updater_record.exists());
+    assert_eq!(
+        std::fs::read_to_string(&updater_record).unwrap(),
+        "--targets fedora-41\n"
+    );
+    second
+        .call(
+            "admin.vm.feature.Remove",
+            "fedora-41",
+            "updates-available",
+            b"",
+        )
+        .unwrap();
+    host.wait_menu("no updates row", |m| {
+        !m.labels()
+            .iter()
+            .any(|l| l.starts_with("Updates available"))
+    });
+
+    // A running qube's private storage nearly full: an urgent notification offering its
+    // settings, and a row saying so.
+    let info = second
+        .call("admin.vm.volume.Info", "work", "private", b"")
+        .unwrap();
+    let usage: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("usage="))
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("{info}"));
+    assert!(usage > 0, "{info}");
+    // (The test driver cannot resize a running qube's disk and says so; the size is set.)
+    let _ = second.call(
+        "admin.vm.volume.Resize",
+        "work",
+        "private",
+        (usage + usage / 50).to_string().as_bytes(),
+    );
+    let disk = wait_shown(&shown, "the disk-space warning", |s| {
+        s.summary == "Disk space is running out!"
+    });
+    assert_eq!(disk.body, "The private storage of work is 98 % full");
+    assert_eq!(disk.urgency, 2);
+    assert_eq!(disk.actions, ["settings:work", "Open qube settings"]);
+    let menu = host.wait_menu("the disk-space row", |m| {
+        m.find("Disk space is running out!").is_some()
+    });
+    assert_eq!(
+        menu.find("Disk space is running out!").unwrap().labels(),
+        ["The private storage of work is 98 % full"]
+    );
 
     // A button of a notification that is not ours does nothing.
     press(&desktop, 999, "kill:work");

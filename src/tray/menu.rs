@@ -38,6 +38,10 @@ pub enum Command {
     FileManager(String),
     /// The Qube Manager.
     OpenManager,
+    /// The updater for this qube (`qubes-update-gui --targets QUBE`).
+    Update(String),
+    /// The updater for every qube with updates available.
+    UpdateAll,
 }
 
 impl Command {
@@ -56,6 +60,8 @@ impl Command {
             Command::FileManager(_) => "files",
             Command::UnpauseAll => "unpause-all",
             Command::OpenManager => "manager",
+            Command::Update(_) => "update",
+            Command::UpdateAll => "update-all",
         };
         match self.qube() {
             Some(vm) => format!("{verb}:{vm}"),
@@ -69,6 +75,7 @@ impl Command {
         match untrusted {
             "unpause-all" => return Some(Command::UnpauseAll),
             "manager" => return Some(Command::OpenManager),
+            "update-all" => return Some(Command::UpdateAll),
             _ => {}
         }
         let (verb, vm) = untrusted.split_once(':')?;
@@ -92,6 +99,7 @@ impl Command {
             "settings" => Command::Settings(vm),
             "terminal" => Command::Terminal(vm),
             "files" => Command::FileManager(vm),
+            "update" => Command::Update(vm),
             _ => return None,
         })
     }
@@ -108,8 +116,9 @@ impl Command {
             | Command::Kill(vm)
             | Command::Settings(vm)
             | Command::Terminal(vm)
-            | Command::FileManager(vm) => Some(vm),
-            Command::UnpauseAll | Command::OpenManager => None,
+            | Command::FileManager(vm)
+            | Command::Update(vm) => Some(vm),
+            Command::UnpauseAll | Command::OpenManager | Command::UpdateAll => None,
         }
     }
 
@@ -127,6 +136,7 @@ impl Command {
             }
             Command::UnpauseAll => tr("Unpausing the qubes failed"),
             Command::OpenManager => tr("Opening the Qube Manager failed"),
+            Command::Update(_) | Command::UpdateAll => tr("Starting the updater failed"),
         };
         text.replacen("%s", self.qube().unwrap_or_default(), 1)
     }
@@ -139,6 +149,8 @@ pub struct Abilities {
     pub run_in_qubes: bool,
     /// The Qube Manager can be opened.
     pub manager: bool,
+    /// The updater can be started.
+    pub updater: bool,
 }
 
 /// A qube's icon in a menu row: its kind, in its label's colour.
@@ -321,6 +333,88 @@ fn qube_menu(q: &QubeInfo, internal: bool, can: Abilities) -> Vec<Entry> {
     out
 }
 
+/// Qubes whose updates are waiting: templates and standalone qubes with the
+/// `updates-available` feature (and not `skip-update`), by name.
+pub fn with_updates(domains: &Domains) -> Vec<&QubeInfo> {
+    let set = |q: &QubeInfo, f: &str| q.features.get(f).is_some_and(|v| !v.is_empty());
+    domains
+        .qubes
+        .values()
+        .filter(|q| matches!(q.class.as_str(), "TemplateVM" | "StandaloneVM"))
+        .filter(|q| set(q, "updates-available") && !set(q, "skip-update"))
+        .collect()
+}
+
+/// The disk-space warning and the updates waiting, each a row with its list (none when there
+/// is nothing to say).
+fn alerts(domains: &Domains, can: Abilities) -> Vec<Entry> {
+    let mut out = Vec::new();
+    if !domains.disk.is_empty() {
+        let rows = domains
+            .disk
+            .iter()
+            .map(|w| match w.qube() {
+                // A qube's settings are where its storage grows.
+                Some(vm) if can.manager => {
+                    Entry::action(w.text(), Command::Settings(vm.to_string()))
+                }
+                _ => Entry::note(w.text()),
+            })
+            .collect();
+        let urgent = domains.disk.iter().any(|w| w.urgent());
+        out.push(Entry::Item {
+            label: if urgent {
+                tr("Disk space is running out!")
+            } else {
+                tr("Disk space is getting low")
+            },
+            enabled: true,
+            icon: None,
+            command: None,
+            children: rows,
+        });
+    }
+    let updates = with_updates(domains);
+    if !updates.is_empty() {
+        let colour = |q: &QubeInfo| {
+            let colour = q
+                .props
+                .get("label")
+                .and_then(|l| domains.colours.get(&l.value))?;
+            Some(QubeIcon {
+                kind: q.kind(),
+                colour: colour.clone(),
+            })
+        };
+        let mut rows: Vec<Entry> = updates
+            .iter()
+            .map(|q| Entry::Item {
+                label: q.name.clone(),
+                enabled: can.updater,
+                icon: colour(q),
+                command: Some(Command::Update(q.name.clone())),
+                children: Vec::new(),
+            })
+            .collect();
+        if can.updater {
+            rows.push(Entry::Separator);
+            rows.push(Entry::action(tr("Update all of them"), Command::UpdateAll));
+        }
+        out.push(Entry::Item {
+            label: crate::i18n::tr_n(
+                "Updates available for %d qube",
+                "Updates available for %d qubes",
+                updates.len(),
+            ),
+            enabled: true,
+            icon: None,
+            command: None,
+            children: rows,
+        });
+    }
+    out
+}
+
 /// The whole menu.
 pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
     let mut out = Vec::new();
@@ -336,6 +430,11 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
     } else {
         out.push(Entry::note(summary(domains)));
         out.push(Entry::Separator);
+        let alerts = alerts(domains, can);
+        if !alerts.is_empty() {
+            out.extend(alerts);
+            out.push(Entry::Separator);
+        }
         let colour = |q: &QubeInfo| {
             let colour = q
                 .props
@@ -474,6 +573,7 @@ mod tests {
         let can = Abilities {
             run_in_qubes: false,
             manager: true,
+            updater: false,
         };
         let menu = build(&domains(), can);
         assert_eq!(
@@ -536,6 +636,7 @@ mod tests {
         let can = Abilities {
             run_in_qubes: true,
             manager: false,
+            updater: false,
         };
         let menu = build(&domains(), can);
         assert_eq!(

@@ -8,6 +8,7 @@
 //! rebuilds the menu after each burst of messages; daemon calls run on worker threads, so
 //! neither the menu nor the state ever waits on the daemon.
 
+pub mod disk;
 pub mod icon;
 pub mod menu;
 pub mod notify;
@@ -54,6 +55,8 @@ pub enum TrayMsg {
     Failed(Command, CallError),
     /// A qube did not halt within its `shutdown_timeout` after being asked to.
     StillRunning(String, u64),
+    /// What is running out of disk space, as just checked.
+    Disk(Vec<disk::DiskWarning>),
     /// Stop the tray.
     Quit,
 }
@@ -68,13 +71,29 @@ pub struct Program {
 }
 
 /// What the tray can do beyond Admin API calls, found by [`Options::detect`] or set by tests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The Qube Manager on the same daemon (Settings adds `--settings QUBE`).
     pub manager: Option<Program>,
     /// Runs a qrexec service in a qube: `qvm-run --service` in dom0 (the tray adds `-- QUBE
     /// SERVICE`), `qrexec-client-vm` in a GUI qube (adds `QUBE SERVICE`).
     pub run_service: Option<Program>,
+    /// The updater (`qubes-update-gui`; the tray adds `--targets QUBE,...`).
+    pub updater: Option<Program>,
+    /// How often disk space is checked besides when qubes start and stop (the reference
+    /// widget checks every two minutes).
+    pub disk_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            manager: None,
+            run_service: None,
+            updater: None,
+            disk_interval: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Options {
@@ -100,9 +119,19 @@ impl Options {
         } else {
             None
         };
+        let updater = if client.real_system() {
+            find_program("qubes-update-gui").map(|path| Program {
+                path,
+                args: Vec::new(),
+            })
+        } else {
+            None
+        };
         Options {
             manager,
             run_service,
+            updater,
+            ..Options::default()
         }
     }
 
@@ -110,6 +139,7 @@ impl Options {
         Abilities {
             run_in_qubes: self.run_service.is_some(),
             manager: self.manager.is_some(),
+            updater: self.updater.is_some(),
         }
     }
 }
@@ -160,7 +190,10 @@ pub fn spawn(client: Client, options: Options) -> Result<Running, ksni::Error> {
             let _ = tx.send(TrayMsg::Command(c));
         });
     }
+    let disk_checks =
+        disk_worker(client.clone(), options.disk_interval, tx.clone()).map_err(thread_error)?;
     let owner = Owner {
+        disk_checks,
         refetches: {
             let tx = tx.clone();
             crate::loader::refetch_worker(client.clone(), move |r| {
@@ -194,6 +227,8 @@ struct Owner {
     tx: Sender<TrayMsg>,
     /// Reads for the refetch worker (one thread, however many events come at once).
     refetches: Sender<Refetch>,
+    /// Asks the disk-space worker to check now.
+    disk_checks: Sender<()>,
     notifier: Notifier,
     domains: Domains,
     all_paused_shown: bool,
@@ -273,6 +308,18 @@ impl Owner {
     fn handle(&mut self, msg: TrayMsg) {
         match msg {
             TrayMsg::Event(ev) => {
+                // Space changes when qubes start and stop, pools come and go, data comes in.
+                if matches!(
+                    ev.name.as_str(),
+                    "connection-established"
+                        | "domain-start"
+                        | "domain-shutdown"
+                        | "pool-add"
+                        | "pool-delete"
+                        | "domain-volume-import-end"
+                ) {
+                    let _ = self.disk_checks.send(());
+                }
                 if let Some(n) = state::notice_for(&ev, &self.domains) {
                     self.notifier.show(&Notification {
                         key: n.vm.clone(),
@@ -349,8 +396,47 @@ impl Owner {
                     actions: vec![(Command::Kill(vm), tr("Kill"))],
                 });
             }
+            TrayMsg::Disk(warnings) => self.disk(warnings),
             TrayMsg::Quit => {}
         }
+    }
+
+    /// A disk-space check came back: a notification for each new warning (urgent from 95 %,
+    /// with the qube's settings where its storage grows), withdrawn when it is over.
+    fn disk(&mut self, warnings: Vec<disk::DiskWarning>) {
+        for old in &self.domains.disk {
+            if !warnings.iter().any(|w| w.item == old.item) {
+                self.notifier.withdraw(&old.key());
+            }
+        }
+        for w in &warnings {
+            let known = self
+                .domains
+                .disk
+                .iter()
+                .any(|o| o.item == w.item && o.urgent() == w.urgent());
+            if known {
+                continue;
+            }
+            let actions = match w.qube() {
+                Some(vm) if self.options.manager.is_some() => {
+                    vec![(Command::Settings(vm.to_string()), tr("Open qube settings"))]
+                }
+                _ => Vec::new(),
+            };
+            self.notifier.show(&Notification {
+                key: w.key(),
+                summary: if w.urgent() {
+                    tr("Disk space is running out!")
+                } else {
+                    tr("Disk space is getting low")
+                },
+                body: w.text(),
+                urgent: w.urgent(),
+                actions,
+            });
+        }
+        self.domains.disk = warnings;
     }
 
     /// Tells the user a command failed, offering what may help.
@@ -396,6 +482,18 @@ impl Owner {
         let (client, tx, options) = (self.client.clone(), self.tx.clone(), self.options.clone());
         match &command {
             Command::OpenManager => return spawn_program(options.manager, Vec::new(), command, tx),
+            Command::Update(vm) => {
+                let args = vec!["--targets".into(), vm.into()];
+                return spawn_program(options.updater, args, command, tx);
+            }
+            Command::UpdateAll => {
+                let targets: Vec<String> = menu::with_updates(&self.domains)
+                    .iter()
+                    .map(|q| q.name.clone())
+                    .collect();
+                let args = vec!["--targets".into(), targets.join(",").into()];
+                return spawn_program(options.updater, args, command, tx);
+            }
             Command::Settings(vm) => {
                 let args = vec!["--settings".into(), vm.into()];
                 return spawn_program(options.manager, args, command, tx);
@@ -413,6 +511,31 @@ impl Owner {
         }
         run_calls(client, vec![command], tx);
     }
+}
+
+/// Starts the disk-space worker: it checks when asked (a burst of requests is one check) and
+/// every `interval`, and sends what it found. Returns where to ask.
+fn disk_worker(
+    client: Client,
+    interval: Duration,
+    tx: Sender<TrayMsg>,
+) -> std::io::Result<Sender<()>> {
+    let (ask, asked) = channel::<()>();
+    std::thread::Builder::new()
+        .name("qui-disk-space".into())
+        .spawn(move || {
+            loop {
+                match asked.recv_timeout(interval) {
+                    Ok(()) => while asked.try_recv().is_ok() {},
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                if tx.send(TrayMsg::Disk(disk::check(&client))).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(ask)
 }
 
 /// Runs Admin API commands one after the other on a thread of their own; failures come back

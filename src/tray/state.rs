@@ -24,6 +24,8 @@ pub struct Domains {
     pub loaded: bool,
     /// Why the daemon cannot be reached, while it cannot (the tray retries every second).
     pub unreachable: Option<String>,
+    /// What is running out of disk space, as last checked.
+    pub disk: Vec<super::disk::DiskWarning>,
 }
 
 impl Domains {
