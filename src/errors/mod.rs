@@ -11,7 +11,10 @@
 
 use qubes_api::CallError;
 
-use crate::i18n::{noop_tr, tr};
+use crate::i18n::tr;
+
+mod catalogue;
+use catalogue::CATALOGUE;
 
 /// One known message: exception class, the daemon's text with `{}` or `{r}` for each field,
 /// and the msgid of the sentence shown instead (`{0}`, `{1}`... stand for the fields).
@@ -20,219 +23,6 @@ struct Known {
     pattern: &'static str,
     sentence: &'static str,
 }
-
-static CATALOGUE: &[Known] = &[
-    Known {
-        kind: "QubesVMNotFoundError",
-        pattern: "No such domain: {r}",
-        sentence: noop_tr("There is no qube named {0}."),
-    },
-    Known {
-        kind: "QubesVMAlreadyExistsError",
-        pattern: "Qube already exists: {}",
-        sentence: noop_tr("A qube named {0} already exists."),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "There are other VMs connected to this VM: {}",
-        sentence: noop_tr("These running qubes use its network; shut them down first: {0}"),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "There are running VMs using this VM as AudioVM: {}",
-        sentence: noop_tr("These running qubes use it for audio; shut them down first: {0}"),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        // The removal of a qube something still refers to: the hint qubesd appends points
-        // at its log, which names what.
-        pattern: "Domain is in use: {r};  see 'journalctl -u qubesd -e' in dom0 for details",
-        sentence: noop_tr(
-            "Qube {0} is still in use by other qubes or by the global settings. The qubesd log in dom0 (journalctl -u qubesd -e) says which.",
-        ),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "Domain is in use: {r}",
-        sentence: noop_tr("Qube {0} is still in use."),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "'dom0' cannot be removed",
-        sentence: noop_tr("dom0 cannot be removed."),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "VM installed by package manager: {}",
-        sentence: noop_tr(
-            "Qube {0} was installed by the package manager; remove it with qvm-template.",
-        ),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "VM has devices assigned to other VMs: {}",
-        sentence: noop_tr("Other qubes have devices of this qube assigned: {0}"),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: {}",
-        sentence: noop_tr("It stays a disposable template while the global settings use it ({0})."),
-    },
-    Known {
-        kind: "QubesVMInUseError",
-        pattern: "Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: {}",
-        sentence: noop_tr(
-            "It stays a disposable template while other qubes use it as theirs ({0}).",
-        ),
-    },
-    Known {
-        kind: "QubesVMNotStartedError",
-        pattern: "Domain is powered off: {r}",
-        sentence: noop_tr("Qube {0} is not running."),
-    },
-    Known {
-        kind: "QubesVMNotRunningError",
-        pattern: "Domain not running (either powered off or paused): {r}",
-        sentence: noop_tr("Qube {0} is not running (it is halted or paused)."),
-    },
-    Known {
-        kind: "QubesVMNotPausedError",
-        pattern: "Domain is not paused: {r}",
-        sentence: noop_tr("Qube {0} is not paused."),
-    },
-    Known {
-        kind: "QubesVMNotSuspendedError",
-        pattern: "Domain is not suspended: {r}",
-        sentence: noop_tr("Qube {0} is not suspended."),
-    },
-    Known {
-        kind: "QubesVMNotHaltedError",
-        pattern: "Domain is not powered off: {r}",
-        sentence: noop_tr("Qube {0} is still running; shut it down first."),
-    },
-    Known {
-        kind: "QubesVMNotHaltedError",
-        pattern: "Cannot change template while qube is running",
-        sentence: noop_tr("The template can only change while the qube is shut down."),
-    },
-    Known {
-        kind: "QubesVMShutdownTimeoutError",
-        pattern: "Domain shutdown timed out: {r}",
-        sentence: noop_tr("Qube {0} did not shut down in time."),
-    },
-    Known {
-        kind: "QubesNoTemplateError",
-        pattern: "Template for the domain {r} not found",
-        sentence: noop_tr("The template of qube {0} was not found."),
-    },
-    Known {
-        kind: "QubesMemoryError",
-        pattern: "Not enough memory to start domain {r}",
-        sentence: noop_tr("There is not enough free memory to start qube {0}."),
-    },
-    Known {
-        kind: "QubesException",
-        pattern: "Qube start is prohibited. Rationale: {}",
-        sentence: noop_tr("Starting this qube is not allowed: {0}"),
-    },
-    Known {
-        kind: "QubesPropertyValueError",
-        pattern: "Invalid value {r} for property {r} of {}",
-        sentence: noop_tr("{0} is not a valid value for {1}."),
-    },
-    Known {
-        kind: "QubesPropertyValueError",
-        pattern: "Invalid value None for property {r} of {}",
-        sentence: noop_tr("{0} must be set."),
-    },
-    Known {
-        kind: "QubesPropertyValueError",
-        pattern: "{} must be positive",
-        sentence: noop_tr("{0} must be a number above zero."),
-    },
-    Known {
-        kind: "QubesPropertyValueError",
-        pattern: "maxmem must be positive or zero",
-        sentence: noop_tr("maxmem must be zero or a number above zero."),
-    },
-    Known {
-        kind: "QubesPropertyValueError",
-        pattern: "wrong VM class: domains[{r}] is of type {} and not {}",
-        sentence: noop_tr("{0} cannot be chosen here (its type is {1}; {2} needed)."),
-    },
-    Known {
-        kind: "QubesNoSuchPropertyError",
-        pattern: "Invalid property {r} of {}",
-        sentence: noop_tr("{1} has no property {0}."),
-    },
-    Known {
-        kind: "QubesFeatureNotFoundError",
-        pattern: "Feature not set for domain {}: {}",
-        sentence: noop_tr("Qube {0} has no feature {1}."),
-    },
-    Known {
-        kind: "QubesTagNotFoundError",
-        pattern: "Tag not set for domain {}: {}",
-        sentence: noop_tr("Qube {0} has no tag {1}."),
-    },
-    Known {
-        kind: "QubesLabelNotFoundError",
-        pattern: "Label does not exist: {}",
-        sentence: noop_tr("There is no label {0}."),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "VM name must be shorter than 32 characters",
-        sentence: noop_tr("A qube name has at most 31 characters."),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "VM name cannot start with hyphen, underscore, dot or numbers",
-        sentence: noop_tr("A qube name starts with a letter."),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "VM name contains illegal characters",
-        sentence: noop_tr(
-            "A qube name has only letters, digits and the characters - _ . (no spaces).",
-        ),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "VM name cannot be 'Domain-0'",
-        sentence: noop_tr("A qube cannot be named Domain-0."),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "VM name cannot be 'none' nor 'default'",
-        sentence: noop_tr("A qube cannot be named none or default."),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "VM name cannot end with -dm",
-        sentence: noop_tr("A qube name cannot end with -dm."),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "The {} qube does not provide network",
-        sentence: noop_tr("Qube {0} does not provide network to other qubes."),
-    },
-    Known {
-        kind: "QubesValueError",
-        pattern: "Loops in network are unsupported",
-        sentence: noop_tr("That network qube reaches the network through this qube: a loop."),
-    },
-    Known {
-        kind: "QubesNotImplementedError",
-        pattern: "This feature is not available",
-        sentence: noop_tr("This feature is not available."),
-    },
-    Known {
-        kind: "BackupAlreadyRunningError",
-        pattern: "Backup already running",
-        sentence: noop_tr("A backup is already running."),
-    },
-];
 
 /// The sentence shown for a failed call.
 pub fn describe(e: &CallError) -> String {
@@ -250,6 +40,14 @@ pub fn describe_exception(kind: &str, message: &str) -> String {
         // KeyError-based classes arrive with the whole message in quotes.
         None => unquote(message).to_string(),
     }
+}
+
+/// Whether the catalogue has a sentence for the message format `pattern` of class `kind` (the
+/// daemon's `format!` with `{}` for a field and `{r}` for a quoted one): a message made from it
+/// is recognised.
+pub fn covers(kind: &str, pattern: &str) -> bool {
+    let sample = pattern.replace("{r}", "'sample'").replace("{}", "sample");
+    known(kind, &sample).is_some()
 }
 
 /// The catalogue entry `message` of class `kind` has the form of, with its fields.
@@ -581,24 +379,49 @@ mod tests {
     ];
 
     #[test]
-    fn every_catalogue_entry_has_a_case_and_each_case_reads_as_a_sentence() {
-        let mut used = vec![false; CATALOGUE.len()];
+    fn each_case_reads_as_its_sentence_and_every_entry_fills_its_fields() {
         for (kind, message, sentence) in CASES {
-            let (entry, _) = known(kind, message)
-                .unwrap_or_else(|| panic!("{kind}: {message:?} matches no entry"));
-            used[CATALOGUE
-                .iter()
-                .position(|k| std::ptr::eq(k, entry))
-                .unwrap()] = true;
+            assert!(
+                known(kind, message).is_some(),
+                "{kind}: {message:?} matches no entry"
+            );
             assert_eq!(describe_exception(kind, message), *sentence, "{message:?}");
         }
-        let untested: Vec<&str> = CATALOGUE
-            .iter()
-            .zip(&used)
-            .filter(|(_, u)| !**u)
-            .map(|(k, _)| k.pattern)
-            .collect();
-        assert!(untested.is_empty(), "entries without a case: {untested:?}");
+        // Every entry: a message of its format (each field a value of its own) is recognised
+        // and becomes its sentence with every field it names filled in.
+        for (i, entry) in CATALOGUE.iter().enumerate() {
+            let mut n = 0;
+            let sample = pieces(entry.pattern)
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Text(t) => t.to_string(),
+                    Piece::Field => {
+                        n += 1;
+                        format!("v{n}")
+                    }
+                    Piece::Repr => {
+                        n += 1;
+                        format!("'v{n}'")
+                    }
+                })
+                .collect::<String>();
+            let (found, fields) = known(entry.kind, &sample).unwrap_or_else(|| {
+                panic!("entry {i} ({:?}) does not match {sample:?}", entry.pattern)
+            });
+            assert!(
+                std::ptr::eq(found, entry) || found.sentence == entry.sentence,
+                "entry {i} ({:?}) is hidden by an earlier one ({:?})",
+                entry.pattern,
+                found.pattern
+            );
+            let text = fill(entry.sentence, &fields);
+            for k in 0..10 {
+                assert!(
+                    !text.contains(&format!("{{{k}}}")),
+                    "{text:?}: field {k} missing"
+                );
+            }
+        }
     }
 
     #[test]
