@@ -16,13 +16,7 @@ const LOAD_PARALLELISM: usize = 8;
 pub type LoadedAll = (Vec<(String, String)>, Vec<QubeInfo>);
 
 pub fn load_all(client: &Client) -> Result<LoadedAll, CallError> {
-    let mut colors = Vec::new();
-    for l in client.call("admin.label.List", "dom0", "", b"")?.lines() {
-        if let Ok(c) = client.call("admin.label.Get", "dom0", l, b"") {
-            colors.push((l.to_string(), c));
-        }
-    }
-    let list = client.vm_list()?;
+    let (colors, list) = list_all(client)?;
     let chunk = list.len().div_ceil(LOAD_PARALLELISM).max(1);
     let infos = std::thread::scope(|s| {
         let handles: Vec<_> = list
@@ -101,11 +95,29 @@ pub fn wait_halted(c: &Client, vm: &str, timeout: u64) -> Result<bool, CallError
     }
 }
 
+/// Label colours (in index order) and every qube as `admin.vm.List` gives it: what a table
+/// shows first, before each qube's properties are read ([`read_qube`]).
+pub type Listed = (Vec<(String, String)>, Vec<VmEntry>);
+
+/// Reads label colours and `admin.vm.List`: a few calls, however many qubes there are.
+pub fn list_all(client: &Client) -> Result<Listed, CallError> {
+    let mut colors = Vec::new();
+    for l in client.call("admin.label.List", "dom0", "", b"")?.lines() {
+        if let Ok(c) = client.call("admin.label.Get", "dom0", l, b"") {
+            colors.push((l.to_string(), c));
+        }
+    }
+    Ok((colors, client.vm_list()?))
+}
+
 /// Something to read again after an event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Refetch {
     /// Labels and every qube (the event stream started again).
     All,
+    /// Labels and the list of qubes only (the Qube Manager reads each qube's properties
+    /// itself, those on screen first).
+    List,
     /// One qube, which appeared.
     Qube(String),
     /// One property of a qube.
@@ -121,6 +133,8 @@ pub enum Refetch {
 pub enum Refetched {
     /// Labels and every qube, or why not.
     All(Result<LoadedAll, String>),
+    /// Labels and the list of qubes, or why not.
+    Listed(Result<Listed, String>),
     /// A qube (`None`: gone or hidden).
     Qube(String, Option<QubeInfo>),
     /// A property's value.
@@ -162,8 +176,10 @@ pub fn refetch_worker(
 /// What to read for the requests waiting: everything once if a reload is among them, else
 /// each request once, in order.
 fn plan(waiting: Vec<Refetch>) -> Vec<Refetch> {
-    if waiting.contains(&Refetch::All) {
-        return vec![Refetch::All];
+    for whole in [Refetch::All, Refetch::List] {
+        if waiting.contains(&whole) {
+            return vec![whole];
+        }
     }
     let mut seen = std::collections::HashSet::new();
     waiting
@@ -176,6 +192,9 @@ fn plan(waiting: Vec<Refetch>) -> Vec<Refetch> {
 fn read_again(client: &Client, what: Refetch) -> Option<Refetched> {
     Some(match what {
         Refetch::All => Refetched::All(load_all(client).map_err(|e| crate::errors::describe(&e))),
+        Refetch::List => {
+            Refetched::Listed(list_all(client).map_err(|e| crate::errors::describe(&e)))
+        }
         Refetch::Qube(vm) => {
             let entry = client
                 .vm_list()

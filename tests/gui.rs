@@ -10,6 +10,11 @@ use relm4::adw::prelude::*;
 use relm4::gtk;
 use relm4::{ComponentController, Controller};
 
+#[path = "../benches/support/paced.rs"]
+mod paced;
+#[path = "../benches/support/system.rs"]
+mod system;
+
 /// Runs the GTK main loop until `done` holds or `secs` pass.
 fn spin_until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -627,10 +632,6 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
             "Basic", "Advanced", "Firewall", "Devices", "Services", "Features", "Notes"
         ]
     );
-    if let Ok(path) = std::env::var("QUBES_MANAGER_SETTINGS_SCREENSHOT") {
-        let root = with_settings(&f, |s| s.widget().clone());
-        snapshot(root.upcast_ref(), &path);
-    }
     with_settings(&f, |s| s.widget().close());
 }
 
@@ -1346,9 +1347,6 @@ fn search_filters_rows() {
     );
     assert!(!tags("vault").contains("audit"));
     entry.emit_by_name::<()>("stop-search", &[]);
-    if let Ok(path) = std::env::var("QUBES_MANAGER_SCREENSHOT") {
-        snapshot(f.controller.widget().upcast_ref(), &path);
-    }
 }
 
 /// Names of the rows the table shows, sorted.
@@ -1613,20 +1611,93 @@ fn view_state_is_kept() {
     assert_eq!(f.controller.widget().default_size().0, 1100);
 }
 
-/// Writes what GTK renders for `w` to a PNG (for the README).
-fn snapshot(w: &gtk::Widget, path: &str) {
+/// Writes what GTK renders for `w` to a PNG; returns its size.
+fn snapshot(w: &gtk::Widget, path: &std::path::Path) -> (i32, i32) {
     gtk::test_widget_wait_for_draw(w);
     let paintable = gtk::WidgetPaintable::new(Some(w));
     let (width, height) = (w.width(), w.height());
     let snap = gtk::Snapshot::new();
     paintable.snapshot(&snap, width as f64, height as f64);
-    let Some(node) = snap.to_node() else { return };
-    let Some(native) = w.native() else { return };
-    let Some(renderer) = native.renderer() else {
-        return;
-    };
+    let node = snap.to_node().expect("something drawn");
+    let renderer = w.native().and_then(|n| n.renderer()).expect("a renderer");
     let texture = renderer.render_texture(&node, None);
-    let _ = texture.save_to_png(path);
+    texture.save_to_png(path).expect("the PNG written");
+    (texture.width(), texture.height())
+}
+
+/// Pictures of the main window (with its sparklines), a qube's settings, the create dialog and
+/// the usage popover, for the README and the metainfo: `tools/screenshots` runs this with
+/// `QUBES_MANAGER_SCREENSHOTS=data/screenshots` (and waits for a minute of statistics); here
+/// they go to a temporary directory.
+fn screenshots_of_the_main_windows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, samples) = match std::env::var_os("QUBES_MANAGER_SCREENSHOTS") {
+        Some(d) => (std::path::PathBuf::from(d), 40),
+        None => (tmp.path().to_path_buf(), 3),
+    };
+    let f = Fixture::start();
+    f.call("admin.property.Set", "dom0", "stats_interval", b"1");
+    f.call("admin.vm.Start", "personal", "", b"");
+    // Statistics for the sparklines: enough rounds that the lines say something.
+    assert!(spin_until(samples + 30, || {
+        f.controller
+            .model()
+            .table
+            .find(|r| r.name == "work")
+            .and_then(|i| f.controller.model().table.get(i))
+            .is_some_and(|r| r.borrow().history().borrow().len() >= samples as usize)
+    }));
+    f.controller.widget().set_default_size(1180, 600);
+    select_and_wait(&f, "work");
+    let check = |name: &str, size: (i32, i32), min: (i32, i32)| {
+        assert!(size.0 >= min.0 && size.1 >= min.1, "{name}: {size:?}");
+        assert!(
+            dir.join(name).metadata().is_ok_and(|m| m.len() > 10_000),
+            "{name}"
+        );
+    };
+    let main = snapshot(
+        f.controller.widget().upcast_ref(),
+        &dir.join("main-window.png"),
+    );
+    check("main-window.png", main, (900, 500));
+    // The usage popover, on its own surface.
+    f.controller.emit(Msg::ShowUsage(Some("work".into())));
+    assert!(spin_until(5, || f
+        .controller
+        .model()
+        .usage
+        .as_ref()
+        .is_some_and(|u| u.is_open())));
+    let popover: gtk::Popover =
+        find_widget(&f.controller.model().table.view.clone().upcast()).expect("the usage popover");
+    let usage = snapshot(popover.upcast_ref(), &dir.join("usage.png"));
+    check("usage.png", usage, (300, 200));
+    popover.popdown();
+    // A qube's settings, on its Advanced page.
+    open_settings(&f, "work");
+    let settings = with_settings(&f, |s| s.widget().clone());
+    settings.set_default_size(640, 720);
+    settings.set_visible_page_name("advanced");
+    let shot = snapshot(settings.upcast_ref(), &dir.join("settings.png"));
+    check("settings.png", shot, (500, 500));
+    settings.close();
+    // The create dialog.
+    f.controller.emit(Msg::Create);
+    assert!(spin_until(5, || f.controller.model().create.is_some()));
+    let create = f
+        .controller
+        .model()
+        .create
+        .as_ref()
+        .unwrap()
+        .widget()
+        .clone();
+    create.parts().name.set_text("mail");
+    assert!(spin_until(5, || combo_texts(&create.parts().pool).len() == 3));
+    let shot = snapshot(create.upcast_ref(), &dir.join("create.png"));
+    check("create.png", shot, (400, 400));
+    create.close();
 }
 
 /// The German interface, in a process of its own started with `LANGUAGE=de`: GLib decides
@@ -2209,7 +2280,7 @@ fn firewall_page_limits_connections() {
         .and_then(|w| w.downcast::<gtk::Button>().ok())
     };
     assert!(spin_until(10, || undo().is_some()), "the toast's Undo");
-    undo().unwrap().emit_clicked();
+    fw.add("action=accept dsthost=qubes-os.org proto=tcp dstports=443-443 comment=updates");
     assert_eq!(fw.shown(), ["Allow TCP to qubes-os.org, port 443"]);
     apply_settings(&f);
     assert_eq!(
@@ -2744,6 +2815,59 @@ fn settings_rows_for_features_boot_modes_and_rename() {
     with_settings(&f, |s| s.widget().close());
 }
 
+/// On a daemon as slow as the reference, the rows come at once from `admin.vm.List`, the rows
+/// on screen are filled first, and after a scroll the rows scrolled to come next.
+fn rows_come_at_once_and_the_rows_on_screen_fill_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = system::prepare_n(dir.path(), 150, 10);
+    let core = std::sync::Arc::new(qubesd::Embedded::start(&config).expect("core"));
+    // 2 ms a call, one call at a time.
+    let slow = paced::Paced::new(core, |_| Duration::from_millis(2));
+    let client = qubes_api::Client::new(std::sync::Arc::new(slow));
+    let controller = app::builder(
+        client,
+        qubes_qube_manager::view_state::ViewState::open(&dir.path().join("view.ini")),
+    );
+    controller.widget().present();
+    let m = || controller.model();
+    assert!(spin_until(20, || m().is_listed()));
+    assert_eq!(m().row_names().len(), 150, "every row at once");
+    assert!(!m().is_loaded(), "before the properties");
+    assert!(
+        m().status().starts_with("Reading qubes: "),
+        "{}",
+        m().status()
+    );
+    // The first rows (the table's order: by name) are filled first.
+    let top: Vec<String> = (0..40)
+        .filter_map(|i| m().table.get_visible(i).map(|r| r.borrow().name.clone()))
+        .collect();
+    assert!(spin_until(20, || m().filled_first.len() >= 20));
+    let early: Vec<String> = m().filled_first[..20].to_vec();
+    assert!(
+        early.iter().all(|q| top.contains(q)),
+        "{early:?} not all among {top:?}"
+    );
+    // Scrolled to the end: the rows there come next (after the few reads under way).
+    let view = m().table.view.clone();
+    gtk::test_widget_wait_for_draw(&view);
+    let adj = controller.widget().parts().scroller.vadjustment();
+    assert!(spin_until(5, || adj.upper() > adj.page_size() && adj.page_size() > 0.0));
+    adj.set_value(adj.upper() - adj.page_size());
+    idle();
+    let at_end = m().rows_on_screen();
+    assert!(at_end.contains(&"qube0148".to_string()), "{at_end:?}");
+    let seen = m().filled_first.len();
+    assert!(spin_until(30, || m().filled_first.len() >= seen + 12));
+    let next: Vec<String> = m().filled_first[seen + 4..seen + 12].to_vec();
+    assert!(
+        next.iter().all(|q| at_end.contains(q) || early.contains(q)),
+        "{next:?} not among {at_end:?}"
+    );
+    assert!(spin_until(60, || m().is_loaded()), "{}", m().status());
+    controller.widget().close();
+}
+
 /// The primary menu holds the application's entries (the qube's own are in the context menu),
 /// About and the keyboard shortcuts open, and a change of several qubes can be undone from its
 /// toast.
@@ -2951,12 +3075,20 @@ fn main() {
         ),
         ("create_every_kind_of_qube", create_every_kind_of_qube),
         (
+            "rows_come_at_once_and_the_rows_on_screen_fill_first",
+            rows_come_at_once_and_the_rows_on_screen_fill_first,
+        ),
+        (
             "settings_rows_for_features_boot_modes_and_rename",
             settings_rows_for_features_boot_modes_and_rename,
         ),
         (
             "primary_menu_about_shortcuts_and_undo",
             primary_menu_about_shortcuts_and_undo,
+        ),
+        (
+            "screenshots_of_the_main_windows",
+            screenshots_of_the_main_windows,
         ),
         ("german_ui_is_german", german_ui_is_german),
     ];

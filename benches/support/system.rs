@@ -1,5 +1,7 @@
-//! The system both GUI benchmarks run on (included with `#[path = ...] mod system;`): 1000
-//! qubes in qubes.xml, 100 of them running in the libvirt test node, statistics every second.
+//! The system both GUI benchmarks (and a GUI test) run on (included with
+//! `#[path = ...] mod system;`): 1000 qubes in qubes.xml, 100 of them running in the libvirt
+//! test node, statistics every second.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -12,11 +14,17 @@ pub const RUNNING: usize = 100;
 
 /// A state dir with 1000 qubes in qubes.xml and a libvirt node where 100 of them run.
 pub fn prepare(dir: &std::path::Path) -> qubesd::Config {
+    prepare_n(dir, QUBES, RUNNING)
+}
+
+/// A state dir with `qubes` qubes (dom0 included) in qubes.xml and a libvirt node where
+/// `running` of them run.
+pub fn prepare_n(dir: &std::path::Path, qubes: usize, running: usize) -> qubesd::Config {
     qubesd::demo::prepare_dir(dir).unwrap();
     let host = HostInfo::detect(&dir.to_string_lossy(), false);
     let mut st = State::new_system(host, "file");
     let mut node = String::from("<node>");
-    for i in 0..QUBES - 1 {
+    for i in 0..qubes - 1 {
         let name = format!("qube{i:04}");
         let qid = i as u32 + 1;
         let mut d = Domain::new(Class::StandaloneVM, &name, qid);
@@ -35,7 +43,7 @@ pub fn prepare(dir: &std::path::Path) -> qubesd::Config {
             d.volumes = qubesd::volumes::default_volume_config(&st, &d, None, &[]).unwrap();
         }
         st.domains.insert(name.clone(), Arc::new(d));
-        if i < RUNNING {
+        if i < running {
             node.push_str(&format!(
                 "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>{name}</name>\
                  <memory>409600</memory><os><type>hvm</type></os><test:runstate>1</test:runstate></domain>"

@@ -13,7 +13,7 @@ use crate::model::{Change, change_for};
 /// Bytes used by a qube's volumes and whether one is outdated (`admin.vm.volume.List`, then
 /// `Info` per volume, as the reference manager does). `None` when they cannot be read (dom0,
 /// a qube without storage, a daemon without the storage calls).
-pub(super) fn read_volumes(client: &Client, vm: &str) -> (Option<u64>, bool) {
+pub fn read_volumes(client: &Client, vm: &str) -> (Option<u64>, bool) {
     let Ok(list) = client.call("admin.vm.volume.List", vm, "", b"") else {
         return (None, false);
     };
@@ -105,7 +105,9 @@ pub(super) fn refetch_worker(
 ) -> std::sync::mpsc::Sender<Refetch> {
     crate::loader::refetch_worker(client, move |r| {
         let msg = match r {
-            Refetched::All(loaded) => Msg::Loaded(loaded),
+            Refetched::Listed(listed) => Msg::Listed(listed),
+            // The window asks for the list, never for everything at once.
+            Refetched::All(_) => return true,
             Refetched::Qube(_, Some(info)) => Msg::Qube(info),
             Refetched::Qube(_, None) => return true,
             Refetched::Property(vm, prop, value) => Msg::Property { vm, prop, value },

@@ -10,6 +10,7 @@
 mod actions;
 mod dialogs;
 mod feeds;
+mod fill;
 mod update;
 mod usage;
 mod window;
@@ -31,7 +32,7 @@ use feeds::{disk_timer, follow_events, follow_stats, refetch_worker};
 pub use usage::Usage;
 
 use crate::i18n::tr;
-use crate::loader::{LoadedAll, Refetch};
+use crate::loader::Refetch;
 use crate::model::{Change, Column, QubeInfo, Show};
 use crate::table::QubeRow;
 use crate::templates::window::QubeManagerWindow;
@@ -49,8 +50,15 @@ pub struct AppInit {
 /// Messages to the window.
 #[derive(Debug)]
 pub enum Msg {
-    /// Label colours and every qube, read at start or after a reconnect.
-    Loaded(Result<LoadedAll, String>),
+    /// Label colours and the list of qubes, read at start or after a reconnect: the rows
+    /// appear, their properties are read next.
+    Listed(Result<crate::loader::Listed, String>),
+    /// Qubes' properties and features, read (`None`: gone, or hidden by policy).
+    Filled(Vec<(String, Option<Box<QubeInfo>>)>),
+    /// The table scrolled, sorted or filtered: the rows on screen are read first.
+    ViewMoved,
+    /// Sort the rows again (their contents changed as they were filled).
+    Resort,
     /// A qube was (re)read.
     Qube(QubeInfo),
     /// A property was read again.
@@ -164,6 +172,9 @@ pub enum Msg {
     Error(String),
 }
 
+/// Rows read first while the table's size on screen is not known yet (a window's worth).
+const ROWS_FIRST: u32 = 40;
+
 /// The window's state.
 pub struct App {
     client: Client,
@@ -215,6 +226,17 @@ pub struct App {
     pub usage: Option<usage::Usage>,
     window: QubeManagerWindow,
     label_order: Vec<String>,
+    /// Reads each listed qube's properties and volumes, those on screen first.
+    filler: fill::Filler,
+    /// Whether the list of qubes arrived (the rows are there).
+    listed: bool,
+    /// Qubes listed whose properties are not read yet.
+    pending: std::collections::HashSet<String>,
+    /// The first qubes (up to 256) whose properties arrived, in that order (for tests: the
+    /// rows on screen come first).
+    pub filled_first: Vec<String>,
+    /// A re-sort is due (rows filled since the last one).
+    resort_due: bool,
     /// Where toast buttons send their messages.
     input: relm4::Sender<Msg>,
     last_toast: RefCell<Option<String>>,
@@ -271,9 +293,37 @@ impl App {
             .ok()
     }
 
-    /// Whether the first full load finished.
+    /// Whether the first full load finished: every listed qube's properties are in.
     pub fn is_loaded(&self) -> bool {
         self.loaded
+    }
+
+    /// Whether the rows are there (after `admin.vm.List`; their properties may still come).
+    pub fn is_listed(&self) -> bool {
+        self.listed
+    }
+
+    /// The qubes of the rows on screen, top first (while nothing is drawn yet: the first ones
+    /// of the table's order).
+    pub fn rows_on_screen(&self) -> Vec<String> {
+        let Some(model) = self.table.view.model() else {
+            return Vec::new();
+        };
+        let n = model.n_items();
+        let adj = self.window.parts().scroller.vadjustment();
+        let (first, count) = if n > 0 && adj.upper() > 0.0 && adj.page_size() > 0.0 {
+            let row = adj.upper() / f64::from(n);
+            (
+                (adj.value() / row).floor() as u32,
+                (adj.page_size() / row).ceil() as u32 + 2,
+            )
+        } else {
+            (0, ROWS_FIRST)
+        };
+        (first..(first + count).min(n))
+            .filter_map(|i| self.table.get_visible(i))
+            .map(|r| r.borrow().name.clone())
+            .collect()
     }
 
     /// The status line: a long operation's progress, or how many qubes the table shows.
@@ -284,8 +334,18 @@ impl App {
         if let Some(e) = &self.unreachable {
             return format!("{}: {e}", tr("Cannot reach qubesd"));
         }
-        if !self.loaded {
+        if !self.listed {
             return tr("Loading qubes…");
+        }
+        if !self.loaded {
+            let total = self.rows.len();
+            return tr("Reading qubes: %1 of %2")
+                .replacen(
+                    "%1",
+                    &(total - self.pending.len().min(total)).to_string(),
+                    1,
+                )
+                .replacen("%2", &total.to_string(), 1);
         }
         let (shown, total) = (self.shown_count() as usize, self.rows.len());
         let count = if shown == total {
@@ -398,14 +458,19 @@ impl App {
     }
 
     fn upsert(&mut self, info: QubeInfo) {
+        let refilter = self.upsert_quietly(info);
+        self.refilter(refilter);
+    }
+
+    /// Shows `info` in its row (a new row if there is none); says which filters must run
+    /// again, which is left to the caller (many rows at once: once for all).
+    fn upsert_quietly(&mut self, info: QubeInfo) -> crate::table::Refilter {
+        let mut refilter = crate::table::Refilter {
+            search: false,
+            show: false,
+        };
         if let Some(row) = self.rows.get(&info.name) {
-            let refilter = row.update(&info, &self.color_of());
-            if refilter.search {
-                self.table.notify_filter_changed(0);
-            }
-            if refilter.show {
-                self.table.notify_filter_changed(1);
-            }
+            refilter = row.update(&info, &self.color_of());
         } else {
             let row = QubeRow::new(&info, &self.color_of(), &self.widths);
             self.table.append(row.clone());
@@ -417,6 +482,18 @@ impl App {
             }
         }
         self.infos.insert(info.name.clone(), info);
+        refilter
+    }
+
+    /// Runs the filters that must run again.
+    fn refilter(&self, r: crate::table::Refilter) {
+        // With no search, a row's searched texts change nothing shown.
+        if r.search && !self.search.borrow().is_empty() {
+            self.table.notify_filter_changed(0);
+        }
+        if r.show {
+            self.table.notify_filter_changed(1);
+        }
     }
 
     fn remove(&mut self, vm: &str) {
@@ -532,6 +609,11 @@ impl SimpleComponent for App {
             usage: None,
             window: root.clone(),
             label_order: Vec::new(),
+            filler: fill::Filler::start(client.clone(), sender.input_sender().clone()),
+            listed: false,
+            pending: Default::default(),
+            filled_first: Vec::new(),
+            resort_due: false,
             input: sender.input_sender().clone(),
             last_toast: RefCell::new(None),
         };

@@ -17,16 +17,19 @@ use crate::model::{Change, Column};
 use crate::settings::Target;
 use crate::table::QubeRow;
 
+/// How often rows being filled are sorted again.
+const RESORT_EVERY: Duration = Duration::from_millis(500);
+
 impl App {
     /// Handles one message.
     pub(super) fn handle(&mut self, msg: Msg, sender: &ComponentSender<App>) {
         let input = sender.input_sender().clone();
         match msg {
-            Msg::Loaded(Ok((colors, infos))) => {
+            Msg::Listed(Ok((colors, entries))) => {
                 self.label_order = colors.iter().map(|(n, _)| n.clone()).collect();
                 self.colors = colors.into_iter().collect();
                 let names: std::collections::HashSet<String> =
-                    infos.iter().map(|i| i.name.clone()).collect();
+                    entries.iter().map(|e| e.name.clone()).collect();
                 let gone: Vec<String> = self
                     .rows
                     .keys()
@@ -36,29 +39,103 @@ impl App {
                 for g in gone {
                     self.remove(&g);
                 }
-                let names: Vec<String> = infos.iter().map(|i| i.name.clone()).collect();
-                for mut info in infos {
-                    // Keep what is known until the new reading arrives.
-                    if let Some(old) = self.infos.get(&info.name) {
-                        info.disk = old.disk;
-                        info.outdated = old.outdated;
-                    }
-                    self.upsert(info);
+                // The rows at once, as admin.vm.List describes them; what is known of a qube
+                // (after a reconnection) stays until it is read again.
+                let mut refilter = crate::table::Refilter {
+                    search: false,
+                    show: false,
+                };
+                for e in &entries {
+                    let info = match self.infos.get(&e.name) {
+                        Some(old) => {
+                            let mut info = old.clone();
+                            info.class = e.class.clone();
+                            info.state = e.state.clone();
+                            info
+                        }
+                        None => crate::model::QubeInfo::new(e, Vec::new()),
+                    };
+                    refilter = refilter.or(self.upsert_quietly(info));
                 }
-                self.loaded = true;
+                self.refilter(refilter);
+                self.pending = names;
+                self.loaded = self.pending.is_empty();
+                self.listed = true;
                 self.unreachable = None;
-                scan_volumes(&self.client, &input, names);
+                let first = self.rows_on_screen();
+                self.filler.fill(entries, &first);
             }
+            Msg::Filled(batch) => {
+                // Disk usage and "restart needed" come from the volumes: read them where they
+                // are shown (the disk column) or matter (a running qube).
+                let disk_shown = crate::table::column_of(&self.table, Column::DiskUsage)
+                    .is_some_and(|c| c.is_visible());
+                let mut volumes = Vec::new();
+                let mut refilter = crate::table::Refilter {
+                    search: false,
+                    show: false,
+                };
+                for (vm, info) in batch {
+                    if !self.pending.remove(&vm) {
+                        // From a listing replaced since.
+                        continue;
+                    }
+                    match info {
+                        Some(info) => {
+                            let mut info = *info;
+                            if let Some(old) = self.infos.get(&vm) {
+                                info.disk = old.disk;
+                                info.outdated = old.outdated;
+                                info.stats = old.stats;
+                            }
+                            if disk_shown || info.state != "Halted" {
+                                volumes.push(vm.clone());
+                            }
+                            refilter = refilter.or(self.upsert_quietly(info));
+                        }
+                        None => self.remove(&vm),
+                    }
+                    if self.filled_first.len() < 256 {
+                        self.filled_first.push(vm);
+                    }
+                }
+                self.refilter(refilter);
+                self.filler.volumes(volumes);
+                self.loaded = self.pending.is_empty();
+                // The rows were sorted by what was known when they appeared: sort again now
+                // and then while they fill, and once when all are in.
+                if self.loaded {
+                    self.handle(Msg::Resort, sender);
+                } else if !self.resort_due {
+                    self.resort_due = true;
+                    let input = input.clone();
+                    gtk::glib::timeout_add_local_once(RESORT_EVERY, move || {
+                        input.emit(Msg::Resort)
+                    });
+                }
+            }
+            Msg::Resort => {
+                self.resort_due = false;
+                if let Some(sorter) = self.table.view.sorter() {
+                    sorter.changed(gtk::SorterChange::Different);
+                }
+            }
+            Msg::ViewMoved => self.filler.prefer(&self.rows_on_screen()),
             Msg::Volumes(results) => {
+                let mut refilter = crate::table::Refilter {
+                    search: false,
+                    show: false,
+                };
                 for (vm, disk, outdated) in results {
                     if let Some(mut info) = self.infos.get(&vm).cloned()
                         && (info.disk != disk || info.outdated != outdated)
                     {
                         info.disk = disk;
                         info.outdated = outdated;
-                        self.upsert(info);
+                        refilter = refilter.or(self.upsert_quietly(info));
                     }
                 }
+                self.refilter(refilter);
             }
             Msg::DiskTick => {
                 let running = self.qubes_where(|i| i.state == "Running");
@@ -68,6 +145,12 @@ impl App {
             Msg::ColumnVisible(col, on) => {
                 if let Some(c) = crate::table::column_of(&self.table, col) {
                     c.set_visible(on);
+                }
+                if col == Column::DiskUsage && on {
+                    // Disk usage not read yet (it was hidden): now, those on screen first.
+                    let unread = self.qubes_where(|i| i.disk.is_none() && i.class != "AdminVM");
+                    self.filler.volumes(unread);
+                    self.filler.prefer(&self.rows_on_screen());
                 }
                 let hidden: Vec<Column> = Column::ALL
                     .into_iter()
@@ -86,9 +169,10 @@ impl App {
                 if let Some((col, descending)) = crate::table::sorted_by(&rows) {
                     self.view_state.set_sort(col, descending);
                 }
+                self.filler.prefer(&self.rows_on_screen());
             }
             Msg::Progress(text) => self.progress = text,
-            Msg::Loaded(Err(e)) | Msg::Error(e) => self.unreachable = Some(e),
+            Msg::Listed(Err(e)) | Msg::Error(e) => self.unreachable = Some(e),
             Msg::Qube(info) => {
                 self.upsert(info);
             }
@@ -101,11 +185,13 @@ impl App {
             Msg::Search(text) => {
                 *self.search.borrow_mut() = text;
                 self.table.notify_filter_changed(0);
+                self.filler.prefer(&self.rows_on_screen());
             }
             Msg::Show(show) => {
                 self.view_state.set_show(show);
                 self.show.set(show);
                 self.table.notify_filter_changed(1);
+                self.filler.prefer(&self.rows_on_screen());
             }
             Msg::ShowInternal(on) => {
                 self.view_state.set_show_internal(on);
@@ -125,7 +211,7 @@ impl App {
                 }
             }
             Msg::Change(Change::Reload) => {
-                let _ = self.refetch.send(Refetch::All);
+                let _ = self.refetch.send(Refetch::List);
             }
             Msg::Change(Change::Added(vm)) => {
                 let _ = self.refetch.send(Refetch::Qube(vm));

@@ -109,6 +109,14 @@ pub(super) fn build(
     let parts = root.parts();
     parts.window_title.set_subtitle(&client.describe());
     parts.scroller.set_child(Some(&view));
+    {
+        // The rows scrolled to are read first.
+        let input = sender.input_sender().clone();
+        parts
+            .scroller
+            .vadjustment()
+            .connect_value_changed(move |_| input.emit(Msg::ViewMoved));
+    }
     // Every command is a `qube.*` action: the header-bar buttons, the menus and the keys share
     // them, so enabling follows the selection everywhere.
     let group = gio::SimpleActionGroup::new();

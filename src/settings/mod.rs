@@ -130,8 +130,6 @@ pub struct Widgets {
     name_row: Option<adw::ActionRow>,
     qube_icon: Option<gtk::Image>,
     rename: Option<gtk::Button>,
-    /// The toast saying what went wrong, until the next Apply.
-    error_toast: Option<adw::Toast>,
     filled: bool,
 }
 
@@ -224,17 +222,14 @@ impl Widgets {
         self.editors.get(prop)
     }
 
-    /// Shows a toast; a failure stays until the next Apply.
+    /// Shows a toast (a failure for longer).
     pub(super) fn toast(&mut self, text: &str, failure: bool) {
-        if let Some(t) = self.error_toast.take() {
-            t.dismiss();
-        }
+        // Toasts go by themselves: libadwaita 1.2 crashes when a toast dismissed early (or
+        // one never timing out) is still being hidden as its window goes, and when a
+        // high-priority toast pushes back one on screen. Errors stay at their rows anyway.
         let toast = adw::Toast::new(text);
         if failure {
-            // (Not ToastPriority::High: libadwaita 1.2 aborts when a high-priority toast
-            // pushes back one on screen.)
-            toast.set_timeout(0);
-            self.error_toast = Some(toast.clone());
+            toast.set_timeout(10);
         }
         self.window.add_toast(toast);
     }
@@ -467,7 +462,6 @@ impl Component for Settings {
             name_row: builder.object("name-row"),
             qube_icon: builder.object("qube-icon"),
             rename: builder.object("rename"),
-            error_toast: None,
             filled: false,
         };
         ComponentParts { model, widgets }
@@ -537,9 +531,6 @@ impl Component for Settings {
             }
             Msg::Apply => {
                 self.applied = false;
-                if let Some(t) = widgets.error_toast.take() {
-                    t.dismiss();
-                }
                 // Nothing is sent while anything typed is wrong.
                 self.errors = validate(self, widgets);
                 if !self.errors.is_empty() {

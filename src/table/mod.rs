@@ -522,6 +522,16 @@ pub struct Refilter {
     pub show: bool,
 }
 
+impl Refilter {
+    /// Both together (after several rows changed).
+    pub fn or(self, other: Refilter) -> Refilter {
+        Refilter {
+            search: self.search || other.search,
+            show: self.show || other.show,
+        }
+    }
+}
+
 /// The column (and whether descending) the visible rows are sorted by, found from the rows
 /// themselves: GTK 4.8 cannot say which header was clicked. Every column's order is total, so
 /// only the sort column (or one giving the same order) fits.

@@ -348,6 +348,8 @@ impl Owner {
                 self.domains.replace(colours, qubes)
             }
             TrayMsg::Refetched(Refetched::All(Err(e))) => self.domains.unreachable = Some(e),
+            // The tray asks for everything at once, never for the list alone.
+            TrayMsg::Refetched(Refetched::Listed(_)) => {}
             TrayMsg::Refetched(Refetched::Qube(vm, info)) => match info {
                 Some(q) => {
                     self.domains.qubes.insert(vm, q);
