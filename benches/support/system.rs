@@ -52,5 +52,6 @@ pub fn prepare(dir: &std::path::Path) -> qubesd::Config {
         libvirt_uri: format!("test://{}", dir.join("node.xml").display()),
         debug: false,
         policy_dirs: vec![dir.join("policy.d")],
+        ..Default::default()
     }
 }

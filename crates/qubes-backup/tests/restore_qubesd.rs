@@ -68,6 +68,7 @@ impl Daemon {
             libvirt_uri: "test:///default".into(),
             debug: false,
             policy_dirs: vec![dir.path().join("policy.d")],
+            ..Default::default()
         };
         let daemon = rt
             .block_on(async { qubesd::Daemon::start(&config) })

@@ -26,6 +26,26 @@ pub struct Config {
     pub debug: bool,
     /// qrexec policy directories, earlier ones shadowing later ones file by file.
     pub policy_dirs: Vec<PathBuf>,
+    /// Directory of the backup profiles (`<id>.conf`).
+    pub backup_profile_dir: PathBuf,
+    /// The program that runs a service in a qube (`qrexec-client`): the backup destination's
+    /// `qubes.Backup`, the passphrase qube's `qubes.BackupPassphrase`.
+    pub qrexec_client: PathBuf,
+}
+
+impl Default for Config {
+    /// The paths of a real dom0.
+    fn default() -> Config {
+        Config {
+            state_dir: "/var/lib/qubes".into(),
+            socket_dir: "/var/run".into(),
+            libvirt_uri: "xen:///".into(),
+            debug: false,
+            policy_dirs: crate::policy::default_dirs(),
+            backup_profile_dir: "/etc/qubes/backup".into(),
+            qrexec_client: "/usr/lib/qubes/qrexec-client".into(),
+        }
+    }
 }
 
 impl Config {
@@ -92,6 +112,9 @@ impl Daemon {
             hv: Some(hv),
             state_dir: config.state_dir.clone(),
             tokens: Default::default(),
+            backup_profile_dir: config.backup_profile_dir.clone(),
+            qrexec_client: config.qrexec_client.clone(),
+            backups: Default::default(),
         };
         let policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let shared = Arc::new(Shared {

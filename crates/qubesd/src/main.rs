@@ -26,6 +26,20 @@ struct Args {
     /// Default: /run/qubes/policy.d and /etc/qubes/policy.d.
     #[arg(long = "policy-dir", env = "QUBESD_POLICY_DIR")]
     policy_dirs: Vec<PathBuf>,
+    /// Directory of the backup profiles (`<id>.conf`).
+    #[arg(
+        long,
+        env = "QUBESD_BACKUP_PROFILE_DIR",
+        default_value = "/etc/qubes/backup"
+    )]
+    backup_profile_dir: PathBuf,
+    /// The program that runs a service in a qube.
+    #[arg(
+        long,
+        env = "QUBESD_QREXEC_CLIENT",
+        default_value = "/usr/lib/qubes/qrexec-client"
+    )]
+    qrexec_client: PathBuf,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "QUBESD_LOG", default_value = "info")]
     log_level: String,
@@ -50,6 +64,8 @@ fn main() -> anyhow::Result<()> {
         } else {
             args.policy_dirs
         },
+        backup_profile_dir: args.backup_profile_dir,
+        qrexec_client: args.qrexec_client,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -34,7 +34,16 @@ pub struct Env {
     pub state_dir: PathBuf,
     /// Pending volume clone tokens.
     pub tokens: CloneTokens,
+    /// Directory of the backup profiles.
+    pub backup_profile_dir: PathBuf,
+    /// The program that runs a service in a qube (`qrexec-client`).
+    pub qrexec_client: PathBuf,
+    /// Backups running now, by profile id: set a flag to cancel one.
+    pub backups: RunningBackups,
 }
+
+/// Backups running now: profile id -> its cancel flag.
+pub type RunningBackups = Arc<Mutex<HashMap<String, Arc<std::sync::atomic::AtomicBool>>>>;
 
 impl Env {
     /// The hypervisor, or the error a call gets when qubesd has none.
