@@ -142,7 +142,10 @@ fn refusals_are_the_references() {
 fn info_lists_what_a_profile_selects() {
     let d = setup();
     work_profile(&d, "daily");
+    let mut events = Events::open(&d, "dom0");
     let info = d.ok("admin.backup.Info", "dom0", "daily", b"");
+    // As the reference, each selected qube's files are asked for with an event.
+    assert_eq!(events.next_text(), "work backup-get-files");
     let lines: Vec<&str> = info.lines().collect();
     assert!(
         lines.iter().any(|l| l.contains("work") && l.contains("VM")),

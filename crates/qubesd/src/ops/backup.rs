@@ -66,11 +66,12 @@ struct Prepared<'a> {
 /// Loads profile `id` and plans it against `st`, in the reference's order: the id, the
 /// file, the destination, the passphrase (Execute only), the selection, dom0's home.
 fn prepare<'a>(
-    env: &Env,
+    core: &Core,
     st: &'a State,
     id: &str,
     need_passphrase: bool,
 ) -> Result<Prepared<'a>, QubesError> {
+    let env = core.env();
     let profile = Profile::load(&env.backup_profile_dir, id).map_err(exc)?;
     let domains: Vec<&Domain> = st.domains_sorted().collect();
     let selectable: Vec<Selectable> = domains.iter().map(|d| Selectable { st, d }).collect();
@@ -98,6 +99,9 @@ fn prepare<'a>(
             dom0_home = Some(home);
         } else {
             qubes.push((*d, qube_files(env, st, d)?));
+            // The reference asks its extensions for more files of each qube with this event,
+            // which subscribers see.
+            core.hub().publish([Event::new(&d.name, "backup-get-files")]);
         }
     }
     Ok(Prepared {
@@ -169,7 +173,7 @@ fn dom0_home_dir() -> Result<Dom0Home, QubesError> {
 pub fn info(core: &Core, id: &str) -> Result<String, QubesError> {
     qubes_backup::profile::check_profile_id(id).map_err(exc)?;
     let st = core.snapshot();
-    let p = prepare(core.env(), &st, id, false)?;
+    let p = prepare(core, &st, id, false)?;
     let rows: Vec<SummaryRow> = p.selected.iter().map(|d| summary_row(&st, d, &p)).collect();
     Ok(backup_summary(&rows, &p.not_selected))
 }
@@ -270,7 +274,7 @@ pub fn execute(core: &Core, id: &str) -> Result<(), QubesError> {
     qubes_backup::profile::check_profile_id(id).map_err(exc)?;
     let env = core.env();
     let st = core.snapshot();
-    let p = prepare(env, &st, id, true)?;
+    let p = prepare(core, &st, id, true)?;
     let passphrase = passphrase(env, id, p.plan.passphrase.as_ref())?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _running = {
