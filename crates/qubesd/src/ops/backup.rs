@@ -101,7 +101,8 @@ fn prepare<'a>(
             qubes.push((*d, qube_files(env, st, d)?));
             // The reference asks its extensions for more files of each qube with this event,
             // which subscribers see.
-            core.hub().publish([Event::new(&d.name, "backup-get-files")]);
+            core.hub()
+                .publish([Event::new(&d.name, "backup-get-files")]);
         }
     }
     Ok(Prepared {
