@@ -327,21 +327,31 @@ fn import_volume(
         .envs(opts.import_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("{}: {e}", opts.import_program.display()))?;
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = stdout.take(1 << 20).read_to_end(&mut v);
         v
+    });
+    // What the importer says when it fails (bounded; the rest is drained unread).
+    let complaint = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let mut stderr = stderr;
+        let _ = (&mut stderr).take(4096).read_to_end(&mut v);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        String::from_utf8_lossy(&v).trim().to_string()
     });
     let fed = stdin
         .write_all(format!("{size}\n").as_bytes())
         .and_then(|_| std::io::copy(&mut data.take(size), &mut stdin).map(|_| ()));
     drop(stdin);
     let answer = reader.join().unwrap_or_default();
+    let complaint = complaint.join().unwrap_or_default();
     let status = child.wait().map_err(|e| e.to_string())?;
     if let Err(e) = fed
         && let Ok(b) = e.downcast::<BackupError>()
@@ -352,7 +362,8 @@ fn import_volume(
     match Response::parse(&answer) {
         Ok(Response::Ok(_)) if status.success() => Ok(()),
         Ok(Response::Exception { kind, message, .. }) => Err(format!("{kind}: {message}")),
-        _ => Err(format!("the import program failed ({status})")),
+        _ if complaint.is_empty() => Err(format!("the import program failed ({status})")),
+        _ => Err(format!("the import program failed ({status}): {complaint}")),
     }
 }
 
