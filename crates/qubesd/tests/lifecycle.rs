@@ -413,3 +413,38 @@ fn dom0_is_never_a_connected_qube() {
     d.ok("admin.vm.Start", "net", "", b"");
     assert_eq!(d.ok("admin.vm.Shutdown", "net", "", b""), "");
 }
+
+/// A qube being restored from a backup cannot start (the reference's backup restore
+/// extension vetoes its domain-pre-start).
+#[test]
+fn a_qube_being_restored_does_not_start() {
+    let d = setup();
+    d.ok(
+        "admin.vm.tag.Set",
+        "work",
+        "backup-restore-in-progress",
+        b"",
+    );
+    let mut ev = Events::open(&d, "work");
+    assert_eq!(
+        d.call("admin.vm.Start", "work", "", b""),
+        b"2\0QubesVMError\0\0Restore of this domain in progress, cannot start\0"
+    );
+    assert_eq!(
+        ev.next_text(),
+        "work domain-pre-start start_guid=True mem_required=None"
+    );
+    assert_eq!(
+        ev.next_text(),
+        "work domain-start-failed reason=Restore of this domain in progress, cannot start"
+    );
+    assert_eq!(state(&d, "work"), "Halted");
+    d.ok(
+        "admin.vm.tag.Remove",
+        "work",
+        "backup-restore-in-progress",
+        b"",
+    );
+    d.ok("admin.vm.Start", "work", "", b"");
+    assert_eq!(state(&d, "work"), "Running");
+}

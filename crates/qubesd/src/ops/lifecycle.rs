@@ -189,6 +189,12 @@ fn begin_start(t: &mut Txn, vm: &str) -> Result<Option<Started>, QubesError> {
         "domain-pre-start",
         &[("start_guid", "True"), ("mem_required", "None")],
     );
+    // The backup restore extension's veto: a qube being restored has no data yet.
+    if d.tags.contains("backup-restore-in-progress") {
+        let msg = "Restore of this domain in progress, cannot start";
+        t.fire_sticky(vm, "domain-start-failed", &[("reason", msg)]);
+        return Err(QubesError::new(ExcKind::QubesVMError, msg));
+    }
     set_power(t, vm, PowerState::Transient, None);
     Ok(Some((hv, d.power)))
 }
