@@ -551,32 +551,40 @@ fn on_qube_event(core: &Core, ev: &LifecycleEvent, vm: &str) -> Result<(), Qubes
                 Ok(())
             })
         }
-        LifecycleEvent::Suspended(_) => core.write("hypervisor event", |t| {
-            if t.st
-                .domain(vm)
-                .is_some_and(|d| d.power == PowerState::Running)
-            {
-                set_power(t, vm, PowerState::Paused, None);
-                t.fire(vm, "domain-paused", &[]);
-            }
-            Ok(())
-        }),
+        LifecycleEvent::Suspended(_) => {
+            let paused_now = status_now().is_some_and(|s| s.state == PowerState::Paused);
+            core.write("hypervisor event", |t| {
+                if paused_now
+                    && t.st
+                        .domain(vm)
+                        .is_some_and(|d| d.power == PowerState::Running)
+                {
+                    set_power(t, vm, PowerState::Paused, None);
+                    t.fire(vm, "domain-paused", &[]);
+                }
+                Ok(())
+            })
+        }
         LifecycleEvent::PmSuspended(_) => core.write("hypervisor event", |t| {
             if t.st.domain(vm).is_some_and(|d| d.is_active()) {
                 set_power(t, vm, PowerState::Suspended, None);
             }
             Ok(())
         }),
-        LifecycleEvent::Resumed(_) => core.write("hypervisor event", |t| {
-            if t.st
-                .domain(vm)
-                .is_some_and(|d| matches!(d.power, PowerState::Paused | PowerState::Suspended))
-            {
-                set_power(t, vm, PowerState::Running, None);
-                t.fire(vm, "domain-unpaused", &[]);
-            }
-            Ok(())
-        }),
+        LifecycleEvent::Resumed(_) => {
+            let running_now = status_now().is_some_and(|s| s.state == PowerState::Running);
+            core.write("hypervisor event", |t| {
+                if running_now
+                    && t.st.domain(vm).is_some_and(|d| {
+                        matches!(d.power, PowerState::Paused | PowerState::Suspended)
+                    })
+                {
+                    set_power(t, vm, PowerState::Running, None);
+                    t.fire(vm, "domain-unpaused", &[]);
+                }
+                Ok(())
+            })
+        }
         LifecycleEvent::Stopped(_) => {
             let runs_now = status_now().is_some_and(|s| domain_active(s.state));
             let halts = core
@@ -610,5 +618,12 @@ mod tests {
         assert_eq!(power("work"), PowerState::Running);
         on_hypervisor_event(core, &LifecycleEvent::Stopped("work".into()));
         assert_eq!(power("work"), PowerState::Running);
+        // A late "suspended" (of a pause since undone) does not pause it either...
+        on_hypervisor_event(core, &LifecycleEvent::Suspended("work".into()));
+        assert_eq!(power("work"), PowerState::Running);
+        // ...and a late "resumed" does not unpause a qube paused since.
+        pause(core, "work", false).unwrap();
+        on_hypervisor_event(core, &LifecycleEvent::Resumed("work".into()));
+        assert_eq!(power("work"), PowerState::Paused);
     }
 }
