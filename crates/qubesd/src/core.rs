@@ -232,16 +232,20 @@ impl Core {
         Ok(on_commit)
     }
 
-    /// The policy applied to the current state, built again only when the state or the
-    /// policy files changed.
+    /// The policy applied to the current state, built again only when the policy files
+    /// changed or the state changed in what the policy looks at (tags, classes, power
+    /// states, ...; see [`crate::policy::info_changed`]) — not for every feature set — so the
+    /// decisions it remembers serve subscribers across commits.
     pub fn policy_view(&self) -> Arc<PolicyView> {
         let st = self.snapshot();
         let mut p = self.policy.lock().unwrap_or_else(|e| e.into_inner());
         let (rules, changed) = p.cache.rules();
         if !changed
-            && let Some((built_on, view)) = &p.view
-            && Arc::ptr_eq(built_on, &st)
+            && let Some((built_on, view)) = &mut p.view
+            && (Arc::ptr_eq(built_on, &st) || !crate::policy::info_changed(built_on, &st))
         {
+            // Compare with the newest state next time: it says the same.
+            *built_on = st;
             return view.clone();
         }
         let view = Arc::new(PolicyView::new(rules, &st));
