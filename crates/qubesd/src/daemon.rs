@@ -115,6 +115,7 @@ impl Daemon {
             backup_profile_dir: config.backup_profile_dir.clone(),
             qrexec_client: config.qrexec_client.clone(),
             backups: Default::default(),
+            being_removed: Default::default(),
         };
         let policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let shared = Arc::new(Shared {
@@ -151,7 +152,13 @@ fn spawn_event_pump(
         .name("qubesd-lifecycle".into())
         .spawn(move || {
             for ev in events {
-                crate::ops::lifecycle::on_hypervisor_event(&shared.core, &ev);
+                // One event's failure must not stop every later one from being applied.
+                let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::ops::lifecycle::on_hypervisor_event(&shared.core, &ev)
+                }));
+                if applied.is_err() {
+                    tracing::error!("applying {ev:?} panicked");
+                }
             }
         });
     if let Err(e) = spawned {
@@ -187,8 +194,13 @@ fn spawn_stats_sampler(shared: Arc<Shared>) {
                 if hv.is_some_and(|h| h.domain_type() == "test") {
                     test_driver_cpu.adjust(&mut list);
                 }
-                let events = crate::ops::stats::round(&shared.core.snapshot(), &list, &mut prev);
-                shared.core.stats_hub().publish(events);
+                let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::ops::stats::round(&shared.core.snapshot(), &list, &mut prev)
+                }));
+                match round {
+                    Ok(events) => shared.core.stats_hub().publish(events),
+                    Err(_) => tracing::error!("a statistics round panicked"),
+                }
             }
         });
     if let Err(e) = spawned {

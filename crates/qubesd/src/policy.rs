@@ -74,15 +74,21 @@ impl PolicyCache {
     /// The current rules, or why the policy cannot be used; and whether they changed since
     /// the last call.
     pub fn rules(&mut self) -> (Arc<Result<Vec<Rule>, String>>, bool) {
-        if let Some(w) = &self.watch
-            && !w.changed()
-        {
-            return (self.rules.clone(), false);
-        }
+        let told = match &self.watch {
+            Some(w) if w.is_live() => {
+                if !w.changed() {
+                    return (self.rules.clone(), false);
+                }
+                true
+            }
+            _ => false,
+        };
         // Watch before looking, so that a change made while we look is seen next time.
         self.watch = Some(DirWatch::new(&self.dirs));
         let sig = signature(&self.dirs);
-        let changed = self.signature.as_ref() != Some(&sig);
+        // inotify saw a change: reload even when the signature looks the same (a rewrite of
+        // the same size within one timestamp tick). Without inotify the signature decides.
+        let changed = told || self.signature.as_ref() != Some(&sig);
         if changed {
             let rules = load_policy_dirs(&qrexec_policy::parser::FileSystem::default(), &self.dirs)
                 .map_err(|e| e.to_string());

@@ -3,7 +3,7 @@
 //! committed and what undoes its disk changes if it is not.
 //!
 //! Domain operations ([`crate::ops`]) work on a `Txn` and nothing else; the core
-//! ([`crate::core`]) commits it (write `qubes.xml`, then the side files, swap the state
+//! ([`crate::core`]) commits it (write the side files, then `qubes.xml`, swap the state
 //! snapshot, publish the events, run the commit actions) or drops it (undo actions, and only
 //! the events that the reference delivers even for a failed call). So a failed or panicking
 //! call leaves memory and disk as they were.
@@ -40,10 +40,23 @@ pub struct Env {
     pub qrexec_client: PathBuf,
     /// Backups running now, by profile id: set a flag to cancel one.
     pub backups: RunningBackups,
+    /// Names of removed qubes whose data is still being deleted (after their removal was
+    /// committed): a qube of that name cannot be created until it is done.
+    pub being_removed: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
-/// Backups running now: profile id -> its cancel flag.
-pub type RunningBackups = Arc<Mutex<HashMap<String, Arc<std::sync::atomic::AtomicBool>>>>;
+/// Backups running now: profile id -> its handle.
+pub type RunningBackups = Arc<Mutex<HashMap<String, Arc<BackupHandle>>>>;
+
+/// What Cancel needs of a running backup.
+#[derive(Debug, Default)]
+pub struct BackupHandle {
+    /// Set to stop the writer at its next block.
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
+    /// The `qubes.Backup` service process a backup to a qube writes to: killed by Cancel, so
+    /// a writer blocked on a service that stopped reading ends too.
+    pub service_pid: Mutex<Option<u32>>,
+}
 
 impl Env {
     /// The hypervisor, or the error a call gets when qubesd has none.
@@ -138,11 +151,6 @@ impl Txn {
     /// Runs `f` if the call is not committed, to undo a disk change made on the way.
     pub fn undo_on_failure(&mut self, f: Deferred) {
         self.on_rollback.push(f);
-    }
-
-    /// The events fired so far (for tests and for checks of read-only calls).
-    pub fn events(&self) -> &[Event] {
-        &self.events
     }
 
     /// Takes the transaction apart.

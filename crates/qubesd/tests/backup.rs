@@ -376,3 +376,53 @@ fn a_backup_to_a_qube_goes_to_its_qubes_backup_service() {
     let (xml, _) = read_back(&backup);
     assert!(xml.contains("backup-content"));
 }
+
+/// Cancel ends a backup to a qube even while the qube's service has stopped reading: the
+/// service is stopped, and no backup_timestamp is recorded.
+#[test]
+fn cancel_ends_a_backup_to_a_qube_that_stopped_reading() {
+    let d = setup();
+    let image = d.dir.path().join("appvms/work/private.img");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .write_all_at(&data, 0)
+        .unwrap();
+    let started = d.dir.path().join("service-started");
+    let script = d.dir.path().join("qrexec-client");
+    // Reads the path line, says it is there, then reads nothing more.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nhead -n 1 > /dev/null\ntouch {}\nexec sleep 600\n",
+            started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    profile(
+        &d,
+        "stuck",
+        &format!(
+            "destination_vm: other\ndestination_path: /backups\ninclude: [work]\ncompression: false\npassphrase_text: {PASSPHRASE}\n"
+        ),
+    );
+    let running = execute_in_background(&d, "stuck");
+    let t = Instant::now();
+    while !started.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the service never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(d.ok("admin.backup.Cancel", "dom0", "stuck", b""), "");
+    assert_eq!(
+        running.join().unwrap(),
+        b"2\0BackupCancelledError\0\0Backup cancelled\0"
+    );
+    let stamp = d.ok("admin.vm.property.Get", "work", "backup_timestamp", b"");
+    assert!(stamp.starts_with("default=True"), "{stamp}");
+}

@@ -38,6 +38,7 @@ fn set(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
 }
 
 fn reload(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
+    r.dest_in(&t.st)?;
     t.fire(&r.dest, "firewall-changed", &[]);
     empty()
 }

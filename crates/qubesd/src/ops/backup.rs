@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use qubes_api::{Event, ExcKind, QubesError};
 use qubes_backup::error::BackupError;
@@ -22,7 +22,7 @@ use qubes_backup::write::{
 use crate::core::Core;
 use crate::model::{Class, Domain, State};
 use crate::props;
-use crate::txn::Env;
+use crate::txn::{BackupHandle, Env};
 
 /// A crate error as the exception the reference sends.
 fn exc(e: BackupError) -> QubesError {
@@ -277,13 +277,13 @@ pub fn execute(core: &Core, id: &str) -> Result<(), QubesError> {
     let st = core.snapshot();
     let p = prepare(core, &st, id, true)?;
     let passphrase = passphrase(env, id, p.plan.passphrase.as_ref())?;
-    let cancel = Arc::new(AtomicBool::new(false));
+    let handle = Arc::new(BackupHandle::default());
     let _running = {
         let mut running = env.backups.lock().unwrap_or_else(|e| e.into_inner());
         if running.contains_key(id) {
             return Err(exc(BackupError::AlreadyRunning));
         }
-        running.insert(id.to_string(), cancel.clone());
+        running.insert(id.to_string(), handle.clone());
         Running {
             env,
             id: id.to_string(),
@@ -308,7 +308,7 @@ pub fn execute(core: &Core, id: &str) -> Result<(), QubesError> {
     };
     let mut opts = WriteOptions::new(passphrase);
     opts.compression = p.plan.compression.clone();
-    opts.cancel = cancel;
+    opts.cancel = handle.cancel.clone();
     let hub = core.hub().clone();
     let profile = id.to_string();
     let announce: ProgressFn = Arc::new(move |progress: Progress| {
@@ -326,7 +326,7 @@ pub fn execute(core: &Core, id: &str) -> Result<(), QubesError> {
             qubes_backup::write::write_backup(&content, Destination::File(file), &opts)
                 .map_err(exc)?;
         }
-        Target::Qube { name, path } => to_qube(env, name, path, &content, &opts)?,
+        Target::Qube { name, path } => to_qube(env, name, path, &content, &opts, &handle)?,
     }
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -350,8 +350,12 @@ pub fn cancel(core: &Core, id: &str) -> Result<(), QubesError> {
     qubes_backup::profile::check_profile_id(id).map_err(exc)?;
     let running = core.env().backups.lock().unwrap_or_else(|e| e.into_inner());
     match running.get(id) {
-        Some(flag) => {
-            flag.store(true, Ordering::SeqCst);
+        Some(handle) => {
+            handle.cancel.store(true, Ordering::SeqCst);
+            if let Some(pid) = *handle.service_pid.lock().unwrap_or_else(|e| e.into_inner()) {
+                // SAFETY: kill only sends a signal; the pid is our own child, still waited for.
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGTERM) };
+            }
             Ok(())
         }
         None => Err(QubesError::qubes("Backup operation not running")),
@@ -370,15 +374,13 @@ fn passphrase(
         Some(PassphraseSource::Vm(vm)) => {
             let failed =
                 || QubesError::qubes(format!("Failed to retrieve passphrase from '{vm}' VM"));
-            let out = service(env, vm, &format!("qubes.BackupPassphrase+{id}"))
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .map_err(|_| failed())?;
-            if !out.status.success() {
+            let mut cmd = service(env, vm, &format!("qubes.BackupPassphrase+{id}"));
+            let (ok, out) =
+                run_bounded(&mut cmd, PASSPHRASE_LIMIT, PASSPHRASE_WAIT).map_err(|_| failed())?;
+            if !ok {
                 return Err(failed());
             }
-            let text = crate::pycompat::py_strip_bytes(&out.stdout);
+            let text = crate::pycompat::py_strip_bytes(&out);
             if text.contains(&b'\n') {
                 return Err(QubesError::protocol(
                     "Passphrase must not contain newline character",
@@ -390,6 +392,44 @@ fn passphrase(
             "Invalid backup profile - you need to specify passphrase_text or passphrase_vm",
         )),
     }
+}
+
+/// At most this much of what a passphrase qube prints is read.
+const PASSPHRASE_LIMIT: u64 = 64 * 1024;
+/// A passphrase qube that says nothing for this long has failed.
+const PASSPHRASE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs `cmd` with no input, reading at most `limit` bytes of its output; kills it when it
+/// outlives `wait`. Returns whether it succeeded, and its output.
+fn run_bounded(
+    cmd: &mut Command,
+    limit: u64,
+    wait: std::time::Duration,
+) -> std::io::Result<(bool, Vec<u8>)> {
+    use std::io::Read as _;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut stdout = stdout;
+        let _ = (&mut stdout).take(limit).read_to_end(&mut out);
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        let _ = tx.send(out);
+    });
+    let Ok(out) = rx.recv_timeout(wait) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok((false, Vec::new()));
+    };
+    Ok((child.wait()?.success(), out))
 }
 
 /// A service call in a qube through `qrexec-client`, as the reference's `run_service`.
@@ -408,6 +448,7 @@ fn to_qube(
     path: &str,
     content: &BackupContent,
     opts: &WriteOptions,
+    handle: &BackupHandle,
 ) -> Result<(), QubesError> {
     let failed =
         |why: String| QubesError::qubes(format!("Writing backup to VM {vm} failed: {why}"));
@@ -417,6 +458,7 @@ fn to_qube(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| failed(e.to_string()))?;
+    *handle.service_pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
     let mut stdin = child
         .stdin
         .take()
@@ -436,6 +478,10 @@ fn to_qube(
         let _ = child.kill();
     }
     let status = child.wait().map_err(|e| failed(e.to_string()))?;
+    *handle.service_pid.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    if handle.cancel.load(Ordering::SeqCst) {
+        return Err(exc(BackupError::Cancelled));
+    }
     written?;
     if !status.success() {
         return Err(failed(format!("the service ended with {status}")));

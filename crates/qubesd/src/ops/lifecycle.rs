@@ -92,12 +92,25 @@ fn required_devices(
 
 /// Starts `vm`, first the qubes its network comes through.
 pub fn start(core: &Core, vm: &str) -> Result<(), QubesError> {
-    start_chain(core, vm, 0)
+    start_chain(core, vm, &mut Vec::new())
 }
 
-fn start_chain(core: &Core, vm: &str, depth: usize) -> Result<(), QubesError> {
+/// How long a start waits for the lock of a net qube it needs (held by another start or
+/// shutdown of that qube): long enough for any start, short enough that a lock cycle (net
+/// qubes changed while two starts ran) ends in an error instead of hanging.
+const NETVM_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Starts `vm` and the net qubes it needs; `chain` holds the qubes whose start led here (and
+/// whose locks are held), so a loop in `qubes.xml` cannot lock a qube twice.
+fn start_chain(core: &Core, vm: &str, chain: &mut Vec<String>) -> Result<(), QubesError> {
     let lock = core.qube_lock(vm);
-    let _serialised = lock.lock();
+    let _serialised = if chain.is_empty() {
+        lock.lock()
+    } else {
+        lock.try_lock_for(NETVM_LOCK_WAIT).ok_or_else(|| {
+            QubesError::qubes(format!("Timed out waiting for another operation on {vm}"))
+        })?
+    };
     let Some((hv, before)) = core.write("start", |t| begin_start(t, vm))? else {
         return Ok(());
     };
@@ -111,18 +124,46 @@ fn start_chain(core: &Core, vm: &str, depth: usize) -> Result<(), QubesError> {
         });
         e
     };
+    // From here on a failure — a panic too — puts the qube back as it was.
+    let rest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        spawn(core, vm, hv.as_ref(), chain)
+    }));
+    match rest {
+        Ok(r) => r.map_err(failed),
+        Err(_) => {
+            tracing::error!("starting {vm} panicked");
+            Err(failed(QubesError::qubes(format!(
+                "Internal error in qubesd while starting {vm}"
+            ))))
+        }
+    }
+}
+
+/// The part of a start after its checks: required devices, the net qubes, the volumes, the
+/// hypervisor. An error here is the start's failure (the caller records it).
+fn spawn(
+    core: &Core,
+    vm: &str,
+    hv: &dyn Hypervisor,
+    chain: &mut Vec<String>,
+) -> Result<(), QubesError> {
     let st = core.snapshot();
     let d = domain(&st, vm)?;
-    let hostdevs = required_devices(&st, &d, hv.as_ref()).map_err(failed)?;
+    let hostdevs = required_devices(&st, &d, hv)?;
     if let Some(net) = props::vm_ref(&st, &d, "netvm").map(|n| n.name.clone())
-        && depth < MAX_NETVM_CHAIN
+        && chain.len() < MAX_NETVM_CHAIN
+        && net != vm
+        && !chain.contains(&net)
     {
-        start_chain(core, &net, depth + 1).map_err(failed)?;
+        chain.push(vm.to_string());
+        let started = start_chain(core, &net, chain);
+        chain.pop();
+        started?;
     }
     // The volumes start (snapshots of the template's, say) with no lock held.
     let st = core.snapshot();
     let d = domain(&st, vm)?;
-    crate::storage::start_all(&st, &d).map_err(failed)?;
+    crate::storage::start_all(&st, &d)?;
     let xml = crate::hypervisor::domain_xml::domain_xml(&st, &d, hv.domain_type(), &hostdevs);
     core.write("start", |t| {
         t.fire(vm, "domain-pre-spawn", &[("start_guid", "True")]);
@@ -134,7 +175,7 @@ fn start_chain(core: &Core, vm: &str, depth: usize) -> Result<(), QubesError> {
             "Start failed: {}, see /var/log/libvirt/libxl/libxl-driver.log for details",
             e.0.replace('%', "")
         );
-        return Err(failed(QubesError::qubes(msg)));
+        return Err(QubesError::qubes(msg));
     }
     let status = hv.status(vm).ok().flatten();
     core.write("start", |t| {

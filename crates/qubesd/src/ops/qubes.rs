@@ -77,7 +77,14 @@ pub fn create(t: &mut Txn, src: &str, spec: CreateSpec) -> Result<(), QubesError
         ));
     }
     // Existence checks come after the permission check, so a denied caller cannot probe.
-    if t.st.domain(&name).is_some() {
+    // A removed qube whose data is still being deleted counts as existing.
+    let being_removed = t
+        .env
+        .being_removed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&name);
+    if t.st.domain(&name).is_some() || being_removed {
         return Err(QubesError::new(
             ExcKind::QubesVMAlreadyExistsError,
             format!("Qube already exists: {name}"),
@@ -178,14 +185,14 @@ fn add_new(
         // before the creation was committed (the intent).
         let intent = intents::record(&t.env.state_dir, &d)
             .map_err(|e| QubesError::qubes(format!("Cannot prepare the volumes of {name}: {e}")))?;
-        let vols = crate::storage::volumes(&t.st, &d);
         let undo_intent = intent.clone();
-        t.undo_on_failure(Box::new(move || {
-            crate::storage::remove_all(&vols);
-            intents::clear(&undo_intent);
-        }));
+        t.undo_on_failure(Box::new(move || intents::clear(&undo_intent)));
         t.after_commit(Box::new(move || intents::clear(&intent)));
+        // create_all removes what it made itself when it fails; volumes that were there
+        // before (it refuses to overwrite them) are not ours to remove.
         crate::storage::create_all(&t.st, &d)?;
+        let vols = crate::storage::volumes(&t.st, &d);
+        t.undo_on_failure(Box::new(move || crate::storage::remove_all(&vols)));
         t.fire(&name, "domain-create-on-disk", &[]);
     }
     Ok(())
@@ -345,9 +352,29 @@ pub fn delete(t: &mut Txn, d: &Domain) -> Result<(), QubesError> {
     }
     let qube_dir = t.env.state_dir.join(d.class.dir_prefix()).join(&d.name);
     let remove = crate::storage::remove_from_disk(vols, qube_dir);
+    // Until the data is gone no qube of that name may be created (its directory is deleted).
+    let removing = t.env.being_removed.clone();
+    removing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(d.name.clone());
+    let (undo_set, name) = (removing.clone(), d.name.clone());
+    t.undo_on_failure(Box::new(move || {
+        undo_set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
+    }));
+    let name = d.name.clone();
     t.after_commit(Box::new(move || {
-        remove();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(remove)).is_err() {
+            tracing::error!("removing the data of {name} panicked");
+        }
         intents::clear(&intent);
+        removing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
     }));
     t.save = true;
     Ok(())

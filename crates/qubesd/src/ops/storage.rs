@@ -148,8 +148,16 @@ pub fn clone_to(core: &Core, vm: &str, name: &str, token: &str) -> Result<(), Qu
     let dst_drv = vol_driver(&dst)?;
     if !dst_drv.clones_by_copy(&dst, &src)? {
         return core.write("admin.vm.volume.CloneTo", |t| {
-            dst_drv.import_volume(&dst, &src, &path)?;
-            imported(t, &dst, &src.vid);
+            // Checked again in the state the clone commits to.
+            let now = arg_volume(&t.st, vm, name)?;
+            if now.vid != dst.vid {
+                return Err(pool_err(format!(
+                    "Volume {} went away during the clone",
+                    dst.vid
+                )));
+            }
+            dst_drv.import_volume(&now, &src, &path)?;
+            imported(t, &now, &src.vid);
             Ok(())
         });
     }
@@ -165,7 +173,8 @@ pub fn clone_to(core: &Core, vm: &str, name: &str, token: &str) -> Result<(), Qu
                 .and_then(|d| volume(&t.st, d, name))
                 .filter(|v| v.vid == dst.vid);
         let Some(now) = still else {
-            let _ = std::fs::remove_file(&target);
+            // The driver's own way to drop an import (a file, or an LV for lvm_thin).
+            let _ = dst_drv.import_data_end(&dst, false);
             return Err(pool_err(format!(
                 "Volume {} went away during the clone",
                 dst.vid
