@@ -124,8 +124,8 @@ impl Core {
         &self.stats
     }
 
-    /// Runs `f` as one transaction, after the writes that came before it: commits on success
-    /// (or when `f` asked to keep its changes on error), drops everything otherwise. `what`
+    /// Runs `f` as one transaction, after the writes that came before it: commits on success,
+    /// drops everything otherwise. `what`
     /// names the call in logs.
     pub fn write<T>(
         &self,
@@ -166,12 +166,6 @@ impl Core {
                 }
                 Err(e) => Err(e),
             },
-            Err(e) if parts.keep_on_error => {
-                if let Err(se) = self.commit(&mut store, &base, parts) {
-                    tracing::error!("{what}: keeping the changes of a failed call: {se}");
-                }
-                Err(e)
-            }
             Err(e) => {
                 // The reference delivers pre-events before the handler that vetoes them.
                 let kept: Vec<Event> = parts

@@ -75,9 +75,6 @@ pub struct Txn {
     pub env: Env,
     /// Whether `qubes.xml` must be written.
     pub save: bool,
-    /// Keep (save and publish) the changes even though the call fails: the reference's
-    /// `finally: app.save()` (volume Resize when the online part fails).
-    pub keep_on_error: bool,
     events: Vec<Event>,
     /// Indexes into `events` of those delivered even when the call fails.
     sticky: Vec<usize>,
@@ -92,8 +89,6 @@ pub struct Parts {
     pub st: State,
     /// Whether `qubes.xml` must be written.
     pub save: bool,
-    /// Keep the changes even though the call failed.
-    pub keep_on_error: bool,
     /// Events, in the order they were fired.
     pub events: Vec<Event>,
     /// Indexes into `events` of the sticky ones.
@@ -113,7 +108,6 @@ impl Txn {
             st,
             env,
             save: false,
-            keep_on_error: false,
             events: Vec::new(),
             sticky: Vec::new(),
             side_files: Vec::new(),
@@ -158,7 +152,6 @@ impl Txn {
         Parts {
             st: self.st,
             save: self.save,
-            keep_on_error: self.keep_on_error,
             events: self.events,
             sticky: self.sticky,
             side_files: self.side_files,

@@ -67,7 +67,6 @@ fn import_end(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     let drv = vol_driver(&v)?;
     end_import(t, &v, success)?;
     if !success {
-        t.keep_on_error = true;
         let text = String::from_utf8_lossy(&r.untrusted_payload).into_owned();
         let error = text.split_once('\n').map(|(_, e)| e).unwrap_or("");
         let error: String = error

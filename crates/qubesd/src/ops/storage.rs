@@ -106,11 +106,13 @@ pub fn end_import(t: &mut Txn, v: &Vol, success: bool) -> Result<(), QubesError>
         );
         return Err(e);
     }
-    t.fire(
-        &v.vm,
-        "domain-volume-import-end",
-        &[("volume", &v.name), ("success", b(success))],
-    );
+    // A failed import's end is announced even though the call then fails.
+    let kw = [("volume", v.name.as_str()), ("success", b(success))];
+    if success {
+        t.fire(&v.vm, "domain-volume-import-end", &kw);
+    } else {
+        t.fire_sticky(&v.vm, "domain-volume-import-end", &kw);
+    }
     Ok(())
 }
 
