@@ -92,6 +92,10 @@ pub enum Msg {
     GlobalSettings,
     /// Open the qrexec policy editor (a window of its own).
     PolicyEditor,
+    /// Open the backup window (a window of its own).
+    Backup,
+    /// Open the restore window (a window of its own).
+    Restore,
     /// Ask for a name and clone the selected qube.
     Clone,
     /// Progress of a long operation for the status line (`None`: finished).

@@ -242,6 +242,12 @@ impl App {
             Msg::PolicyEditor => {
                 crate::policy_editor::open_for(self.window.upcast_ref(), &self.client);
             }
+            Msg::Backup => {
+                crate::backup_ui::open_backup(self.window.upcast_ref(), &self.client);
+            }
+            Msg::Restore => {
+                crate::backup_ui::open_restore(self.window.upcast_ref(), &self.client);
+            }
             Msg::GlobalSettings => {
                 self.global_settings = Some(self.settings_window(Target::Global));
             }

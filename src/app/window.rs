@@ -205,9 +205,24 @@ pub(super) fn build(
         policy.connect_activate(move |_, _| input.emit(Msg::PolicyEditor));
     }
     group.add_action(&policy);
+    // Backup and restore, windows of their own (crate::backup_ui).
+    let backup = gio::SimpleAction::new("backup", None);
+    {
+        let input = sender.input_sender().clone();
+        backup.connect_activate(move |_, _| input.emit(Msg::Backup));
+    }
+    group.add_action(&backup);
+    let restore = gio::SimpleAction::new("restore", None);
+    {
+        let input = sender.input_sender().clone();
+        restore.connect_activate(move |_, _| input.emit(Msg::Restore));
+    }
+    group.add_action(&restore);
     let system_menu = gio::Menu::new();
     system_menu.append(Some(&tr("Global settings")), Some("qube.global-settings"));
     system_menu.append(Some(&tr("Policy editor")), Some("qube.policy-editor"));
+    system_menu.append(Some(&tr("Back up qubes…")), Some("qube.backup"));
+    system_menu.append(Some(&tr("Restore qubes…")), Some("qube.restore"));
     // View ▸ Columns: one check item per column (the name column always stays).
     let hidden = view_state.hidden_columns();
     let columns_menu = gio::Menu::new();
