@@ -191,8 +191,11 @@ pub(super) fn cancel(ui: &Ui) {
     ui.shell.cancel.set_sensitive(false);
     ui.progress_label.set_text(&tr("Stopping the backup…"));
     let ui = ui.clone();
-    super::call_then(&client, "admin.backup.Cancel", id, move |r| {
-        if let Err(e) = r {
+    super::call_then(&client, "admin.backup.Cancel", id, move |r| match r {
+        Ok(_) => ui
+            .progress_label
+            .set_text(&tr("The backup stops now; what it had written is removed.")),
+        Err(e) => {
             ui.shell.cancel.set_sensitive(true);
             ui.shell.toast(&crate::errors::describe(&e));
         }
@@ -243,7 +246,7 @@ fn start(ui: &Ui) {
                 RunMsg::Progress(p) => {
                     let p = p.clamp(0.0, 100.0);
                     ui.progress.set_fraction(p / 100.0);
-                    ui.progress.set_text(Some(&format!("{} %", p.floor())));
+                    ui.progress.set_text(Some(&percent(p)));
                 }
                 RunMsg::Finished(result) => {
                     finished(&ui, result, started.elapsed());
@@ -252,6 +255,15 @@ fn start(ui: &Ui) {
             }
         }
     });
+}
+
+/// `12 %`, with a decimal below 10 % so that a start is seen.
+fn percent(p: f64) -> String {
+    if p < 10.0 {
+        format!("{p:.1} %")
+    } else {
+        format!("{p:.0} %")
+    }
 }
 
 /// Forwards this profile's `backup-progress` events until the window stops listening.
@@ -319,7 +331,7 @@ fn finished(ui: &Ui, result: Result<(), CallError>, took: Duration) {
             text.push_str(&tr(
                 "Keep the passphrase: the backup cannot be read without it.",
             ));
-            done.set_description(Some(&text));
+            done.set_description(Some(&super::plain(&text)));
             // The summary again, as it was when the backup started.
             if let Some(t) = ui.summary.last_child() {
                 ui.summary.remove(&t);
@@ -345,7 +357,7 @@ fn finished(ui: &Ui, result: Result<(), CallError>, took: Duration) {
                 ),
                 e => crate::errors::describe(e),
             };
-            done.set_description(Some(&why));
+            done.set_description(Some(&super::plain(&why)));
             done.set_child(None::<&gtk::Widget>);
         }
     }

@@ -74,6 +74,8 @@ pub(super) struct Ui {
     pub remember: gtk::Switch,
     /// In a qube: the profile text to save in dom0.
     pub profile_text: gtk::TextView,
+    /// What went wrong on the first page (also said in a toast).
+    pub error: gtk::Label,
     pub summary: gtk::Box,
     pub progress: gtk::ProgressBar,
     pub progress_label: gtk::Label,
@@ -99,6 +101,17 @@ pub fn open(parent: Option<&gtk::Window>, client: Client, env: BackupEnv) -> adw
 
 fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
     let page = adw::PreferencesPage::new();
+    let error = gtk::Label::new(None);
+    error.set_widget_name("backup-error");
+    error.add_css_class("error");
+    error.set_wrap(true);
+    error.set_xalign(0.0);
+    // Selectable: it can take the focus, so it is brought into view and read out.
+    error.set_selectable(true);
+    error.set_visible(false);
+    let error_group = adw::PreferencesGroup::new();
+    error_group.add(&error);
+    page.add(&error_group);
     let qubes = adw::PreferencesGroup::builder()
         .title(tr("Qubes to back up"))
         .description(tr(
@@ -147,10 +160,7 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
         .build();
     pass2.set_widget_name("passphrase-again");
     a11y::set_name(&pass2, &tr("Passphrase again"));
-    let strength_row = adw::ActionRow::builder()
-        .title(tr("Strength"))
-        .subtitle(strength::Strength::Empty.hint())
-        .build();
+    let strength_row = super::row(&tr("Strength"), &strength::Strength::Empty.hint());
     strength_row.set_widget_name("strength");
     let level = gtk::LevelBar::for_interval(0.0, 3.0);
     level.set_mode(gtk::LevelBarMode::Discrete);
@@ -238,6 +248,7 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
         compression,
         remember,
         profile_text,
+        error,
         summary,
         progress,
         progress_label,
@@ -361,7 +372,7 @@ fn load(ui: &Ui) {
                     .and_downcast::<adw::StatusPage>()
                 {
                     p.set_title(&tr("Cannot read your qubes"));
-                    p.set_description(Some(&e));
+                    p.set_description(Some(&super::plain(&e)));
                 }
             }
         },
@@ -645,11 +656,12 @@ fn next_from_settings(ui: &Ui) {
     let choices = match collect(ui) {
         Ok(c) => c,
         Err((message, widget)) => {
-            ui.shell.toast(&message);
+            show_error(ui, Some(&message));
             widget.grab_focus();
             return;
         }
     };
+    show_error(ui, None);
     let (client, env, run_id) = {
         let st = ui.state.borrow();
         (st.client.clone(), st.env.clone(), st.run_id.clone())
@@ -668,10 +680,21 @@ fn next_from_settings(ui: &Ui) {
                     ui.state.borrow_mut().choices = Some(choices);
                     super::backup_run::show_summary(&ui, &text);
                 }
-                Err(e) => ui.shell.toast(&e),
+                Err(e) => show_error(&ui, Some(&e)),
             }
         },
     );
+}
+
+/// Shows (or clears) what stops the backup from going on: at the top of the page, and as a
+/// toast, which is seen wherever the page is scrolled.
+fn show_error(ui: &Ui, text: Option<&str>) {
+    ui.error.set_text(text.unwrap_or(""));
+    ui.error.set_visible(text.is_some());
+    if let Some(t) = text {
+        ui.shell.toast(t);
+        ui.error.grab_focus();
+    }
 }
 
 /// Writes the run's profile (and the saved one when asked), then gets `admin.backup.Info`.

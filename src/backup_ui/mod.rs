@@ -60,6 +60,8 @@ struct Shell {
     back: gtk::Button,
     next: gtk::Button,
     cancel: gtk::Button,
+    /// The toast on screen, dismissed when the page changes.
+    toast: std::rc::Rc<std::cell::RefCell<Option<adw::Toast>>>,
 }
 
 impl Shell {
@@ -105,14 +107,18 @@ impl Shell {
             back,
             next,
             cancel,
+            toast: Default::default(),
         }
     }
 
     /// A short message over the page (errors that leave the page as it is).
     fn toast(&self, text: &str) {
-        let toast = adw::Toast::new(text);
+        let toast = adw::Toast::new(&plain(text));
         toast.set_timeout(8);
-        self.toasts.add_toast(toast);
+        self.toasts.add_toast(toast.clone());
+        if let Some(old) = self.toast.replace(Some(toast)) {
+            old.dismiss();
+        }
     }
 
     /// A page that scrolls, under `name`.
@@ -126,6 +132,9 @@ impl Shell {
     }
 
     fn show(&self, name: &str) {
+        if let Some(t) = self.toast.take() {
+            t.dismiss();
+        }
         self.pages.set_visible_child_name(name);
     }
 
@@ -134,12 +143,28 @@ impl Shell {
     }
 }
 
+/// `text` for widgets that read Pango markup (toasts, status page descriptions), shown as it
+/// is: messages carry names from backups and the daemon.
+fn plain(text: &str) -> String {
+    gtk::glib::markup_escape_text(text).to_string()
+}
+
+/// An action row showing its title and subtitle as they are (libadwaita reads markup in
+/// them unless told not to; qube names and messages come from backups and the daemon).
+fn row(title: &str, subtitle: &str) -> adw::ActionRow {
+    let row = adw::ActionRow::builder()
+        .use_markup(false)
+        .title(title)
+        .build();
+    if !subtitle.is_empty() {
+        row.set_subtitle(subtitle);
+    }
+    row
+}
+
 /// A row with a check button in front that its activation toggles (Space, Enter, a click).
 fn check_row(title: &str, subtitle: &str, name: &str) -> (adw::ActionRow, gtk::CheckButton) {
-    let row = adw::ActionRow::builder()
-        .title(title)
-        .subtitle(subtitle)
-        .build();
+    let row = row(title, subtitle);
     let check = gtk::CheckButton::new();
     check.set_widget_name(name);
     check.set_valign(gtk::Align::Center);
@@ -151,10 +176,7 @@ fn check_row(title: &str, subtitle: &str, name: &str) -> (adw::ActionRow, gtk::C
 
 /// A row with a switch at its end that its activation flips.
 fn switch_row(title: &str, subtitle: &str, name: &str) -> (adw::ActionRow, gtk::Switch) {
-    let row = adw::ActionRow::builder()
-        .title(title)
-        .subtitle(subtitle)
-        .build();
+    let row = row(title, subtitle);
     let switch = gtk::Switch::new();
     switch.set_widget_name(name);
     switch.set_valign(gtk::Align::Center);

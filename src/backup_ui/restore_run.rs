@@ -171,10 +171,7 @@ struct ProgressRow {
 }
 
 fn progress_row(ui: &Ui, name: &str, waiting: &str) -> ProgressRow {
-    let row = adw::ActionRow::builder()
-        .title(name)
-        .subtitle(waiting)
-        .build();
+    let row = super::row(name, waiting);
     row.set_widget_name(&format!("restore-row:{name}"));
     let bar = gtk::ProgressBar::new();
     bar.set_valign(gtk::Align::Center);
@@ -338,7 +335,7 @@ fn finished(ui: &Ui, result: Result<RestoreReport, BackupError>, verify: bool) {
                     )
                 );
             }
-            done.set_description(Some(&text));
+            done.set_description(Some(&super::plain(&text)));
             done.set_child(Some(&results(&report, verify)));
         }
         Err(e) => {
@@ -361,7 +358,10 @@ fn finished(ui: &Ui, result: Result<RestoreReport, BackupError>, verify: bool) {
                     tr("Nothing was restored: the qubes it had created were removed.")
                 )
             };
-            done.set_description(Some(&format!("{}{undone}", reason_text(&e.message()))));
+            done.set_description(Some(&super::plain(&format!(
+                "{}{undone}",
+                reason_text(&e.message())
+            ))));
             done.set_child(None::<&gtk::Widget>);
         }
     }
@@ -388,10 +388,7 @@ fn results(report: &RestoreReport, verify: bool) -> gtk::Widget {
             text.push('\n');
             text.push_str(m);
         }
-        let row = adw::ActionRow::builder()
-            .title(&q.name)
-            .subtitle(&text)
-            .build();
+        let row = super::row(&q.name, &text);
         row.set_widget_name(&format!("result:{}", q.name));
         list.append(&row);
     }

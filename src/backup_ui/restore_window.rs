@@ -107,6 +107,8 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
     error.add_css_class("error");
     error.set_wrap(true);
     error.set_xalign(0.0);
+    // Selectable: it can take the focus, so it is brought into view and read out.
+    error.set_selectable(true);
     error.set_visible(false);
     let error_group = adw::PreferencesGroup::new();
     error_group.add(&error);
@@ -366,9 +368,7 @@ fn read_backup(ui: &Ui) {
                     show_qubes(&ui);
                 }
                 Err(e) => {
-                    let e = super::restore_run::reason_text(&e);
-                    show_error(&ui, Some(&e));
-                    ui.shell.toast(&e);
+                    show_error(&ui, Some(&super::restore_run::reason_text(&e)));
                     ui.passphrase.grab_focus();
                 }
             }
@@ -444,9 +444,7 @@ fn show_qubes(ui: &Ui) {
             st.statuses.push((e.name.clone(), status));
         }
         if plan.entries.is_empty() {
-            let empty = adw::ActionRow::builder()
-                .title(tr("This backup holds no qube"))
-                .build();
+            let empty = super::row(&tr("This backup holds no qube"), "");
             ui.qubes.add(&empty);
             st.rows.push(empty.upcast());
         }
@@ -492,9 +490,9 @@ pub(super) fn options(ui: &Ui) -> RestoreOptions {
 /// What the plan says about a qube, for its row.
 fn status_text(e: &PlanEntry, template_was: Option<&str>) -> (String, bool) {
     match e.problems.first() {
-        Some(Problem::Excluded) => (tr("Not restored"), false),
+        Some(Problem::Excluded) => (tr("Left out"), false),
         Some(Problem::AlreadyExists) => (
-            tr("A qube with this name exists: not restored unless renamed"),
+            tr("A qube with this name exists: left out unless renamed"),
             true,
         ),
         Some(Problem::MissingTemplate) => (
@@ -513,18 +511,19 @@ fn status_text(e: &PlanEntry, template_was: Option<&str>) -> (String, bool) {
             ),
             true,
         ),
-        None if e.restore_as != e.name => {
-            (tr("Restored as {}").replacen("{}", &e.restore_as, 1), false)
-        }
+        None if e.restore_as != e.name => (
+            tr("Will be restored as {}").replacen("{}", &e.restore_as, 1),
+            false,
+        ),
         None if e.template.as_deref() != template_was => (
-            tr("Restored with the template {}").replacen(
+            tr("Will be restored with the template {}").replacen(
                 "{}",
                 e.template.as_deref().unwrap_or(""),
                 1,
             ),
             false,
         ),
-        None => (tr("Restored"), false),
+        None => (tr("Will be restored"), false),
     }
 }
 
@@ -541,7 +540,7 @@ pub(super) fn replan(ui: &Ui) {
         let template_was = st.qubes.qubes[e.index].template.clone();
         let (mut text, warn) = status_text(e, template_was.as_deref());
         if opts.verify_only && e.good() {
-            text = tr("Verified");
+            text = tr("Will be verified");
         }
         if let Some((_, label)) = st.statuses.iter().find(|(n, _)| *n == e.name) {
             label.set_text(&text);
