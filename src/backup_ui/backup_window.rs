@@ -129,13 +129,11 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
         .model(&gtk::StringList::new(&["dom0"]))
         .build();
     dest.set_widget_name("destination-qube");
-    a11y::set_name(&dest, &tr("Destination qube"));
     dest_group.add(&dest);
     let path = adw::EntryRow::builder()
         .title(tr("Folder, or command in the qube"))
         .build();
     path.set_widget_name("destination-path");
-    a11y::set_name(&path, &tr("Folder, or command in the qube"));
     let choose = gtk::Button::with_label(&tr("Choose…"));
     choose.set_valign(gtk::Align::Center);
     choose.set_tooltip_text(Some(&tr("Choose a folder in dom0")));
@@ -149,17 +147,9 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
             "The backup is encrypted with it. Without it nobody can restore the backup, you neither.",
         ))
         .build();
-    let pass1 = adw::PasswordEntryRow::builder()
-        .title(tr("Passphrase"))
-        .build();
-    pass1.set_widget_name("passphrase");
-    a11y::set_name(&pass1, &tr("Passphrase"));
-    let pass2 = adw::PasswordEntryRow::builder()
-        .title(tr("Passphrase again"))
-        .activates_default(true)
-        .build();
-    pass2.set_widget_name("passphrase-again");
-    a11y::set_name(&pass2, &tr("Passphrase again"));
+    let pass1 = super::passphrase_row(&tr("Passphrase"), "passphrase");
+    let pass2 = super::passphrase_row(&tr("Passphrase again"), "passphrase-again");
+    pass2.set_activates_default(true);
     let strength_row = super::row(&tr("Strength"), &strength::Strength::Empty.hint());
     strength_row.set_widget_name("strength");
     let level = gtk::LevelBar::for_interval(0.0, 3.0);
@@ -198,7 +188,6 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
         .model(&gtk::StringList::new(&refs))
         .build();
     compression.set_widget_name("compression");
-    a11y::set_name(&compression, &tr("Compression"));
     options.add(&compression);
     let (remember_row, remember) = switch_row(
         &tr("Remember these settings"),
@@ -483,7 +472,6 @@ fn fill(ui: &Ui, loaded: Loaded) {
                 sub = format!("{sub} · {}", crate::model::human_size(s));
             }
             let (row, check) = check_row(&q.name, &sub, &format!("backup-qube:{}", q.name));
-            a11y::set_name(&check, &tr("Back up {}").replacen("{}", &q.name, 1));
             check.set_active(selected(q));
             let ui2 = ui.clone();
             check.connect_toggled(move |_| {

@@ -33,7 +33,6 @@ use relm4::adw;
 use relm4::adw::prelude::*;
 use relm4::gtk;
 
-use crate::a11y;
 use crate::widgets::background;
 
 pub use backup_window::open as open_backup_with;
@@ -168,7 +167,6 @@ fn check_row(title: &str, subtitle: &str, name: &str) -> (adw::ActionRow, gtk::C
     let check = gtk::CheckButton::new();
     check.set_widget_name(name);
     check.set_valign(gtk::Align::Center);
-    a11y::set_name(&check, title);
     row.add_prefix(&check);
     row.set_activatable_widget(Some(&check));
     (row, check)
@@ -180,10 +178,37 @@ fn switch_row(title: &str, subtitle: &str, name: &str) -> (adw::ActionRow, gtk::
     let switch = gtk::Switch::new();
     switch.set_widget_name(name);
     switch.set_valign(gtk::Align::Center);
-    a11y::set_name(&switch, title);
     row.add_suffix(&switch);
     row.set_activatable_widget(Some(&switch));
     (row, switch)
+}
+
+/// A passphrase row. libadwaita's button that shows the text has an icon and no name; it
+/// gets one.
+fn passphrase_row(title: &str, name: &str) -> adw::PasswordEntryRow {
+    let row = adw::PasswordEntryRow::builder().title(title).build();
+    row.set_widget_name(name);
+    name_peek_button(
+        row.upcast_ref(),
+        &crate::i18n::tr("Show or hide the passphrase"),
+    );
+    row
+}
+
+/// Names the show-the-text button under `w`.
+fn name_peek_button(w: &gtk::Widget, name: &str) {
+    if let Some(b) = w.downcast_ref::<gtk::Button>()
+        && b.icon_name()
+            .is_some_and(|i| i.starts_with("view-reveal") || i.starts_with("view-conceal"))
+    {
+        crate::a11y::set_name(b, name);
+        b.set_tooltip_text(Some(name));
+    }
+    let mut child = w.first_child();
+    while let Some(c) = child {
+        name_peek_button(&c, name);
+        child = c.next_sibling();
+    }
 }
 
 /// The selected string of a combo row over a string list.

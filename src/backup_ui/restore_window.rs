@@ -84,22 +84,16 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
         .model(&gtk::StringList::new(&[]))
         .build();
     location.set_widget_name("restore-location");
-    a11y::set_name(&location, &tr("Where the backup is"));
     group.add(&location);
     let file = adw::EntryRow::builder().title(tr("Backup file")).build();
     file.set_widget_name("restore-file");
-    a11y::set_name(&file, &tr("Backup file"));
     let choose = gtk::Button::with_label(&tr("Choose…"));
     choose.set_valign(gtk::Align::Center);
     choose.set_tooltip_text(Some(&tr("Choose the backup file")));
     file.add_suffix(&choose);
     group.add(&file);
-    let passphrase = adw::PasswordEntryRow::builder()
-        .title(tr("Passphrase"))
-        .activates_default(true)
-        .build();
-    passphrase.set_widget_name("restore-passphrase");
-    a11y::set_name(&passphrase, &tr("Passphrase"));
+    let passphrase = super::passphrase_row(&tr("Passphrase"), "restore-passphrase");
+    passphrase.set_activates_default(true);
     group.add(&passphrase);
     page.add(&group);
     let error = gtk::Label::new(None);
@@ -428,7 +422,6 @@ fn show_qubes(ui: &Ui) {
                 sub = format!("{sub} · {}", crate::model::human_size(q.backup_size));
             }
             let (row, check) = check_row(&e.name, &sub, &format!("restore-qube:{}", e.name));
-            a11y::set_name(&check, &tr("Restore {}").replacen("{}", &e.name, 1));
             check.set_active(true);
             let status = gtk::Label::new(None);
             status.set_widget_name(&format!("restore-status:{}", e.name));
