@@ -331,9 +331,22 @@ fn passphrase_changed(ui: &Ui) {
 }
 
 fn destination_changed(ui: &Ui) {
-    let local = ui.state.borrow().env.local_is_dom0;
     let dom0 = combo_text(&ui.dest).as_deref() == Some("dom0");
-    ui.choose.set_sensitive(local && dom0);
+    let (local, in_qubes) = {
+        let st = ui.state.borrow();
+        (
+            st.env.local_is_dom0,
+            st.env.qube_reader.is_some() && st.client.real_system(),
+        )
+    };
+    // dom0's folders with a file chooser where they are this program's; a qube's with its
+    // own chooser (qubes.SelectDirectory).
+    ui.choose.set_sensitive(if dom0 { local } else { in_qubes });
+    ui.choose.set_tooltip_text(Some(&if dom0 {
+        tr("Choose a folder in dom0")
+    } else {
+        tr("Choose a folder in the qube")
+    }));
     ui.path.set_title(&if dom0 {
         tr("Folder in dom0")
     } else {
@@ -616,6 +629,22 @@ fn update_profile_text(ui: &Ui) {
 }
 
 fn choose_folder(ui: &Ui) {
+    let dest = combo_text(&ui.dest).unwrap_or_else(|| "dom0".into());
+    if dest != "dom0" {
+        let Some(reader) = ui.state.borrow().env.qube_reader.clone() else {
+            return;
+        };
+        let ui = ui.clone();
+        background(
+            move || super::pick::pick_in_qube(&reader, &dest, "qubes.SelectDirectory"),
+            move |picked| match picked {
+                Ok(Some(p)) => ui.path.set_text(&p),
+                Ok(None) => {}
+                Err(e) => ui.shell.toast(&e),
+            },
+        );
+        return;
+    }
     let chooser = gtk::FileChooserNative::new(
         Some(&tr("Choose the backup folder")),
         Some(&ui.shell.window),

@@ -20,6 +20,7 @@
 mod demo;
 pub mod env;
 pub mod info;
+pub mod pick;
 pub mod profile;
 pub mod strength;
 

@@ -276,12 +276,36 @@ fn local_name(env: &BackupEnv) -> String {
 }
 
 fn location_changed(ui: &Ui) {
-    let local = local_name(&ui.state.borrow().env);
-    ui.choose
-        .set_sensitive(combo_text(&ui.location).is_none_or(|l| l == local));
+    let (local, in_qubes) = {
+        let st = ui.state.borrow();
+        (
+            local_name(&st.env),
+            st.env.qube_reader.is_some() && st.client.real_system(),
+        )
+    };
+    let here = combo_text(&ui.location).is_none_or(|l| l == local);
+    // A file here with a file chooser; one in a qube with its own (qubes.SelectFile).
+    ui.choose.set_sensitive(here || in_qubes);
 }
 
 fn choose_file(ui: &Ui) {
+    let (local, reader) = {
+        let st = ui.state.borrow();
+        (local_name(&st.env), st.env.qube_reader.clone())
+    };
+    if let Some(vm) = combo_text(&ui.location).filter(|l| *l != local) {
+        let Some(reader) = reader else { return };
+        let ui = ui.clone();
+        background(
+            move || super::pick::pick_in_qube(&reader, &vm, "qubes.SelectFile"),
+            move |picked| match picked {
+                Ok(Some(p)) => ui.file.set_text(&p),
+                Ok(None) => {}
+                Err(e) => ui.shell.toast(&e),
+            },
+        );
+        return;
+    }
     let chooser = gtk::FileChooserNative::new(
         Some(&tr("Choose the backup file")),
         Some(&ui.shell.window),
