@@ -473,6 +473,9 @@ fn backup_shows_progress_and_ends_with_a_summary() {
         bar.text()
     );
     assert!(second.opened(), "the run waits for the second image");
+    // Once the daemon runs the backup, the run's profile (with the passphrase) is gone.
+    let dir = f.env.profile_dir.clone().unwrap();
+    assert_eq!(profile::load(&dir, profile::RUN_ID), Ok(None));
     snapshot(&w, "backup-progress");
     drop(second);
     let done: adw::StatusPage = named(&w, "done");
@@ -493,9 +496,7 @@ fn backup_shows_progress_and_ends_with_a_summary() {
     .unwrap();
     let xml = String::from_utf8_lossy(backup.qubes_xml()).to_string();
     assert!(xml.contains("backup-path"), "{xml}");
-    // The run's profile is gone, the qubes are marked as backed up.
-    let dir = f.env.profile_dir.clone().unwrap();
-    assert_eq!(profile::load(&dir, profile::RUN_ID), Ok(None));
+    // The qubes are marked as backed up.
     assert!(
         f.call("admin.vm.property.Get", "vault", "backup_timestamp")
             .starts_with("default=False")

@@ -143,6 +143,13 @@ pub(super) fn back(ui: &Ui) {
     ui.shell.show("settings");
 }
 
+/// Removes the run's profile unless a backup runs that still needs it.
+pub(super) fn forget_run_profile(ui: &Ui) {
+    if !ui.state.borrow().running {
+        remove_run_profile(ui);
+    }
+}
+
 fn remove_run_profile(ui: &Ui) {
     let st = ui.state.borrow();
     if st.run_id == RUN_ID
@@ -244,6 +251,9 @@ fn start(ui: &Ui) {
         while let Ok(msg) = rx.recv().await {
             match msg {
                 RunMsg::Progress(p) => {
+                    // The daemon read the profile when the backup began: the passphrase
+                    // need not wait on disk for the end.
+                    remove_run_profile(&ui);
                     let p = p.clamp(0.0, 100.0);
                     ui.progress.set_fraction(p / 100.0);
                     ui.progress.set_text(Some(&percent(p)));

@@ -301,6 +301,12 @@ fn connect(ui: &Ui) {
         ui.shell
             .window
             .connect_close_request(move |_| super::backup_run::close_request(&ui2));
+        // Whatever ends the window (the program quitting too): the passphrase does not stay
+        // on disk in the run's profile.
+        let ui2 = ui.clone();
+        ui.shell
+            .window
+            .connect_destroy(move |_| super::backup_run::forget_run_profile(&ui2));
     }
 }
 
@@ -582,13 +588,15 @@ fn collect(ui: &Ui) -> Result<Choices, (String, gtk::Widget)> {
         compression,
         passphrase: None,
     };
-    if choices.include.is_empty() {
+    // In a qube the profile saved in dom0 runs: what is typed here only makes its text.
+    let in_qube = st.env.profile_dir.is_none();
+    if choices.include.is_empty() && !in_qube {
         return Err((
             tr("Choose at least one qube to back up."),
             first_check.unwrap_or_else(|| ui.qubes.clone().upcast()),
         ));
     }
-    if choices.destination_path.is_empty() {
+    if choices.destination_path.is_empty() && !in_qube {
         return Err((tr("Say where the backup goes."), ui.path.clone().upcast()));
     }
     if st.env.profile_dir.is_some() {
