@@ -159,6 +159,14 @@ fn info_lists_what_a_profile_selects() {
         info.ends_with("VMs not selected for backup:\n - dom0\n - fedora\n - other\n"),
         "{info}"
     );
+    // A running qube is listed with a warning (its volumes are not asked for their data).
+    d.ok("admin.vm.Start", "work", "", b"");
+    let info = d.ok("admin.backup.Info", "dom0", "daily", b"");
+    assert!(
+        info.lines()
+            .any(|l| l.contains("work") && l.contains("running")),
+        "{info}"
+    );
 }
 
 #[test]

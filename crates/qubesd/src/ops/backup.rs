@@ -64,18 +64,18 @@ struct Prepared<'a> {
 }
 
 /// Loads profile `id` and plans it against `st`, in the reference's order: the id, the
-/// file, the destination, the passphrase (Execute only), the selection, dom0's home.
+/// file, the destination, the passphrase (`for_execute` only), the selection, dom0's home.
 fn prepare<'a>(
     core: &Core,
     st: &'a State,
     id: &str,
-    need_passphrase: bool,
+    for_execute: bool,
 ) -> Result<Prepared<'a>, QubesError> {
     let env = core.env();
     let profile = Profile::load(&env.backup_profile_dir, id).map_err(exc)?;
     let domains: Vec<&Domain> = st.domains_sorted().collect();
     let selectable: Vec<Selectable> = domains.iter().map(|d| Selectable { st, d }).collect();
-    let plan = profile.plan(&selectable, need_passphrase).map_err(exc)?;
+    let plan = profile.plan(&selectable, for_execute).map_err(exc)?;
     let selected: Vec<&Domain> = plan
         .selection
         .selected
@@ -98,7 +98,7 @@ fn prepare<'a>(
             }
             dom0_home = Some(home);
         } else {
-            qubes.push((*d, qube_files(env, st, d)?));
+            qubes.push((*d, qube_files(env, st, d, for_execute)?));
             // The reference asks its extensions for more files of each qube with this event,
             // which subscribers see.
             core.hub()
@@ -115,16 +115,23 @@ fn prepare<'a>(
 }
 
 /// A qube's files: every `save_on_stop` volume's data, `firewall.xml` and `notes.txt`.
-fn qube_files(env: &Env, st: &State, d: &Domain) -> Result<QubeFiles, QubesError> {
+/// Without `export` (Info: only sizes) the volumes are not asked for their data, which a
+/// running qube's file pool cannot give.
+fn qube_files(env: &Env, st: &State, d: &Domain, export: bool) -> Result<QubeFiles, QubesError> {
     let mut files = Vec::new();
     for v in crate::storage::volumes(st, d)
         .into_iter()
         .filter(|v| v.save_on_stop)
     {
         let drv = crate::storage::vol_driver(&v)?;
+        let source = if export {
+            FileSource::Path(drv.export(&v)?)
+        } else {
+            FileSource::Bytes(Vec::new())
+        };
         files.push(BackupFile {
             name: format!("{}.img", v.name),
-            source: FileSource::Path(drv.export(&v)?),
+            source,
             size: drv.usage(&v),
         });
     }
