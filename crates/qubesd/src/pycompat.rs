@@ -6,6 +6,38 @@ pub fn printable(c: char) -> bool {
     c.is_ascii_graphic() || matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
+/// Most digits Python's `int()` accepts from a string (`sys.get_int_max_str_digits()`).
+pub const INT_MAX_STR_DIGITS: usize = 4300;
+
+/// Python `int()` of a string without its 64-bit limit: the value as canonical decimal text
+/// (no leading zeros, `-` for negatives, `0` for zero).
+pub fn py_int_text(s: &str) -> Option<String> {
+    let t = py_strip(s);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    if clean.len() > INT_MAX_STR_DIGITS {
+        return None;
+    }
+    let trimmed = clean.trim_start_matches('0');
+    Some(match (trimmed.is_empty(), neg) {
+        (true, _) => "0".to_string(),
+        (false, true) => format!("-{trimmed}"),
+        (false, false) => trimmed.to_string(),
+    })
+}
+
 /// Python `int()` of a string: surrounding whitespace, sign, `_` between digits.
 pub fn py_int(s: &str) -> Option<i64> {
     let t = s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
@@ -91,6 +123,19 @@ mod tests {
         assert_eq!(py_int(""), None);
         assert_eq!(py_int("0x10"), None);
         assert_eq!(py_int("99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn python_int_without_limit() {
+        assert_eq!(
+            py_int_text(" 99_999_999_999_999_999_999 ").as_deref(),
+            Some("99999999999999999999")
+        );
+        assert_eq!(py_int_text("-007").as_deref(), Some("-7"));
+        assert_eq!(py_int_text("-0").as_deref(), Some("0"));
+        assert_eq!(py_int_text("1__0"), None);
+        assert!(py_int_text(&"9".repeat(INT_MAX_STR_DIGITS)).is_some());
+        assert_eq!(py_int_text(&"9".repeat(INT_MAX_STR_DIGITS + 1)), None);
     }
 
     #[test]

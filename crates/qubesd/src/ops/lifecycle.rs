@@ -253,7 +253,7 @@ fn mark_stopped(t: &mut Txn, vm: &str) {
     let cleanup =
         t.st.domain(vm)
             .is_some_and(|d| d.class == Class::DispVM && props::vm_flag(&t.st, d, "auto_cleanup"));
-    if cleanup && super::effects::referenced_by(&t.st, vm).is_none() {
+    if cleanup && super::qubes::referenced_by(&t.st, vm).is_none() {
         t.fire("", "domain-pre-delete", &[("vm", vm)]);
         if let Some(d) = t.st.domain(vm).cloned()
             && let Err(e) = super::qubes::delete(t, &d)

@@ -8,8 +8,8 @@ use qubes_api::{ExcKind, QubesError};
 
 pub mod backup;
 pub mod devices;
-pub mod effects;
 pub mod features;
+pub mod hooks;
 pub mod intents;
 pub mod labels;
 pub mod lifecycle;

@@ -7,9 +7,9 @@ use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
 use super::{intents, not_halted, properties, tags, validate};
-use crate::model::{Class, Domain, PowerState};
+use crate::model::{Class, Domain, PowerState, State};
 use crate::names;
-use crate::props::{self, Access};
+use crate::props::{self, Access, PType};
 use crate::txn::Txn;
 
 /// A decoded `admin.vm.Create*` request; names in it are not checked to exist yet.
@@ -314,7 +314,7 @@ pub fn remove(t: &mut Txn, vm: &str) -> Result<(), QubesError> {
         return Err(not_halted(&d.name));
     }
     t.fire("", "domain-pre-delete", &[("vm", &d.name)]);
-    if let Some(why) = super::effects::referenced_by(&t.st, &d.name) {
+    if let Some(why) = referenced_by(&t.st, &d.name) {
         tracing::debug!("cannot remove {}: {why}", d.name);
         return Err(QubesError::new(
             ExcKind::QubesVMInUseError,
@@ -383,4 +383,25 @@ pub fn delete(t: &mut Txn, d: &Domain) -> Result<(), QubesError> {
 /// Sets a qube property from a creator's feature (`set-created-guivm`).
 pub(super) fn set_created_guivm(t: &mut Txn, vm: &str, guivm: &str) -> Result<(), QubesError> {
     properties::set_vm(t, vm, "guivm", guivm.as_bytes())
+}
+
+/// Why a qube cannot be removed: a non-default qube property of another qube or a global
+/// property points at it.
+pub fn referenced_by(st: &State, name: &str) -> Option<String> {
+    for (k, v) in &st.global {
+        if v == name && props::global_prop(k).is_some_and(|d| d.ty == PType::Vm) {
+            return Some(format!("global property {k}"));
+        }
+    }
+    for d in st.domains.values() {
+        if d.name == name {
+            continue;
+        }
+        for (k, v) in &d.props {
+            if v == name && props::vm_prop(d.class, k).is_some_and(|p| p.ty == PType::Vm) {
+                return Some(format!("{}.{k}", d.name));
+            }
+        }
+    }
+    None
 }

@@ -221,6 +221,22 @@ impl Events {
         }
     }
 
+    /// Every event the daemon sends before a marker event it is asked for now (a firewall
+    /// reload of `marker_vm`, which changes nothing): all events of the calls before, and
+    /// none of later ones.
+    pub fn drain(&mut self, d: &TestDaemon, marker_vm: &str) -> Vec<String> {
+        d.ok("admin.vm.firewall.Reload", marker_vm, "", b"");
+        let marker = format!("1\0{marker_vm}\0firewall-changed\0\0").into_bytes();
+        let mut out = Vec::new();
+        loop {
+            let e = self.next();
+            if e == marker {
+                return out;
+            }
+            out.push(String::from_utf8_lossy(&e).replace('\0', "|"));
+        }
+    }
+
     /// Next event as `subject event k=v ...` text.
     pub fn next_text(&mut self) -> String {
         let raw = self.next();
