@@ -60,6 +60,66 @@ pub fn py_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// Whether Python's `float()` accepts a string: surrounding whitespace, a sign, digits with
+/// single `_` between them, one `.`, an exponent, or `inf`/`infinity`/`nan`.
+pub fn py_float_ok(s: &str) -> bool {
+    let t = py_strip(s);
+    let t = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if matches!(t.to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan") {
+        return true;
+    }
+    let digits = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('_')
+            && !p.ends_with('_')
+            && !p.contains("__")
+            && p.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    };
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((a, b)) => {
+            (a.is_empty() || digits(a))
+                && (b.is_empty() || digits(b))
+                && !(a.is_empty() && b.is_empty())
+        }
+        None => digits(mantissa),
+    };
+    let exp_ok = exp.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    mantissa_ok && exp_ok
+}
+
+/// Python's text of the `UnicodeDecodeError` that `bytes.decode("utf8")` raises on `e`.
+pub fn utf8_error_text(bytes: &[u8], e: &std::str::Utf8Error) -> String {
+    let start = e.valid_up_to();
+    let (end, reason) = match e.error_len() {
+        None => (bytes.len(), "unexpected end of data"),
+        Some(n) => {
+            let first = bytes.get(start).copied().unwrap_or(0);
+            let starts_a_sequence = matches!(first, 0xc2..=0xf4);
+            let reason = if n == 1 && !starts_a_sequence {
+                "invalid start byte"
+            } else {
+                "invalid continuation byte"
+            };
+            (start + n, reason)
+        }
+    };
+    if end - start == 1 {
+        format!(
+            "'utf-8' codec can't decode byte 0x{:02x} in position {start}: {reason}",
+            bytes.get(start).copied().unwrap_or(0)
+        )
+    } else {
+        format!(
+            "'utf-8' codec can't decode bytes in position {start}-{}: {reason}",
+            end - 1
+        )
+    }
+}
+
 /// Python's `str()` of a bool, as the wire and qubes.xml spell it.
 pub fn bool_word(v: bool) -> &'static str {
     if v { "True" } else { "False" }
@@ -136,6 +196,39 @@ mod tests {
         assert_eq!(py_int_text("1__0"), None);
         assert!(py_int_text(&"9".repeat(INT_MAX_STR_DIGITS)).is_some());
         assert_eq!(py_int_text(&"9".repeat(INT_MAX_STR_DIGITS + 1)), None);
+    }
+
+    #[test]
+    fn python_float() {
+        for ok in [
+            "1", " -1.5 ", "1e3", ".5", "5.", "1_0.0_1", "inf", "-NaN", "1E+2",
+        ] {
+            assert!(py_float_ok(ok), "{ok}");
+        }
+        for bad in ["", ".", "e3", "1e", "1__0", "_1", "0x1", "1.2.3", "one"] {
+            assert!(!py_float_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn python_utf8_errors() {
+        let text = |b: &[u8]| utf8_error_text(b, &std::str::from_utf8(b).unwrap_err());
+        assert_eq!(
+            text(b"some text\xff"),
+            "'utf-8' codec can't decode byte 0xff in position 9: invalid start byte"
+        );
+        assert_eq!(
+            text(b"a\xe2\x28"),
+            "'utf-8' codec can't decode byte 0xe2 in position 1: invalid continuation byte"
+        );
+        assert_eq!(
+            text(b"ab\xf0\x9f\x99"),
+            "'utf-8' codec can't decode bytes in position 2-4: unexpected end of data"
+        );
+        assert_eq!(
+            text(b"\xf0\x9f\x99x"),
+            "'utf-8' codec can't decode bytes in position 0-2: invalid continuation byte"
+        );
     }
 
     #[test]

@@ -407,3 +407,149 @@ fn replace_tags(t: &mut Txn, vm: &str, prefix: &str, new: Option<&str>) {
         tags::add(t, vm, &format!("{prefix}{n}"));
     }
 }
+
+/// Handlers of `domain-feature-pre-set:<name>`, run after the stream saw that event.
+pub fn feature_pre_set(
+    t: &mut Txn,
+    vm: &str,
+    name: &str,
+    value: &str,
+    old: Option<&str>,
+) -> Result<(), QubesError> {
+    if let Some(service) = name.strip_prefix("service.") {
+        validate::validate_service_name(service)?;
+    }
+    let Some(class) = t.st.domain(vm).map(|d| d.class) else {
+        return Ok(());
+    };
+    let dvm_template = matches!(class, Class::AppVM | Class::StandaloneVM);
+    match name {
+        "preload-dispvm-max" if dvm_template => {
+            let d = t.st.domain(vm).ok_or_else(|| QubesError::no_such_vm(vm))?;
+            if with_template(&t.st, d, "qrexec").is_none_or(str::is_empty) {
+                return Err(QubesError::value("Qube does not support qrexec"));
+            }
+            let missing = missing_preload_services(&t.st, vm);
+            if !missing.is_empty() {
+                return Err(QubesError::value(format!(
+                    "Qube does not support the RPC(s) '{}'",
+                    missing.join(", ")
+                )));
+            }
+            let v = if value.is_empty() { "0" } else { value };
+            if !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(QubesError::value(
+                    "Invalid preload-dispvm-max value: not a digit",
+                ));
+            }
+        }
+        "preload-dispvm-max" if class == Class::AdminVM && Some(value) != old => {
+            // dom0's value is the system's: the default disposable template checks it.
+            if let Some(dvm) = props::global_get(&t.st, "default_dispvm").filter(|v| !v.is_empty())
+            {
+                let mut kw: Vec<(&str, &str)> = vec![("feature", name), ("value", value)];
+                if let Some(o) = old {
+                    kw.push(("oldvalue", o));
+                }
+                t.fire(&dvm, format!("domain-feature-pre-set:{name}"), &kw);
+                feature_pre_set(t, &dvm, name, value, old)?;
+            }
+        }
+        "preload-dispvm-delay"
+            if (dvm_template || class == Class::AdminVM) && Some(value) != old =>
+        {
+            let v = if value.is_empty() { "0" } else { value };
+            if !crate::pycompat::py_float_ok(v) {
+                return Err(QubesError::value(
+                    "Invalid preload-dispvm-delay value: not an integer or float",
+                ));
+            }
+        }
+        "preload-dispvm-threshold" if class == Class::AdminVM => {
+            let v = if value.is_empty() { "0" } else { value };
+            if !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(QubesError::value(
+                    "Invalid preload-dispvm-threshold value: not a digit",
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Handlers of `domain-feature-set:<name>`, run before the stream sees that event.
+pub fn feature_set(
+    t: &mut Txn,
+    vm: &str,
+    name: &str,
+    value: &str,
+    old: Option<&str>,
+) -> Result<(), QubesError> {
+    let Some(class) = t.st.domain(vm).map(|d| d.class) else {
+        return Ok(());
+    };
+    match name {
+        // The old service is memory balancing, which maxmem says now: the feature becomes
+        // maxmem (its default, or 0) and goes.
+        "service.meminfo-writer" => {
+            if value.is_empty() {
+                super::properties::set_vm(t, vm, "maxmem", b"0")?;
+            } else if let Some(def) = props::vm_prop(class, "maxmem") {
+                super::properties::reset_vm(t, vm, def)?;
+            }
+            features::remove(t, vm, name);
+        }
+        "boot-mode.active"
+            if class.is_local_qube() && Some(value) != old && !is_set(&t.st, vm, "bootmode") =>
+        {
+            reset_note(t, vm, "bootmode")?;
+        }
+        "boot-mode.appvm-default"
+            if class == Class::TemplateVM
+                && Some(value) != old
+                && !is_set(&t.st, vm, "appvm_default_bootmode") =>
+        {
+            reset_note(t, vm, "appvm_default_bootmode")?;
+            for child in appvms_with_default(&t.st, vm, "bootmode") {
+                reset_note(t, &child, "bootmode")?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Whether `prop` is set explicitly on `vm`.
+fn is_set(st: &State, vm: &str, prop: &str) -> bool {
+    st.domain(vm).is_some_and(|d| d.props.contains_key(prop))
+}
+
+/// A feature of the qube or the first template on its way that has it.
+pub fn with_template<'a>(st: &'a State, d: &'a crate::model::Domain, f: &str) -> Option<&'a str> {
+    let mut cur = Some(d);
+    for _ in 0..16 {
+        let q = cur?;
+        if let Some(v) = q.feature(f) {
+            return Some(v);
+        }
+        cur = if q.class.has_template() {
+            props::vm_ref(st, q, "template")
+        } else {
+            None
+        };
+    }
+    None
+}
+
+/// The services a disposable template needs for preloading that neither it nor its
+/// templates announce (`supports_preload`).
+pub fn missing_preload_services(st: &State, vm: &str) -> Vec<&'static str> {
+    let Some(d) = st.domain(vm) else {
+        return Vec::new();
+    };
+    ["qubes.WaitForRunningSystem", "qubes.WaitForSession"]
+        .into_iter()
+        .filter(|s| with_template(st, d, &format!("supported-rpc.{s}")).is_none_or(str::is_empty))
+        .collect()
+}

@@ -401,7 +401,12 @@ pub fn kill(core: &Core, vm: &str) -> Result<(), QubesError> {
                     "Cannot kill Dom0 fake domain!",
                 ));
             }
-            Class::RemoteVM => return Err(QubesError::silent("kill of a RemoteVM")),
+            Class::RemoteVM => {
+                return Err(QubesError::new(
+                    ExcKind::QubesVMError,
+                    "Cannot kill a RemoteVM.",
+                ));
+            }
             _ => {}
         }
         if d.power == PowerState::Halted {
@@ -427,6 +432,12 @@ pub fn pause(core: &Core, vm: &str, suspend: bool) -> Result<(), QubesError> {
                 return Err(QubesError::new(
                     ExcKind::QubesVMError,
                     "Cannot suspend Dom0 fake domain!",
+                ));
+            }
+            if d.class == Class::RemoteVM {
+                return Err(QubesError::new(
+                    ExcKind::QubesVMError,
+                    "Cannot suspend a RemoteVM.",
                 ));
             }
             if !matches!(d.power, PowerState::Running | PowerState::Paused) {

@@ -108,8 +108,11 @@ pub fn create(t: &mut Txn, src: &str, spec: CreateSpec) -> Result<(), QubesError
     }
     let class = spec.class;
     if class == Class::AdminVM {
-        // The reference's AdminVM cannot be instantiated a second time.
-        return Err(QubesError::silent("cannot create another AdminVM"));
+        // The reference's AdminVM refuses the qid it is given.
+        return Err(QubesError::new(
+            ExcKind::QubesPropertyValueError,
+            "property 'qid' on AdminVM instance cannot be set",
+        ));
     }
     let template = match spec.template {
         Some(tpl) => Some(tpl),
@@ -117,12 +120,20 @@ pub fn create(t: &mut Txn, src: &str, spec: CreateSpec) -> Result<(), QubesError
         None if class == Class::DispVM => Some(default_template(t, "default_dispvm")?),
         None => None,
     };
+    // A disposable's template must be a disposable template (`DispVM.__init__`).
+    let dvm = match (&template, class) {
+        (Some(tpl), Class::DispVM) => Some(disposable_template(t, tpl)?),
+        _ => None,
+    };
     let mut d = new_domain(t, class, &name)?;
     d.props.insert("label".into(), label);
     if let Some(tpl) = &template {
         let def = props::vm_prop(class, "template").expect("template property");
         let tpl = validate::validate_vm_ref(&t.st, &d, def, tpl)?;
         d.props.insert("template".into(), tpl);
+    }
+    if let Some(dvm) = &dvm {
+        init_disposable(t, &mut d, dvm)?;
     }
     add_new(t, src, d, spec.pool.as_deref(), &spec.pools)?;
     t.save = true;
@@ -174,7 +185,7 @@ fn add_new(
     let name = d.name.clone();
     t.st.domains.insert(name.clone(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
-    tags::add_created_by(t, src, &name, &format!("created-by-{src}"))?;
+    tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
     if let Some(d) =
         t.st.domain(&name)
             .filter(|d| d.class.is_local_qube())
@@ -199,16 +210,101 @@ fn add_new(
 }
 
 /// `admin.vm.CreateDisposable+preload`: asks the disposable template (the caller's
-/// `default_dispvm` when `template` is None) to keep disposables ready.
-pub fn preload_disposable(t: &mut Txn, src: &str, template: Option<String>) {
+/// `default_dispvm` when `template` is None) to keep disposables ready. The template must
+/// announce the services a preloaded disposable is driven with.
+pub fn preload_disposable(
+    t: &mut Txn,
+    src: &str,
+    template: Option<String>,
+) -> Result<(), QubesError> {
     let template = template.unwrap_or_else(|| caller_default_dispvm(t, src));
-    if !template.is_empty() {
-        t.fire(
-            &template,
-            "domain-preload-dispvm-start",
-            &[("reason", "autostart was requested")],
-        );
+    if template.is_empty() {
+        // The reference fails without a reply here.
+        return Err(QubesError::qubes(
+            "No disposable template to preload disposables from",
+        ));
     }
+    t.fire_sticky(
+        &template,
+        "domain-preload-dispvm-start",
+        &[("reason", "autostart was requested")],
+    );
+    let missing = super::hooks::missing_preload_services(&t.st, &template);
+    if !missing.is_empty() {
+        return Err(QubesError::value(format!(
+            "Qube does not support the RPC(s) '{}' but tried to preload, check if template is outdated",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The qube `name` as a disposable template, or the reference's refusal.
+fn disposable_template(t: &Txn, name: &str) -> Result<Domain, QubesError> {
+    t.st.domain(name)
+        .filter(|d| props::vm_flag(&t.st, d, "template_for_dispvms"))
+        .cloned()
+        .ok_or_else(|| {
+            QubesError::value(format!(
+                "template for disposable ({name}) needs to be an AppVM with template_for_dispvms=True"
+            ))
+        })
+}
+
+/// What a new disposable takes from its disposable template (`DispVM.__init__`): a fresh
+/// `dispid` (unless it has one), the properties set on the template that are not set on the disposable, the
+/// features (but the preload bookkeeping), the tags and the firewall rules.
+fn init_disposable(t: &mut Txn, d: &mut Domain, tpl: &Domain) -> Result<(), QubesError> {
+    if !d.props.contains_key("dispid") {
+        let dispid = new_dispid(t)?;
+        d.props.insert("dispid".into(), dispid.to_string());
+    }
+    for def in props::vm_props(Class::DispVM) {
+        if matches!(def.name, "name" | "qid" | "uuid" | "template" | "dispid")
+            || def.access(Class::DispVM) == Access::ReadOnly
+            || d.props.contains_key(def.name)
+        {
+            continue;
+        }
+        if let Some(v) = tpl.props.get(def.name)
+            && props::vm_prop(tpl.class, def.name).is_some()
+        {
+            d.props.insert(def.name.to_string(), v.clone());
+        }
+    }
+    for (k, v) in &tpl.features {
+        if !k.starts_with("preload-dispvm") {
+            d.set_feature(k, v);
+        }
+    }
+    d.tags.extend(tpl.tags.iter().cloned());
+    // The rules live in firewall.xml; none there means the default, which needs no file.
+    let rules = crate::firewall::firewall_path(&t.env.state_dir, tpl);
+    match std::fs::read(&rules) {
+        Ok(bytes) => t.write_file(crate::firewall::firewall_path(&t.env.state_dir, d), bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(QubesError::qubes(format!(
+                "Failed to load firewall rules: {e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A random disposable id that no qube uses (neither as dispid nor in its name).
+fn new_dispid(t: &Txn) -> Result<u32, QubesError> {
+    (0..100)
+        .map(|_| rand::random::<u32>() % 10000)
+        .find(|id| {
+            let n = format!("disp{id}");
+            t.st.domain(&n).is_none()
+                && !t.st.domains.values().any(|d| {
+                    d.class == Class::DispVM
+                        && d.props.get("dispid").map(String::as_str) == Some(&id.to_string())
+                })
+        })
+        .ok_or_else(|| QubesError::qubes("No unused disposable id left"))
 }
 
 fn caller_default_dispvm(t: &Txn, src: &str) -> String {
@@ -243,49 +339,19 @@ pub fn create_disposable(
             )
         })?
         .clone();
-    let dispid = (0..100)
-        .map(|_| rand::random::<u32>() % 10000)
-        .find(|id| {
-            let n = format!("disp{id}");
-            t.st.domain(&n).is_none()
-                && !t.st.domains.values().any(|d| {
-                    d.class == Class::DispVM
-                        && d.props.get("dispid").map(String::as_str) == Some(&id.to_string())
-                })
-        })
-        .ok_or_else(|| QubesError::qubes("No unused disposable id left"))?;
+    let dispid = new_dispid(t)?;
     let name = format!("disp{dispid}");
     let mut d = new_domain(t, Class::DispVM, &name)?;
     d.props.insert("dispid".into(), dispid.to_string());
     d.props.insert("template".into(), template.clone());
     d.props.insert("auto_cleanup".into(), "True".into());
-    // Properties explicitly set on the disposable template are cloned.
-    for def in props::vm_props(Class::DispVM) {
-        if matches!(
-            def.name,
-            "name" | "qid" | "uuid" | "template" | "dispid" | "auto_cleanup"
-        ) || def.access(Class::DispVM) == Access::ReadOnly
-        {
-            continue;
-        }
-        if let Some(v) = tpl.props.get(def.name)
-            && props::vm_prop(tpl.class, def.name).is_some()
-        {
-            d.props.insert(def.name.to_string(), v.clone());
-        }
-    }
-    for (k, v) in &tpl.features {
-        if !k.starts_with("preload-dispvm") {
-            d.set_feature(k, v);
-        }
-    }
-    d.tags.extend(tpl.tags.iter().cloned());
+    init_disposable(t, &mut d, &tpl)?;
     let uuid = d.uuid().to_string();
     d.volumes = crate::volumes::default_volume_config(&t.st, &d, None, &[])?;
     t.st.domains.insert(name.clone(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
     t.fire(&name, "domain-create-on-disk", &[]);
-    tags::add_created_by(t, src, &name, &format!("created-by-{src}"))?;
+    tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
     tags::add(t, &name, &format!("disp-created-by-{src}"));
     t.save = true;
     Ok((name, uuid))
