@@ -29,8 +29,13 @@ pub struct Config {
     /// Directory of the backup profiles (`<id>.conf`).
     pub backup_profile_dir: PathBuf,
     /// The program that runs a service in a qube (`qrexec-client`): the backup destination's
-    /// `qubes.Backup`, the passphrase qube's `qubes.BackupPassphrase`.
+    /// `qubes.Backup`, the passphrase qube's `qubes.BackupPassphrase`, the suspend services.
     pub qrexec_client: PathBuf,
+    /// Directory of the qubes' QubesDB sockets (`qubesdb.<qube>.sock`).
+    pub qubesdb_dir: PathBuf,
+    /// Qubes' runtime directory: qrexec's `qrexec.<qube>` markers, and where the qubes paused
+    /// before a system suspend are remembered (`previously-paused.list`).
+    pub runtime_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -44,9 +49,16 @@ impl Default for Config {
             policy_dirs: crate::policy::default_dirs(),
             backup_profile_dir: "/etc/qubes/backup".into(),
             qrexec_client: "/usr/lib/qubes/qrexec-client".into(),
+            qubesdb_dir: DEFAULT_QUBESDB_DIR.into(),
+            runtime_dir: DEFAULT_RUNTIME_DIR.into(),
         }
     }
 }
+
+/// Where the QubesDB daemons' sockets are on a Qubes system.
+pub const DEFAULT_QUBESDB_DIR: &str = "/var/run/qubes";
+/// Qubes' runtime directory on a Qubes system.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/qubes";
 
 impl Config {
     /// Path of `qubes.xml`.
@@ -116,6 +128,8 @@ impl Daemon {
             qrexec_client: config.qrexec_client.clone(),
             backups: Default::default(),
             being_removed: Default::default(),
+            qubesdb_dir: config.qubesdb_dir.clone(),
+            runtime_dir: config.runtime_dir.clone(),
         };
         let policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let shared = Arc::new(Shared {

@@ -120,6 +120,26 @@ pub fn utf8_error_text(bytes: &[u8], e: &std::str::Utf8Error) -> String {
     }
 }
 
+/// `datetime.today().strftime("%Y-%m-%d %H:%M:%S")`: the local date and time now.
+pub fn local_now_text() -> String {
+    // SAFETY: `time` and `localtime_r` only write the `tm` we own; a zeroed `tm` is valid.
+    let tm = unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
 /// Python's `str()` of a bool, as the wire and qubes.xml spell it.
 pub fn bool_word(v: bool) -> &'static str {
     if v { "True" } else { "False" }

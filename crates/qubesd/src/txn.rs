@@ -43,6 +43,10 @@ pub struct Env {
     /// Names of removed qubes whose data is still being deleted (after their removal was
     /// committed): a qube of that name cannot be created until it is done.
     pub being_removed: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Directory of the qubes' QubesDB sockets.
+    pub qubesdb_dir: PathBuf,
+    /// Qubes' runtime directory (qrexec markers, `previously-paused.list`).
+    pub runtime_dir: PathBuf,
 }
 
 /// Backups running now: profile id -> its handle.

@@ -9,6 +9,7 @@ use qubes_api::{ExcKind, QubesError};
 pub mod backup;
 pub mod devices;
 pub mod features;
+pub mod features_request;
 pub mod hooks;
 pub mod intents;
 pub mod labels;
@@ -17,6 +18,7 @@ pub mod properties;
 pub mod qubes;
 pub mod stats;
 pub mod storage;
+pub mod suspend;
 pub mod tags;
 pub mod validate;
 

@@ -237,17 +237,22 @@ fn check_keyboard_layout(v: &str) -> Result<(), QubesError> {
     Ok(())
 }
 
+/// `_setter_denied_list`: whole 7-character codes, duplicates dropped, sorted, each a
+/// class letter (`b`, `u`, `m`, `p` or `*`) and six lowercase hex digits or `*`.
 fn normalize_denied(v: &str) -> Result<String, QubesError> {
     if v.is_empty() {
         return Ok(String::new());
     }
     if !v.len().is_multiple_of(7) {
-        return Err(prop_err(format!("Invalid denied list: {v}")));
+        return Err(QubesError::value(format!(
+            "Invalid length of interfaces={} (is {}, expected multiple of 7)",
+            py_repr(v),
+            v.len()
+        )));
     }
     let mut codes: Vec<&str> = (0..v.len() / 7).map(|i| &v[i * 7..i * 7 + 7]).collect();
     codes.sort();
     codes.dedup();
-    let joined = codes.concat();
     let ok = codes.iter().all(|c| {
         let b = c.as_bytes();
         matches!(b[0], b'b' | b'u' | b'm' | b'p' | b'*')
@@ -256,9 +261,11 @@ fn normalize_denied(v: &str) -> Result<String, QubesError> {
                 .all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(x) || *x == b'*')
     });
     if !ok {
-        return Err(prop_err(format!("Invalid denied list: {joined}")));
+        return Err(prop_err(
+            "Interface code list should be in the form chhhhhhchhhhhh...,where c is one of \"b\", \"u\", \"m\", \"p\", \"*\" and h is a hexdigit or \"*\".",
+        ));
     }
-    Ok(joined)
+    Ok(codes.concat())
 }
 
 /// The qube-property setter rules. `value` is already sanitized.
@@ -528,7 +535,7 @@ pub fn validate_global_prop(
         "default_kernel" => Ok(value),
         n if n.starts_with("default_pool") => {
             if st.pool(&value).is_none() {
-                return Err(prop_err(format!("No such storage pool: {value}")));
+                return Err(prop_err("No such storage pool"));
             }
             Ok(value)
         }

@@ -56,6 +56,12 @@ impl TestDaemon {
             .arg(self.dir.path().join("policy.d"))
             .arg("--backup-profile-dir")
             .arg(self.dir.path().join("backup-profiles"))
+            // Nothing outside the test's directory: QubesDB sockets, runtime files and the
+            // qrexec client below (tests put a program of their own there).
+            .arg("--qubesdb-dir")
+            .arg(self.dir.path().join("qubesdb"))
+            .arg("--runtime-dir")
+            .arg(self.dir.path().join("run"))
             .arg("--qrexec-client")
             .arg(self.dir.path().join("qrexec-client"))
             .arg("--log-level")
