@@ -123,12 +123,12 @@ fn json_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// `internal.GetSystemInfo`: every qube (in name order) with what the policy daemon needs,
+/// `internal.GetSystemInfo`: every qube (dom0 first, then by name) with what the policy daemon needs,
 /// keys in the reference's order.
 fn system_info(_: &Req, v: &View) -> Result<Reply, QubesError> {
     let st = v.st;
     let mut out = String::from("{\"domains\": {");
-    for (i, d) in st.domains.values().enumerate() {
+    for (i, d) in st.domains_sorted().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }

@@ -117,6 +117,22 @@ fn on_qube(t: &mut Txn, vm: &str, kind: &str, prop: &str, v: &Vals) -> Result<()
         ("property-pre-reset", "template") => {
             return Err(validate::cannot_unset_template(&t.st, class));
         }
+        ("property-set", "template") if class.has_template() => {
+            snapshots_follow_template(t, vm)?;
+            if class == Class::AppVM {
+                let disposables: Vec<String> =
+                    t.st.domains_sorted()
+                        .filter(|d| {
+                            d.class == Class::DispVM
+                                && d.props.get("template").map(String::as_str) == Some(vm)
+                        })
+                        .map(|d| d.name.clone())
+                        .collect();
+                for disp in disposables {
+                    snapshots_follow_template(t, &disp)?;
+                }
+            }
+        }
         ("property-set", "label" | "template_for_dispvms") if class.is_local_qube() => {
             reset_note(t, vm, "icon")?;
         }
@@ -191,8 +207,7 @@ fn on_qube(t: &mut Txn, vm: &str, kind: &str, prop: &str, v: &Vals) -> Result<()
         }
         ("property-set", "keyboard_layout") if !v.unchanged() => {
             let attached: Vec<String> =
-                t.st.domains
-                    .values()
+                t.st.domains_sorted()
                     .filter(|d| {
                         props::vm_prop(d.class, "guivm").is_some()
                             && !d.props.contains_key("keyboard_layout")
@@ -307,10 +322,10 @@ fn on_system(t: &mut Txn, kind: &str, prop: &str, v: &Vals) -> Result<(), QubesE
     Ok(())
 }
 
-/// Qubes (by name) that have `vm_prop` and leave it at its default.
+/// Qubes that have `vm_prop` and leave it at its default, in the reference's order (dom0
+/// first, then by name).
 fn following_default(st: &State, vm_prop: &str) -> Vec<String> {
-    st.domains
-        .values()
+    st.domains_sorted()
         .filter(|d| props::vm_prop(d.class, vm_prop).is_some() && !d.props.contains_key(vm_prop))
         .map(|d| d.name.clone())
         .collect()
@@ -318,8 +333,7 @@ fn following_default(st: &State, vm_prop: &str) -> Vec<String> {
 
 /// AppVMs based on `template` that leave `prop` at its default.
 fn appvms_with_default(st: &State, template: &str, prop: &str) -> Vec<String> {
-    st.domains
-        .values()
+    st.domains_sorted()
         .filter(|d| {
             d.class == Class::AppVM
                 && d.props.get("template").map(String::as_str) == Some(template)
@@ -331,8 +345,7 @@ fn appvms_with_default(st: &State, template: &str, prop: &str) -> Vec<String> {
 
 /// Qubes whose network qube is `vm`.
 fn connected_vms(st: &State, vm: &str) -> Vec<String> {
-    st.domains
-        .values()
+    st.domains_sorted()
         .filter(|d| d.class.is_local_qube() && props::vm_get(st, d, "netvm").as_deref() == Some(vm))
         .map(|d| d.name.clone())
         .collect()
@@ -350,6 +363,35 @@ fn default_netvm_of(st: &State, vm: &str) -> Option<String> {
     st.domain(vm)
         .and_then(|d| props::vm_default(st, d, "netvm"))
         .filter(|v| !v.is_empty())
+}
+
+/// `template_changed_update_storage`: the snapshot volumes (root, a disposable's private)
+/// take their origin, pool and size from the new template.
+fn snapshots_follow_template(t: &mut Txn, vm: &str) -> Result<(), QubesError> {
+    let Some(d) = t.st.domain(vm) else {
+        return Ok(());
+    };
+    let fresh = crate::volumes::default_volume_config(&t.st, d, None, &[])?;
+    let is_snap = |v: &crate::model::VolumeConfig| {
+        v.attrs
+            .iter()
+            .any(|(k, val)| k == "snap_on_start" && val == "True")
+    };
+    let name = |v: &crate::model::VolumeConfig| {
+        v.attrs
+            .iter()
+            .find(|(k, _)| k == "name")
+            .map(|(_, n)| n.clone())
+    };
+    let Some(d) = t.st.domain_mut(vm) else {
+        return Ok(());
+    };
+    for slot in d.volumes.iter_mut().filter(|v| is_snap(v)) {
+        if let Some(new) = fresh.iter().find(|f| name(f) == name(slot)) {
+            *slot = new.clone();
+        }
+    }
+    Ok(())
 }
 
 /// `core_features`: `servicevm` follows `provides_network`, and the icon with it.

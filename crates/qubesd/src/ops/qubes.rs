@@ -186,26 +186,32 @@ fn add_new(
     t.st.domains.insert(name.clone(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
     tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
-    if let Some(d) =
-        t.st.domain(&name)
-            .filter(|d| d.class.is_local_qube())
-            .cloned()
-    {
-        // Lay out the volumes last: everything that could refuse the call has run. A later
-        // failure (saving qubes.xml) removes them again, and so does a restart after a crash
-        // before the creation was committed (the intent).
-        let intent = intents::record(&t.env.state_dir, &d)
-            .map_err(|e| QubesError::qubes(format!("Cannot prepare the volumes of {name}: {e}")))?;
-        let undo_intent = intent.clone();
-        t.undo_on_failure(Box::new(move || intents::clear(&undo_intent)));
-        t.after_commit(Box::new(move || intents::clear(&intent)));
-        // create_all removes what it made itself when it fails; volumes that were there
-        // before (it refuses to overwrite them) are not ours to remove.
-        crate::storage::create_all(&t.st, &d)?;
-        let vols = crate::storage::volumes(&t.st, &d);
-        t.undo_on_failure(Box::new(move || crate::storage::remove_all(&vols)));
-        t.fire(&name, "domain-create-on-disk", &[]);
+    if t.st.domain(&name).is_some_and(|d| d.class.is_local_qube()) {
+        // Lay out the volumes last: everything that could refuse the call has run.
+        create_on_disk(t, &name)?;
     }
+    Ok(())
+}
+
+/// Creates a new qube's volumes and fires `domain-create-on-disk`. A later failure (saving
+/// qubes.xml) removes them again, and so does a restart after a crash before the creation
+/// was committed (the intent).
+fn create_on_disk(t: &mut Txn, name: &str) -> Result<(), QubesError> {
+    let d =
+        t.st.domain(name)
+            .ok_or_else(|| QubesError::no_such_vm(name))?
+            .clone();
+    let intent = intents::record(&t.env.state_dir, &d)
+        .map_err(|e| QubesError::qubes(format!("Cannot prepare the volumes of {name}: {e}")))?;
+    let undo_intent = intent.clone();
+    t.undo_on_failure(Box::new(move || intents::clear(&undo_intent)));
+    t.after_commit(Box::new(move || intents::clear(&intent)));
+    // create_all removes what it made itself when it fails; volumes that were there
+    // before (it refuses to overwrite them) are not ours to remove.
+    crate::storage::create_all(&t.st, &d)?;
+    let vols = crate::storage::volumes(&t.st, &d);
+    t.undo_on_failure(Box::new(move || crate::storage::remove_all(&vols)));
+    t.fire(name, "domain-create-on-disk", &[]);
     Ok(())
 }
 
@@ -350,7 +356,7 @@ pub fn create_disposable(
     d.volumes = crate::volumes::default_volume_config(&t.st, &d, None, &[])?;
     t.st.domains.insert(name.clone(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
-    t.fire(&name, "domain-create-on-disk", &[]);
+    create_on_disk(t, &name)?;
     tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
     tags::add(t, &name, &format!("disp-created-by-{src}"));
     t.save = true;
