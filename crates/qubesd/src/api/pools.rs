@@ -233,7 +233,12 @@ fn pool_set_revisions_to_keep(r: &Req, t: &mut Txn) -> Result<Reply, QubesError>
     }
     t.save = true;
     if pool.attr("driver") == Some("linux-kernel") {
-        // The kernel pool keeps no revisions: the reference sets an attribute nothing reads.
+        // The kernel pool keeps no revisions: 0 is accepted and changes nothing.
+        if n != 0 {
+            return Err(QubesError::value(
+                "LinuxKernel supports only revisions_to_keep=0",
+            ));
+        }
         return empty();
     }
     pool_driver(&pool)?.check_pool_revisions(n)?;

@@ -43,6 +43,14 @@ pub fn set_cfg(t: &mut Txn, vm: &str, vol: &str, key: &str, value: String) {
     if let Some(d) = t.st.domain_mut(vm)
         && let Some(cfg) = d.volumes.iter_mut().find(|v| cfg_name(v) == vol)
     {
+        // A new `ephemeral` goes where the reference's volume config has it: before size.
+        if key == "ephemeral"
+            && !cfg.attrs.iter().any(|(k, _)| k == key)
+            && let Some(i) = cfg.attrs.iter().position(|(k, _)| k == "size")
+        {
+            cfg.attrs.insert(i, (key.to_string(), value));
+            return;
+        }
         cfg_set(cfg, key, value);
     }
 }
