@@ -11,7 +11,7 @@
 //! | transport | [`server`] | sockets, one task per connection, event and statistics streams |
 //! | dispatch | [`dispatch`] | the method table, the generic checks in the reference's order, running a handler by its kind |
 //! | API families | [`api`] | one module per family: decode the request, call operations, build the reply |
-//! | domain operations | [`ops`] | what a call changes, saves and fires, on a [`txn::Txn`]; multi-step operations (start, clone) |
+//! | domain operations | [`ops`] | what a call changes, saves and fires, on a [`txn::Txn`] ([`ops::hooks`]: the reference's event handlers, in its order); multi-step operations (start, clone, host suspend) |
 //! | state owner | [`core`] | snapshots for readers, serialised transactions for writers, commit and rollback |
 //! | bottom | [`model`], [`props`], [`volumes`], [`store`], [`storage`], [`hypervisor`], [`devices`], [`firewall`], [`policy`], [`qubesdb`], [`dirwatch`], [`events`], [`txn`], [`reply`], [`names`], [`xml`], [`pycompat`], [`durable`] | the qube model, `qubes.xml`, storage drivers, libvirt, QubesDB, events, Python-compatible helpers |
 //!

@@ -1,6 +1,6 @@
 //! Setting and resetting properties: sanitize and validate the value, then the reference's
 //! events (`property-pre-set`, `property-set`, the reset and delete pairs) with what its
-//! handlers do on each ([`hooks`]).
+//! handlers do on each ([`super::hooks`]).
 
 use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
