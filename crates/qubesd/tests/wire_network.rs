@@ -99,6 +99,11 @@ fn default_netvm_set_and_reset_events_and_loops() {
         d.call("admin.property.Set", "dom0", "default_netvm", b"work"),
         b"0\0"
     );
+    // But dom0 serves no network (the reference fails without a reply).
+    assert_eq!(
+        d.call("admin.property.Set", "dom0", "default_netvm", b"dom0"),
+        exc("QubesValueError", "The dom0 qube does not provide network")
+    );
 }
 
 #[test]

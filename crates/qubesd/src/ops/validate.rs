@@ -514,8 +514,15 @@ pub fn validate_global_prop(
                 check_disposable_template(st, "system", def.name, &v)?
             }
             "default_netvm" if !v.is_empty() => {
-                // Only loops are refused: a qube that follows the default must not end up
-                // on its own way to the network (the reference does not ask for
+                // dom0 cannot serve network (the reference fails without a reply once the
+                // qubes that follow the default are told).
+                if st.domain(&v).is_some_and(|d| d.class == Class::AdminVM) {
+                    return Err(QubesError::value(format!(
+                        "The {v} qube does not provide network"
+                    )));
+                }
+                // Otherwise only loops are refused: a qube that follows the default must not
+                // end up on its own way to the network (the reference does not ask for
                 // provides_network here).
                 for d in st.domains.values() {
                     if d.class.is_local_qube()
