@@ -181,6 +181,14 @@ fn a_backup_to_dom0_reads_back_and_marks_the_qubes() {
         .write_all_at(&data, 4096)
         .unwrap();
     d.ok("admin.vm.feature.Set", "work", "preload-dispvm-extra", b"x");
+    // Preloading needs qrexec and the services a preloaded disposable is driven with.
+    for f in [
+        "qrexec",
+        "supported-rpc.qubes.WaitForRunningSystem",
+        "supported-rpc.qubes.WaitForSession",
+    ] {
+        d.ok("admin.vm.feature.Set", "work", f, b"1");
+    }
     d.ok("admin.vm.feature.Set", "work", "preload-dispvm-max", b"2");
     work_profile(&d, "daily");
     assert_eq!(d.ok("admin.backup.Execute", "dom0", "daily", b""), "");
