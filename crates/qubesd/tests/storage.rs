@@ -100,30 +100,6 @@ fn pool_calls() {
          lvm_thin revisions_to_keep volume_group thin_pool ephemeral_volatile\n\
          zfs revisions_to_keep container ephemeral_volatile snap_on_start_forensics\n"
     );
-    // Listed as the reference lists them, but not served.
-    assert_eq!(
-        d.call("admin.pool.Add", "dom0", "zfs", b"name=z\ncontainer=tank"),
-        b"2\0StoragePoolException\0\0The zfs storage driver is not available in this qubesd\0"
-    );
-    // The kernel pool has neither revisions nor ephemeral volatile volumes: accepted, and
-    // nothing changes (as in the reference, which sets attributes it does not use).
-    let kernel_info = d.ok("admin.pool.Info", "dom0", "linux-kernel", b"");
-    d.ok(
-        "admin.pool.Set.revisions_to_keep",
-        "dom0",
-        "linux-kernel",
-        b"0",
-    );
-    d.ok(
-        "admin.pool.Set.ephemeral_volatile",
-        "dom0",
-        "linux-kernel",
-        b"True",
-    );
-    assert_eq!(
-        d.ok("admin.pool.Info", "dom0", "linux-kernel", b""),
-        kernel_info
-    );
     assert_eq!(
         d.ok("admin.pool.List", "dom0", "", b""),
         "varlibqubes\nlinux-kernel\n"

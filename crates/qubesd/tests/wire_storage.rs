@@ -183,3 +183,49 @@ fn a_disposable_is_laid_out_on_disk_when_created() {
         12 * 1024 * 1024 * 1024
     );
 }
+
+#[test]
+fn pool_drivers_and_the_kernel_pool_as_the_reference() {
+    let d = TestDaemon::start();
+    // callback and zfs are listed as the reference lists them, but not served.
+    let drivers = d.ok("admin.pool.ListDrivers", "dom0", "", b"");
+    assert!(drivers.starts_with("callback conf_id\nfile "), "{drivers}");
+    assert!(
+        drivers.ends_with(
+            "\nzfs revisions_to_keep container ephemeral_volatile snap_on_start_forensics\n"
+        ),
+        "{drivers}"
+    );
+    assert_eq!(
+        d.call("admin.pool.Add", "dom0", "zfs", b"name=z\ncontainer=tank"),
+        b"2\0StoragePoolException\0\0The zfs storage driver is not available in this qubesd\0"
+    );
+    // The kernel pool has neither revisions nor ephemeral volatile volumes: 0 and a bool
+    // are accepted and nothing changes (the reference sets attributes it does not use).
+    let kernel_info = d.ok("admin.pool.Info", "dom0", "linux-kernel", b"");
+    d.ok(
+        "admin.pool.Set.revisions_to_keep",
+        "dom0",
+        "linux-kernel",
+        b"0",
+    );
+    d.ok(
+        "admin.pool.Set.ephemeral_volatile",
+        "dom0",
+        "linux-kernel",
+        b"True",
+    );
+    assert_eq!(
+        d.ok("admin.pool.Info", "dom0", "linux-kernel", b""),
+        kernel_info
+    );
+    assert_eq!(
+        d.call(
+            "admin.pool.Set.revisions_to_keep",
+            "dom0",
+            "linux-kernel",
+            b"1"
+        ),
+        b"2\0QubesValueError\0\0LinuxKernel supports only revisions_to_keep=0\0"
+    );
+}
