@@ -4,6 +4,7 @@
 
 pub mod a11y;
 pub mod app;
+pub mod backup_ui;
 pub mod cli;
 pub mod clone;
 pub mod columns;

@@ -27,7 +27,7 @@
 //!
 //! The tray item (`qui-domains`, the `tray` module) shares the foundations and operations.
 
-use qubes_qube_manager::{app, cli, i18n, instance, renderer};
+use qubes_qube_manager::{app, backup_ui, cli, i18n, instance, renderer};
 use relm4::gtk;
 use relm4::gtk::gio::prelude::ApplicationExt;
 
@@ -92,6 +92,11 @@ fn main() -> anyhow::Result<()> {
     });
     // The embedded core (demo) lives until the window closes.
     let (client, _core) = cli::connect_or_exit(&daemon);
+    // Where backup profiles are written and how restored data is imported, for this daemon.
+    backup_ui::env::set_current(backup_ui::env::BackupEnv::for_daemon(
+        &daemon,
+        _core.as_ref(),
+    ));
     relm.run::<app::App>(app::AppInit {
         client,
         view_state: qubes_qube_manager::view_state::ViewState::open_default(),

@@ -60,5 +60,6 @@ pub fn prepare_n(dir: &std::path::Path, qubes: usize, running: usize) -> qubesd:
         libvirt_uri: format!("test://{}", dir.join("node.xml").display()),
         debug: false,
         policy_dirs: vec![dir.join("policy.d")],
+        ..Default::default()
     }
 }

@@ -105,9 +105,9 @@ pub enum Msg {
     PolicyEditor,
     /// Open the About window.
     About,
-    /// Back up qubes (the backup window, when it is there).
+    /// Open the backup window (a window of its own).
     Backup,
-    /// Restore qubes from a backup (the restore window, when it is there).
+    /// Open the restore window (a window of its own).
     Restore,
     /// Show the CPU and memory use of a qube over the last minutes (`None`: the selected one).
     ShowUsage(Option<String>),

@@ -339,9 +339,12 @@ impl App {
                 crate::policy_editor::open_for(self.window.upcast_ref(), &self.client);
             }
             Msg::About => self.about(),
-            // The backup and restore windows plug in here; until they do, their menu entries
-            // stay disabled and these are never sent.
-            Msg::Backup | Msg::Restore => {}
+            Msg::Backup => {
+                crate::backup_ui::open_backup(self.window.upcast_ref(), &self.client);
+            }
+            Msg::Restore => {
+                crate::backup_ui::open_restore(self.window.upcast_ref(), &self.client);
+            }
             Msg::GlobalSettings => {
                 self.global_settings = Some(self.settings_window(Target::Global));
             }

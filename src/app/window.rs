@@ -144,10 +144,9 @@ pub(super) fn build(
     // The qrexec policy editor, a window of its own (crate::policy_editor).
     command(&group, "policy-editor", input, || Msg::PolicyEditor).set_enabled(true);
     command(&group, "about", input, || Msg::About).set_enabled(true);
-    // Backup and restore come with their windows (src/backup_ui): until then the entries are
-    // shown, greyed.
-    command(&group, "backup", input, || Msg::Backup);
-    command(&group, "restore", input, || Msg::Restore);
+    // Backup and restore, windows of their own (crate::backup_ui).
+    command(&group, "backup", input, || Msg::Backup).set_enabled(true);
+    command(&group, "restore", input, || Msg::Restore).set_enabled(true);
     // ☰ ▸ Columns: one check item per column (the name column always stays).
     let hidden = view_state.hidden_columns();
     for col in Column::ALL.into_iter().filter(|c| *c != Column::Name) {

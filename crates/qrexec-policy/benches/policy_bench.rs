@@ -2,6 +2,9 @@
 //! would happen?") of the same requests, and directory reload time. Prints a table. Run:
 //! `cargo bench -p qrexec-policy`.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use qrexec_policy::explain::explain;

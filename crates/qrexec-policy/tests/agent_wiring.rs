@@ -3,6 +3,9 @@
 //! The bytes on the wire are the reference's (`qrexec/server.py`): checked here at the
 //! agent's sockets (dom0) and at the qrexec client's command line and stdin (a GUI qube).
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};

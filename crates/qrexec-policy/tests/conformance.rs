@@ -1,5 +1,8 @@
 //! The conformance cases of qrexec-policy.md §6.3 on the fixture of §6.2.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use qrexec_policy::{QubeInfo, Request, Resolution, SystemInfo, allow_output, evaluate, parse_str};
 
 fn q(name: &str, class: &str, tags: &[&str], running: bool, uuid: &str) -> QubeInfo {

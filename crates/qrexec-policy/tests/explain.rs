@@ -2,6 +2,9 @@
 //! with `qrexec-policy-exec --just-evaluate` on random requests over a random policy, for the
 //! saved policy and for a pending edit; and `qubes-policy --explain` prints them.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,5 +1,8 @@
 //! `qubes-policy` driving `qubes-policy-admin` directly, as in dom0.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -1,5 +1,8 @@
 //! `qrexec-policy-daemon` over its socket: request lines in, result text out.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! `qrexec-policy-exec` test mode as a subprocess: stdout, exit status, notification lines.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 const INFO: &str = r#"{"domains": {

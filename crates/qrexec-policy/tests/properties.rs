@@ -1,5 +1,8 @@
 //! Property tests of parser and evaluator invariants.
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use qrexec_policy::{QubeInfo, Request, Resolution, SystemInfo, evaluate, first_match, parse_str};
 

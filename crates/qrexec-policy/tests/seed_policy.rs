@@ -11,6 +11,9 @@
 //! pair ends as the document says: work to work allowed, work to anything else and anything
 //! else to work denied, the rest asked (the user chooses among the qubes that are not work's).
 
+// Tests and benchmarks may unwrap: a panic there is a failed run.
+#![allow(clippy::unwrap_used)]
+
 use qrexec_policy::SystemInfo;
 use qrexec_policy::exec::{Options, run};
 

@@ -11,6 +11,7 @@ mod exec;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use exec::{QubeReport, RestoreReport, restore};
 
@@ -18,6 +19,37 @@ use crate::qubesxml::BackupQubes;
 
 /// The tag restored qubes carry until their data is in.
 pub const IN_PROGRESS_TAG: &str = "backup-restore-in-progress";
+
+/// What a restore is doing, for a progress display (names are those in the backup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreProgress {
+    /// The qube is being created with its settings.
+    Creating(String),
+    /// Data of a qube is coming in: `done` of the `size` bytes of its file `file`
+    /// (`private.img`, `firewall.xml`).
+    Data {
+        /// The qube.
+        qube: String,
+        /// The file of the qube.
+        file: String,
+        /// Bytes of the file read so far.
+        done: u64,
+        /// The file's size.
+        size: u64,
+    },
+    /// All the qube's data is in (or, verifying, checked).
+    Done(String),
+}
+
+/// Called with the restore's progress, from the thread running the restore.
+#[derive(Clone)]
+pub struct ProgressFn(pub Arc<dyn Fn(&RestoreProgress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
 
 /// How to restore.
 #[derive(Debug, Clone)]
@@ -42,6 +74,8 @@ pub struct RestoreOptions {
     pub import_args: Vec<String>,
     /// Extra environment for it.
     pub import_env: Vec<(String, String)>,
+    /// Progress reports (at most one [`RestoreProgress::Data`] per MiB of a file).
+    pub progress: Option<ProgressFn>,
 }
 
 impl Default for RestoreOptions {
@@ -57,6 +91,7 @@ impl Default for RestoreOptions {
             import_program: "/etc/qubes-rpc/admin.vm.volume.ImportWithSize".into(),
             import_args: Vec::new(),
             import_env: Vec::new(),
+            progress: None,
         }
     }
 }

@@ -68,6 +68,7 @@ impl Daemon {
             libvirt_uri: "test:///default".into(),
             debug: false,
             policy_dirs: vec![dir.path().join("policy.d")],
+            ..Default::default()
         };
         let daemon = rt
             .block_on(async { qubesd::Daemon::start(&config) })
@@ -281,6 +282,15 @@ fn restore_into(
     bytes: &[u8],
     pass: &str,
 ) -> qubes_backup::Result<restore::RestoreReport> {
+    restore_watched(d, bytes, pass, None)
+}
+
+fn restore_watched(
+    d: &Daemon,
+    bytes: &[u8],
+    pass: &str,
+    progress: Option<restore::ProgressFn>,
+) -> qubes_backup::Result<restore::RestoreReport> {
     let mut backup = Backup::open(
         Source::Stream(Box::new(std::io::Cursor::new(bytes.to_vec()))),
         ReadOptions::new(pass),
@@ -307,6 +317,7 @@ fn restore_into(
                 .display()
                 .to_string(),
         )],
+        progress,
         ..Default::default()
     };
     let plan = Plan::new(&qubes, &host, &opts);
@@ -319,7 +330,61 @@ fn restore_round_trip_into_qubesd() {
     let bytes = std::fs::read(&src.backup).unwrap();
     let d = Daemon::start();
     let before = d.names();
-    let report = restore_into(&d, &bytes, "restore me").unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook = {
+        let seen = seen.clone();
+        restore::ProgressFn(Arc::new(move |p: &restore::RestoreProgress| {
+            seen.lock().unwrap().push(p.clone())
+        }))
+    };
+    let report = restore_watched(&d, &bytes, "restore me", Some(hook)).unwrap();
+    // Progress: each qube created, then its files counted to their sizes, then done, in
+    // restore order.
+    {
+        use restore::RestoreProgress::{Creating, Data, Done};
+        let seen = seen.lock().unwrap();
+        let steps: Vec<String> = seen
+            .iter()
+            .filter_map(|p| match p {
+                Creating(q) => Some(format!("create {q}")),
+                Data {
+                    qube,
+                    file,
+                    done,
+                    size,
+                } if done == size => Some(format!("{qube}/{file} {size}")),
+                Data { done, size, .. } => {
+                    assert!(done < size);
+                    None
+                }
+                Done(q) => Some(format!("done {q}")),
+            })
+            .collect();
+        let size = |q: &str, v: &str| {
+            let (_, _, p) = src
+                .images
+                .iter()
+                .find(|(a, b, _)| a == q && b == v)
+                .unwrap();
+            std::fs::metadata(p).unwrap().len()
+        };
+        assert_eq!(
+            steps,
+            [
+                "create fedora".to_string(),
+                "create work".into(),
+                format!("fedora/root.img {}", size("fedora", "root")),
+                format!("fedora/private.img {}", size("fedora", "private")),
+                "done fedora".into(),
+                format!("work/private.img {}", size("work", "private")),
+                format!("work/firewall.xml {}", FIREWALL.len()),
+                format!("work/notes.txt {}", "Notes: ü\n".len()),
+                "done work".into(),
+            ]
+        );
+        // Big files are reported as they go, not only at their end.
+        assert!(seen.len() > 40, "{}", seen.len());
+    }
     assert_eq!(
         report
             .qubes

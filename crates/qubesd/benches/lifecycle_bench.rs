@@ -25,6 +25,7 @@ fn embedded(dir: &std::path::Path, node_xml: &str) -> Embedded {
         libvirt_uri: format!("test://{}", dir.join("node.xml").display()),
         debug: false,
         policy_dirs: vec![dir.join("policy.d")],
+        ..Default::default()
     };
     // Not a GTK program: watch libvirt's lifecycle events (the latency measured below).
     Embedded::start_with(&config, true).unwrap()

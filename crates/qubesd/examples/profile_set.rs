@@ -16,6 +16,7 @@ fn main() {
         libvirt_uri: "test:///default".into(),
         debug: false,
         policy_dirs: vec![dir.path().join("policy.d")],
+        ..Default::default()
     };
     let shared = qubesd::Daemon::load(&cfg).unwrap();
     let core = &shared.core;

@@ -124,8 +124,8 @@ impl Core {
         &self.stats
     }
 
-    /// Runs `f` as one transaction, after the writes that came before it: commits on success
-    /// (or when `f` asked to keep its changes on error), drops everything otherwise. `what`
+    /// Runs `f` as one transaction, after the writes that came before it: commits on success,
+    /// drops everything otherwise. `what`
     /// names the call in logs.
     pub fn write<T>(
         &self,
@@ -156,17 +156,16 @@ impl Core {
             Ok(v) => match self.commit(&mut store, &base, parts) {
                 Ok(after) => {
                     drop(store);
-                    after.into_iter().for_each(|f| f());
+                    // The call is committed whatever an action after it does.
+                    for f in after {
+                        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                            tracing::error!("{what}: an action after the commit panicked");
+                        }
+                    }
                     Ok(v)
                 }
                 Err(e) => Err(e),
             },
-            Err(e) if parts.keep_on_error => {
-                if let Err(se) = self.commit(&mut store, &base, parts) {
-                    tracing::error!("{what}: keeping the changes of a failed call: {se}");
-                }
-                Err(e)
-            }
             Err(e) => {
                 // The reference delivers pre-events before the handler that vetoes them.
                 let kept: Vec<Event> = parts
@@ -177,7 +176,7 @@ impl Core {
                     .map(|(_, e)| e.clone())
                     .collect();
                 drop_parts(parts);
-                self.hub.publish(kept);
+                self.hub.publish_at(kept, Some(base));
                 Err(e)
             }
         }
@@ -225,27 +224,48 @@ impl Core {
             ..
         } = parts;
         // An unchanged state keeps its snapshot (and the policy view built on it).
-        if **base != st {
-            self.state.store(Arc::new(st));
-        }
-        self.hub.publish(events);
+        let committed = if **base != st {
+            let new = Arc::new(st);
+            self.state.store(new.clone());
+            new
+        } else {
+            base.clone()
+        };
+        self.hub.publish_at(events, Some(committed));
         Ok(on_commit)
     }
 
-    /// The policy applied to the current state, built again only when the state or the
-    /// policy files changed.
+    /// The policy applied to the current state, built again only when the policy files
+    /// changed or the state changed in what the policy looks at (tags, classes, power
+    /// states, ...; see [`crate::policy::info_changed`]) — not for every feature set — so the
+    /// decisions it remembers serve subscribers across commits.
     pub fn policy_view(&self) -> Arc<PolicyView> {
-        let st = self.snapshot();
+        self.policy_view_at(&self.snapshot())
+    }
+
+    /// The policy applied to `st` (the state an event belongs to, which a subscriber that
+    /// lags may see after newer ones): the remembered view when `st` says the same, else
+    /// one built for it.
+    pub fn policy_view_at(&self, st: &Arc<State>) -> Arc<PolicyView> {
         let mut p = self.policy.lock().unwrap_or_else(|e| e.into_inner());
         let (rules, changed) = p.cache.rules();
+        let current = Arc::ptr_eq(st, &self.snapshot());
         if !changed
-            && let Some((built_on, view)) = &p.view
-            && Arc::ptr_eq(built_on, &st)
+            && let Some((built_on, view)) = &mut p.view
+            && (Arc::ptr_eq(built_on, st) || !crate::policy::info_changed(built_on, st))
         {
+            if current {
+                // Compare with the newest state next time: it says the same.
+                *built_on = st.clone();
+            }
             return view.clone();
         }
-        let view = Arc::new(PolicyView::new(rules, &st));
-        p.view = Some((st, view.clone()));
+        let view = Arc::new(PolicyView::new(rules, st));
+        // A view of older rules must never be kept; of an older state it may (the
+        // comparison with the next state it serves decides).
+        if current || changed || p.view.is_none() {
+            p.view = Some((st.clone(), view.clone()));
+        }
         view
     }
 

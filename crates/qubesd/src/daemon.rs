@@ -26,7 +26,39 @@ pub struct Config {
     pub debug: bool,
     /// qrexec policy directories, earlier ones shadowing later ones file by file.
     pub policy_dirs: Vec<PathBuf>,
+    /// Directory of the backup profiles (`<id>.conf`).
+    pub backup_profile_dir: PathBuf,
+    /// The program that runs a service in a qube (`qrexec-client`): the backup destination's
+    /// `qubes.Backup`, the passphrase qube's `qubes.BackupPassphrase`, the suspend services.
+    pub qrexec_client: PathBuf,
+    /// Directory of the qubes' QubesDB sockets (`qubesdb.<qube>.sock`).
+    pub qubesdb_dir: PathBuf,
+    /// Qubes' runtime directory: qrexec's `qrexec.<qube>` markers, and where the qubes paused
+    /// before a system suspend are remembered (`previously-paused.list`).
+    pub runtime_dir: PathBuf,
 }
+
+impl Default for Config {
+    /// The paths of a real dom0.
+    fn default() -> Config {
+        Config {
+            state_dir: "/var/lib/qubes".into(),
+            socket_dir: "/var/run".into(),
+            libvirt_uri: "xen:///".into(),
+            debug: false,
+            policy_dirs: crate::policy::default_dirs(),
+            backup_profile_dir: "/etc/qubes/backup".into(),
+            qrexec_client: "/usr/lib/qubes/qrexec-client".into(),
+            qubesdb_dir: DEFAULT_QUBESDB_DIR.into(),
+            runtime_dir: DEFAULT_RUNTIME_DIR.into(),
+        }
+    }
+}
+
+/// Where the QubesDB daemons' sockets are on a Qubes system.
+pub const DEFAULT_QUBESDB_DIR: &str = "/var/run/qubes";
+/// Qubes' runtime directory on a Qubes system.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/qubes";
 
 impl Config {
     /// Path of `qubes.xml`.
@@ -92,6 +124,12 @@ impl Daemon {
             hv: Some(hv),
             state_dir: config.state_dir.clone(),
             tokens: Default::default(),
+            backup_profile_dir: config.backup_profile_dir.clone(),
+            qrexec_client: config.qrexec_client.clone(),
+            backups: Default::default(),
+            being_removed: Default::default(),
+            qubesdb_dir: config.qubesdb_dir.clone(),
+            runtime_dir: config.runtime_dir.clone(),
         };
         let policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let shared = Arc::new(Shared {
@@ -128,7 +166,13 @@ fn spawn_event_pump(
         .name("qubesd-lifecycle".into())
         .spawn(move || {
             for ev in events {
-                crate::ops::lifecycle::on_hypervisor_event(&shared.core, &ev);
+                // One event's failure must not stop every later one from being applied.
+                let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::ops::lifecycle::on_hypervisor_event(&shared.core, &ev)
+                }));
+                if applied.is_err() {
+                    tracing::error!("applying {ev:?} panicked");
+                }
             }
         });
     if let Err(e) = spawned {
@@ -164,8 +208,13 @@ fn spawn_stats_sampler(shared: Arc<Shared>) {
                 if hv.is_some_and(|h| h.domain_type() == "test") {
                     test_driver_cpu.adjust(&mut list);
                 }
-                let events = crate::ops::stats::round(&shared.core.snapshot(), &list, &mut prev);
-                shared.core.stats_hub().publish(events);
+                let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::ops::stats::round(&shared.core.snapshot(), &list, &mut prev)
+                }));
+                match round {
+                    Ok(events) => shared.core.stats_hub().publish(events),
+                    Err(_) => tracing::error!("a statistics round panicked"),
+                }
             }
         });
     if let Err(e) = spawned {

@@ -66,6 +66,11 @@ impl DirWatch {
         DirWatch { fd: Some(fd) }
     }
 
+    /// Whether inotify watches the directories (else [`DirWatch::changed`] always says yes).
+    pub fn is_live(&self) -> bool {
+        self.fd.is_some()
+    }
+
     /// Whether anything changed since the last call (always true without inotify).
     pub fn changed(&self) -> bool {
         let Some(fd) = &self.fd else {

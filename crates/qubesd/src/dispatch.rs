@@ -32,14 +32,6 @@ pub fn lookup(socket: Socket, name: &str) -> Option<&'static Method> {
         .copied()
 }
 
-/// Every method of a socket (for tests and listings).
-pub fn methods(socket: Socket) -> impl Iterator<Item = &'static Method> {
-    api::families()
-        .into_iter()
-        .flatten()
-        .filter(move |m| m.socket == socket)
-}
-
 /// Decodes and checks src, dest, method, payload, arg and destination class, in that order.
 pub fn resolve(
     st: &State,
@@ -131,10 +123,11 @@ pub fn run(core: &Core, m: &'static Method, r: &Req) -> Result<Reply, QubesError
                 env: core.env(),
                 filter,
             };
-            guarded(m.name, || f(r, &view))
+            guarded(m.name, true, || f(r, &view))
         }
         Kind::Write(f) => core.write(m.name, |t| f(r, t)),
-        Kind::Blocking(f) => guarded(m.name, || f(r, core)),
+        // What such a call committed before a panic stays committed.
+        Kind::Blocking(f) => guarded(m.name, false, || f(r, core)),
     }
 }
 
@@ -146,12 +139,19 @@ pub fn call(core: &Core, socket: Socket, req: &Request) -> Result<Reply, QubesEr
 }
 
 /// Runs code that changes nothing itself (a read, or a call that commits through its own
-/// transactions), turning a panic into an exception: the daemon keeps serving.
-fn guarded(what: &str, f: impl FnOnce() -> Result<Reply, QubesError>) -> Result<Reply, QubesError> {
+/// transactions), turning a panic into an exception: the daemon keeps serving. `unchanged`:
+/// the call cannot have changed anything (a read).
+fn guarded(
+    what: &str,
+    unchanged: bool,
+    f: impl FnOnce() -> Result<Reply, QubesError>,
+) -> Result<Reply, QubesError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
         tracing::error!("{what} panicked");
-        Err(QubesError::qubes(format!(
-            "Internal error in qubesd while handling {what}; nothing was changed"
-        )))
+        Err(QubesError::qubes(if unchanged {
+            format!("Internal error in qubesd while handling {what}; nothing was changed")
+        } else {
+            format!("Internal error in qubesd while handling {what}")
+        }))
     })
 }

@@ -59,6 +59,12 @@ impl Embedded {
             libvirt_uri: format!("test://{}", node.display()),
             debug: false,
             policy_dirs: vec![dir.path().join("policy.d")],
+            // The demo's backup profiles stay in its own directory.
+            backup_profile_dir: dir.path().join("backup-profiles"),
+            // Nor does it touch the system's QubesDB or runtime directory.
+            qubesdb_dir: dir.path().join("qubesdb"),
+            runtime_dir: dir.path().join("run"),
+            ..Default::default()
         };
         let mut e = Embedded::start(&config)?;
         crate::demo::seed(&e.shared.core);

@@ -21,6 +21,9 @@ pub struct Published {
     pub bytes: Vec<u8>,
     /// Whether it belongs to the whole system (empty subject).
     pub global: bool,
+    /// The state the event belongs to (the one its change committed), when known: events
+    /// are filtered for management qubes by what the policy said of that state.
+    pub state: Option<Arc<crate::model::State>>,
 }
 
 /// Fan-out of events to subscribers.
@@ -106,6 +109,15 @@ impl EventHub {
 
     /// Publishes events in order.
     pub fn publish(&self, events: impl IntoIterator<Item = Event>) {
+        self.publish_at(events, None);
+    }
+
+    /// Publishes events in order, as belonging to `state`.
+    pub fn publish_at(
+        &self,
+        events: impl IntoIterator<Item = Event>,
+        state: Option<Arc<crate::model::State>>,
+    ) {
         let published: Vec<Arc<Published>> = events
             .into_iter()
             .map(|event| {
@@ -115,6 +127,7 @@ impl EventHub {
                     event,
                     bytes,
                     global,
+                    state: state.clone(),
                 })
             })
             .collect();

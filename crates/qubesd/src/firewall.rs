@@ -301,7 +301,8 @@ fn xml_text(s: &str) -> String {
 
 /// `firewall.xml` (version 2) for `rules`, as lxml pretty-prints it; expired rules dropped.
 pub fn to_xml(rules: &[Rule]) -> String {
-    let mut x = String::from("<?xml version='1.0' encoding='UTF-8'?>\n<firewall version=\"2\">\n");
+    // No XML declaration: the reference's lxml leaves it out for UTF-8.
+    let mut x = String::from("<firewall version=\"2\">\n");
     let live: Vec<&Rule> = rules.iter().filter(|r| !r.expired()).collect();
     if live.is_empty() {
         x.push_str("  <rules/>\n");
@@ -469,13 +470,17 @@ mod tests {
         .map(|l| Rule::from_api(l).unwrap())
         .collect();
         let x = to_xml(&rules);
+        // As the reference writes it: no XML declaration.
         assert!(x.starts_with(
-            "<?xml version='1.0' encoding='UTF-8'?>\n<firewall version=\"2\">\n  <rules>\n    <rule>\n      <properties>\n        <property name=\"action\">accept</property>\n        <property name=\"comment\">web</property>\n        <property name=\"dsthost\">example.com</property>\n        <property name=\"proto\">tcp</property>\n        <property name=\"dstports\">80-90</property>\n"
+            "<firewall version=\"2\">\n  <rules>\n    <rule>\n      <properties>\n        <property name=\"action\">accept</property>\n        <property name=\"comment\">web</property>\n        <property name=\"dsthost\">example.com</property>\n        <property name=\"proto\">tcp</property>\n        <property name=\"dstports\">80-90</property>\n"
         ), "{x}");
         assert_eq!(from_xml(x.as_bytes()).unwrap(), rules);
+        // Files written with a declaration (by earlier versions) still load.
+        let declared = format!("<?xml version='1.0' encoding='UTF-8'?>\n{x}");
+        assert_eq!(from_xml(declared.as_bytes()).unwrap(), rules);
         assert_eq!(
             to_xml(&[]),
-            "<?xml version='1.0' encoding='UTF-8'?>\n<firewall version=\"2\">\n  <rules/>\n</firewall>\n"
+            "<firewall version=\"2\">\n  <rules/>\n</firewall>\n"
         );
         assert!(from_xml(b"<firewall version=\"1\"/>").is_err());
         assert!(from_xml(b"<firewall version=\"2\"><rules><rule><properties><property name=\"action\">maybe</property></properties></rule></rules></firewall>").is_err());

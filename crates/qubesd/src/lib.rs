@@ -11,9 +11,9 @@
 //! | transport | [`server`] | sockets, one task per connection, event and statistics streams |
 //! | dispatch | [`dispatch`] | the method table, the generic checks in the reference's order, running a handler by its kind |
 //! | API families | [`api`] | one module per family: decode the request, call operations, build the reply |
-//! | domain operations | [`ops`] | what a call changes, saves and fires, on a [`txn::Txn`]; multi-step operations (start, clone) |
+//! | domain operations | [`ops`] | what a call changes, saves and fires, on a [`txn::Txn`] ([`ops::hooks`]: the reference's event handlers, in its order); multi-step operations (start, clone, host suspend) |
 //! | state owner | [`core`] | snapshots for readers, serialised transactions for writers, commit and rollback |
-//! | bottom | [`model`], [`props`], [`volumes`], [`store`], [`storage`], [`hypervisor`], [`devices`], [`firewall`], [`policy`], [`dirwatch`], [`events`], [`txn`], [`reply`], [`names`], [`xml`], [`pycompat`], [`durable`] | the qube model, `qubes.xml`, storage drivers, libvirt, events, Python-compatible helpers |
+//! | bottom | [`model`], [`props`], [`volumes`], [`store`], [`storage`], [`hypervisor`], [`devices`], [`firewall`], [`policy`], [`qubesdb`], [`dirwatch`], [`events`], [`txn`], [`reply`], [`names`], [`xml`], [`pycompat`], [`durable`] | the qube model, `qubes.xml`, storage drivers, libvirt, QubesDB, events, Python-compatible helpers |
 //!
 //! Readers work on an immutable snapshot of the state and never wait for writers; writers are
 //! serialised and commit in arrival order; no lock is held across a hypervisor call or a data
@@ -37,6 +37,7 @@ pub mod ops;
 pub mod policy;
 pub mod props;
 pub mod pycompat;
+pub mod qubesdb;
 pub mod reply;
 pub mod server;
 pub mod storage;

@@ -26,6 +26,26 @@ struct Args {
     /// Default: /run/qubes/policy.d and /etc/qubes/policy.d.
     #[arg(long = "policy-dir", env = "QUBESD_POLICY_DIR")]
     policy_dirs: Vec<PathBuf>,
+    /// Directory of the qubes' QubesDB sockets (qubesdb.<qube>.sock).
+    #[arg(long, env = "QUBESD_QUBESDB_DIR", default_value = qubesd::daemon::DEFAULT_QUBESDB_DIR)]
+    qubesdb_dir: PathBuf,
+    /// Qubes' runtime directory (qrexec markers; the qubes paused before a system suspend).
+    #[arg(long, env = "QUBESD_RUNTIME_DIR", default_value = qubesd::daemon::DEFAULT_RUNTIME_DIR)]
+    runtime_dir: PathBuf,
+    /// Directory of the backup profiles (`<id>.conf`).
+    #[arg(
+        long,
+        env = "QUBESD_BACKUP_PROFILE_DIR",
+        default_value = "/etc/qubes/backup"
+    )]
+    backup_profile_dir: PathBuf,
+    /// The program that runs a service in a qube.
+    #[arg(
+        long,
+        env = "QUBESD_QREXEC_CLIENT",
+        default_value = "/usr/lib/qubes/qrexec-client"
+    )]
+    qrexec_client: PathBuf,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "QUBESD_LOG", default_value = "info")]
     log_level: String,
@@ -50,6 +70,10 @@ fn main() -> anyhow::Result<()> {
         } else {
             args.policy_dirs
         },
+        backup_profile_dir: args.backup_profile_dir,
+        qubesdb_dir: args.qubesdb_dir,
+        runtime_dir: args.runtime_dir,
+        qrexec_client: args.qrexec_client,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -80,22 +80,26 @@ pub fn validate_tag(tag: &str) -> Result<(), QubesError> {
     Ok(())
 }
 
-/// Whether a character may be shown to a user as it is (no controls, no invisible or
-/// direction-changing format characters, no unassigned surrogates/noncharacters).
+mod display_allowlist;
+
+/// Whether a character may be shown to a user as it is, exactly as libqubes-pure's
+/// `qubes_pure_code_point_safe_for_display` decides (same rules, same Unicode data:
+/// `tools/display-allowlist.py`): letters, numbers, punctuation, math and currency symbols of
+/// scripts that need no complex or right-to-left rendering; no controls, marks, spaces other
+/// than ASCII's, format characters, emoji or other symbols.
 pub fn safe_for_display(c: char) -> bool {
     let u = c as u32;
-    !(u < 0x20
-        || (0x7f..=0x9f).contains(&u)
-        || (0x200b..=0x200f).contains(&u)
-        || (0x2028..=0x202e).contains(&u)
-        || (0x2060..=0x206f).contains(&u)
-        || u == 0xfeff
-        || (0xfff9..=0xfffb).contains(&u)
-        || (0xfdd0..=0xfdef).contains(&u)
-        || (u & 0xfffe) == 0xfffe
-        || (0xe000..=0xf8ff).contains(&u)
-        || u >= 0xf0000
-        || (0xe0000..=0xe007f).contains(&u))
+    display_allowlist::RANGES
+        .binary_search_by(|&(lo, hi)| {
+            if hi < u {
+                std::cmp::Ordering::Less
+            } else if lo > u {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -108,6 +112,12 @@ mod tests {
         assert!(safe_for_display('ä'));
         assert!(!safe_for_display('\u{202e}'));
         assert!(!safe_for_display('\x1b'));
+        assert!(!safe_for_display('\u{1f642}'), "emoji");
+        assert!(safe_for_display(' '));
+        assert!(!safe_for_display('\u{a0}'), "no-break space");
+        assert!(!safe_for_display('\u{5d0}'), "right-to-left");
+        assert!(safe_for_display('\u{4e2d}'), "Han");
+        assert!(!safe_for_display('\u{7f}'));
     }
 
     fn msg(r: Result<(), QubesError>) -> String {

@@ -74,15 +74,21 @@ impl PolicyCache {
     /// The current rules, or why the policy cannot be used; and whether they changed since
     /// the last call.
     pub fn rules(&mut self) -> (Arc<Result<Vec<Rule>, String>>, bool) {
-        if let Some(w) = &self.watch
-            && !w.changed()
-        {
-            return (self.rules.clone(), false);
-        }
+        let told = match &self.watch {
+            Some(w) if w.is_live() => {
+                if !w.changed() {
+                    return (self.rules.clone(), false);
+                }
+                true
+            }
+            _ => false,
+        };
         // Watch before looking, so that a change made while we look is seen next time.
         self.watch = Some(DirWatch::new(&self.dirs));
         let sig = signature(&self.dirs);
-        let changed = self.signature.as_ref() != Some(&sig);
+        // inotify saw a change: reload even when the signature looks the same (a rewrite of
+        // the same size within one timestamp tick). Without inotify the signature decides.
+        let changed = told || self.signature.as_ref() != Some(&sig);
         if changed {
             let rules = load_policy_dirs(&qrexec_policy::parser::FileSystem::default(), &self.dirs)
                 .map_err(|e| e.to_string());
@@ -172,6 +178,47 @@ pub fn system_info(st: &State) -> SystemInfo {
     info
 }
 
+/// Properties whose values (their own or those they default to) the system info holds.
+const INFO_PROPS: [&str; 6] = [
+    "template_for_dispvms",
+    "default_dispvm",
+    "guivm",
+    "relayvm",
+    "transport_rpc",
+    "template",
+];
+
+/// Whether going from `old` to `new` changes what [`system_info`] says: a qube added or
+/// removed, or a changed qube's tags, class, power state, uuid, `internal` feature or one of
+/// the properties it reads; any change of the global properties counts. Qubes that did not
+/// change share their `Arc`, so a commit that touches one qube costs one comparison.
+pub fn info_changed(old: &State, new: &State) -> bool {
+    if old.domains.len() != new.domains.len() || old.global != new.global {
+        return true;
+    }
+    for (name, n) in &new.domains {
+        let Some(o) = old.domains.get(name) else {
+            return true;
+        };
+        if std::sync::Arc::ptr_eq(o, n) {
+            continue;
+        }
+        let internal = |d: &crate::model::Domain| d.feature("internal").map(str::to_string);
+        if o.tags != n.tags
+            || o.class != n.class
+            || o.power != n.power
+            || o.uuid() != n.uuid()
+            || internal(o) != internal(n)
+            || INFO_PROPS
+                .iter()
+                .any(|p| o.props.get(*p) != n.props.get(*p))
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether the policy lets `src` call `service_and_arg` towards `target` (allow only).
 pub fn allows(
     rules: &[Rule],
@@ -189,4 +236,55 @@ pub fn allows(
 /// The policy argument for an event: its name with `:` replaced by `_` (the reference's rule).
 pub fn event_service(name: &str) -> String {
     format!("admin.Events+{}", name.replace(':', "_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Class, Domain, HostInfo, PowerState};
+
+    #[test]
+    fn only_what_the_policy_reads_invalidates_the_view() {
+        let mut st = State::new_system(HostInfo::detect("/nonexistent", false), "file");
+        st.domains.insert(
+            "work".into(),
+            std::sync::Arc::new(Domain::new(Class::AppVM, "work", 1)),
+        );
+        let changed = |f: &dyn Fn(&mut State)| {
+            let mut new = st.clone();
+            f(&mut new);
+            info_changed(&st, &new)
+        };
+        assert!(!changed(&|_| {}));
+        assert!(!changed(&|s| {
+            s.domain_mut("work").unwrap().set_feature("menu-items", "x");
+        }));
+        assert!(!changed(&|s| {
+            s.domain_mut("work")
+                .unwrap()
+                .props
+                .insert("memory".into(), "500".into());
+        }));
+        assert!(changed(&|s| {
+            s.domain_mut("work").unwrap().tags.insert("t".into());
+        }));
+        assert!(changed(&|s| {
+            s.domain_mut("work").unwrap().set_feature("internal", "1");
+        }));
+        assert!(changed(
+            &|s| s.domain_mut("work").unwrap().power = PowerState::Running
+        ));
+        assert!(changed(&|s| {
+            s.domain_mut("work")
+                .unwrap()
+                .props
+                .insert("default_dispvm".into(), "dvm".into());
+        }));
+        assert!(changed(&|s| {
+            s.global.insert("default_dispvm".into(), "dvm".into());
+        }));
+        assert!(changed(&|s| {
+            s.domains.remove("work");
+        }));
+    }
 }

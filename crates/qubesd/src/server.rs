@@ -12,7 +12,7 @@ use std::time::Duration;
 use qubes_api::framing::{encode_exception, encode_ok};
 use qubes_api::{Event, MAX_REQUEST_SIZE, QubesError, Request, exc::ExcBase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 
 use crate::api::Socket;
 use crate::core::Core;
@@ -330,7 +330,11 @@ async fn stream_events<S: AsyncWriteExt + Unpin>(
                 ev.event.subject.as_str()
             };
             let service = crate::policy::event_service(&ev.event.name);
-            if !shared.core.policy_view().allows(src, &service, target) {
+            let view = match &ev.state {
+                Some(st) => shared.core.policy_view_at(st),
+                None => shared.core.policy_view(),
+            };
+            if !view.allows(src, &service, target) {
                 continue;
             }
         }
@@ -346,11 +350,6 @@ pub fn socket_paths(dir: &Path) -> Vec<(Socket, PathBuf)> {
         .iter()
         .map(|(s, n)| (*s, dir.join(n)))
         .collect()
-}
-
-/// Serves one connection that is not a socket file (embedded mode's socketpair).
-pub async fn handle_stream(conn: UnixStream, shared: Arc<Shared>) {
-    handle(conn, Socket::Admin, shared).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! committed and what undoes its disk changes if it is not.
 //!
 //! Domain operations ([`crate::ops`]) work on a `Txn` and nothing else; the core
-//! ([`crate::core`]) commits it (write `qubes.xml`, then the side files, swap the state
+//! ([`crate::core`]) commits it (write the side files, then `qubes.xml`, swap the state
 //! snapshot, publish the events, run the commit actions) or drops it (undo actions, and only
 //! the events that the reference delivers even for a failed call). So a failed or panicking
 //! call leaves memory and disk as they were.
@@ -34,6 +34,32 @@ pub struct Env {
     pub state_dir: PathBuf,
     /// Pending volume clone tokens.
     pub tokens: CloneTokens,
+    /// Directory of the backup profiles.
+    pub backup_profile_dir: PathBuf,
+    /// The program that runs a service in a qube (`qrexec-client`).
+    pub qrexec_client: PathBuf,
+    /// Backups running now, by profile id: set a flag to cancel one.
+    pub backups: RunningBackups,
+    /// Names of removed qubes whose data is still being deleted (after their removal was
+    /// committed): a qube of that name cannot be created until it is done.
+    pub being_removed: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Directory of the qubes' QubesDB sockets.
+    pub qubesdb_dir: PathBuf,
+    /// Qubes' runtime directory (qrexec markers, `previously-paused.list`).
+    pub runtime_dir: PathBuf,
+}
+
+/// Backups running now: profile id -> its handle.
+pub type RunningBackups = Arc<Mutex<HashMap<String, Arc<BackupHandle>>>>;
+
+/// What Cancel needs of a running backup.
+#[derive(Debug, Default)]
+pub struct BackupHandle {
+    /// Set to stop the writer at its next block.
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
+    /// The `qubes.Backup` service process a backup to a qube writes to: killed by Cancel, so
+    /// a writer blocked on a service that stopped reading ends too.
+    pub service_pid: Mutex<Option<u32>>,
 }
 
 impl Env {
@@ -53,9 +79,6 @@ pub struct Txn {
     pub env: Env,
     /// Whether `qubes.xml` must be written.
     pub save: bool,
-    /// Keep (save and publish) the changes even though the call fails: the reference's
-    /// `finally: app.save()` (volume Resize when the online part fails).
-    pub keep_on_error: bool,
     events: Vec<Event>,
     /// Indexes into `events` of those delivered even when the call fails.
     sticky: Vec<usize>,
@@ -70,8 +93,6 @@ pub struct Parts {
     pub st: State,
     /// Whether `qubes.xml` must be written.
     pub save: bool,
-    /// Keep the changes even though the call failed.
-    pub keep_on_error: bool,
     /// Events, in the order they were fired.
     pub events: Vec<Event>,
     /// Indexes into `events` of the sticky ones.
@@ -91,7 +112,6 @@ impl Txn {
             st,
             env,
             save: false,
-            keep_on_error: false,
             events: Vec::new(),
             sticky: Vec::new(),
             side_files: Vec::new(),
@@ -131,17 +151,11 @@ impl Txn {
         self.on_rollback.push(f);
     }
 
-    /// The events fired so far (for tests and for checks of read-only calls).
-    pub fn events(&self) -> &[Event] {
-        &self.events
-    }
-
     /// Takes the transaction apart.
     pub fn into_parts(self) -> Parts {
         Parts {
             st: self.st,
             save: self.save,
-            keep_on_error: self.keep_on_error,
             events: self.events,
             sticky: self.sticky,
             side_files: self.side_files,

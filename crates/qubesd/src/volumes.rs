@@ -51,17 +51,26 @@ pub fn default_volume_config(
             .unwrap_or("1")
             .to_string()
     };
-    let template = props::vm_ref(st, d, "template");
-    let tpl_volume = |name: &str| {
-        template.and_then(|t| {
-            t.volumes
-                .iter()
-                .find(|v| v.attrs.iter().any(|(k, val)| k == "name" && val == name))
-                .cloned()
-        })
-    };
     let attr =
         |v: &VolumeConfig, k: &str| v.attrs.iter().find(|(a, _)| a == k).map(|(_, x)| x.clone());
+    // A snapshot volume's origin: the template's volume of that name, or further up the
+    // chain where that one is a snapshot itself (TemplateVM -> AppVM -> DispVM).
+    let origin = |name: &str| -> Option<VolumeConfig> {
+        let mut tpl = props::vm_ref(st, d, "template");
+        for _ in 0..16 {
+            let t = tpl?;
+            let v = t
+                .volumes
+                .iter()
+                .find(|v| v.attrs.iter().any(|(k, val)| k == "name" && val == name))?;
+            if attr(v, "source").is_some() && t.class.has_template() {
+                tpl = props::vm_ref(st, t, "template");
+                continue;
+            }
+            return Some(v.clone());
+        }
+        None
+    };
     let mut out = Vec::new();
     let (root_snap, private_snap) = match d.class {
         Class::AppVM => (true, false),
@@ -69,12 +78,23 @@ pub fn default_volume_config(
         _ => (false, false),
     };
     for vol in ["root", "private", "volatile", "kernel"] {
-        let Some(p) = pool_for(vol) else {
+        let snap = (vol == "root" && root_snap) || (vol == "private" && private_snap);
+        if snap && let Some((_, p)) = pools.iter().find(|(v, _)| v == vol) {
+            return Err(QubesError::qubes(format!(
+                "Snapshot volume {vol} must be in the same pool as its origin ({vol} volume of template),cannot move to pool {p} "
+            )));
+        }
+        let source = if snap { origin(vol) } else { None };
+        // A snapshot lives in its origin's pool, whatever pool= says.
+        let Some(p) = source
+            .as_ref()
+            .and_then(|s| attr(s, "pool"))
+            .or_else(|| pool_for(vol))
+        else {
             continue;
         };
         let mut attrs: Vec<(String, String)> =
             vec![("name".into(), vol.into()), ("pool".into(), p.clone())];
-        let snap = (vol == "root" && root_snap) || (vol == "private" && private_snap);
         let save = matches!(vol, "root" | "private") && !snap;
         if vol == "kernel" {
             let kernel = props::vm_get(st, d, "kernel").unwrap_or_default();
@@ -90,7 +110,6 @@ pub fn default_volume_config(
         attrs.push(("rw".into(), b(vol != "kernel").into()));
         attrs.push(("save_on_stop".into(), b(save).into()));
         attrs.push(("snap_on_start".into(), b(snap).into()));
-        let source = if snap { tpl_volume(vol) } else { None };
         let size = match vol {
             "root" => source
                 .as_ref()
@@ -113,14 +132,8 @@ pub fn default_volume_config(
         if let Some(s) = size {
             attrs.push(("size".into(), s));
         }
-        if let Some(src) = source {
-            // A disposable's root comes from its template's source (the template chain).
-            let src_vid = attr(&src, "source")
-                .filter(|_| d.class == Class::DispVM && vol == "root")
-                .or_else(|| attr(&src, "vid"));
-            if let Some(v) = src_vid {
-                attrs.push(("source".into(), v));
-            }
+        if let Some(v) = source.as_ref().and_then(|src| attr(src, "vid")) {
+            attrs.push(("source".into(), v));
         }
         out.push(VolumeConfig { attrs });
     }

@@ -105,7 +105,7 @@ fn framing_and_generic_checks() {
     );
     let info = d.raw_on(&internal, b"internal.GetSystemInfo+ dom0 name dom0\0");
     assert!(
-        info.starts_with(b"0\0{\"domains\": {\"dom0\": {\"tags\": []"),
+        info.starts_with(b"0\0{\"domains\": {\"dom0\": {\"internal\": null, \"tags\": []"),
         "{:?}",
         String::from_utf8_lossy(&info)
     );

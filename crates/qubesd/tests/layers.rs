@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
         "devices",
         "firewall",
         "policy",
+        "qubesdb",
         "dirwatch",
         "events",
         "txn",

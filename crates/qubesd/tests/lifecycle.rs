@@ -413,3 +413,80 @@ fn dom0_is_never_a_connected_qube() {
     d.ok("admin.vm.Start", "net", "", b"");
     assert_eq!(d.ok("admin.vm.Shutdown", "net", "", b""), "");
 }
+
+/// A qube being restored from a backup cannot start (the reference's backup restore
+/// extension vetoes its domain-pre-start).
+#[test]
+fn a_qube_being_restored_does_not_start() {
+    let d = setup();
+    d.ok(
+        "admin.vm.tag.Set",
+        "work",
+        "backup-restore-in-progress",
+        b"",
+    );
+    let mut ev = Events::open(&d, "work");
+    assert_eq!(
+        d.call("admin.vm.Start", "work", "", b""),
+        b"2\0QubesVMError\0\0Restore of this domain in progress, cannot start\0"
+    );
+    assert_eq!(
+        ev.next_text(),
+        "work domain-pre-start start_guid=True mem_required=None"
+    );
+    assert_eq!(
+        ev.next_text(),
+        "work domain-start-failed reason=Restore of this domain in progress, cannot start"
+    );
+    assert_eq!(state(&d, "work"), "Halted");
+    d.ok(
+        "admin.vm.tag.Remove",
+        "work",
+        "backup-restore-in-progress",
+        b"",
+    );
+    d.ok("admin.vm.Start", "work", "", b"");
+    assert_eq!(state(&d, "work"), "Running");
+}
+
+/// A network loop written into qubes.xml by hand (the API refuses to make one) does not hang
+/// a start: each qube of the chain is started once, and every other call goes on.
+#[test]
+fn a_netvm_loop_in_qubes_xml_does_not_hang_a_start() {
+    let mut d = setup();
+    d.ok("admin.vm.property.Set", "work", "provides_network", b"True");
+    d.stop();
+    let xml = std::fs::read_to_string(d.store()).unwrap();
+    // net's properties get netvm=work: work -> net -> work.
+    let marker = "<property name=\"name\">net</property>";
+    assert!(xml.contains(marker), "{xml}");
+    let looped = xml.replacen(
+        marker,
+        &format!("{marker}\n        <property name=\"netvm\">work</property>"),
+        1,
+    );
+    std::fs::write(d.store(), looped).unwrap();
+    d.spawn().unwrap();
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "net", "netvm", b""),
+        "default=False type=vm work"
+    );
+    let socket = d.socket();
+    let start = std::thread::spawn(move || {
+        qubes_api::client::call_raw(
+            &socket,
+            &qubes_api::Request::encode("admin.vm.Start", "", "dom0", "work", b""),
+        )
+        .unwrap()
+    });
+    let t = Instant::now();
+    while !start.is_finished() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the start hangs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(start.join().unwrap(), b"0\0");
+    assert_eq!(state(&d, "work"), "Running");
+    assert_eq!(state(&d, "net"), "Running");
+    d.ok("admin.vm.Kill", "work", "", b"");
+    d.ok("admin.vm.Kill", "net", "", b"");
+}

@@ -18,6 +18,7 @@ fn daemon() -> (tempfile::TempDir, Arc<qubesd::server::Shared>) {
         libvirt_uri: "test:///default".into(),
         debug: false,
         policy_dirs: vec![dir.path().join("policy.d")],
+        ..Default::default()
     };
     let shared = qubesd::Daemon::load(&config).unwrap();
     (dir, shared)

@@ -93,10 +93,12 @@ fn pool_calls() {
     let dir = d.dir.path().to_str().unwrap().to_string();
     assert_eq!(
         d.ok("admin.pool.ListDrivers", "dom0", "", b""),
-        "file revisions_to_keep dir_path ephemeral_volatile\n\
+        "callback conf_id\n\
+         file revisions_to_keep dir_path ephemeral_volatile\n\
          file-reflink revisions_to_keep dir_path setup_check ephemeral_volatile\n\
          linux-kernel dir_path\n\
-         lvm_thin revisions_to_keep volume_group thin_pool ephemeral_volatile\n"
+         lvm_thin revisions_to_keep volume_group thin_pool ephemeral_volatile\n\
+         zfs revisions_to_keep container ephemeral_volatile snap_on_start_forensics\n"
     );
     assert_eq!(
         d.ok("admin.pool.List", "dom0", "", b""),
@@ -136,7 +138,7 @@ fn pool_calls() {
     let add =
         |driver: &str, payload: &str| d.call("admin.pool.Add", "dom0", driver, payload.as_bytes());
     assert_eq!(
-        add("zfs", "name=x"),
+        add("nosuch", "name=x"),
         b"2\0PermissionDenied\0\0Argument not in 'available drivers'\0"
     );
     assert_eq!(
@@ -231,8 +233,9 @@ fn pool_calls() {
         d.call("admin.pool.Remove", "dom0", "extra", b""),
         b"2\0QubesPoolInUseError\0\0Storage pool is in use: 'extra'\0"
     );
-    assert_eq!(ev.next_text(), " pool-pre-delete pool=extra");
+    // Refused before the pre-event: only a pool that goes gets it.
     d.ok("admin.vm.Remove", "box", "", b"");
+    assert_eq!(ev.next_text(), " domain-pre-delete vm=box");
     assert_eq!(
         d.call("admin.pool.Remove", "dom0", "linux-kernel", b""),
         b"2\0QubesPoolInUseError\0\0Storage pool is in use: set as default_pool_kernel\0"

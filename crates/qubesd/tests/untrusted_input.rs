@@ -144,6 +144,7 @@ fn core() -> Arc<Shared> {
             libvirt_uri: "test:///default".into(),
             debug: false,
             policy_dirs: vec![dir.path().join("policy.d")],
+            ..Default::default()
         };
         let shared = qubesd::Daemon::load(&config).unwrap();
         let r = call(

@@ -1,13 +1,13 @@
 //! Carrying out a [`Plan`] through the Admin API.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use qubes_api::{CallError, Client, Response};
 
-use super::{IN_PROGRESS_TAG, Plan, PlanEntry, RestoreOptions};
+use super::{IN_PROGRESS_TAG, Plan, PlanEntry, RestoreOptions, RestoreProgress};
 use crate::error::{BackupError, Result};
 use crate::qubesxml::{BackupQube, BackupQubes};
 use crate::read::{Backup, Content};
@@ -79,18 +79,27 @@ pub fn restore(
         let dir = file.rsplit_once('/').map_or("", |(d, _)| d);
         dirs.contains_key(dir) || home.as_deref() == Some(file)
     };
+    let names: Vec<String> = report.qubes.iter().map(|q| q.name.clone()).collect();
+    let tracker = Tracker::new(opts, &names);
     if opts.verify_only {
         let mut seen = std::collections::BTreeSet::new();
         backup.read_files(
-            &mut |file, _| {
+            &mut |file, content| {
                 if let Some(&i) = dirs.get(file.rsplit_once('/').map_or("", |(d, _)| d)) {
                     seen.insert(i);
+                    tracker.enter(Some(i));
+                    if let Content::File { size, data } = content {
+                        let base = file.rsplit_once('/').map_or(file, |(_, b)| b);
+                        let mut counted = tracker.counting(i, base, size, data);
+                        io::copy(&mut counted, &mut io::sink()).map_err(from_io)?;
+                    }
                 }
                 Ok(())
             },
             &wanted,
             None,
         )?;
+        tracker.enter(None);
         if let Some(r) = (0..report.qubes.len()).find(|i| !seen.contains(i)) {
             return Err(BackupError::qubes(format!(
                 "The backup holds no data for {}: it is truncated",
@@ -102,7 +111,7 @@ pub fn restore(
     let client = client.ok_or_else(|| BackupError::qubes("no Admin API connection"))?;
     let mut created: Vec<String> = Vec::new();
     let result = (|| -> Result<()> {
-        create_all(client, qubes, &chosen, &mut report, &mut created)?;
+        create_all(client, qubes, &chosen, &mut report, &mut created, &tracker)?;
         let mut seen: BTreeMap<usize, bool> = BTreeMap::new();
         let mut home_dir = None;
         backup.read_files(
@@ -119,6 +128,7 @@ pub fn restore(
                     return Ok(());
                 };
                 seen.insert(i, true);
+                tracker.enter(Some(i));
                 let r = &mut report.qubes[i];
                 let Content::File { size, data } = content else {
                     return Ok(());
@@ -126,6 +136,7 @@ pub fn restore(
                 if !r.ok {
                     return Ok(());
                 }
+                let data = &mut tracker.counting(i, base, size, data);
                 if let Some(volume) = base.strip_suffix(".img") {
                     import_volume(opts, &r.restored_as, volume, size, data).map_err(|e| {
                         BackupError::qubes(format!(
@@ -155,6 +166,7 @@ pub fn restore(
             &wanted,
             None,
         )?;
+        tracker.enter(None);
         for (i, r) in report.qubes.iter().enumerate() {
             if r.ok && !seen.contains_key(&i) {
                 return Err(BackupError::qubes(format!(
@@ -182,6 +194,93 @@ pub fn restore(
     Ok(report)
 }
 
+/// Sends [`RestoreProgress`] reports: which qube's data is coming in, and how far its file is.
+struct Tracker<'a> {
+    opts: &'a RestoreOptions,
+    names: &'a [String],
+    current: std::cell::Cell<Option<usize>>,
+}
+
+impl<'a> Tracker<'a> {
+    fn new(opts: &'a RestoreOptions, names: &'a [String]) -> Tracker<'a> {
+        Tracker {
+            opts,
+            names,
+            current: std::cell::Cell::new(None),
+        }
+    }
+
+    fn say(&self, p: RestoreProgress) {
+        if let Some(f) = &self.opts.progress {
+            (f.0)(&p);
+        }
+    }
+
+    /// The data of qube `i` comes now (`None`: no more data): the one before is done.
+    fn enter(&self, i: Option<usize>) {
+        let before = self.current.replace(i);
+        if let Some(b) = before.filter(|b| Some(*b) != i) {
+            self.say(RestoreProgress::Done(self.names[b].clone()));
+        }
+    }
+
+    /// `data` (file `file` of qube `i`, `size` bytes), reporting how much of it was read.
+    fn counting<'r>(
+        &'r self,
+        i: usize,
+        file: &str,
+        size: u64,
+        data: &'r mut dyn Read,
+    ) -> Counting<'r> {
+        let c = Counting {
+            tracker: self,
+            qube: i,
+            file: file.to_string(),
+            size,
+            done: 0,
+            told: 0,
+            data,
+        };
+        c.tell();
+        c
+    }
+}
+
+/// A file's data, counted for [`Tracker`].
+struct Counting<'a> {
+    tracker: &'a Tracker<'a>,
+    qube: usize,
+    file: String,
+    size: u64,
+    done: u64,
+    told: u64,
+    data: &'a mut dyn Read,
+}
+
+impl Counting<'_> {
+    fn tell(&self) {
+        self.tracker.say(RestoreProgress::Data {
+            qube: self.tracker.names[self.qube].clone(),
+            file: self.file.clone(),
+            done: self.done,
+            size: self.size,
+        });
+    }
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.data.read(buf)?;
+        self.done += n as u64;
+        // Once per MiB, and at the end of the file.
+        if self.done - self.told >= 1 << 20 || (n > 0 && self.done >= self.size) {
+            self.told = self.done;
+            self.tell();
+        }
+        Ok(n)
+    }
+}
+
 fn from_io(e: std::io::Error) -> BackupError {
     match e.downcast::<BackupError>() {
         Ok(b) => b,
@@ -195,9 +294,11 @@ fn create_all(
     chosen: &[&PlanEntry],
     report: &mut RestoreReport,
     created: &mut Vec<String>,
+    tracker: &Tracker,
 ) -> Result<()> {
     for (i, e) in chosen.iter().enumerate() {
         let q = &qubes.qubes[e.index];
+        tracker.say(RestoreProgress::Creating(e.name.clone()));
         let r = &mut report.qubes[i];
         let template = e.template.clone().unwrap_or_default();
         let method = format!("admin.vm.Create.{}", q.class);
@@ -327,21 +428,31 @@ fn import_volume(
         .envs(opts.import_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("{}: {e}", opts.import_program.display()))?;
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = stdout.take(1 << 20).read_to_end(&mut v);
         v
+    });
+    // What the importer says when it fails (bounded; the rest is drained unread).
+    let complaint = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let mut stderr = stderr;
+        let _ = (&mut stderr).take(4096).read_to_end(&mut v);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        String::from_utf8_lossy(&v).trim().to_string()
     });
     let fed = stdin
         .write_all(format!("{size}\n").as_bytes())
         .and_then(|_| std::io::copy(&mut data.take(size), &mut stdin).map(|_| ()));
     drop(stdin);
     let answer = reader.join().unwrap_or_default();
+    let complaint = complaint.join().unwrap_or_default();
     let status = child.wait().map_err(|e| e.to_string())?;
     if let Err(e) = fed
         && let Ok(b) = e.downcast::<BackupError>()
@@ -352,7 +463,8 @@ fn import_volume(
     match Response::parse(&answer) {
         Ok(Response::Ok(_)) if status.success() => Ok(()),
         Ok(Response::Exception { kind, message, .. }) => Err(format!("{kind}: {message}")),
-        _ => Err(format!("the import program failed ({status})")),
+        _ if complaint.is_empty() => Err(format!("the import program failed ({status})")),
+        _ => Err(format!("the import program failed ({status}): {complaint}")),
     }
 }
 

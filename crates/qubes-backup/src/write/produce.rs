@@ -318,7 +318,7 @@ fn spawn_filter(out: &Output, program: &str) -> Result<Filter> {
     })
 }
 
-/// Progress of the file being written: its share of its size, by stream bytes.
+/// Progress of the file being written: its share of its size, by data bytes read.
 struct Meter<'a> {
     opts: &'a WriteOptions,
     done_before: u64,
@@ -448,6 +448,9 @@ fn write_path_file(
     };
     s.push(&header)?;
     let mut buf = vec![0u8; BLOCK];
+    // Progress counts the data read against all the data: holes take no time, and a sparse
+    // image's data is not where its offsets would say.
+    let (mut data_done, data_len) = (0u64, map.data_len());
     for &(off, l) in &map.extents {
         let mut pos = 0u64;
         while pos < l {
@@ -461,7 +464,8 @@ fn write_path_file(
             })?;
             s.push(&buf[..n])?;
             pos += n as u64;
-            meter.report(size, off + pos, len);
+            data_done += n as u64;
+            meter.report(size, data_done, data_len);
         }
     }
     s.push(&vec![0u8; sparse::padding(map.data_len())])?;

@@ -22,6 +22,8 @@ pub fn spawn(dir: &Path) -> (Child, Duration) {
         .arg(dir)
         .arg("--policy-dir")
         .arg(dir.join("policy.d"))
+        // By environment: an older build (QUBESD_BENCH_BIN) has no such option.
+        .env("QUBESD_BACKUP_PROFILE_DIR", dir.join("backup-profiles"))
         .stderr(Stdio::null())
         .spawn()
         .expect("qubesd");

@@ -272,8 +272,21 @@ fn detach(r: &Req, core: &Core) -> Result<Reply, QubesError> {
 /// `admin.vm.device.denied.List`: the codes, one per line, no newline at the end.
 fn denied_list(r: &Req, v: &View) -> Result<Reply, QubesError> {
     let d = r.dest_in(v.st)?;
+    no_denied_list(d)?;
     let denied = crate::props::vm_get(v.st, d, "devices_denied").unwrap_or_default();
     ok(interface_codes(&denied).collect::<Vec<_>>().join("\n"))
+}
+
+/// A RemoteVM has no `devices_denied` (the reference fails without a reply on List and
+/// Remove, and answers this on Add).
+fn no_denied_list(d: &crate::model::Domain) -> Result<(), QubesError> {
+    if crate::props::vm_prop(d.class, "devices_denied").is_none() {
+        return Err(QubesError::new(
+            qubes_api::ExcKind::QubesNoSuchPropertyError,
+            format!("Invalid property 'devices_denied' of {}", d.name),
+        ));
+    }
+    Ok(())
 }
 
 fn denied_add(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
@@ -285,6 +298,7 @@ fn denied_add(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
 }
 
 fn denied_remove(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
+    no_denied_list(r.dest_in(&t.st)?)?;
     let prev = op::denied(t, &r.dest)?;
     if r.untrusted_payload == b"all" {
         if !prev.is_empty() {

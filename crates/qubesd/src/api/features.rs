@@ -135,12 +135,14 @@ fn feature_set(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
 
 fn feature_remove(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     protected_feature(&r.arg)?;
+    // The qube may be gone by the time this write runs: no event about it then.
+    let has = r.dest_in(&t.st)?.feature(&r.arg).is_some();
     t.fire(
         &r.dest,
         format!("domain-feature-pre-delete:{}", r.arg),
         &[("feature", &r.arg)],
     );
-    if r.dest_in(&t.st)?.feature(&r.arg).is_none() {
+    if !has {
         return Err(op::missing(&r.dest, &r.arg));
     }
     op::remove_after_pre(t, &r.dest, &r.arg);

@@ -1,10 +1,11 @@
 //! Firewall rules: `admin.vm.firewall.Get`, `Set`, `Reload` (admin-api.md §8.1).
 
-use qubes_api::QubesError;
+use qubes_api::{ExcKind, QubesError};
 
 use super::Want::{No, Yes};
 use super::{Method, NOT_DOM0, Req, View, read_blocking, write};
 use crate::firewall::{Rule, firewall_path, load, to_xml};
+use crate::model::{Class, Domain};
 use crate::reply::{Reply, empty, lines, ok};
 use crate::txn::Txn;
 
@@ -15,8 +16,19 @@ pub static METHODS: &[Method] = &[
     write("admin.vm.firewall.Reload", No, No, NOT_DOM0, reload),
 ];
 
+/// A RemoteVM has no firewall here (the reference fails without a reply).
+fn local(d: &Domain) -> Result<&Domain, QubesError> {
+    if d.class == Class::RemoteVM {
+        return Err(QubesError::new(
+            ExcKind::QubesVMError,
+            "A RemoteVM has no firewall",
+        ));
+    }
+    Ok(d)
+}
+
 fn get(r: &Req, v: &View) -> Result<Reply, QubesError> {
-    let rules = load(&firewall_path(&v.env.state_dir, r.dest_in(v.st)?))?;
+    let rules = load(&firewall_path(&v.env.state_dir, local(r.dest_in(v.st)?)?))?;
     ok(lines(
         rules.iter().filter(|r| !r.expired()).map(Rule::api_line),
     ))
@@ -31,13 +43,14 @@ fn set(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
         .into_iter()
         .map(Rule::from_api)
         .collect::<Result<Vec<_>, _>>()?;
-    let path = firewall_path(&t.env.state_dir, r.dest_in(&t.st)?);
+    let path = firewall_path(&t.env.state_dir, local(r.dest_in(&t.st)?)?);
     t.write_file(path, to_xml(&rules).into_bytes());
     t.fire(&r.dest, "firewall-changed", &[]);
     empty()
 }
 
 fn reload(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
+    r.dest_in(&t.st)?;
     t.fire(&r.dest, "firewall-changed", &[]);
     empty()
 }

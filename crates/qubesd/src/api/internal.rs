@@ -1,10 +1,11 @@
-//! The internal socket: `internal.GetSystemInfo` for qrexec's policy daemon and the two
-//! halves of a streamed volume import (admin-api.md §2.8, §7.5).
+//! The internal socket: `internal.GetSystemInfo` for qrexec's policy daemon, the host's
+//! suspend and resume, and the two halves of a streamed volume import (admin-api.md §2.8, §7.5).
 
 use qubes_api::QubesError;
 
 use super::Want::{Any, No, Yes};
-use super::{ANY, DOM0, Method, Req, Socket, View, on, read, write};
+use super::{ANY, DOM0, Method, Req, Socket, View, blocking, on, read, write};
+use crate::core::Core;
 use crate::ops::storage::{end_import, halted, internal_volume, set_cfg};
 use crate::props;
 use crate::reply::{Reply, empty, ok};
@@ -31,7 +32,27 @@ pub static METHODS: &[Method] = &[
         read("internal.GetSystemInfo", No, No, DOM0, system_info),
         Socket::Internal,
     ),
+    on(
+        blocking("internal.SuspendPre", No, No, DOM0, suspend_pre),
+        Socket::Internal,
+    ),
+    on(
+        blocking("internal.SuspendPost", No, No, DOM0, suspend_post),
+        Socket::Internal,
+    ),
 ];
+
+/// `internal.SuspendPre`: the host is about to sleep.
+fn suspend_pre(_: &Req, core: &Core) -> Result<Reply, QubesError> {
+    crate::ops::suspend::suspend_all(core)?;
+    empty()
+}
+
+/// `internal.SuspendPost`: the host woke up.
+fn suspend_post(_: &Req, core: &Core) -> Result<Reply, QubesError> {
+    crate::ops::suspend::resume_all(core)?;
+    empty()
+}
 
 /// `internal.vm.volume.ImportBegin`: answers `<size> <path>` to write the data to.
 fn import_begin(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
@@ -67,7 +88,6 @@ fn import_end(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     let drv = vol_driver(&v)?;
     end_import(t, &v, success)?;
     if !success {
-        t.keep_on_error = true;
         let text = String::from_utf8_lossy(&r.untrusted_payload).into_owned();
         let error = text.split_once('\n').map(|(_, e)| e).unwrap_or("");
         let error: String = error
@@ -103,6 +123,8 @@ fn json_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// `internal.GetSystemInfo`: every qube (dom0 first, then by name) with what the policy daemon needs,
+/// keys in the reference's order.
 fn system_info(_: &Req, v: &View) -> Result<Reply, QubesError> {
     let st = v.st;
     let mut out = String::from("{\"domains\": {");
@@ -111,7 +133,12 @@ fn system_info(_: &Req, v: &View) -> Result<Reply, QubesError> {
             out.push_str(", ");
         }
         json_str(&d.name, &mut out);
-        out.push_str(": {\"tags\": [");
+        out.push_str(": {\"internal\": ");
+        match d.feature("internal") {
+            Some(f) => json_str(f, &mut out),
+            None => out.push_str("null"),
+        }
+        out.push_str(", \"tags\": [");
         for (j, t) in d.tags.iter().enumerate() {
             if j > 0 {
                 out.push_str(", ");
@@ -124,7 +151,12 @@ fn system_info(_: &Req, v: &View) -> Result<Reply, QubesError> {
             .find(|l| l.name == d.label())
             .map(|l| l.color.clone())
             .unwrap_or_default();
-        let get = |p: &str| props::vm_get(st, d, p).filter(|v| !v.is_empty());
+        // Properties the class does not have are null, as are empty ones.
+        let get = |p: &str| {
+            props::vm_prop(d.class, p)
+                .and_then(|_| props::vm_get(st, d, p))
+                .filter(|v| !v.is_empty())
+        };
         let vm_or_null = |p: &str, out: &mut String| match get(p) {
             Some(v) => json_str(&v, out),
             None => out.push_str("null"),
@@ -139,8 +171,9 @@ fn system_info(_: &Req, v: &View) -> Result<Reply, QubesError> {
         });
         out.push_str(", \"default_dispvm\": ");
         vm_or_null("default_dispvm", &mut out);
+        // The label's icon, whatever the class.
         out.push_str(", \"icon\": ");
-        json_str(&props::icon(d), &mut out);
+        json_str(&format!("appvm-{}", d.label()), &mut out);
         out.push_str(", \"label\": ");
         json_str(&label, &mut out);
         out.push_str(", \"guivm\": ");
@@ -153,12 +186,6 @@ fn system_info(_: &Req, v: &View) -> Result<Reply, QubesError> {
         json_str(d.power.name(), &mut out);
         out.push_str(", \"uuid\": ");
         json_str(d.uuid(), &mut out);
-        out.push_str(", \"internal\": ");
-        out.push_str(if d.feature("internal").is_some_and(|v| !v.is_empty()) {
-            "true"
-        } else {
-            "false"
-        });
         out.push('}');
     }
     out.push_str("}}");

@@ -1,7 +1,7 @@
 //! Making qubes run: `admin.vm.Start`, `Shutdown`, `Kill`, `Pause`, `Unpause`, `Suspend`,
 //! `Resume`, `CurrentState`, `Console`, `Stats` (admin-api.md §2.2, §4.5).
 
-use qubes_api::QubesError;
+use qubes_api::{ExcKind, QubesError};
 
 use super::Want::{Any, No};
 use super::{ANY, Method, Req, View, blocking, read, read_blocking};
@@ -93,20 +93,35 @@ fn current_state(r: &Req, v: &View) -> Result<Reply, QubesError> {
 }
 
 fn vm_console(r: &Req, v: &View) -> Result<Reply, QubesError> {
-    if !r.dest_in(v.st)?.is_active() {
-        return Err(not_running(&r.dest));
-    }
-    match v
-        .env
-        .hv()?
-        .console(&r.dest)
-        .map_err(|e| QubesError::qubes(e.0))?
-    {
-        Some(tty) => ok(tty),
-        None => Err(QubesError::qubes(format!(
-            "No console available for {}",
-            r.dest
-        ))),
+    let d = r.dest_in(v.st)?;
+    match d.class {
+        // The reference fails without a reply (a RemoteVM has no libvirt domain).
+        Class::RemoteVM => Err(QubesError::new(
+            ExcKind::QubesVMError,
+            "Cannot open the console of a RemoteVM.",
+        )),
+        // dom0's console is that of the hypervisor's domain 0 (none on the test driver).
+        Class::AdminVM => match v.env.hv()?.console("Domain-0") {
+            Ok(tty) => ok(tty.unwrap_or_default()),
+            Err(_) => Err(QubesError::qubes("No console available for dom0")),
+        },
+        _ => {
+            if !d.is_active() {
+                return Err(not_running(&r.dest));
+            }
+            match v
+                .env
+                .hv()?
+                .console(&r.dest)
+                .map_err(|e| QubesError::qubes(e.0))?
+            {
+                Some(tty) => ok(tty),
+                None => Err(QubesError::qubes(format!(
+                    "No console available for {}",
+                    r.dest
+                ))),
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::model::{Domain, State};
 use crate::reply::Reply;
 use crate::txn::{Env, Txn};
 
+pub mod backup;
 pub mod devices;
 pub mod features;
 pub mod firewall;
@@ -217,7 +218,7 @@ pub(crate) const fn on(mut method: Method, socket: Socket) -> Method {
 }
 
 /// Every family's methods, in the order the reference registers them.
-pub fn families() -> [&'static [Method]; 13] {
+pub fn families() -> [&'static [Method]; 14] {
     [
         qubes::METHODS,
         labels::METHODS,
@@ -232,5 +233,6 @@ pub fn families() -> [&'static [Method]; 13] {
         volumes::METHODS,
         internal::METHODS,
         misc::METHODS,
+        backup::METHODS,
     ]
 }

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use qubes_api::QubesError;
+use qubes_api::{ExcKind, QubesError};
 
 use super::Want::{No, Yes};
 use super::{Method, NOT_DOM0, Req, View, read_blocking, write};
-use crate::model::Domain;
+use crate::model::{Class, Domain};
 use crate::reply::{Reply, empty, ok};
 use crate::txn::Txn;
 
@@ -19,15 +19,23 @@ pub static METHODS: &[Method] = &[
 /// Largest note accepted.
 pub const MAX_NOTES: usize = 256000;
 
-fn notes_path(state_dir: &std::path::Path, d: &Domain) -> PathBuf {
-    state_dir
+/// The notes file of a local qube (a RemoteVM has no directory here: the reference fails
+/// without a reply).
+fn notes_path(state_dir: &std::path::Path, d: &Domain) -> Result<PathBuf, QubesError> {
+    if d.class == Class::RemoteVM {
+        return Err(QubesError::new(
+            ExcKind::QubesVMError,
+            "A RemoteVM has no notes",
+        ));
+    }
+    Ok(state_dir
         .join(d.class.dir_prefix())
         .join(&d.name)
-        .join("notes.txt")
+        .join("notes.txt"))
 }
 
 fn notes_get(r: &Req, v: &View) -> Result<Reply, QubesError> {
-    let path = notes_path(&v.env.state_dir, r.dest_in(v.st)?);
+    let path = notes_path(&v.env.state_dir, r.dest_in(v.st)?)?;
     match std::fs::read(path) {
         Ok(bytes) if bytes.len() <= MAX_NOTES * 4 => {
             ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -45,8 +53,12 @@ fn notes_set(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
             "Maximum note size is {MAX_NOTES} bytes ({n} bytes received)"
         )));
     }
-    let text = std::str::from_utf8(&r.untrusted_payload)
-        .map_err(|e| QubesError::protocol(format!("Unable to sanitise qube notes: {e}")))?;
+    let text = std::str::from_utf8(&r.untrusted_payload).map_err(|e| {
+        QubesError::protocol(format!(
+            "Unable to sanitise qube notes: {}",
+            crate::pycompat::utf8_error_text(&r.untrusted_payload, &e)
+        ))
+    })?;
     let clean: String = text
         .chars()
         .map(|ch| {
@@ -57,7 +69,7 @@ fn notes_set(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
             }
         })
         .collect();
-    let path = notes_path(&t.env.state_dir, r.dest_in(&t.st)?);
+    let path = notes_path(&t.env.state_dir, r.dest_in(&t.st)?)?;
     t.write_file(path, clean.into_bytes());
     empty()
 }

@@ -45,11 +45,27 @@ fn pool_list(_: &Req, v: &View) -> Result<Reply, QubesError> {
     ok(lines(v.st.pools.iter().map(|p| p.name.as_str())))
 }
 
+/// Drivers the reference offers that qubesd has not: listed with their parameters as the
+/// reference lists them, refused by `admin.pool.Add`.
+const ABSENT_DRIVERS: [(&str, &str); 2] = [
+    ("callback", "conf_id"),
+    (
+        "zfs",
+        "revisions_to_keep container ephemeral_volatile snap_on_start_forensics",
+    ),
+];
+
 fn pool_list_drivers(_: &Req, _: &View) -> Result<Reply, QubesError> {
-    ok(lines(crate::storage::drivers().iter().map(|d| {
-        let params: Vec<&str> = d.params().iter().map(|(p, _)| *p).collect();
-        format!("{} {}", d.name(), params.join(" "))
-    })))
+    let mut all: Vec<String> = crate::storage::drivers()
+        .iter()
+        .map(|d| {
+            let params: Vec<&str> = d.params().iter().map(|(p, _)| *p).collect();
+            format!("{} {}", d.name(), params.join(" "))
+        })
+        .chain(ABSENT_DRIVERS.iter().map(|(d, p)| format!("{d} {p}")))
+        .collect();
+    all.sort();
+    ok(lines(all))
 }
 
 fn pool_info(r: &Req, v: &View) -> Result<Reply, QubesError> {
@@ -90,6 +106,15 @@ fn pool_volume_list(r: &Req, v: &View) -> Result<Reply, QubesError> {
 }
 
 fn pool_add(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
+    if ABSENT_DRIVERS.iter().any(|(d, _)| *d == r.arg) {
+        return Err(QubesError::new(
+            ExcKind::StoragePoolException,
+            format!(
+                "The {} storage driver is not available in this qubesd",
+                r.arg
+            ),
+        ));
+    }
     let drv = crate::storage::driver(&r.arg).ok_or_else(|| arg_not_in("available drivers"))?;
     let text = std::str::from_utf8(&r.untrusted_payload)
         .ok()
@@ -170,7 +195,6 @@ fn pool_add(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
 
 fn pool_remove(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     let pool = arg_pool(&t.st, &r.arg)?;
-    t.fire("", "pool-pre-delete", &[("pool", &pool.name)]);
     if crate::storage::pool_in_use(&t.st, &pool.name) {
         return Err(QubesError::new(
             ExcKind::QubesPoolInUseError,
@@ -193,6 +217,8 @@ fn pool_remove(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
             ));
         }
     }
+    // Only a pool that goes gets the pre-event.
+    t.fire("", "pool-pre-delete", &[("pool", &pool.name)]);
     t.st.pools.retain(|p| p.name != pool.name);
     t.fire("", "pool-delete", &[("pool", &pool.name)]);
     t.save = true;
@@ -205,6 +231,16 @@ fn pool_set_revisions_to_keep(r: &Req, t: &mut Txn) -> Result<Reply, QubesError>
     if n < -1 {
         return Err(QubesError::protocol("Value can't be lower than -1"));
     }
+    t.save = true;
+    if pool.attr("driver") == Some("linux-kernel") {
+        // The kernel pool keeps no revisions: 0 is accepted and changes nothing.
+        if n != 0 {
+            return Err(QubesError::value(
+                "LinuxKernel supports only revisions_to_keep=0",
+            ));
+        }
+        return empty();
+    }
     pool_driver(&pool)?.check_pool_revisions(n)?;
     set_pool_attr(t, &r.arg, "revisions_to_keep", n.to_string());
     t.save = true;
@@ -215,9 +251,9 @@ fn pool_set_ephemeral_volatile(r: &Req, t: &mut Txn) -> Result<Reply, QubesError
     let pool = arg_pool(&t.st, &r.arg)?;
     let v = bool_payload(&r.untrusted_payload)?;
     if pool.attr("driver") == Some("linux-kernel") {
-        return Err(QubesError::silent(
-            "linux-kernel pool has no ephemeral_volatile",
-        ));
+        // Nothing to set: the reference sets an attribute its kernel pool does not use.
+        t.save = true;
+        return empty();
     }
     set_pool_attr(t, &r.arg, "ephemeral_volatile", b(v).into());
     t.save = true;

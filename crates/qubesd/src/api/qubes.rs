@@ -255,7 +255,7 @@ fn create_disposable(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     };
     let template = (r.dest != "dom0").then(|| r.dest.clone());
     if r.arg == "preload" {
-        op::preload_disposable(t, &r.src, template);
+        op::preload_disposable(t, &r.src, template)?;
         return empty();
     }
     let (name, uuid) = op::create_disposable(t, &r.src, template)?;

@@ -45,7 +45,7 @@ fn tag_set(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     protected_tag(r)?;
     if !r.dest_in(&t.st)?.tags.contains(&r.arg) {
         if r.arg.starts_with("created-by-") {
-            op::add_created_by(t, &r.src, &r.dest, &r.arg)?;
+            op::add_created_by(t, &r.dest, &r.arg)?;
         } else {
             op::add(t, &r.dest, &r.arg);
         }

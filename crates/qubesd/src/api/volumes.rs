@@ -142,6 +142,11 @@ fn vm_volume_resize(r: &Req, core: &Core) -> Result<Reply, QubesError> {
         let v = arg_volume(&t.st, &r.dest, &r.arg)?;
         vol_driver(&v)?.resize(&v, size)?;
         set_cfg(t, &v.vm, &v.name, "size", size.to_string());
+        if v.pool.attr("driver") == Some("file") {
+            // A file-pool snapshot is as large as its origin's image (the reference reads
+            // the size from the file): the qubes based on it see the new size too.
+            snapshots_resized(t, &v.vid, size);
+        }
         t.save = true;
         Ok(v)
     })?;
@@ -157,6 +162,38 @@ fn vm_volume_resize(r: &Req, core: &Core) -> Result<Reply, QubesError> {
         )));
     }
     empty()
+}
+
+/// Sets the size of every snapshot volume whose origin is `vid`.
+fn snapshots_resized(t: &mut Txn, vid: &str, size: u64) {
+    let has = |c: &crate::model::VolumeConfig, k: &str, val: &str| {
+        c.attrs.iter().any(|(a, x)| a == k && x == val)
+    };
+    let names: Vec<String> = t.st.domains.keys().cloned().collect();
+    for name in names {
+        let Some(d) = t.st.domain(&name) else {
+            continue;
+        };
+        if !d
+            .volumes
+            .iter()
+            .any(|c| has(c, "source", vid) && has(c, "snap_on_start", "True"))
+        {
+            continue;
+        }
+        if let Some(d) = t.st.domain_mut(&name) {
+            for c in d
+                .volumes
+                .iter_mut()
+                .filter(|c| has(c, "source", vid) && has(c, "snap_on_start", "True"))
+            {
+                match c.attrs.iter_mut().find(|(a, _)| a == "size") {
+                    Some((_, x)) => *x = size.to_string(),
+                    None => c.attrs.push(("size".into(), size.to_string())),
+                }
+            }
+        }
+    }
 }
 
 fn vm_volume_clear(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {

@@ -227,7 +227,8 @@ pub fn attach(
         if d.class == Class::AdminVM {
             return Err(QubesError::qubes("Can't attach PCI device to dom0"));
         }
-        if crate::props::vm_get(&t.st, &d, "virt_mode").as_deref() == Some("pvh") {
+        let now = t.st.domain(vm).ok_or_else(|| QubesError::no_such_vm(vm))?;
+        if crate::props::vm_get(&t.st, now, "virt_mode").as_deref() == Some("pvh") {
             return Err(QubesError::qubes(
                 "Can't attach PCI device to VM in pvh mode",
             ));

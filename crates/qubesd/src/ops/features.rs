@@ -1,8 +1,9 @@
-//! Setting and removing features, with their events and the extensions' rules.
+//! Setting and removing features, with their events and what the reference's handlers do on
+//! them ([`super::hooks`]).
 
 use qubes_api::{ExcKind, QubesError};
 
-use super::validate;
+use super::hooks;
 use crate::txn::Txn;
 
 /// The reference's refusal for a feature that is not set.
@@ -13,7 +14,8 @@ pub fn missing(vm: &str, f: &str) -> QubesError {
     )
 }
 
-/// Sets a feature with its events and extension rules.
+/// Sets a feature with its events and the handlers' rules: the stream sees the pre-event
+/// before the checks run, and the set event after what its handlers do.
 pub fn set(t: &mut Txn, vm: &str, name: &str, value: &str) -> Result<(), QubesError> {
     let old =
         t.st.domain(vm)
@@ -24,12 +26,11 @@ pub fn set(t: &mut Txn, vm: &str, name: &str, value: &str) -> Result<(), QubesEr
         kw.push(("oldvalue", o));
     }
     t.fire(vm, format!("domain-feature-pre-set:{name}"), &kw);
-    if let Some(service) = name.strip_prefix("service.") {
-        validate::validate_service_name(service)?;
-    }
+    hooks::feature_pre_set(t, vm, name, value, old.as_deref())?;
     t.st.domain_mut(vm)
         .ok_or_else(|| QubesError::no_such_vm(vm))?
         .set_feature(name, value);
+    hooks::feature_set(t, vm, name, value, old.as_deref())?;
     t.fire(vm, format!("domain-feature-set:{name}"), &kw);
     Ok(())
 }

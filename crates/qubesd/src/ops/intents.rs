@@ -3,8 +3,9 @@
 //! intent (the qube's identity and volume configuration) durably in
 //! `<state dir>/qubesd-intents/`. The intent is cleared once the work is committed and done.
 //! At start, an intent whose qube is not in `qubes.xml` means the creation never committed or
-//! the removal committed but did not finish: its volumes and directory are removed. Nothing
-//! else is ever removed: data of qubes qubesd did not touch stays, whatever `qubes.xml` says.
+//! the removal committed but did not finish: its volumes and directory are removed — unless a
+//! qube of that name exists (made again since), whose data is never touched. Nothing else is
+//! ever removed: data of qubes qubesd did not touch stays, whatever `qubes.xml` says.
 //!
 //! Also at start: interrupted durable writes (`<file>~<16 hex digits>`) and import files
 //! (`<volume>-import.img`) in the qube directories are removed; no write or import can be
@@ -94,8 +95,9 @@ pub fn recover(core: &Core) {
                 tracing::warn!("ignoring unreadable intent {}", path.display());
                 continue;
             };
-            let exists = st.domain(&d.name).is_some_and(|q| q.uuid() == d.uuid());
-            if !exists {
+            // A qube of that name in qubes.xml keeps everything under its name, whichever
+            // qube the intent was for: only the volumes of a name nobody has are removed.
+            if st.domain(&d.name).is_none() {
                 tracing::info!(
                     "removing the volumes of {}, left by an interrupted creation or removal",
                     d.name

@@ -92,12 +92,25 @@ fn required_devices(
 
 /// Starts `vm`, first the qubes its network comes through.
 pub fn start(core: &Core, vm: &str) -> Result<(), QubesError> {
-    start_chain(core, vm, 0)
+    start_chain(core, vm, &mut Vec::new())
 }
 
-fn start_chain(core: &Core, vm: &str, depth: usize) -> Result<(), QubesError> {
+/// How long a start waits for the lock of a net qube it needs (held by another start or
+/// shutdown of that qube): long enough for any start, short enough that a lock cycle (net
+/// qubes changed while two starts ran) ends in an error instead of hanging.
+const NETVM_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Starts `vm` and the net qubes it needs; `chain` holds the qubes whose start led here (and
+/// whose locks are held), so a loop in `qubes.xml` cannot lock a qube twice.
+fn start_chain(core: &Core, vm: &str, chain: &mut Vec<String>) -> Result<(), QubesError> {
     let lock = core.qube_lock(vm);
-    let _serialised = lock.lock();
+    let _serialised = if chain.is_empty() {
+        lock.lock()
+    } else {
+        lock.try_lock_for(NETVM_LOCK_WAIT).ok_or_else(|| {
+            QubesError::qubes(format!("Timed out waiting for another operation on {vm}"))
+        })?
+    };
     let Some((hv, before)) = core.write("start", |t| begin_start(t, vm))? else {
         return Ok(());
     };
@@ -111,18 +124,46 @@ fn start_chain(core: &Core, vm: &str, depth: usize) -> Result<(), QubesError> {
         });
         e
     };
+    // From here on a failure — a panic too — puts the qube back as it was.
+    let rest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        spawn(core, vm, hv.as_ref(), chain)
+    }));
+    match rest {
+        Ok(r) => r.map_err(failed),
+        Err(_) => {
+            tracing::error!("starting {vm} panicked");
+            Err(failed(QubesError::qubes(format!(
+                "Internal error in qubesd while starting {vm}"
+            ))))
+        }
+    }
+}
+
+/// The part of a start after its checks: required devices, the net qubes, the volumes, the
+/// hypervisor. An error here is the start's failure (the caller records it).
+fn spawn(
+    core: &Core,
+    vm: &str,
+    hv: &dyn Hypervisor,
+    chain: &mut Vec<String>,
+) -> Result<(), QubesError> {
     let st = core.snapshot();
     let d = domain(&st, vm)?;
-    let hostdevs = required_devices(&st, &d, hv.as_ref()).map_err(failed)?;
+    let hostdevs = required_devices(&st, &d, hv)?;
     if let Some(net) = props::vm_ref(&st, &d, "netvm").map(|n| n.name.clone())
-        && depth < MAX_NETVM_CHAIN
+        && chain.len() < MAX_NETVM_CHAIN
+        && net != vm
+        && !chain.contains(&net)
     {
-        start_chain(core, &net, depth + 1).map_err(failed)?;
+        chain.push(vm.to_string());
+        let started = start_chain(core, &net, chain);
+        chain.pop();
+        started?;
     }
     // The volumes start (snapshots of the template's, say) with no lock held.
     let st = core.snapshot();
     let d = domain(&st, vm)?;
-    crate::storage::start_all(&st, &d).map_err(failed)?;
+    crate::storage::start_all(&st, &d)?;
     let xml = crate::hypervisor::domain_xml::domain_xml(&st, &d, hv.domain_type(), &hostdevs);
     core.write("start", |t| {
         t.fire(vm, "domain-pre-spawn", &[("start_guid", "True")]);
@@ -134,7 +175,7 @@ fn start_chain(core: &Core, vm: &str, depth: usize) -> Result<(), QubesError> {
             "Start failed: {}, see /var/log/libvirt/libxl/libxl-driver.log for details",
             e.0.replace('%', "")
         );
-        return Err(failed(QubesError::qubes(msg)));
+        return Err(QubesError::qubes(msg));
     }
     let status = hv.status(vm).ok().flatten();
     core.write("start", |t| {
@@ -189,6 +230,12 @@ fn begin_start(t: &mut Txn, vm: &str) -> Result<Option<Started>, QubesError> {
         "domain-pre-start",
         &[("start_guid", "True"), ("mem_required", "None")],
     );
+    // The backup restore extension's veto: a qube being restored has no data yet.
+    if d.tags.contains("backup-restore-in-progress") {
+        let msg = "Restore of this domain in progress, cannot start";
+        t.fire_sticky(vm, "domain-start-failed", &[("reason", msg)]);
+        return Err(QubesError::new(ExcKind::QubesVMError, msg));
+    }
     set_power(t, vm, PowerState::Transient, None);
     Ok(Some((hv, d.power)))
 }
@@ -206,7 +253,7 @@ fn mark_stopped(t: &mut Txn, vm: &str) {
     let cleanup =
         t.st.domain(vm)
             .is_some_and(|d| d.class == Class::DispVM && props::vm_flag(&t.st, d, "auto_cleanup"));
-    if cleanup && super::effects::referenced_by(&t.st, vm).is_none() {
+    if cleanup && super::qubes::referenced_by(&t.st, vm).is_none() {
         t.fire("", "domain-pre-delete", &[("vm", vm)]);
         if let Some(d) = t.st.domain(vm).cloned()
             && let Err(e) = super::qubes::delete(t, &d)
@@ -354,7 +401,12 @@ pub fn kill(core: &Core, vm: &str) -> Result<(), QubesError> {
                     "Cannot kill Dom0 fake domain!",
                 ));
             }
-            Class::RemoteVM => return Err(QubesError::silent("kill of a RemoteVM")),
+            Class::RemoteVM => {
+                return Err(QubesError::new(
+                    ExcKind::QubesVMError,
+                    "Cannot kill a RemoteVM.",
+                ));
+            }
             _ => {}
         }
         if d.power == PowerState::Halted {
@@ -380,6 +432,12 @@ pub fn pause(core: &Core, vm: &str, suspend: bool) -> Result<(), QubesError> {
                 return Err(QubesError::new(
                     ExcKind::QubesVMError,
                     "Cannot suspend Dom0 fake domain!",
+                ));
+            }
+            if d.class == Class::RemoteVM {
+                return Err(QubesError::new(
+                    ExcKind::QubesVMError,
+                    "Cannot suspend a RemoteVM.",
                 ));
             }
             if !matches!(d.power, PowerState::Running | PowerState::Paused) {
@@ -545,32 +603,40 @@ fn on_qube_event(core: &Core, ev: &LifecycleEvent, vm: &str) -> Result<(), Qubes
                 Ok(())
             })
         }
-        LifecycleEvent::Suspended(_) => core.write("hypervisor event", |t| {
-            if t.st
-                .domain(vm)
-                .is_some_and(|d| d.power == PowerState::Running)
-            {
-                set_power(t, vm, PowerState::Paused, None);
-                t.fire(vm, "domain-paused", &[]);
-            }
-            Ok(())
-        }),
+        LifecycleEvent::Suspended(_) => {
+            let paused_now = status_now().is_some_and(|s| s.state == PowerState::Paused);
+            core.write("hypervisor event", |t| {
+                if paused_now
+                    && t.st
+                        .domain(vm)
+                        .is_some_and(|d| d.power == PowerState::Running)
+                {
+                    set_power(t, vm, PowerState::Paused, None);
+                    t.fire(vm, "domain-paused", &[]);
+                }
+                Ok(())
+            })
+        }
         LifecycleEvent::PmSuspended(_) => core.write("hypervisor event", |t| {
             if t.st.domain(vm).is_some_and(|d| d.is_active()) {
                 set_power(t, vm, PowerState::Suspended, None);
             }
             Ok(())
         }),
-        LifecycleEvent::Resumed(_) => core.write("hypervisor event", |t| {
-            if t.st
-                .domain(vm)
-                .is_some_and(|d| matches!(d.power, PowerState::Paused | PowerState::Suspended))
-            {
-                set_power(t, vm, PowerState::Running, None);
-                t.fire(vm, "domain-unpaused", &[]);
-            }
-            Ok(())
-        }),
+        LifecycleEvent::Resumed(_) => {
+            let running_now = status_now().is_some_and(|s| s.state == PowerState::Running);
+            core.write("hypervisor event", |t| {
+                if running_now
+                    && t.st.domain(vm).is_some_and(|d| {
+                        matches!(d.power, PowerState::Paused | PowerState::Suspended)
+                    })
+                {
+                    set_power(t, vm, PowerState::Running, None);
+                    t.fire(vm, "domain-unpaused", &[]);
+                }
+                Ok(())
+            })
+        }
         LifecycleEvent::Stopped(_) => {
             let runs_now = status_now().is_some_and(|s| domain_active(s.state));
             let halts = core
@@ -604,5 +670,12 @@ mod tests {
         assert_eq!(power("work"), PowerState::Running);
         on_hypervisor_event(core, &LifecycleEvent::Stopped("work".into()));
         assert_eq!(power("work"), PowerState::Running);
+        // A late "suspended" (of a pause since undone) does not pause it either...
+        on_hypervisor_event(core, &LifecycleEvent::Suspended("work".into()));
+        assert_eq!(power("work"), PowerState::Running);
+        // ...and a late "resumed" does not unpause a qube paused since.
+        pause(core, "work", false).unwrap();
+        on_hypervisor_event(core, &LifecycleEvent::Resumed("work".into()));
+        assert_eq!(power("work"), PowerState::Paused);
     }
 }

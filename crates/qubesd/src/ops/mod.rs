@@ -6,9 +6,11 @@
 use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
+pub mod backup;
 pub mod devices;
-pub mod effects;
 pub mod features;
+pub mod features_request;
+pub mod hooks;
 pub mod intents;
 pub mod labels;
 pub mod lifecycle;
@@ -16,6 +18,7 @@ pub mod properties;
 pub mod qubes;
 pub mod stats;
 pub mod storage;
+pub mod suspend;
 pub mod tags;
 pub mod validate;
 

@@ -7,9 +7,9 @@ use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
 use super::{intents, not_halted, properties, tags, validate};
-use crate::model::{Class, Domain, PowerState};
+use crate::model::{Class, Domain, PowerState, State};
 use crate::names;
-use crate::props::{self, Access};
+use crate::props::{self, Access, PType};
 use crate::txn::Txn;
 
 /// A decoded `admin.vm.Create*` request; names in it are not checked to exist yet.
@@ -77,7 +77,14 @@ pub fn create(t: &mut Txn, src: &str, spec: CreateSpec) -> Result<(), QubesError
         ));
     }
     // Existence checks come after the permission check, so a denied caller cannot probe.
-    if t.st.domain(&name).is_some() {
+    // A removed qube whose data is still being deleted counts as existing.
+    let being_removed = t
+        .env
+        .being_removed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&name);
+    if t.st.domain(&name).is_some() || being_removed {
         return Err(QubesError::new(
             ExcKind::QubesVMAlreadyExistsError,
             format!("Qube already exists: {name}"),
@@ -101,8 +108,11 @@ pub fn create(t: &mut Txn, src: &str, spec: CreateSpec) -> Result<(), QubesError
     }
     let class = spec.class;
     if class == Class::AdminVM {
-        // The reference's AdminVM cannot be instantiated a second time.
-        return Err(QubesError::silent("cannot create another AdminVM"));
+        // The reference's AdminVM refuses the qid it is given.
+        return Err(QubesError::new(
+            ExcKind::QubesPropertyValueError,
+            "property 'qid' on AdminVM instance cannot be set",
+        ));
     }
     let template = match spec.template {
         Some(tpl) => Some(tpl),
@@ -110,12 +120,20 @@ pub fn create(t: &mut Txn, src: &str, spec: CreateSpec) -> Result<(), QubesError
         None if class == Class::DispVM => Some(default_template(t, "default_dispvm")?),
         None => None,
     };
+    // A disposable's template must be a disposable template (`DispVM.__init__`).
+    let dvm = match (&template, class) {
+        (Some(tpl), Class::DispVM) => Some(disposable_template(t, tpl)?),
+        _ => None,
+    };
     let mut d = new_domain(t, class, &name)?;
     d.props.insert("label".into(), label);
     if let Some(tpl) = &template {
         let def = props::vm_prop(class, "template").expect("template property");
         let tpl = validate::validate_vm_ref(&t.st, &d, def, tpl)?;
         d.props.insert("template".into(), tpl);
+    }
+    if let Some(dvm) = &dvm {
+        init_disposable(t, &mut d, dvm)?;
     }
     add_new(t, src, d, spec.pool.as_deref(), &spec.pools)?;
     t.save = true;
@@ -167,41 +185,132 @@ fn add_new(
     let name = d.name.clone();
     t.st.domains.insert(name.clone(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
-    tags::add_created_by(t, src, &name, &format!("created-by-{src}"))?;
-    if let Some(d) =
-        t.st.domain(&name)
-            .filter(|d| d.class.is_local_qube())
-            .cloned()
-    {
-        // Lay out the volumes last: everything that could refuse the call has run. A later
-        // failure (saving qubes.xml) removes them again, and so does a restart after a crash
-        // before the creation was committed (the intent).
-        let intent = intents::record(&t.env.state_dir, &d)
-            .map_err(|e| QubesError::qubes(format!("Cannot prepare the volumes of {name}: {e}")))?;
-        let vols = crate::storage::volumes(&t.st, &d);
-        let undo_intent = intent.clone();
-        t.undo_on_failure(Box::new(move || {
-            crate::storage::remove_all(&vols);
-            intents::clear(&undo_intent);
-        }));
-        t.after_commit(Box::new(move || intents::clear(&intent)));
-        crate::storage::create_all(&t.st, &d)?;
-        t.fire(&name, "domain-create-on-disk", &[]);
+    tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
+    if t.st.domain(&name).is_some_and(|d| d.class.is_local_qube()) {
+        // Lay out the volumes last: everything that could refuse the call has run.
+        create_on_disk(t, &name)?;
     }
     Ok(())
 }
 
+/// Creates a new qube's volumes and fires `domain-create-on-disk`. A later failure (saving
+/// qubes.xml) removes them again, and so does a restart after a crash before the creation
+/// was committed (the intent).
+fn create_on_disk(t: &mut Txn, name: &str) -> Result<(), QubesError> {
+    let d =
+        t.st.domain(name)
+            .ok_or_else(|| QubesError::no_such_vm(name))?
+            .clone();
+    let intent = intents::record(&t.env.state_dir, &d)
+        .map_err(|e| QubesError::qubes(format!("Cannot prepare the volumes of {name}: {e}")))?;
+    let undo_intent = intent.clone();
+    t.undo_on_failure(Box::new(move || intents::clear(&undo_intent)));
+    t.after_commit(Box::new(move || intents::clear(&intent)));
+    // create_all removes what it made itself when it fails; volumes that were there
+    // before (it refuses to overwrite them) are not ours to remove.
+    crate::storage::create_all(&t.st, &d)?;
+    let vols = crate::storage::volumes(&t.st, &d);
+    t.undo_on_failure(Box::new(move || crate::storage::remove_all(&vols)));
+    t.fire(name, "domain-create-on-disk", &[]);
+    Ok(())
+}
+
 /// `admin.vm.CreateDisposable+preload`: asks the disposable template (the caller's
-/// `default_dispvm` when `template` is None) to keep disposables ready.
-pub fn preload_disposable(t: &mut Txn, src: &str, template: Option<String>) {
+/// `default_dispvm` when `template` is None) to keep disposables ready. The template must
+/// announce the services a preloaded disposable is driven with.
+pub fn preload_disposable(
+    t: &mut Txn,
+    src: &str,
+    template: Option<String>,
+) -> Result<(), QubesError> {
     let template = template.unwrap_or_else(|| caller_default_dispvm(t, src));
-    if !template.is_empty() {
-        t.fire(
-            &template,
-            "domain-preload-dispvm-start",
-            &[("reason", "autostart was requested")],
-        );
+    if template.is_empty() {
+        // The reference fails without a reply here.
+        return Err(QubesError::qubes(
+            "No disposable template to preload disposables from",
+        ));
     }
+    t.fire_sticky(
+        &template,
+        "domain-preload-dispvm-start",
+        &[("reason", "autostart was requested")],
+    );
+    let missing = super::hooks::missing_preload_services(&t.st, &template);
+    if !missing.is_empty() {
+        return Err(QubesError::value(format!(
+            "Qube does not support the RPC(s) '{}' but tried to preload, check if template is outdated",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The qube `name` as a disposable template, or the reference's refusal.
+fn disposable_template(t: &Txn, name: &str) -> Result<Domain, QubesError> {
+    t.st.domain(name)
+        .filter(|d| props::vm_flag(&t.st, d, "template_for_dispvms"))
+        .cloned()
+        .ok_or_else(|| {
+            QubesError::value(format!(
+                "template for disposable ({name}) needs to be an AppVM with template_for_dispvms=True"
+            ))
+        })
+}
+
+/// What a new disposable takes from its disposable template (`DispVM.__init__`): a fresh
+/// `dispid` (unless it has one), the properties set on the template that are not set on the disposable, the
+/// features (but the preload bookkeeping), the tags and the firewall rules.
+fn init_disposable(t: &mut Txn, d: &mut Domain, tpl: &Domain) -> Result<(), QubesError> {
+    if !d.props.contains_key("dispid") {
+        let dispid = new_dispid(t)?;
+        d.props.insert("dispid".into(), dispid.to_string());
+    }
+    for def in props::vm_props(Class::DispVM) {
+        if matches!(def.name, "name" | "qid" | "uuid" | "template" | "dispid")
+            || def.access(Class::DispVM) == Access::ReadOnly
+            || d.props.contains_key(def.name)
+        {
+            continue;
+        }
+        if let Some(v) = tpl.props.get(def.name)
+            && props::vm_prop(tpl.class, def.name).is_some()
+        {
+            d.props.insert(def.name.to_string(), v.clone());
+        }
+    }
+    for (k, v) in &tpl.features {
+        if !k.starts_with("preload-dispvm") {
+            d.set_feature(k, v);
+        }
+    }
+    d.tags.extend(tpl.tags.iter().cloned());
+    // The rules live in firewall.xml; none there means the default, which needs no file.
+    let rules = crate::firewall::firewall_path(&t.env.state_dir, tpl);
+    match std::fs::read(&rules) {
+        Ok(bytes) => t.write_file(crate::firewall::firewall_path(&t.env.state_dir, d), bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(QubesError::qubes(format!(
+                "Failed to load firewall rules: {e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A random disposable id that no qube uses (neither as dispid nor in its name).
+fn new_dispid(t: &Txn) -> Result<u32, QubesError> {
+    (0..100)
+        .map(|_| rand::random::<u32>() % 10000)
+        .find(|id| {
+            let n = format!("disp{id}");
+            t.st.domain(&n).is_none()
+                && !t.st.domains.values().any(|d| {
+                    d.class == Class::DispVM
+                        && d.props.get("dispid").map(String::as_str) == Some(&id.to_string())
+                })
+        })
+        .ok_or_else(|| QubesError::qubes("No unused disposable id left"))
 }
 
 fn caller_default_dispvm(t: &Txn, src: &str) -> String {
@@ -236,49 +345,19 @@ pub fn create_disposable(
             )
         })?
         .clone();
-    let dispid = (0..100)
-        .map(|_| rand::random::<u32>() % 10000)
-        .find(|id| {
-            let n = format!("disp{id}");
-            t.st.domain(&n).is_none()
-                && !t.st.domains.values().any(|d| {
-                    d.class == Class::DispVM
-                        && d.props.get("dispid").map(String::as_str) == Some(&id.to_string())
-                })
-        })
-        .ok_or_else(|| QubesError::qubes("No unused disposable id left"))?;
+    let dispid = new_dispid(t)?;
     let name = format!("disp{dispid}");
     let mut d = new_domain(t, Class::DispVM, &name)?;
     d.props.insert("dispid".into(), dispid.to_string());
     d.props.insert("template".into(), template.clone());
     d.props.insert("auto_cleanup".into(), "True".into());
-    // Properties explicitly set on the disposable template are cloned.
-    for def in props::vm_props(Class::DispVM) {
-        if matches!(
-            def.name,
-            "name" | "qid" | "uuid" | "template" | "dispid" | "auto_cleanup"
-        ) || def.access(Class::DispVM) == Access::ReadOnly
-        {
-            continue;
-        }
-        if let Some(v) = tpl.props.get(def.name)
-            && props::vm_prop(tpl.class, def.name).is_some()
-        {
-            d.props.insert(def.name.to_string(), v.clone());
-        }
-    }
-    for (k, v) in &tpl.features {
-        if !k.starts_with("preload-dispvm") {
-            d.set_feature(k, v);
-        }
-    }
-    d.tags.extend(tpl.tags.iter().cloned());
+    init_disposable(t, &mut d, &tpl)?;
     let uuid = d.uuid().to_string();
     d.volumes = crate::volumes::default_volume_config(&t.st, &d, None, &[])?;
     t.st.domains.insert(name.clone(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
-    t.fire(&name, "domain-create-on-disk", &[]);
-    tags::add_created_by(t, src, &name, &format!("created-by-{src}"))?;
+    create_on_disk(t, &name)?;
+    tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
     tags::add(t, &name, &format!("disp-created-by-{src}"));
     t.save = true;
     Ok((name, uuid))
@@ -307,7 +386,7 @@ pub fn remove(t: &mut Txn, vm: &str) -> Result<(), QubesError> {
         return Err(not_halted(&d.name));
     }
     t.fire("", "domain-pre-delete", &[("vm", &d.name)]);
-    if let Some(why) = super::effects::referenced_by(&t.st, &d.name) {
+    if let Some(why) = referenced_by(&t.st, &d.name) {
         tracing::debug!("cannot remove {}: {why}", d.name);
         return Err(QubesError::new(
             ExcKind::QubesVMInUseError,
@@ -345,9 +424,29 @@ pub fn delete(t: &mut Txn, d: &Domain) -> Result<(), QubesError> {
     }
     let qube_dir = t.env.state_dir.join(d.class.dir_prefix()).join(&d.name);
     let remove = crate::storage::remove_from_disk(vols, qube_dir);
+    // Until the data is gone no qube of that name may be created (its directory is deleted).
+    let removing = t.env.being_removed.clone();
+    removing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(d.name.clone());
+    let (undo_set, name) = (removing.clone(), d.name.clone());
+    t.undo_on_failure(Box::new(move || {
+        undo_set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
+    }));
+    let name = d.name.clone();
     t.after_commit(Box::new(move || {
-        remove();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(remove)).is_err() {
+            tracing::error!("removing the data of {name} panicked");
+        }
         intents::clear(&intent);
+        removing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
     }));
     t.save = true;
     Ok(())
@@ -356,4 +455,25 @@ pub fn delete(t: &mut Txn, d: &Domain) -> Result<(), QubesError> {
 /// Sets a qube property from a creator's feature (`set-created-guivm`).
 pub(super) fn set_created_guivm(t: &mut Txn, vm: &str, guivm: &str) -> Result<(), QubesError> {
     properties::set_vm(t, vm, "guivm", guivm.as_bytes())
+}
+
+/// Why a qube cannot be removed: a non-default qube property of another qube or a global
+/// property points at it.
+pub fn referenced_by(st: &State, name: &str) -> Option<String> {
+    for (k, v) in &st.global {
+        if v == name && props::global_prop(k).is_some_and(|d| d.ty == PType::Vm) {
+            return Some(format!("global property {k}"));
+        }
+    }
+    for d in st.domains.values() {
+        if d.name == name {
+            continue;
+        }
+        for (k, v) in &d.props {
+            if v == name && props::vm_prop(d.class, k).is_some_and(|p| p.ty == PType::Vm) {
+                return Some(format!("{}.{k}", d.name));
+            }
+        }
+    }
+    None
 }

@@ -43,6 +43,14 @@ pub fn set_cfg(t: &mut Txn, vm: &str, vol: &str, key: &str, value: String) {
     if let Some(d) = t.st.domain_mut(vm)
         && let Some(cfg) = d.volumes.iter_mut().find(|v| cfg_name(v) == vol)
     {
+        // A new `ephemeral` goes where the reference's volume config has it: before size.
+        if key == "ephemeral"
+            && !cfg.attrs.iter().any(|(k, _)| k == key)
+            && let Some(i) = cfg.attrs.iter().position(|(k, _)| k == "size")
+        {
+            cfg.attrs.insert(i, (key.to_string(), value));
+            return;
+        }
         cfg_set(cfg, key, value);
     }
 }
@@ -106,11 +114,13 @@ pub fn end_import(t: &mut Txn, v: &Vol, success: bool) -> Result<(), QubesError>
         );
         return Err(e);
     }
-    t.fire(
-        &v.vm,
-        "domain-volume-import-end",
-        &[("volume", &v.name), ("success", b(success))],
-    );
+    // A failed import's end is announced even though the call then fails.
+    let kw = [("volume", v.name.as_str()), ("success", b(success))];
+    if success {
+        t.fire(&v.vm, "domain-volume-import-end", &kw);
+    } else {
+        t.fire_sticky(&v.vm, "domain-volume-import-end", &kw);
+    }
     Ok(())
 }
 
@@ -148,8 +158,16 @@ pub fn clone_to(core: &Core, vm: &str, name: &str, token: &str) -> Result<(), Qu
     let dst_drv = vol_driver(&dst)?;
     if !dst_drv.clones_by_copy(&dst, &src)? {
         return core.write("admin.vm.volume.CloneTo", |t| {
-            dst_drv.import_volume(&dst, &src, &path)?;
-            imported(t, &dst, &src.vid);
+            // Checked again in the state the clone commits to.
+            let now = arg_volume(&t.st, vm, name)?;
+            if now.vid != dst.vid {
+                return Err(pool_err(format!(
+                    "Volume {} went away during the clone",
+                    dst.vid
+                )));
+            }
+            dst_drv.import_volume(&now, &src, &path)?;
+            imported(t, &now, &src.vid);
             Ok(())
         });
     }
@@ -165,7 +183,8 @@ pub fn clone_to(core: &Core, vm: &str, name: &str, token: &str) -> Result<(), Qu
                 .and_then(|d| volume(&t.st, d, name))
                 .filter(|v| v.vid == dst.vid);
         let Some(now) = still else {
-            let _ = std::fs::remove_file(&target);
+            // The driver's own way to drop an import (a file, or an LV for lvm_thin).
+            let _ = dst_drv.import_data_end(&dst, false);
             return Err(pool_err(format!(
                 "Volume {} went away during the clone",
                 dst.vid

@@ -22,22 +22,27 @@ pub fn remove(t: &mut Txn, vm: &str, tag: &str) {
     t.fire(vm, format!("domain-tag-delete:{tag}"), &[("tag", tag)]);
 }
 
-/// Adds a `created-by-*` tag with the reactions to it: the creator's `tag-created-vm-with`
-/// tags and `set-created-guivm`. Side effects come before the tag event.
-pub fn add_created_by(t: &mut Txn, src: &str, vm: &str, tag: &str) -> Result<(), QubesError> {
-    let (extra_tags, guivm) = match t.st.domain(src) {
-        Some(creator) if tag.starts_with("created-by-") => (
-            creator
-                .feature("tag-created-vm-with")
-                .map(|t| t.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-                .unwrap_or_default(),
-            creator
-                .feature("set-created-guivm")
-                .filter(|g| !g.is_empty())
-                .map(str::to_string),
-        ),
-        _ => (Vec::new(), None),
+/// Adds a `created-by-<creator>` tag with the reactions to it: the creator's
+/// `tag-created-vm-with` tags and `set-created-guivm`. Side effects come before the tag
+/// event; a tag the qube has already sets nothing off.
+pub fn add_created_by(t: &mut Txn, vm: &str, tag: &str) -> Result<(), QubesError> {
+    if t.st.domain(vm).is_none_or(|d| d.tags.contains(tag)) {
+        return Ok(());
+    }
+    let creator = tag.strip_prefix("created-by-").unwrap_or(tag);
+    let Some(creator) = t.st.domain(creator) else {
+        // The reference's handlers look the creator up and fail without a reply; the tag
+        // is not set.
+        return Err(QubesError::no_such_vm(creator));
     };
+    let extra_tags: Vec<String> = creator
+        .feature("tag-created-vm-with")
+        .map(|t| t.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let guivm = creator
+        .feature("set-created-guivm")
+        .filter(|g| !g.is_empty())
+        .map(str::to_string);
     for extra in extra_tags {
         if names::validate_tag(&extra).is_ok() {
             add(t, vm, &extra);

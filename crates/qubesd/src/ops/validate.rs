@@ -7,7 +7,7 @@ use qubes_api::{ExcKind, QubesError};
 use crate::model::{Class, Domain, State};
 use crate::names;
 use crate::props::{self, Access, PType, Parse, PropDef};
-use crate::pycompat::{bool_word, printable, py_bool, py_int};
+use crate::pycompat::{bool_word, printable, py_bool, py_int_text};
 
 fn parse_ipv4(s: &str) -> Option<String> {
     let parts: Vec<&str> = s.split('.').collect();
@@ -28,21 +28,30 @@ fn parse_ipv4(s: &str) -> Option<String> {
     Some(s.to_string())
 }
 
-/// `property.sanitize`: ASCII, then the type's parser. Returns the canonical string.
-pub fn sanitize(def: &PropDef, untrusted: &[u8]) -> Result<String, QubesError> {
+/// `property.sanitize`: ASCII, then the type's parser. Returns the canonical string. `class`
+/// is the holder's class (`None`: the system): dom0's `name` and `uuid` have no type there.
+pub fn sanitize(
+    def: &PropDef,
+    class: Option<Class>,
+    untrusted: &[u8],
+) -> Result<String, QubesError> {
     let s = std::str::from_utf8(untrusted)
         .ok()
         .filter(|s| s.is_ascii())
         .ok_or_else(|| QubesError::value("Non-ASCII bytes in property value"))?;
     let fail = |t: &str| QubesError::value(format!("Failed to parse property value as {t}"));
-    match def.parse {
+    let parse = match (class, def.name) {
+        (Some(Class::AdminVM), "name" | "uuid") => Parse::Text,
+        _ => def.parse,
+    };
+    match parse {
         Parse::Bool => py_bool(s).map(|b| bool_word(b).to_string()).ok_or_else(|| {
             QubesError::value(format!(
                 "Invalid literal for boolean property: {}",
                 py_repr(s)
             ))
         }),
-        Parse::Int => py_int(s).map(|v| v.to_string()).ok_or_else(|| fail("int")),
+        Parse::Int => py_int_text(s).ok_or_else(|| fail("int")),
         Parse::Uuid => uuid::Uuid::parse_str(s.trim())
             .map(|u| u.hyphenated().to_string())
             .map_err(|_| fail("UUID")),
@@ -131,7 +140,7 @@ fn check_vm_ref(
 }
 
 fn positive(def: &PropDef, v: &str) -> Result<String, QubesError> {
-    if v.parse::<i64>().unwrap_or(0) <= 0 {
+    if v == "0" || v.starts_with('-') {
         return Err(prop_err(format!("{} must be positive", def.name)));
     }
     Ok(v.to_string())
@@ -144,14 +153,21 @@ fn check_kernel_name(k: &str) -> Result<String, QubesError> {
     Ok(k.to_string())
 }
 
-fn check_kernel(st: &State, k: &str) -> Result<String, QubesError> {
+/// `validate_kernel`: empty (none), or an installed kernel's directory name.
+pub fn check_kernel(st: &State, k: &str) -> Result<String, QubesError> {
     if k.is_empty() {
         return Ok(String::new());
     }
     check_kernel_name(k)?;
     let dir = st.host.kernels_dir.join(k);
-    if !dir.join("vmlinuz").exists() {
+    if !dir.exists() {
         return Err(prop_err(format!("Kernel {} not installed", py_repr(k))));
+    }
+    if !dir.join("vmlinuz").exists() {
+        return Err(prop_err(format!(
+            "Kernel {} not properly installed: missing 'vmlinuz' file",
+            py_repr(k)
+        )));
     }
     Ok(k.to_string())
 }
@@ -221,17 +237,22 @@ fn check_keyboard_layout(v: &str) -> Result<(), QubesError> {
     Ok(())
 }
 
+/// `_setter_denied_list`: whole 7-character codes, duplicates dropped, sorted, each a
+/// class letter (`b`, `u`, `m`, `p` or `*`) and six lowercase hex digits or `*`.
 fn normalize_denied(v: &str) -> Result<String, QubesError> {
     if v.is_empty() {
         return Ok(String::new());
     }
     if !v.len().is_multiple_of(7) {
-        return Err(prop_err(format!("Invalid denied list: {v}")));
+        return Err(QubesError::value(format!(
+            "Invalid length of interfaces={} (is {}, expected multiple of 7)",
+            py_repr(v),
+            v.len()
+        )));
     }
     let mut codes: Vec<&str> = (0..v.len() / 7).map(|i| &v[i * 7..i * 7 + 7]).collect();
     codes.sort();
     codes.dedup();
-    let joined = codes.concat();
     let ok = codes.iter().all(|c| {
         let b = c.as_bytes();
         matches!(b[0], b'b' | b'u' | b'm' | b'p' | b'*')
@@ -240,9 +261,11 @@ fn normalize_denied(v: &str) -> Result<String, QubesError> {
                 .all(|x| x.is_ascii_digit() || (b'a'..=b'f').contains(x) || *x == b'*')
     });
     if !ok {
-        return Err(prop_err(format!("Invalid denied list: {joined}")));
+        return Err(prop_err(
+            "Interface code list should be in the form chhhhhhchhhhhh...,where c is one of \"b\", \"u\", \"m\", \"p\", \"*\" and h is a hexdigit or \"*\".",
+        ));
     }
-    Ok(joined)
+    Ok(codes.concat())
 }
 
 /// The qube-property setter rules. `value` is already sanitized.
@@ -272,17 +295,8 @@ pub fn validate_vm_prop(
         let v = validate_vm_ref(st, d, def, &value)?;
         return match def.name {
             "netvm" => {
-                if v.is_empty() {
-                    return Ok(v);
-                }
-                let target = st.domain(&v).expect("checked");
-                if !props::vm_flag(st, target, "provides_network") {
-                    return Err(QubesError::value(format!(
-                        "The {v} qube does not provide network"
-                    )));
-                }
-                if connected_to(st, &d.name, &v) {
-                    return Err(QubesError::value("Loops in network are unsupported"));
+                if !v.is_empty() {
+                    check_netvm(st, &d.name, &v)?;
                 }
                 Ok(v)
             }
@@ -325,7 +339,7 @@ pub fn validate_vm_prop(
             positive(def, &value)
         }
         "maxmem" => {
-            if value.parse::<i64>().unwrap_or(-1) < 0 {
+            if value.starts_with('-') {
                 return Err(prop_err("maxmem must be positive or zero"));
             }
             Ok(value)
@@ -403,44 +417,60 @@ pub fn validate_vm_prop(
     }
 }
 
-/// Vetoes the reference runs in `property-pre-set` / `property-pre-reset` handlers, so the
-/// stream has already seen the pre-event when they refuse.
-pub fn pre_set_veto(
-    st: &State,
-    vm: &str,
-    prop: &str,
-    new: &str,
-    old: Option<&str>,
-) -> Result<(), QubesError> {
-    if prop == "kernel" {
-        check_kernel(st, new)?;
+/// `_setter_netvm` for an existing qube `net`: it provides network and `vm` is not on the
+/// way from it.
+pub fn check_netvm(st: &State, vm: &str, net: &str) -> Result<(), QubesError> {
+    let Some(target) = st.domain(net) else {
+        return Err(QubesError::no_such_vm(net));
+    };
+    if !props::vm_flag(st, target, "provides_network") {
+        return Err(QubesError::value(format!(
+            "The {net} qube does not provide network"
+        )));
     }
-    if prop == "template_for_dispvms" && new != "True" && old == Some("True") {
-        let system: Vec<&str> = ["default_dispvm", "management_dispvm"]
-            .into_iter()
-            .filter(|p| st.global.get(*p).map(String::as_str) == Some(vm))
-            .collect();
-        if !system.is_empty() {
-            return Err(QubesError::new(
-                ExcKind::QubesVMInUseError,
-                "Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: default_dispvm, management_dispvm",
-            ));
+    if connected_to(st, vm, net) {
+        return Err(QubesError::value("Loops in network are unsupported"));
+    }
+    Ok(())
+}
+
+/// The refusal of a `template` Reset.
+pub fn cannot_unset_template(st: &State, class: Class) -> QubesError {
+    QubesError::value(match props::global_get(st, "default_template") {
+        Some(tpl) if !tpl.is_empty() && class == Class::AppVM => {
+            format!("Cannot unset template. You can set it to the current default ({tpl}) instead")
         }
-        let used = st.domains.values().any(|o| {
-            o.name != vm
-                && ["default_dispvm", "management_dispvm", "template"]
-                    .iter()
-                    .any(|p| {
-                        props::vm_prop(o.class, p).is_some_and(|d| d.ty == PType::Vm)
-                            && o.props.get(*p).map(String::as_str) == Some(vm)
-                    })
-        });
-        if used {
-            return Err(QubesError::new(
-                ExcKind::QubesVMInUseError,
-                "Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template",
-            ));
-        }
+        _ => "Cannot unset template".to_string(),
+    })
+}
+
+/// Why `template_for_dispvms` of `vm` cannot become False: the system or a qube uses it as
+/// disposable template.
+pub fn dispvm_template_in_use(st: &State, vm: &str) -> Result<(), QubesError> {
+    let system: Vec<&str> = ["default_dispvm", "management_dispvm"]
+        .into_iter()
+        .filter(|p| st.global.get(*p).map(String::as_str) == Some(vm))
+        .collect();
+    if !system.is_empty() {
+        return Err(QubesError::new(
+            ExcKind::QubesVMInUseError,
+            "Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: default_dispvm, management_dispvm",
+        ));
+    }
+    let used = st.domains.values().any(|o| {
+        o.name != vm
+            && ["default_dispvm", "management_dispvm", "template"]
+                .iter()
+                .any(|p| {
+                    props::vm_prop(o.class, p).is_some_and(|d| d.ty == PType::Vm)
+                        && o.props.get(*p).map(String::as_str) == Some(vm)
+                })
+    });
+    if used {
+        return Err(QubesError::new(
+            ExcKind::QubesVMInUseError,
+            "Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template",
+        ));
     }
     Ok(())
 }
@@ -484,16 +514,18 @@ pub fn validate_global_prop(
                 check_disposable_template(st, "system", def.name, &v)?
             }
             "default_netvm" if !v.is_empty() => {
-                let target = st.domain(&v).expect("checked");
-                if !props::vm_flag(st, target, "provides_network") {
+                // dom0 cannot serve network (the reference fails without a reply once the
+                // qubes that follow the default are told).
+                if st.domain(&v).is_some_and(|d| d.class == Class::AdminVM) {
                     return Err(QubesError::value(format!(
                         "The {v} qube does not provide network"
                     )));
                 }
-                // A qube that uses the default netvm must not end up in a loop.
+                // Otherwise only loops are refused: a qube that follows the default must not
+                // end up on its own way to the network (the reference does not ask for
+                // provides_network here).
                 for d in st.domains.values() {
                     if d.class.is_local_qube()
-                        && d.class != Class::TemplateVM
                         && !d.props.contains_key("netvm")
                         && connected_to(st, &d.name, &v)
                     {
@@ -506,10 +538,11 @@ pub fn validate_global_prop(
         return Ok(v);
     }
     match def.name {
-        "default_kernel" => check_kernel(st, &value),
+        // Checked by a `property-pre-set` handler in the reference (after that event).
+        "default_kernel" => Ok(value),
         n if n.starts_with("default_pool") => {
             if st.pool(&value).is_none() {
-                return Err(prop_err(format!("No such storage pool: {value}")));
+                return Err(prop_err("No such storage pool"));
             }
             Ok(value)
         }

@@ -148,7 +148,8 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
                 none()
             }
         }
-        "icon" => Some(icon(d)),
+        // Without a label the reference cannot compute it.
+        "icon" => (class == AdminVM || !d.label().is_empty()).then(|| icon(d)),
         "include_in_backups" => match class {
             DispVM => b(!vm_flag(st, d, "auto_cleanup")),
             RemoteVM => b(false),
@@ -296,8 +297,11 @@ pub fn icon(d: &Domain) -> String {
     }
     let label = d.props.get("label").map(String::as_str).unwrap_or("");
     let servicevm = d.feature("servicevm").is_some_and(|v| !v.is_empty());
+    let dvm_template = d.props.get("template_for_dispvms").map(String::as_str) == Some("True");
     let prefix = match d.class {
         Class::TemplateVM => "templatevm",
+        // An AppVM that is a disposable template shows as a template.
+        Class::AppVM if dvm_template => "templatevm",
         _ if servicevm => "servicevm",
         Class::DispVM => "dispvm",
         Class::StandaloneVM => "standalonevm",

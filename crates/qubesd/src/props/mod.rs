@@ -180,13 +180,32 @@ pub fn global_get(st: &State, name: &str) -> Option<String> {
     global_default(st, name)
 }
 
-/// Python `str()` of a value in an event: None is `None`.
-pub fn ev_str(ty: PType, v: &str) -> String {
-    if v.is_empty() && ty == PType::Vm {
-        "None".into()
-    } else {
-        v.to_string()
-    }
+/// Properties whose value is Python's `None` when they are empty and not set explicitly:
+/// computed network values, and those whose default is None.
+const NONE_WHEN_EMPTY: [&str; 15] = [
+    "backup_timestamp",
+    "dns",
+    "gateway",
+    "gateway6",
+    "ip",
+    "ip6",
+    "remote_name",
+    "start_time",
+    "stubdom_mem",
+    "transport_rpc",
+    "visible_gateway",
+    "visible_gateway6",
+    "visible_ip",
+    "visible_ip6",
+    "visible_netmask",
+];
+
+/// Python `str()` of a property value in an event: None is `None`. `explicit` says whether
+/// the value is set on the holder (an explicitly set empty string stays empty).
+pub fn ev_value(def: &PropDef, v: &str, explicit: bool) -> String {
+    let none =
+        v.is_empty() && (def.ty == PType::Vm || (!explicit && NONE_WHEN_EMPTY.contains(&def.name)));
+    if none { "None".into() } else { v.to_string() }
 }
 
 #[cfg(test)]

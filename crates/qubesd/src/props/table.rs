@@ -501,13 +501,13 @@ pub(super) static GLOBAL_PROPS: &[PropDef] = &[
         GLOBAL,
         "Default shutdown timeout in seconds.",
     ),
-    p(
+    none_ok(p(
         "default_template",
         Vm,
         3,
         GLOBAL,
         "Default template for new qubes.",
-    ),
+    )),
     none_ok(p(
         "management_dispvm",
         Vm,

@@ -290,6 +290,10 @@ impl Driver for FileDriver {
             )));
         }
         let p = import_path(v);
+        // Another import is still being written (the reference fails without a reply).
+        if p.exists() {
+            return Err(pool_err(format!("Volume {} already exists", p.display())));
+        }
         fsutil::create_sparse(&p, size).map_err(io("Cannot create", &p))?;
         Ok(p)
     }

@@ -450,8 +450,11 @@ pub fn pool_volume_ids(st: &State, pool: &Pool) -> Vec<String> {
     if let Some(ids) = pool_driver(pool).ok().and_then(|d| d.extra_volumes(pool)) {
         return ids;
     }
+    // In the order the qubes came (qid), as the reference lists the volumes it set up.
+    let mut qubes: Vec<&Domain> = st.domains.values().map(|d| d.as_ref()).collect();
+    qubes.sort_by_key(|d| d.qid);
     let mut out = Vec::new();
-    for d in st.domains.values() {
+    for d in qubes {
         for v in volumes(st, d) {
             if v.pool.name == pool.name && !out.contains(&v.vid) {
                 out.push(v.vid);

@@ -54,6 +54,16 @@ impl TestDaemon {
             .arg(uri)
             .arg("--policy-dir")
             .arg(self.dir.path().join("policy.d"))
+            .arg("--backup-profile-dir")
+            .arg(self.dir.path().join("backup-profiles"))
+            // Nothing outside the test's directory: QubesDB sockets, runtime files and the
+            // qrexec client below (tests put a program of their own there).
+            .arg("--qubesdb-dir")
+            .arg(self.dir.path().join("qubesdb"))
+            .arg("--runtime-dir")
+            .arg(self.dir.path().join("run"))
+            .arg("--qrexec-client")
+            .arg(self.dir.path().join("qrexec-client"))
             .arg("--log-level")
             .arg("error")
             .stderr(Stdio::piped())
@@ -214,6 +224,22 @@ impl Events {
             let n = self.stream.read(&mut chunk).expect("event within 5 s");
             assert!(n > 0, "stream closed");
             self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Every event the daemon sends before a marker event it is asked for now (a firewall
+    /// reload of `marker_vm`, which changes nothing): all events of the calls before, and
+    /// none of later ones.
+    pub fn drain(&mut self, d: &TestDaemon, marker_vm: &str) -> Vec<String> {
+        d.ok("admin.vm.firewall.Reload", marker_vm, "", b"");
+        let marker = format!("1\0{marker_vm}\0firewall-changed\0\0").into_bytes();
+        let mut out = Vec::new();
+        loop {
+            let e = self.next();
+            if e == marker {
+                return out;
+            }
+            out.push(String::from_utf8_lossy(&e).replace('\0', "|"));
         }
     }
 
