@@ -43,6 +43,11 @@ const FROM_ELSEWHERE: &[(&str, &str, &str)] = &[
         "e",
         "the file system's own message while copying a volume",
     ),
+    (
+        "ops/backup.rs",
+        "e.message()",
+        "the backup engine's message (crates/qubes-backup), worded as the reference's",
+    ),
 ];
 
 /// Places whose message is one of several formats (a condition picks it), with the formats.
@@ -56,8 +61,16 @@ const ALTERNATIVES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
-        "ops/properties.rs",
-        "match props::global_get(&t.st, \"default_template\")",
+        "dispatch.rs",
+        "if unchanged",
+        &[
+            "Internal error in qubesd while handling {}; nothing was changed",
+            "Internal error in qubesd while handling {}",
+        ],
+    ),
+    (
+        "ops/validate.rs",
+        "match props::global_get(st, \"default_template\")",
         &[
             "Cannot unset template. You can set it to the current default ({}) instead",
             "Cannot unset template",
@@ -344,7 +357,7 @@ fn sites(root: &Path) -> Vec<Site> {
                 let (kind, message) = match class {
                     Some(k) => (k.to_string(), args.first().cloned().unwrap_or_default()),
                     None => (
-                        args[0].trim_start_matches("ExcKind::").to_string(),
+                        args[0].rsplit("::").next().unwrap_or_default().to_string(),
                         args.get(1).cloned().unwrap_or_default(),
                     ),
                 };

@@ -586,6 +586,10 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         .unwrap();
     label.set_selected(green);
     apply_settings(&f);
+    // A toast says the changes were applied (looked for at once: it goes after a while).
+    assert!(spin_until(10, || label_texts(root.upcast_ref())
+        .iter()
+        .any(|t| t == "Changes applied.")));
     assert_eq!(
         f.core
             .call_raw("admin.vm.property.Get", "work", "memory", b"")
@@ -605,12 +609,6 @@ fn settings_dialog_applies_and_shows_errors_by_field() {
         .cell("work", Column::Memory)
         .as_deref()
         == Some("1024 MiB")));
-    // A toast says the changes were applied.
-    assert!(
-        label_texts(root.upcast_ref())
-            .iter()
-            .any(|t| t == "Changes applied.")
-    );
     // Every page is there, the firewall's included, in order.
     let fw = with_settings(&f, |s| s.widgets().firewall.clone());
     assert!(fw.root.is_sensitive());
@@ -1613,7 +1611,19 @@ fn view_state_is_kept() {
 
 /// Writes what GTK renders for `w` to a PNG; returns its size.
 fn snapshot(w: &gtk::Widget, path: &std::path::Path) -> (i32, i32) {
-    gtk::test_widget_wait_for_draw(w);
+    // On screen with a size, and a frame drawn since (gtk::test_widget_wait_for_draw waits
+    // without end for a surface that never draws).
+    assert!(
+        spin_until(10, || w.is_mapped() && w.width() > 0 && w.height() > 0),
+        "{} is not on screen",
+        path.display()
+    );
+    if let Some(clock) = w.frame_clock() {
+        let frame = clock.frame_counter();
+        clock.request_phase(gtk::gdk::FrameClockPhase::PAINT);
+        spin_until(5, || clock.frame_counter() > frame);
+    }
+    idle();
     let paintable = gtk::WidgetPaintable::new(Some(w));
     let (width, height) = (w.width(), w.height());
     let snap = gtk::Snapshot::new();
@@ -1669,8 +1679,14 @@ fn screenshots_of_the_main_windows() {
         .usage
         .as_ref()
         .is_some_and(|u| u.is_open())));
-    let popover: gtk::Popover =
-        find_widget(&f.controller.model().table.view.clone().upcast()).expect("the usage popover");
+    let popover = f
+        .controller
+        .model()
+        .usage
+        .as_ref()
+        .expect("the usage popover")
+        .popover()
+        .clone();
     let usage = snapshot(popover.upcast_ref(), &dir.join("usage.png"));
     check("usage.png", usage, (300, 200));
     popover.popdown();

@@ -67,6 +67,11 @@ impl Usage {
         self.popover.is_visible()
     }
 
+    /// The popover itself (for tests and screenshots).
+    pub fn popover(&self) -> &gtk::Popover {
+        &self.popover
+    }
+
     /// The figures it says (for tests).
     pub fn texts(&self) -> (String, String) {
         (self.cpu_text.text().into(), self.mem_text.text().into())

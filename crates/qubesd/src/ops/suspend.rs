@@ -80,12 +80,10 @@ pub fn suspend_all(core: &Core) -> Result<(), QubesError> {
             .collect()
     });
     if !failed.is_empty() {
-        let mut text = String::from("Failed to suspend some qubes: ");
-        for f in failed {
-            text.push('\n');
-            text.push_str(&f);
-        }
-        return Err(QubesError::qubes(text));
+        let lines: String = failed.iter().map(|f| format!("\n{f}")).collect();
+        return Err(QubesError::qubes(format!(
+            "Failed to suspend some qubes: {lines}"
+        )));
     }
     Ok(())
 }
