@@ -242,7 +242,6 @@ pub(super) static CATALOGUE: &[Known] = known! {
     "StoragePoolException", "lvm {} failed" => noop_tr("lvm {0} failed.");
     "StoragePoolException", "volume {} missing" => noop_tr("The volume {0} is missing.");
     "StoragePoolException", "{} {}: {}" => noop_tr("Storage: {0} {1} failed: {2}");
-    "QubesNoSuchPropertyError", "Invalid property 'devices_denied' of {}" => noop_tr("{0} has no list of denied devices.");
     "QubesVMError", "A RemoteVM has no firewall" => noop_tr("A remote qube has no firewall.");
     "QubesVMError", "Cannot open the console of a RemoteVM." => noop_tr("The console of a remote qube cannot be opened.");
     "QubesException", "{} vanished from the QubesDB of {}" => noop_tr("{0} disappeared from the QubesDB of {1}.");
