@@ -158,7 +158,7 @@ impl Show {
         Show::User,
     ];
 
-    /// This choice's bit in [`QubeInfo::kinds`] (none for `All`).
+    /// This choice's bit in [`crate::model::QubeInfo::kinds`] (none for `All`).
     pub fn bit(self) -> u8 {
         match self {
             Show::All => 0,
@@ -166,7 +166,7 @@ impl Show {
         }
     }
 
-    /// Whether this choice lists a qube of these [`QubeInfo::kinds`].
+    /// Whether this choice lists a qube of these [`crate::model::QubeInfo::kinds`].
     pub fn lists(self, kinds: u8) -> bool {
         self == Show::All || kinds & self.bit() != 0
     }

@@ -88,7 +88,10 @@ if mode == 'filter':
     allow.get_action_iface().do_action(0)
 elif mode == 'escape':
     within(named('push button', 'Deny'))
-    time.sleep(0.3)
+    # Escape goes to the window that has the keyboard: wait until the prompt has it.
+    while time.time() < deadline and not frame.get_state_set().contains(Atspi.StateType.ACTIVE):
+        time.sleep(0.05)
+    print('active:', frame.get_state_set().contains(Atspi.StateType.ACTIVE))
     Atspi.generate_keyboard_event(0xff1b, None, Atspi.KeySynthType.SYM)
 print('done')
 "#;
