@@ -17,10 +17,13 @@ pub struct DeviceAssignment {
     pub backend: String,
     /// Port id.
     pub port_id: String,
+    /// The device's identity (`identity`; `*` = whatever device is at the port).
+    pub device_id: String,
     /// Options.
     pub options: BTreeMap<String, String>,
-    /// `required` (absent means yes, as in core3).
-    pub required: bool,
+    /// `required`, `auto-attach` or `ask-to-attach`: the `mode` attribute of Qubes 4.3, else
+    /// from the older `required` attribute (absent means yes, as in core3).
+    pub mode: String,
 }
 
 /// One qube of the backup.
@@ -132,15 +135,21 @@ pub fn parse(untrusted: &[u8]) -> Result<BackupQubes> {
                     }
                     (b"domain", b"devices") => bus = attr(e, b"class")?.unwrap_or_default(),
                     (b"devices", b"device") => {
+                        // Before 4.3 only `required` said how; a `mode` wins over it.
+                        let required = !matches!(
+                            attr(e, b"required")?.as_deref(),
+                            Some("no" | "False" | "false" | "0" | "off")
+                        );
+                        let mode = attr(e, b"mode")?.unwrap_or_else(|| {
+                            if required { "required" } else { "auto-attach" }.into()
+                        });
                         device = Some(DeviceAssignment {
                             bus: bus.clone(),
                             backend: attr(e, b"backend-domain")?.unwrap_or_default(),
                             port_id: attr(e, b"id")?.unwrap_or_default(),
+                            device_id: attr(e, b"identity")?.unwrap_or_else(|| "*".into()),
                             options: BTreeMap::new(),
-                            required: !matches!(
-                                attr(e, b"required")?.as_deref(),
-                                Some("no" | "False" | "false" | "0" | "off")
-                            ),
+                            mode,
                         });
                     }
                     (b"device", b"option") => {

@@ -1,6 +1,6 @@
 //! Carrying out a [`Plan`] through the Admin API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -324,10 +324,24 @@ fn create_all(
             set(client, r, "template_for_dispvms", v);
         }
     }
+    // Device backends: restored qubes under their new names, or qubes already here.
+    let renamed: BTreeMap<String, String> = chosen
+        .iter()
+        .zip(&report.qubes)
+        .filter(|(_, r)| r.ok)
+        .map(|(e, _)| (e.name.clone(), e.restore_as.clone()))
+        .collect();
+    let here: BTreeSet<String> = client
+        .vm_list()
+        .map_err(|e| BackupError::qubes(format!("cannot list the qubes: {}", call_err(e))))?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     for (i, e) in chosen.iter().enumerate() {
         let r = &mut report.qubes[i];
         if r.ok {
             apply_settings(client, &qubes.qubes[e.index], r);
+            assign_devices(client, &qubes.qubes[e.index], r, &renamed, &here);
         }
     }
     // References to other qubes last, when they all exist.
@@ -385,18 +399,36 @@ fn apply_settings(client: &Client, q: &BackupQube, r: &mut QubeReport) {
             r.messages.push(format!("tag {tag}: {}", call_err(e)));
         }
     }
+}
+
+/// Recreates `q`'s device assignments. A backend restored under another name is that name;
+/// one that is neither restored nor here is reported (the reference's restore stops with a
+/// `KeyError` there), and the qube keeps its other assignments.
+fn assign_devices(
+    client: &Client,
+    q: &BackupQube,
+    r: &mut QubeReport,
+    renamed: &BTreeMap<String, String>,
+    here: &BTreeSet<String>,
+) {
     use qubes_api::device_format::{pair, quote};
     for d in &q.devices {
+        let what = format!("device {}:{}", d.bus, d.port_id);
+        let backend = renamed.get(&d.backend).unwrap_or(&d.backend);
+        if !here.contains(backend) {
+            r.messages.push(format!(
+                "{what}: its backend qube {} is not on this system",
+                d.backend
+            ));
+            continue;
+        }
         let mut payload = format!(
-            "device_id='*' port_id={} devclass={} backend_domain={} mode='{}' frontend_domain={}",
+            "device_id={} port_id={} devclass={} backend_domain={} mode={} frontend_domain={}",
+            quote(&d.device_id),
             quote(&d.port_id),
             quote(&d.bus),
-            quote(&d.backend),
-            if d.required {
-                "required"
-            } else {
-                "auto-attach"
-            },
+            quote(backend),
+            quote(&d.mode),
             quote(&r.restored_as),
         );
         for (k, v) in &d.options {
@@ -404,10 +436,12 @@ fn apply_settings(client: &Client, q: &BackupQube, r: &mut QubeReport) {
             payload.push_str(&pair(&format!("_{k}"), v));
         }
         let method = format!("admin.vm.device.{}.Assign", d.bus);
-        let arg = format!("{}+{}:*", d.backend, d.port_id);
+        // The argument as `qubesadmin` writes it: `:` as `+`, `*` (any device) as `_`.
+        let arg = format!("{backend}+{}:{}", d.port_id, d.device_id)
+            .replace(':', "+")
+            .replace('*', "_");
         if let Err(e) = client.call(&method, &r.restored_as, &arg, payload.as_bytes()) {
-            r.messages
-                .push(format!("device {}:{}: {}", d.bus, d.port_id, call_err(e)));
+            r.messages.push(format!("{what}: {}", call_err(e)));
         }
     }
 }

@@ -6,6 +6,7 @@ const XML: &str = r#"<qubes><labels><label id="label-1">red</label><label id="la
 <domain class="AppVM"><properties><property name="name">work</property><property name="label">label-1</property><property name="template">fedora</property><property name="netvm">sys-firewall</property></properties>
 <features><feature name="backup-content">1</feature><feature name="backup-path">vm2/</feature><feature name="backup-size">10</feature></features>
 <devices class="pci"><device backend-domain="dom0" id="00_1f.6" required="no"><option name="no-strict-reset">True</option></device></devices>
+<devices class="block"><device backend-domain="sys-usb" id="sda" identity="0x0781:0x5581:AA01:u080650" mode="ask-to-attach" required="yes"/></devices>
 <tags><tag name="t1"/></tags></domain>
 <domain class="TemplateVM"><properties><property name="name">fedora</property><property name="label">black</property></properties>
 <features><feature name="backup-content">1</feature><feature name="backup-path">vm1/</feature></features></domain>
@@ -26,8 +27,18 @@ fn reads_qubes_xml_like_core3() {
     assert_eq!(work.backup_size, 10);
     assert_eq!(work.tags, ["t1"]);
     assert_eq!(work.devices[0].port_id, "00_1f.6");
-    assert!(!work.devices[0].required);
+    assert_eq!(work.devices[0].mode, "auto-attach");
+    assert_eq!(work.devices[0].device_id, "*");
     assert_eq!(work.devices[0].options["no-strict-reset"], "True");
+    // Qubes 4.3 writes the mode and the identity.
+    let sda = &work.devices[1];
+    assert_eq!(
+        (sda.bus.as_str(), sda.backend.as_str(), sda.port_id.as_str()),
+        ("block", "sys-usb", "sda")
+    );
+    assert_eq!(sda.device_id, "0x0781:0x5581:AA01:u080650");
+    assert_eq!(sda.mode, "ask-to-attach");
+    assert!(sda.options.is_empty());
     assert!(!b.qubes[3].included());
     assert!(
         parse(b"<qubes><domains><domain class='AppVM'><properties/></domain></domains></qubes>")
