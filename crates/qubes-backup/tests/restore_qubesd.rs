@@ -31,17 +31,21 @@ fn import_program() -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
     let prog = dir.join("qubes-volume-import");
     if !prog.exists() {
-        let st = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "qubesd",
-                "--bin",
-                "qubes-volume-import",
-            ])
-            .status()
-            .expect("cargo runs");
+        // In the profile of this test (`target/<profile>/`): built in another, the program
+        // would land beside other tests and never here.
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "qubesd",
+            "--bin",
+            "qubes-volume-import",
+        ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo runs");
         assert!(st.success(), "building qubes-volume-import");
     }
     assert!(prog.exists(), "{}", prog.display());
@@ -56,18 +60,32 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_on(None)
+    }
+
+    /// A daemon on libvirt's default test node, or on `node` (a node description) when given.
+    fn start_on(node: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join("vm-kernels/6.6.1");
         std::fs::create_dir_all(&k).unwrap();
         std::fs::write(k.join("vmlinuz"), b"").unwrap();
         std::fs::create_dir_all(dir.path().join("policy.d")).unwrap();
+        let libvirt_uri = match node {
+            Some(xml) => {
+                let path = dir.path().join("node.xml");
+                std::fs::write(&path, xml).unwrap();
+                format!("test://{}", path.display())
+            }
+            None => "test:///default".into(),
+        };
         let rt = tokio::runtime::Runtime::new().unwrap();
         let config = qubesd::Config {
             state_dir: dir.path().to_path_buf(),
             socket_dir: dir.path().to_path_buf(),
-            libvirt_uri: "test:///default".into(),
+            libvirt_uri,
             debug: false,
             policy_dirs: vec![dir.path().join("policy.d")],
+            backup_profile_dir: dir.path().join("backup-profiles"),
             ..Default::default()
         };
         let daemon = rt
@@ -469,4 +487,130 @@ fn bad_backups_create_nothing() {
         assert_eq!(d.names(), before, "{e}");
     }
     let _ = std::io::stderr().flush();
+}
+
+/// Device assignments go through a backup written by qubesd itself and come back as the
+/// original listed them; an assignment whose backend qube is neither in the backup nor here is
+/// reported, and its qube is restored without it.
+#[test]
+fn device_assignments_round_trip_through_qubesd() {
+    let pass = "devices";
+    let src = Daemon::start_on(Some(qubesd::demo::DEMO_TEST_NODE));
+    let c = src.client();
+    let ok = |method: &str, dest: &str, arg: &str, payload: &[u8]| {
+        c.call(method, dest, arg, payload)
+            .unwrap_or_else(|e| panic!("{method} {dest} {arg}: {e:?}"))
+    };
+    ok(
+        "admin.vm.Create.TemplateVM",
+        "dom0",
+        "",
+        b"name=fedora label=black",
+    );
+    for name in ["work", "sys-usb", "usb-gone"] {
+        ok(
+            "admin.vm.Create.AppVM",
+            "dom0",
+            "fedora",
+            format!("name={name} label=red").as_bytes(),
+        );
+    }
+    // As `qvm-device assign` sends them: the frontend named, options as `_key`.
+    ok(
+        "admin.vm.device.pci.Assign",
+        "work",
+        "dom0+00_14.3",
+        b"device_id='*' port_id='00_14.3' devclass='pci' backend_domain='dom0' mode='required' frontend_domain='work' _no-strict-reset='True'",
+    );
+    ok(
+        "admin.vm.device.block.Assign",
+        "work",
+        "sys-usb+sda",
+        b"device_id='*' port_id='sda' devclass='block' backend_domain='sys-usb' mode='ask-to-attach' frontend_domain='work' _read-only='yes'",
+    );
+    ok(
+        "admin.vm.device.block.Assign",
+        "work",
+        "usb-gone+sdb",
+        b"device_id='*' port_id='sdb' devclass='block' backend_domain='usb-gone' mode='auto-attach' frontend_domain='work'",
+    );
+    let pci = ok("admin.vm.device.pci.Assigned", "work", "", b"");
+    assert_eq!(
+        pci,
+        "dom0+00_14.3:* device_id='*' port_id='00_14.3' devclass='pci' backend_domain='dom0' mode='required' frontend_domain='work' _no-strict-reset='True'\n"
+    );
+    let block = ok("admin.vm.device.block.Assigned", "work", "", b"");
+    let kept = "sys-usb+sda:* device_id='*' port_id='sda' devclass='block' backend_domain='sys-usb' mode='ask-to-attach' frontend_domain='work' _read-only='yes'\n";
+    assert_eq!(
+        block,
+        format!(
+            "{kept}usb-gone+sdb:* device_id='*' port_id='sdb' devclass='block' backend_domain='usb-gone' mode='auto-attach' frontend_domain='work'\n"
+        )
+    );
+
+    // qubesd writes the backup: work and its block backend, not usb-gone nor the template.
+    let dest = src.dir.path().join("backups");
+    std::fs::create_dir_all(&dest).unwrap();
+    let profiles = src.dir.path().join("backup-profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("devices.conf"),
+        format!(
+            "destination_vm: dom0\ndestination_path: {}\ninclude:\n  - work\n  - sys-usb\ncompression: false\npassphrase_text: {pass}\n",
+            dest.display()
+        ),
+    )
+    .unwrap();
+    assert_eq!(ok("admin.backup.Execute", "dom0", "devices", b""), "");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let bytes = std::fs::read(&files[0]).unwrap();
+
+    // A fresh system with the template and the same PCI devices, without usb-gone.
+    let d = Daemon::start_on(Some(qubesd::demo::DEMO_TEST_NODE));
+    let t = d.client();
+    t.call(
+        "admin.vm.Create.TemplateVM",
+        "dom0",
+        "",
+        b"name=fedora label=black",
+    )
+    .unwrap();
+    let report = restore_into(&d, &bytes, pass).unwrap();
+    // In the order of the backup's qubes.xml (neither is a template).
+    let got: Vec<(&str, bool, Vec<String>)> = report
+        .qubes
+        .iter()
+        .map(|q| (q.name.as_str(), q.ok, q.messages.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("sys-usb", true, vec![]),
+            (
+                "work",
+                true,
+                vec![
+                    "device block:sdb: its backend qube usb-gone is not on this system".to_string()
+                ]
+            ),
+        ],
+        "{report:?}"
+    );
+    let restored = |class: &str| {
+        t.call(
+            &format!("admin.vm.device.{class}.Assigned"),
+            "work",
+            "",
+            b"",
+        )
+        .unwrap()
+    };
+    assert_eq!(restored("pci"), pci);
+    assert_eq!(restored("block"), kept);
+    let tags = t.call("admin.vm.tag.List", "work", "", b"").unwrap();
+    assert!(!tags.contains(restore::IN_PROGRESS_TAG), "{tags}");
 }
