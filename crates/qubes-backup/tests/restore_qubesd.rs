@@ -309,6 +309,16 @@ fn restore_watched(
     pass: &str,
     progress: Option<restore::ProgressFn>,
 ) -> qubes_backup::Result<restore::RestoreReport> {
+    restore_with(d, bytes, pass, progress, false)
+}
+
+fn restore_with(
+    d: &Daemon,
+    bytes: &[u8],
+    pass: &str,
+    progress: Option<restore::ProgressFn>,
+    rename_conflicting: bool,
+) -> qubes_backup::Result<restore::RestoreReport> {
     let mut backup = Backup::open(
         Source::Stream(Box::new(std::io::Cursor::new(bytes.to_vec()))),
         ReadOptions::new(pass),
@@ -336,6 +346,7 @@ fn restore_watched(
                 .to_string(),
         )],
         progress,
+        rename_conflicting,
         ..Default::default()
     };
     let plan = Plan::new(&qubes, &host, &opts);
@@ -489,9 +500,11 @@ fn bad_backups_create_nothing() {
     let _ = std::io::stderr().flush();
 }
 
-/// Device assignments go through a backup written by qubesd itself and come back as the
-/// original listed them; an assignment whose backend qube is neither in the backup nor here is
-/// reported, and its qube is restored without it.
+/// Device assignments (a PCI device with its identity and an option, one of any identity, an
+/// ask-to-attach block device) go through a backup written by qubesd itself and come back as
+/// the original listed them, following a backend restored under a new name; an assignment whose
+/// backend qube is neither in the backup nor here is reported, and its qube is restored
+/// without it.
 #[test]
 fn device_assignments_round_trip_through_qubesd() {
     let pass = "devices";
@@ -519,8 +532,14 @@ fn device_assignments_round_trip_through_qubesd() {
     ok(
         "admin.vm.device.pci.Assign",
         "work",
-        "dom0+00_14.3",
-        b"device_id='*' port_id='00_14.3' devclass='pci' backend_domain='dom0' mode='required' frontend_domain='work' _no-strict-reset='True'",
+        "dom0+00_14.3+0x8086+0x51f0++p028000",
+        b"device_id='0x8086:0x51f0::p028000' port_id='00_14.3' devclass='pci' backend_domain='dom0' mode='required' frontend_domain='work' _no-strict-reset='True'",
+    );
+    ok(
+        "admin.vm.device.pci.Assign",
+        "work",
+        "dom0+00_1f.3",
+        b"device_id='*' port_id='00_1f.3' devclass='pci' backend_domain='dom0' mode='auto-attach' frontend_domain='work'",
     );
     ok(
         "admin.vm.device.block.Assign",
@@ -537,7 +556,8 @@ fn device_assignments_round_trip_through_qubesd() {
     let pci = ok("admin.vm.device.pci.Assigned", "work", "", b"");
     assert_eq!(
         pci,
-        "dom0+00_14.3:* device_id='*' port_id='00_14.3' devclass='pci' backend_domain='dom0' mode='required' frontend_domain='work' _no-strict-reset='True'\n"
+        "dom0+00_14.3:0x8086:0x51f0::p028000 device_id='0x8086:0x51f0::p028000' port_id='00_14.3' devclass='pci' backend_domain='dom0' mode='required' frontend_domain='work' _no-strict-reset='True'\n\
+         dom0+00_1f.3:* device_id='*' port_id='00_1f.3' devclass='pci' backend_domain='dom0' mode='auto-attach' frontend_domain='work'\n"
     );
     let block = ok("admin.vm.device.block.Assigned", "work", "", b"");
     let kept = "sys-usb+sda:* device_id='*' port_id='sda' devclass='block' backend_domain='sys-usb' mode='ask-to-attach' frontend_domain='work' _read-only='yes'\n";
@@ -600,17 +620,34 @@ fn device_assignments_round_trip_through_qubesd() {
         ],
         "{report:?}"
     );
-    let restored = |class: &str| {
-        t.call(
-            &format!("admin.vm.device.{class}.Assigned"),
-            "work",
-            "",
-            b"",
-        )
-        .unwrap()
+    let restored = |class: &str, qube: &str| {
+        t.call(&format!("admin.vm.device.{class}.Assigned"), qube, "", b"")
+            .unwrap()
     };
-    assert_eq!(restored("pci"), pci);
-    assert_eq!(restored("block"), kept);
+    assert_eq!(restored("pci", "work"), pci);
+    assert_eq!(restored("block", "work"), kept);
     let tags = t.call("admin.vm.tag.List", "work", "", b"").unwrap();
     assert!(!tags.contains(restore::IN_PROGRESS_TAG), "{tags}");
+
+    // Again, renaming what is taken: work's block device follows its renamed backend.
+    let report = restore_with(&d, &bytes, pass, None, true).unwrap();
+    let names: Vec<(&str, &str, bool)> = report
+        .qubes
+        .iter()
+        .map(|q| (q.name.as_str(), q.restored_as.as_str(), q.ok))
+        .collect();
+    assert_eq!(
+        names,
+        [("sys-usb", "sys-usb-1", true), ("work", "work-1", true)],
+        "{report:?}"
+    );
+    assert_eq!(report.qubes[1].messages, got[1].2, "{report:?}");
+    assert_eq!(
+        restored("pci", "work-1"),
+        pci.replace("frontend_domain='work'", "frontend_domain='work-1'")
+    );
+    assert_eq!(
+        restored("block", "work-1"),
+        "sys-usb-1+sda:* device_id='*' port_id='sda' devclass='block' backend_domain='sys-usb-1' mode='ask-to-attach' frontend_domain='work-1' _read-only='yes'\n"
+    );
 }
