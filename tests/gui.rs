@@ -1623,12 +1623,17 @@ fn snapshot(w: &gtk::Widget, path: &std::path::Path) -> (i32, i32) {
         clock.request_phase(gtk::gdk::FrameClockPhase::PAINT);
         spin_until(5, || clock.frame_counter() > frame);
     }
-    idle();
+    // A window just resized has nothing to paint until it is laid out again.
     let paintable = gtk::WidgetPaintable::new(Some(w));
-    let (width, height) = (w.width(), w.height());
-    let snap = gtk::Snapshot::new();
-    paintable.snapshot(&snap, width as f64, height as f64);
-    let node = snap.to_node().expect("something drawn");
+    let mut node = None;
+    spin_until(10, || {
+        let (width, height) = (w.width(), w.height());
+        let snap = gtk::Snapshot::new();
+        paintable.snapshot(&snap, width as f64, height as f64);
+        node = snap.to_node();
+        node.is_some()
+    });
+    let node = node.unwrap_or_else(|| panic!("{}: nothing drawn", path.display()));
     let renderer = w.native().and_then(|n| n.renderer()).expect("a renderer");
     let texture = renderer.render_texture(&node, None);
     texture.save_to_png(path).expect("the PNG written");
@@ -1642,14 +1647,17 @@ fn snapshot(w: &gtk::Widget, path: &std::path::Path) -> (i32, i32) {
 fn screenshots_of_the_main_windows() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, samples) = match std::env::var_os("QUBES_MANAGER_SCREENSHOTS") {
-        Some(d) => (std::path::PathBuf::from(d), 40),
+        Some(d) => (std::path::PathBuf::from(d), 30),
         None => (tmp.path().to_path_buf(), 3),
     };
+    // Pictures of widgets at rest, not half way through a transition.
+    let settings_gtk = gtk::Settings::default().expect("GTK settings");
+    settings_gtk.set_gtk_enable_animations(false);
     let f = Fixture::start();
     f.call("admin.property.Set", "dom0", "stats_interval", b"1");
     f.call("admin.vm.Start", "personal", "", b"");
     // Statistics for the sparklines: enough rounds that the lines say something.
-    assert!(spin_until(samples + 30, || {
+    assert!(spin_until(samples * 3 + 30, || {
         f.controller
             .model()
             .table
@@ -1693,7 +1701,7 @@ fn screenshots_of_the_main_windows() {
     // A qube's settings, on its Advanced page.
     open_settings(&f, "work");
     let settings = with_settings(&f, |s| s.widget().clone());
-    settings.set_default_size(640, 720);
+    settings.set_default_size(900, 720);
     settings.set_visible_page_name("advanced");
     let shot = snapshot(settings.upcast_ref(), &dir.join("settings.png"));
     check("settings.png", shot, (500, 500));
@@ -1714,6 +1722,7 @@ fn screenshots_of_the_main_windows() {
     let shot = snapshot(create.upcast_ref(), &dir.join("create.png"));
     check("create.png", shot, (400, 400));
     create.close();
+    settings_gtk.set_gtk_enable_animations(true);
 }
 
 /// The German interface, in a process of its own started with `LANGUAGE=de`: GLib decides
