@@ -230,12 +230,57 @@ fn creation_and_tag_refusals() {
             "property 'qid' on AdminVM instance cannot be set"
         )
     );
-    // The creator a created-by tag names must exist (the reference fails without a reply).
+    // A creator that does not exist sets nothing off, but the tag stays (the reference
+    // keeps it, then fails without a reply when its handlers look the creator up).
+    let mut ev = Events::open(&d, "dom0");
     assert_eq!(
         d.call("admin.vm.tag.Set", "work", "created-by-foo", b""),
-        exc("QubesVMNotFoundError", "No such domain: 'foo'")
+        b"0\0"
     );
-    assert_eq!(d.ok("admin.vm.tag.Get", "work", "created-by-foo", b""), "0");
+    assert_eq!(
+        ev.drain(&d, "work"),
+        ["1|work|domain-tag-add:created-by-foo|tag|created-by-foo||"]
+    );
+    assert_eq!(
+        d.ok("admin.vm.tag.List", "work", "", b""),
+        "audiovm-dom0\ncreated-by-dom0\ncreated-by-foo\nguivm-dom0\n"
+    );
+}
+
+/// The creator's features act before the tag event: its extra tags, then its GUI qube (the
+/// reference runs these two handlers in either order, varying from run to run).
+#[test]
+fn the_creators_features_act_before_the_created_by_tag() {
+    let d = TestDaemon::start();
+    d.with_basic_qubes();
+    d.ok(
+        "admin.vm.feature.Set",
+        "dom0",
+        "tag-created-vm-with",
+        b"x1 x2",
+    );
+    d.ok("admin.vm.feature.Set", "dom0", "set-created-guivm", b"work");
+    let mut ev = Events::open(&d, "dom0");
+    d.ok(
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora",
+        b"name=tagged label=red",
+    );
+    assert_eq!(
+        ev.drain(&d, "work"),
+        [
+            "1||domain-add|vm|tagged||",
+            "1|tagged|domain-tag-add:x1|tag|x1||",
+            "1|tagged|domain-tag-add:x2|tag|x2||",
+            "1|tagged|property-pre-set:guivm|name|guivm|newvalue|work|oldvalue|dom0||",
+            "1|tagged|domain-tag-delete:guivm-dom0|tag|guivm-dom0||",
+            "1|tagged|domain-tag-add:guivm-work|tag|guivm-work||",
+            "1|tagged|property-set:guivm|name|guivm|newvalue|work|oldvalue|dom0||",
+            "1|tagged|domain-tag-add:created-by-dom0|tag|created-by-dom0||",
+            "1|tagged|domain-create-on-disk||",
+        ]
+    );
 }
 
 #[test]

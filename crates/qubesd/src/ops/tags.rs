@@ -23,17 +23,22 @@ pub fn remove(t: &mut Txn, vm: &str, tag: &str) {
 }
 
 /// Adds a `created-by-<creator>` tag with the reactions to it: the creator's
-/// `tag-created-vm-with` tags and `set-created-guivm`. Side effects come before the tag
-/// event; a tag the qube has already sets nothing off.
+/// `tag-created-vm-with` tags, then its `set-created-guivm` (the reference's order of these
+/// two extension handlers is undefined — they sit in a set — and changes between runs; this
+/// is one of its two). Side effects come before the tag event; a tag the qube has already
+/// sets nothing off.
+///
+/// A creator that does not exist sets nothing off but the tag is kept: the reference adds
+/// the tag to the qube before its handlers fail to look the creator up (so it lists and
+/// saves the tag), and its crash there is no answer worth copying.
 pub fn add_created_by(t: &mut Txn, vm: &str, tag: &str) -> Result<(), QubesError> {
     if t.st.domain(vm).is_none_or(|d| d.tags.contains(tag)) {
         return Ok(());
     }
     let creator = tag.strip_prefix("created-by-").unwrap_or(tag);
     let Some(creator) = t.st.domain(creator) else {
-        // The reference's handlers look the creator up and fail without a reply; the tag
-        // is not set.
-        return Err(QubesError::no_such_vm(creator));
+        add(t, vm, tag);
+        return Ok(());
     };
     let extra_tags: Vec<String> = creator
         .feature("tag-created-vm-with")
