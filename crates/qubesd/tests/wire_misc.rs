@@ -454,3 +454,23 @@ fn suspend_keeps_paused_qubes_paused_and_tells_the_others() {
         exc("ProtocolError", "expected destination to be AdminVM")
     );
 }
+
+#[test]
+fn dom0_without_a_reachable_qubesdb_requests_nothing() {
+    let d = TestDaemon::start();
+    d.with_basic_qubes();
+    let sock = misc(&d);
+    let mut ev = Events::open(&d, "dom0");
+    for method in ["qubes.FeaturesRequest", "qubes.NotifyTools"] {
+        assert_eq!(call_on(&d, &sock, "dom0", method, b""), b"0\0");
+        assert_eq!(
+            ev.drain(&d, "work"),
+            ["1|dom0|features-request|untrusted_features|{}||"]
+        );
+    }
+    // A qube's missing QubesDB is still a refusal.
+    assert!(
+        call_on(&d, &sock, "work", "qubes.FeaturesRequest", b"")
+            .starts_with(b"2\0QubesException\0\0The QubesDB of work cannot be read")
+    );
+}

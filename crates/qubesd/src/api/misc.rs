@@ -11,7 +11,7 @@ use crate::model::{Class, Domain};
 use crate::ops::{features, features_request};
 use crate::props;
 use crate::pycompat::{local_now_text, py_strip};
-use crate::qubesdb::QubesDb;
+use crate::qubesdb::{QdbError, QubesDb};
 use crate::reply::{Reply, empty};
 use crate::txn::Txn;
 
@@ -47,22 +47,36 @@ fn events(r: &Req, _: &View) -> Result<Reply, QubesError> {
 
 /// The caller's QubesDB. The reference reads it through the connection it keeps while the
 /// qube runs, and fails without a reply when there is none; this says why instead.
-fn caller_qubesdb(core: &Core, src: &Domain) -> Result<QubesDb, QubesError> {
+///
+/// `Ok(None)` for dom0 when its QubesDB daemon is not there to connect to: the reference
+/// opens dom0's QubesDB once at start and keeps it, so dom0 always has one to read, and one
+/// that cannot be reached holds no request (the reference then answers an empty request).
+fn caller_qubesdb(core: &Core, src: &Domain) -> Result<Option<QubesDb>, QubesError> {
     if src.class == Class::RemoteVM {
         return Err(QubesError::new(
             ExcKind::QubesVMError,
             "A RemoteVM has no QubesDB",
         ));
     }
-    QubesDb::connect(&core.env().qubesdb_dir, &src.name).map_err(|e| {
-        QubesError::qubes(format!(
+    match QubesDb::connect(&core.env().qubesdb_dir, &src.name) {
+        Ok(qdb) => Ok(Some(qdb)),
+        Err(QdbError::Io(e))
+            if src.class == Class::AdminVM
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(QubesError::qubes(format!(
             "The QubesDB of {} cannot be read (is the qube running?): {e}",
             src.name
-        ))
-    })
+        ))),
+    }
 }
 
-fn qdb_error(vm: &str, e: crate::qubesdb::QdbError) -> QubesError {
+fn qdb_error(vm: &str, e: QdbError) -> QubesError {
     QubesError::qubes(format!("Reading the QubesDB of {vm} failed: {e}"))
 }
 
@@ -90,7 +104,9 @@ fn features_request(r: &Req, core: &Core) -> Result<Reply, QubesError> {
     const SAFE: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.,_= ";
     let st = core.snapshot();
     let src = caller(&st, r)?;
-    let mut qdb = caller_qubesdb(core, src)?;
+    let Some(mut qdb) = caller_qubesdb(core, src)? else {
+        return apply(core, &r.src, Vec::new());
+    };
     let keys = qdb.list(PREFIX).map_err(|e| qdb_error(&r.src, e))?;
     let mut req = Vec::with_capacity(keys.len());
     for key in keys {
@@ -122,7 +138,9 @@ fn notify_tools(r: &Req, core: &Core) -> Result<Reply, QubesError> {
     const SAFE: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let st = core.snapshot();
     let src = caller(&st, r)?;
-    let mut qdb = caller_qubesdb(core, src)?;
+    let Some(mut qdb) = caller_qubesdb(core, src)? else {
+        return apply(core, &r.src, Vec::new());
+    };
     let mut req = Vec::new();
     for f in ["qrexec", "gui", "gui-emulated", "default-user", "os"] {
         let key = format!("/qubes-tools/{f}");
