@@ -56,6 +56,11 @@ fn label_create(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
 }
 
 /// A label colour payload: `0xRRGGBB` (whitespace around it stripped).
+///
+/// The reference checks the stripped value but keeps the payload as given (bytes, with the
+/// whitespace: its `admin.label.Get` then fails without a reply until a restart, after which
+/// it answers the padded text that clients parse as a colour). We keep the value we checked:
+/// the only difference left is the text of qubes.xml for such a label.
 fn validate_label_value(untrusted: &[u8]) -> Result<String, QubesError> {
     let e = |m: &str| Err(QubesError::new(ExcKind::QubesInvalidLabelValueError, m));
     if untrusted.is_empty() {
