@@ -286,6 +286,17 @@ impl Core {
         let mut store = self.writer.lock();
         store.save(&self.snapshot())
     }
+
+    /// Writes the current state one last time and gives the store up (clean shutdown):
+    /// every later write fails to save.
+    pub fn save_and_close(&self) -> std::io::Result<()> {
+        let mut store = self.writer.lock();
+        let saved = store.save(&self.snapshot());
+        if saved.is_ok() {
+            store.close();
+        }
+        saved
+    }
 }
 
 /// Drops a transaction that is not committed: its undo actions run, newest first.

@@ -148,7 +148,7 @@ impl Daemon {
         for t in &self.tasks {
             t.abort();
         }
-        if let Err(e) = self.shared.core.save() {
+        if let Err(e) = self.shared.core.save_and_close() {
             tracing::error!("final save failed: {e}");
         }
         for s in &self.sockets {

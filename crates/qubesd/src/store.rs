@@ -6,10 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +16,7 @@ use crate::model::{
     default_labels,
 };
 use crate::props;
+use crate::storelock::{LockError, StoreLock};
 use crate::xml::{Node, parse_tree};
 
 /// Why `qubes.xml` could not be loaded.
@@ -51,8 +50,9 @@ pub const MAX_STORE_SIZE: u64 = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
-    /// Held for the daemon's lifetime: an exclusive `lockf` on `qubes.xml.lock`.
-    _lock: File,
+    /// Held for the daemon's lifetime: an exclusive `lockf` on `qubes.xml.lock`, given up by
+    /// [`Store::close`] at a clean shutdown.
+    lock: StoreLock,
     /// Each qube's serialised `<domain>` element, keyed by the `Arc` it was made from. The
     /// cache keeps that `Arc` alive, so a qube changed through `Arc::make_mut` is always a
     /// new allocation and never matches a stale entry.
@@ -72,24 +72,16 @@ impl Store {
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io_err)?;
-        let lock_path = path.with_extension("xml.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o660)
-            .open(&lock_path)
-            .map_err(io_err)?;
-        // SAFETY: plain lockf on a file descriptor we own.
-        if unsafe { libc::lockf(lock.as_raw_fd(), libc::F_TLOCK, 0) } != 0 {
-            return Err(LoadError::Invalid {
+        let lock = StoreLock::acquire(&path.with_extension("xml.lock")).map_err(|e| match e {
+            LockError::Io(e) => io_err(e),
+            LockError::Held => LoadError::Invalid {
                 path: path.to_path_buf(),
-                msg: "another qubesd holds the lock on this store".into(),
-            });
-        }
+                msg: e.to_string(),
+            },
+        })?;
         let mut store = Store {
             path: path.to_path_buf(),
-            _lock: lock,
+            lock,
             fragments: Default::default(),
             mtime: None,
         };
@@ -160,6 +152,9 @@ impl Store {
     /// Writes `state` atomically: temp file, fsync, rename, directory fsync. Only qubes that
     /// changed since the last save are serialised again.
     pub fn save(&mut self, state: &State) -> io::Result<()> {
+        if !self.lock.held() {
+            return Err(io::Error::other("the store is closed"));
+        }
         let fragments = &mut self.fragments;
         fragments.retain(|name, _| state.domains.contains_key(name));
         // First bring every fragment up to date, so the output is allocated once.
@@ -192,6 +187,13 @@ impl Store {
         write_atomic(&self.path, xml.as_bytes(), 0o660)?;
         self.mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         Ok(())
+    }
+
+    /// Gives the store up at a clean shutdown, after the last save: removes the lock file
+    /// (the reference leaves none) and refuses every later save, since another daemon may
+    /// own the store from then on.
+    pub fn close(&mut self) {
+        self.lock.release();
     }
 }
 

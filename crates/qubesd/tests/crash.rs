@@ -167,3 +167,54 @@ fn restart_after_kill_9_leaves_no_half_made_qube() {
         assert_eq!(qube_files(d.dir.path()), Vec::<String>::new());
     }
 }
+
+/// A second daemon on a store in use is refused; a clean stop (SIGTERM) saves, gives the
+/// store up and leaves no `qubes.xml.lock` (the reference leaves none); the next daemon
+/// takes it over with everything saved.
+#[test]
+fn the_store_lock_excludes_a_second_daemon_and_goes_away_at_a_clean_stop() {
+    let mut d = TestDaemon::start();
+    d.with_basic_qubes();
+    let lock = d.dir.path().join("qubes.xml.lock");
+    assert!(lock.exists());
+    let other_sockets = d.dir.path().join("other");
+    std::fs::create_dir_all(&other_sockets).unwrap();
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_qubesd"))
+        .arg("--state-dir")
+        .arg(d.dir.path())
+        .arg("--socket-dir")
+        .arg(&other_sockets)
+        .args(["--libvirt-uri", "test:///default", "--log-level", "error"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another qubesd holds the lock on this store"),
+        "{err}"
+    );
+    d.stop();
+    assert!(!lock.exists());
+    let mut names: Vec<_> = std::fs::read_dir(d.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("qubes.xml"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["qubes.xml"]);
+    d.spawn().unwrap();
+    assert!(lock.exists());
+    let listed = d.ok("admin.vm.List", "dom0", "", b"");
+    let qubes: Vec<_> = listed
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        qubes,
+        [
+            "dom0 class=AdminVM",
+            "fedora class=TemplateVM",
+            "work class=AppVM"
+        ]
+    );
+}

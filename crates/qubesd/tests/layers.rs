@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
         "props",
         "volumes",
         "store",
+        "storelock",
         "storage",
         "hypervisor",
         "devices",
