@@ -33,6 +33,10 @@ pub struct Config {
     pub qrexec_client: PathBuf,
     /// Directory of the qubes' QubesDB sockets (`qubesdb.<qube>.sock`).
     pub qubesdb_dir: PathBuf,
+    /// The program that runs a command as root (`sudo`): the reference enables and disables
+    /// the `qubes-vm@<qube>.service` unit of autostart qubes through it. None (the default,
+    /// and the demo's): autostart changes no systemd unit.
+    pub sudo: Option<PathBuf>,
     /// Qubes' runtime directory: qrexec's `qrexec.<qube>` markers, and where the qubes paused
     /// before a system suspend are remembered (`previously-paused.list`).
     pub runtime_dir: PathBuf,
@@ -50,6 +54,7 @@ impl Default for Config {
             backup_profile_dir: "/etc/qubes/backup".into(),
             qrexec_client: "/usr/lib/qubes/qrexec-client".into(),
             qubesdb_dir: DEFAULT_QUBESDB_DIR.into(),
+            sudo: None,
             runtime_dir: DEFAULT_RUNTIME_DIR.into(),
         }
     }
@@ -130,6 +135,7 @@ impl Daemon {
             being_removed: Default::default(),
             qubesdb_dir: config.qubesdb_dir.clone(),
             runtime_dir: config.runtime_dir.clone(),
+            sudo: config.sudo.clone(),
         };
         let policy = crate::policy::PolicyCache::new(config.policy_dirs.clone());
         let shared = Arc::new(Shared {

@@ -46,6 +46,11 @@ struct Args {
         default_value = "/usr/lib/qubes/qrexec-client"
     )]
     qrexec_client: PathBuf,
+    /// Program that runs a command as root (give `/usr/bin/sudo` on a Qubes system): used to
+    /// enable and disable the `qubes-vm@<qube>.service` units of autostart qubes. Unset:
+    /// autostart changes no systemd unit.
+    #[arg(long, env = "QUBESD_SUDO")]
+    sudo: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "QUBESD_LOG", default_value = "info")]
     log_level: String,
@@ -74,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         qubesdb_dir: args.qubesdb_dir,
         runtime_dir: args.runtime_dir,
         qrexec_client: args.qrexec_client,
+        sudo: args.sudo,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

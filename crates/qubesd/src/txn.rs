@@ -45,6 +45,9 @@ pub struct Env {
     pub being_removed: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Directory of the qubes' QubesDB sockets.
     pub qubesdb_dir: PathBuf,
+    /// The program that runs a command as root for autostart's systemd units (`sudo`);
+    /// None: none is run.
+    pub sudo: Option<PathBuf>,
     /// Qubes' runtime directory (qrexec markers, `previously-paused.list`).
     pub runtime_dir: PathBuf,
 }

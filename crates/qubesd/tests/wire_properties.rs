@@ -337,3 +337,92 @@ fn global_defaults_none_and_kernel_check_order() {
         ]
     );
 }
+
+/// `autostart` enables and disables the qube's systemd unit through the configured `sudo`
+/// (a script here that records its arguments), as the reference runs it; a failure refuses
+/// the change.
+#[test]
+fn autostart_drives_the_qubes_systemd_unit_through_sudo() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TestDaemon::start_with(|dir| {
+        let script = dir.join("sudo");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/sudo.log\"\n[ ! -e \"$(dirname \"$0\")/sudo.fail\" ]\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        vec!["--sudo".into(), script.into()]
+    });
+    d.with_basic_qubes();
+    let log = d.dir.path().join("sudo.log");
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(logged(), "");
+    d.ok("admin.vm.property.Set", "work", "autostart", b"True");
+    d.ok("admin.vm.property.Set", "work", "autostart", b"False");
+    d.ok("admin.vm.property.Set", "work", "autostart", b"True");
+    d.ok("admin.vm.property.Reset", "work", "autostart", b"");
+    // Reset of a qube that does not autostart runs nothing.
+    d.ok("admin.vm.property.Reset", "work", "autostart", b"");
+    d.ok("admin.vm.property.Set", "fedora", "autostart", b"True");
+    d.ok(
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora",
+        b"name=other label=red",
+    );
+    d.ok("admin.vm.property.Set", "other", "autostart", b"True");
+    d.ok("admin.vm.Remove", "other", "", b"");
+    // A disposable takes autostart from its template: its creation enables its unit.
+    d.ok(
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora",
+        b"name=dvm label=red",
+    );
+    d.ok(
+        "admin.vm.property.Set",
+        "dvm",
+        "template_for_dispvms",
+        b"True",
+    );
+    d.ok("admin.vm.property.Set", "dvm", "autostart", b"True");
+    d.ok(
+        "admin.vm.Create.DispVM",
+        "dom0",
+        "dvm",
+        b"name=dnamed label=red",
+    );
+    d.ok("admin.vm.Remove", "dnamed", "", b"");
+    assert_eq!(
+        logged(),
+        "ln -sf /usr/lib/systemd/system/qubes-vm@.service /etc/systemd/system/multi-user.target.wants/qubes-vm@work.service\n\
+         systemctl disable qubes-vm@work.service\n\
+         ln -sf /usr/lib/systemd/system/qubes-vm@.service /etc/systemd/system/multi-user.target.wants/qubes-vm@work.service\n\
+         systemctl disable qubes-vm@work.service\n\
+         ln -sf /usr/lib/systemd/system/qubes-vm@.service /etc/systemd/system/multi-user.target.wants/qubes-vm@fedora.service\n\
+         ln -sf /usr/lib/systemd/system/qubes-vm@.service /etc/systemd/system/multi-user.target.wants/qubes-vm@other.service\n\
+         systemctl disable qubes-vm@other.service\n\
+         ln -sf /usr/lib/systemd/system/qubes-vm@.service /etc/systemd/system/multi-user.target.wants/qubes-vm@dvm.service\n\
+         systemctl enable qubes-vm@dnamed.service\n\
+         systemctl disable qubes-vm@dnamed.service\n"
+    );
+    // A failing command refuses the change, after its pre-event.
+    std::fs::write(d.dir.path().join("sudo.fail"), b"").unwrap();
+    assert_eq!(
+        d.call("admin.vm.property.Set", "work", "autostart", b"True"),
+        b"2\0QubesException\0\0Failed to set autostart for VM in systemd\0"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "work", "autostart", b""),
+        "default=True type=bool False"
+    );
+    assert_eq!(
+        d.call("admin.vm.property.Reset", "fedora", "autostart", b""),
+        b"2\0QubesException\0\0Failed to reset autostart for VM in systemd\0"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "fedora", "autostart", b""),
+        "default=False type=bool True"
+    );
+}

@@ -10,7 +10,7 @@
 
 use qubes_api::QubesError;
 
-use super::{features, tags, validate};
+use super::{autostart, features, tags, validate};
 use crate::model::{Class, State};
 use crate::props;
 use crate::txn::{Txn, is_pre_event};
@@ -113,6 +113,12 @@ fn on_qube(t: &mut Txn, vm: &str, kind: &str, prop: &str, v: &Vals) -> Result<()
             if !truthy(&v.new) && truthy(&v.old) {
                 validate::dispvm_template_in_use(&t.st, vm)?;
             }
+        }
+        ("property-pre-set", "autostart") => {
+            autostart::pre_set(t, vm, v.new.as_deref() == Some("True"))?;
+        }
+        ("property-pre-reset", "autostart") => {
+            autostart::pre_reset(t, vm, v.old.as_deref() == Some("True"))?;
         }
         ("property-pre-reset", "template") => {
             return Err(validate::cannot_unset_template(&t.st, class));

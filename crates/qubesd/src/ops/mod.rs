@@ -6,6 +6,7 @@
 use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
+pub mod autostart;
 pub mod backup;
 pub mod devices;
 pub mod features;

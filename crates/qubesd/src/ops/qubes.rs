@@ -6,7 +6,7 @@ use std::sync::Arc;
 use qubes_api::exc::py_repr;
 use qubes_api::{ExcKind, QubesError};
 
-use super::{intents, not_halted, properties, tags, validate};
+use super::{autostart, intents, not_halted, properties, tags, validate};
 use crate::model::{Class, Domain, PowerState, State};
 use crate::names;
 use crate::props::{self, Access, PType};
@@ -212,6 +212,9 @@ fn create_on_disk(t: &mut Txn, name: &str) -> Result<(), QubesError> {
     let vols = crate::storage::volumes(&t.st, &d);
     t.undo_on_failure(Box::new(move || crate::storage::remove_all(&vols)));
     t.fire(name, "domain-create-on-disk", &[]);
+    if props::vm_flag(&t.st, &d, "autostart") {
+        autostart::after_create(t, name);
+    }
     Ok(())
 }
 
@@ -411,6 +414,9 @@ pub fn delete(t: &mut Txn, d: &Domain) -> Result<(), QubesError> {
     let undo_intent = intent.clone();
     t.undo_on_failure(Box::new(move || intents::clear(&undo_intent)));
     let vols = crate::storage::volumes(&t.st, d);
+    if d.class.is_local_qube() && props::vm_flag(&t.st, d, "autostart") {
+        autostart::after_remove(t, &d.name);
+    }
     t.st.domains.remove(&d.name);
     t.fire("", "domain-delete", &[("vm", &d.name)]);
     if let Some(h) = t.env.hv.clone() {

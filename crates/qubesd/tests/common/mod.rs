@@ -28,13 +28,20 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// A fresh state directory with one installed kernel, daemon started.
     pub fn start() -> TestDaemon {
+        TestDaemon::start_with(|_| Vec::new())
+    }
+
+    /// As [`TestDaemon::start`], with more arguments made from the test's directory.
+    pub fn start_with(extra: impl Fn(&Path) -> Vec<std::ffi::OsString>) -> TestDaemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let k = dir.path().join("vm-kernels/6.6.1");
         std::fs::create_dir_all(&k).unwrap();
         std::fs::write(k.join("vmlinuz"), b"").unwrap();
         std::fs::create_dir_all(dir.path().join("policy.d")).unwrap();
+        let extra = extra(dir.path());
         let mut d = TestDaemon { dir, child: None };
-        d.spawn().expect("daemon starts");
+        d.spawn_with_args("test:///default", &extra)
+            .expect("daemon starts");
         d
     }
 
@@ -45,7 +52,17 @@ impl TestDaemon {
 
     /// Starts the daemon with another libvirt URI (a `test:///<file>` node, say).
     pub fn spawn_with_uri(&mut self, uri: &str) -> Result<(), String> {
+        self.spawn_with_args(uri, &[])
+    }
+
+    /// Starts the daemon with another libvirt URI and more arguments.
+    pub fn spawn_with_args(
+        &mut self,
+        uri: &str,
+        extra: &[std::ffi::OsString],
+    ) -> Result<(), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_qubesd"))
+            .args(extra)
             .arg("--state-dir")
             .arg(self.dir.path())
             .arg("--socket-dir")
