@@ -133,7 +133,14 @@ impl Core {
         f: impl FnOnce(&mut Txn) -> Result<T, QubesError>,
     ) -> Result<T, QubesError> {
         let mut store = self.writer.lock();
-        let base = self.state.load_full();
+        let mut base = self.state.load_full();
+        if base.has_device_touches() {
+            let mut st = (*base).clone();
+            if st.apply_device_touches() {
+                base = Arc::new(st);
+                self.state.store(base.clone());
+            }
+        }
         let mut txn = Txn::new((*base).clone(), self.env.clone());
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut txn)));
         let parts = txn.into_parts();
@@ -188,7 +195,7 @@ impl Core {
         &self,
         store: &mut Store,
         base: &Arc<State>,
-        parts: Parts,
+        mut parts: Parts,
     ) -> Result<Vec<crate::txn::Deferred>, QubesError> {
         for (path, data) in &parts.side_files {
             let written = path
@@ -203,6 +210,8 @@ impl Core {
                 )));
             }
         }
+        // What the call itself looked at is saved with it, as in the reference.
+        parts.st.apply_device_touches();
         if parts.save
             && let Err(e) = store.save(&parts.st)
         {
@@ -284,14 +293,21 @@ impl Core {
     /// Writes the current state (at shutdown).
     pub fn save(&self) -> std::io::Result<()> {
         let mut store = self.writer.lock();
-        store.save(&self.snapshot())
+        store.save(&self.snapshot_with_touches())
+    }
+
+    /// The current state with the device classes calls looked at (for a save of its own).
+    fn snapshot_with_touches(&self) -> State {
+        let mut st = (*self.snapshot()).clone();
+        st.apply_device_touches();
+        st
     }
 
     /// Writes the current state one last time and gives the store up (clean shutdown):
     /// every later write fails to save.
     pub fn save_and_close(&self) -> std::io::Result<()> {
         let mut store = self.writer.lock();
-        let saved = store.save(&self.snapshot());
+        let saved = store.save(&self.snapshot_with_touches());
         if saved.is_ok() {
             store.close();
         }

@@ -413,6 +413,43 @@ pub struct State {
     pub domains: BTreeMap<String, Arc<Domain>>,
     /// Host facts (not persisted).
     pub host: HostInfo,
+    /// Device classes of qubes that calls looked at, not yet in the qubes' `devices`.
+    pub touched: DeviceTouches,
+}
+
+/// The device classes calls looked at, per qube, waiting to become (empty) `<devices>`
+/// elements of qubes.xml.
+///
+/// The reference makes a qube's collection of a device class the first time anything looks
+/// at it (its per-class dict creates entries on access: default `virt_mode`, `maxmem` and
+/// `kernelopts`, the device calls), and saves every collection it has, empty or not, in
+/// that order. Reads look at a snapshot they cannot change, so they note what they looked
+/// at here (shared by every snapshot of one daemon) and the next write adds it to the
+/// state ([`State::apply_device_touches`]). Comparing states ignores it.
+#[derive(Clone, Default)]
+pub struct DeviceTouches(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+/// Most pending notes kept (each names an existing qube and class; a write drains them).
+const MAX_TOUCHES: usize = 65_536;
+
+impl PartialEq for DeviceTouches {
+    fn eq(&self, _: &DeviceTouches) -> bool {
+        true
+    }
+}
+
+impl Eq for DeviceTouches {}
+
+impl std::fmt::Debug for DeviceTouches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceTouches")
+    }
+}
+
+impl DeviceTouches {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl State {
@@ -450,6 +487,7 @@ impl State {
             global: BTreeMap::new(),
             domains: BTreeMap::new(),
             host,
+            touched: DeviceTouches::default(),
         };
         st.global
             .insert("default_pool_kernel".into(), "linux-kernel".into());
@@ -473,6 +511,43 @@ impl State {
     /// Mutable access to a qube (copy on write).
     pub fn domain_mut(&mut self, name: &str) -> Option<&mut Domain> {
         self.domains.get_mut(name).map(Arc::make_mut)
+    }
+
+    /// Notes that a call looked at `vm`'s devices of `class` (see [`DeviceTouches`]).
+    pub fn touch_devices(&self, vm: &Domain, class: &str) {
+        if vm.devices.iter().any(|g| g.class == class) {
+            return;
+        }
+        let mut pending = self.touched.pending();
+        if pending.len() < MAX_TOUCHES && !pending.iter().any(|(n, c)| n == &vm.name && c == class)
+        {
+            pending.push((vm.name.clone(), class.to_string()));
+        }
+    }
+
+    /// Whether calls looked at device classes not yet in the state.
+    pub fn has_device_touches(&self) -> bool {
+        !self.touched.pending().is_empty()
+    }
+
+    /// Adds the device classes calls looked at to the qubes (empty, after those they have);
+    /// true if anything was added.
+    pub fn apply_device_touches(&mut self) -> bool {
+        let pending = std::mem::take(&mut *self.touched.pending());
+        let mut changed = false;
+        for (name, class) in pending {
+            if let Some(d) = self.domains.get(&name)
+                && !d.devices.iter().any(|g| g.class == class)
+                && let Some(d) = self.domain_mut(&name)
+            {
+                d.devices.push(DeviceClassXml {
+                    class,
+                    devices: Vec::new(),
+                });
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Qubes in the reference's order: dom0 first, then by name (byte order).

@@ -412,6 +412,7 @@ pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
         global: BTreeMap::new(),
         domains: BTreeMap::new(),
         host,
+        touched: crate::model::DeviceTouches::default(),
     };
     if let Some(ps) = root.child("pools") {
         for p in ps.children("pool") {

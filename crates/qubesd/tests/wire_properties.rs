@@ -426,3 +426,74 @@ fn autostart_drives_the_qubes_systemd_unit_through_sudo() {
         "default=False type=bool True"
     );
 }
+
+/// The `<devices class=..>` elements qubes.xml keeps: as in the reference, a qube's device
+/// class is kept (empty) from the first time a call looks at it — a default `virt_mode`
+/// (which also asks the template), the device calls — in that order, from the next save on.
+#[test]
+fn device_classes_looked_at_stay_in_qubes_xml() {
+    let d = TestDaemon::start();
+    d.with_basic_qubes();
+    let xml = || std::fs::read_to_string(d.store()).unwrap();
+    let element = |name: &str| {
+        let text = xml();
+        let anchor = if name == "dom0" {
+            "class=\"AdminVM\"".to_string()
+        } else {
+            format!("<property name=\"name\">{name}</property>")
+        };
+        let start = text.find(&anchor).unwrap();
+        let end = start + text[start..].find("</domain>").unwrap();
+        text[start..end].to_string()
+    };
+    let save = || d.ok("admin.vm.feature.Set", "dom0", "x", b"1");
+    d.ok("admin.vm.property.Get", "work", "label", b"");
+    save();
+    assert!(!xml().contains("<devices"));
+    let before = xml();
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "work", "virt_mode", b""),
+        "default=True type=str pvh"
+    );
+    d.ok("admin.vm.device.block.Available", "dom0", "", b"");
+    d.ok("admin.vm.device.block.Assigned", "work", "", b"");
+    // A read changes no file; the next save keeps what they looked at.
+    assert_eq!(xml(), before);
+    save();
+    assert!(
+        element("work")
+            .contains("</tags>\n      <devices class=\"pci\"/>\n      <devices class=\"block\"/>\n      <volume-config>"),
+        "{}",
+        element("work")
+    );
+    assert!(
+        element("fedora")
+            .contains("</tags>\n      <devices class=\"pci\"/>\n      <volume-config>"),
+        "{}",
+        element("fedora")
+    );
+    let dom0 = element("dom0");
+    assert!(
+        dom0.contains("<devices class=\"block\"/>") && !dom0.contains("class=\"pci\""),
+        "{dom0}"
+    );
+    // The reference's message for a template of the wrong class shows the qube's repr,
+    // which computes its defaults: its PCI devices are looked at too.
+    d.ok(
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "fedora",
+        b"name=other label=red",
+    );
+    assert_eq!(
+        d.call("admin.vm.Create.AppVM", "dom0", "other", b"name=x label=red"),
+        b"2\0QubesPropertyValueError\0\0wrong VM class: domains['other'] is of type AppVM and not TemplateVM\0"
+    );
+    assert!(!element("other").contains("<devices"));
+    save();
+    assert!(
+        element("other").contains("</tags>\n      <devices class=\"pci\"/>\n      <volume-config>"),
+        "{}",
+        element("other")
+    );
+}

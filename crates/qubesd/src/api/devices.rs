@@ -122,6 +122,7 @@ fn available(r: &Req, v: &View) -> Result<Reply, QubesError> {
     let mut devices = if d.class == Class::RemoteVM {
         Vec::new()
     } else {
+        v.st.touch_devices(d, class);
         exposed(v.env.hv.as_deref(), d, class)?
     };
     if !r.arg.is_empty() {
@@ -167,6 +168,7 @@ fn assigned(r: &Req, v: &View) -> Result<Reply, QubesError> {
     let list = if d.class == Class::RemoteVM {
         Vec::new()
     } else {
+        v.st.touch_devices(d, class);
         assignments(v.st, d, class)
     };
     let list = filter_selected(list, &sel, |s| &s.device)?;
@@ -184,8 +186,16 @@ fn attached(r: &Req, v: &View) -> Result<Reply, QubesError> {
     let class = class_of(r.method);
     let sel = select(&r.arg)?;
     let d = r.dest_in(v.st)?;
+    if d.class != Class::RemoteVM {
+        v.st.touch_devices(d, class);
+    }
     let list = attached_list(v.env.hv.as_deref(), v.st, d, class, None)?;
     let list = filter_selected(list, &sel, |a| &a.stored.device)?;
+    for a in &list {
+        if let Some(b) = v.st.domain(&a.stored.device.backend) {
+            v.st.touch_devices(b, class);
+        }
+    }
     let entries = list
         .iter()
         .map(|a| {
@@ -197,16 +207,31 @@ fn attached(r: &Req, v: &View) -> Result<Reply, QubesError> {
     ok(sorted_lines(entries))
 }
 
-/// The device an argument names; its backend must exist (the reference's `KeyError`).
-fn device_arg(st: &State, arg: &str) -> Result<VirtualDevice, QubesError> {
+/// The device an argument names; its backend must exist (the reference's `KeyError`). A
+/// device named by port and id is looked up in its backend's devices of `class` (noted as
+/// looked at, see [`State::touch_devices`]).
+fn device_arg(st: &State, arg: &str, class: &str) -> Result<VirtualDevice, QubesError> {
     let dev = VirtualDevice::from_qarg(arg)?;
-    if st.domain(&dev.backend).is_none() {
+    let Some(backend) = st.domain(&dev.backend) else {
         return Err(QubesError::silent(format!(
             "no backend qube {}",
             qubes_api::exc::py_repr(&dev.backend)
         )));
+    };
+    if dev.port_id != "*" && dev.device_id != "*" {
+        st.touch_devices(backend, class);
     }
     Ok(dev)
+}
+
+/// Notes that a write call looks at the target's devices of `class` (not a RemoteVM's: it
+/// has none).
+fn touch_dest(t: &Txn, vm: &str, class: &str) {
+    if let Some(d) = t.st.domain(vm)
+        && d.class != Class::RemoteVM
+    {
+        t.st.touch_devices(d, class);
+    }
 }
 
 /// The assignment an Assign or Attach payload describes, checked against the device the
@@ -222,15 +247,17 @@ fn payload_assignment(
 
 fn assign(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     let class = class_of(r.method);
-    let dev = device_arg(&t.st, &r.arg)?;
+    let dev = device_arg(&t.st, &r.arg, class)?;
     let req = payload_assignment(&t.st, r, &dev, class)?;
+    touch_dest(t, &r.dest, class);
     op::assign(t, &r.dest, class, req)?;
     empty()
 }
 
 fn unassign(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
     let class = class_of(r.method);
-    let dev = device_arg(&t.st, &r.arg)?;
+    let dev = device_arg(&t.st, &r.arg, class)?;
+    touch_dest(t, &r.dest, class);
     op::unassign(t, &r.dest, class, &dev)?;
     empty()
 }
@@ -248,7 +275,8 @@ fn set_assignment(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
             ));
         }
     };
-    let dev = device_arg(&t.st, &r.arg)?;
+    let dev = device_arg(&t.st, &r.arg, class)?;
+    touch_dest(t, &r.dest, class);
     op::set_mode(t, &r.dest, class, &dev, mode)?;
     empty()
 }
@@ -256,7 +284,7 @@ fn set_assignment(r: &Req, t: &mut Txn) -> Result<Reply, QubesError> {
 fn attach(r: &Req, core: &Core) -> Result<Reply, QubesError> {
     let class = class_of(r.method);
     let st = core.snapshot();
-    let dev = device_arg(&st, &r.arg)?;
+    let dev = device_arg(&st, &r.arg, class)?;
     let req = payload_assignment(&st, r, &dev, class)?;
     op::attach(core, &r.dest, class, &dev, req)?;
     empty()
@@ -264,7 +292,13 @@ fn attach(r: &Req, core: &Core) -> Result<Reply, QubesError> {
 
 fn detach(r: &Req, core: &Core) -> Result<Reply, QubesError> {
     let class = class_of(r.method);
-    let dev = device_arg(&core.snapshot(), &r.arg)?;
+    let st = core.snapshot();
+    let dev = device_arg(&st, &r.arg, class)?;
+    if let Some(d) = st.domain(&r.dest)
+        && d.class != Class::RemoteVM
+    {
+        st.touch_devices(d, class);
+    }
     op::detach(core, &r.dest, class, &dev)?;
     empty()
 }

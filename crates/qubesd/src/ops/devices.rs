@@ -190,6 +190,7 @@ pub fn attach(
         }
     }
     supports_devices(&d)?;
+    st.touch_devices(&d, class);
     if d.power == PowerState::Halted {
         return Err(QubesError::new(
             ExcKind::QubesVMNotRunningError,

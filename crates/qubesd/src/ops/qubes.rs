@@ -129,7 +129,7 @@ pub fn create(t: &mut Txn, src: &str, spec: CreateSpec) -> Result<(), QubesError
     d.props.insert("label".into(), label);
     if let Some(tpl) = &template {
         let def = props::vm_prop(class, "template").expect("template property");
-        let tpl = validate::validate_vm_ref(&t.st, &d, def, tpl)?;
+        let tpl = validate::validate_new_qubes_template(&t.st, &d, def, tpl)?;
         d.props.insert("template".into(), tpl);
     }
     if let Some(dvm) = &dvm {

@@ -105,7 +105,39 @@ pub fn validate_vm_ref(
     def: &PropDef,
     value: &str,
 ) -> Result<String, QubesError> {
-    check_vm_ref(st, Some(holder.class), &holder.name, def, value)
+    let checked = check_vm_ref(st, Some(holder.class), &holder.name, def, value);
+    if checked.is_err() && value.is_empty() && !def.allow_none {
+        repr_looks(st, holder);
+    }
+    checked
+}
+
+/// Checks the template a new qube is created from: as [`validate_vm_ref`], and a template
+/// of the wrong class is shown by the reference as the qube object (its repr, see
+/// [`repr_looks`]) since the creation gets the qube, not its name.
+pub fn validate_new_qubes_template(
+    st: &State,
+    holder: &Domain,
+    def: &PropDef,
+    value: &str,
+) -> Result<String, QubesError> {
+    if let Some(target) = st.domain(value)
+        && !(vm_ref_class(Some(holder.class), def.name).0)(target)
+    {
+        repr_looks(st, target);
+    }
+    validate_vm_ref(st, holder, def, value)
+}
+
+/// What the reference's repr of a qube in an error message looks at: it lists every
+/// property, computing defaults, so the qube's (and its templates') PCI devices are looked
+/// at (see [`State::touch_devices`]); we name the qube instead but keep that effect.
+fn repr_looks(st: &State, d: &Domain) {
+    if d.class.is_local_qube() {
+        for p in ["virt_mode", "kernelopts", "maxmem"] {
+            let _ = props::vm_get(st, d, p);
+        }
+    }
 }
 
 fn check_vm_ref(
@@ -375,6 +407,9 @@ pub fn validate_vm_prop(
                 return Err(prop_err(
                     "Invalid virtualization mode, supported values: hvm, pv, pvh",
                 ));
+            }
+            if v == "pvh" {
+                st.touch_devices(d, "pci");
             }
             if v == "pvh" && crate::devices::has_pci(d) {
                 return Err(prop_err(

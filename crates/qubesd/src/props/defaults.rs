@@ -190,7 +190,11 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
                 return Some(st.host.dom0_maxmem_mib.to_string());
             }
             // Balancing breaks PCI passthrough (the reference's is_memory_balancing_possible).
-            if !st.host.memory_balancing || crate::devices::has_pci(d) {
+            if !st.host.memory_balancing {
+                return Some("0".into());
+            }
+            st.touch_devices(d, "pci");
+            if crate::devices::has_pci(d) {
                 return Some("0".into());
             }
             let mem: u64 = vm_get(st, d, "memory")
@@ -219,6 +223,7 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
         "updateable" => b(matches!(class, AdminVM | TemplateVM | StandaloneVM)),
         "vcpus" => with_template(st, d, name, Some("2".into())),
         "virt_mode" => {
+            st.touch_devices(d, "pci");
             if crate::devices::has_pci(d) {
                 return Some("hvm".into());
             }
@@ -273,6 +278,7 @@ pub fn vm_default(st: &State, d: &Domain, name: &str) -> Option<String> {
             if kernel.is_empty() {
                 return Some(String::new());
             }
+            st.touch_devices(d, "pci");
             if crate::devices::has_pci(d) {
                 return Some(st.default_kernelopts_pci(&kernel));
             }
