@@ -114,7 +114,7 @@ pub fn validate_vm_ref(
 
 /// Checks the template a new qube is created from: as [`validate_vm_ref`], and a template
 /// of the wrong class is shown by the reference as the qube object (its repr, see
-/// [`repr_looks`]) since the creation gets the qube, not its name.
+/// `repr_looks`) since the creation gets the qube, not its name.
 pub fn validate_new_qubes_template(
     st: &State,
     holder: &Domain,
