@@ -282,4 +282,6 @@ pub(super) static CATALOGUE: &[Known] = known! {
     "QubesException", "Snapshot volume {} must be in the same pool as its origin ({} volume of template),cannot move to pool {} " => noop_tr("The volume {0} follows the template's {1} volume and must stay in its pool; it cannot move to pool {2}.");
     "QubesException", "Internal error in qubesd while handling {}" => noop_tr("qubesd failed while handling {0} (its log says more).");
     "QubesException", "Failed to suspend some qubes: {}" => noop_tr("Some qubes could not be suspended: {0}");
+    "QubesException", "Failed to set autostart for VM in systemd" => noop_tr("The qube could not be set to start with the system (systemd).");
+    "QubesException", "Failed to reset autostart for VM in systemd" => noop_tr("Starting the qube with the system could not be turned off (systemd).");
 };
