@@ -1131,39 +1131,16 @@ fn selection_follows_rows_that_go_or_hide() {
 
 /// The labels of `vm`'s row, in column order, as the table shows them now.
 fn row_labels(f: &Fixture, vm: &str) -> Vec<gtk::Label> {
-    let view: gtk::Widget = f.controller.model().table.view.clone().upcast();
-    let Some(cell) = find_named(&view, &format!("qube-cell:{vm}")) else {
-        return Vec::new();
-    };
-    // Up to the row (a child of the list inside the column view), then its labels in order.
-    let mut row = cell;
-    while let Some(parent) = row.parent() {
-        if parent.is::<gtk::ListView>() || parent.is::<gtk::ColumnView>() {
-            break;
-        }
-        row = parent;
-    }
-    let mut out = Vec::new();
-    fn collect(w: &gtk::Widget, out: &mut Vec<gtk::Label>) {
-        if let Some(l) = w.downcast_ref::<gtk::Label>() {
-            out.push(l.clone());
-        }
-        let mut child = w.first_child();
-        while let Some(c) = child {
-            collect(&c, out);
-            child = c.next_sibling();
-        }
-    }
-    collect(&row, &mut out);
-    out
+    row_widgets(f, vm)
 }
 
-/// The images of `vm`'s row, in column order, as the table shows them now.
-fn row_images(f: &Fixture, vm: &str) -> Vec<gtk::Image> {
+/// The widgets of type `T` in `vm`'s row, in column order, as the table shows them now.
+fn row_widgets<T: IsA<gtk::Widget>>(f: &Fixture, vm: &str) -> Vec<T> {
     let view: gtk::Widget = f.controller.model().table.view.clone().upcast();
     let Some(cell) = find_named(&view, &format!("qube-cell:{vm}")) else {
         return Vec::new();
     };
+    // Up to the row (a child of the list inside the column view), then its widgets in order.
     let mut row = cell;
     while let Some(parent) = row.parent() {
         if parent.is::<gtk::ListView>() || parent.is::<gtk::ColumnView>() {
@@ -1174,8 +1151,8 @@ fn row_images(f: &Fixture, vm: &str) -> Vec<gtk::Image> {
     let mut out = Vec::new();
     let mut stack = vec![row];
     while let Some(w) = stack.pop() {
-        if let Ok(i) = w.clone().downcast::<gtk::Image>() {
-            out.push(i);
+        if let Ok(t) = w.clone().downcast::<T>() {
+            out.push(t);
         }
         let mut c = w.last_child();
         while let Some(x) = c {
@@ -1184,6 +1161,11 @@ fn row_images(f: &Fixture, vm: &str) -> Vec<gtk::Image> {
         }
     }
     out
+}
+
+/// The images of `vm`'s row, in column order, as the table shows them now.
+fn row_images(f: &Fixture, vm: &str) -> Vec<gtk::Image> {
+    row_widgets(f, vm)
 }
 
 /// The state icon of `vm`'s row and its tooltip, as shown now.

@@ -345,6 +345,18 @@ pub fn with_updates(domains: &Domains) -> Vec<&QubeInfo> {
         .collect()
 }
 
+/// A qube's icon in its label's colour (`None` while its label's colour is not known).
+fn qube_icon(domains: &Domains, q: &QubeInfo) -> Option<QubeIcon> {
+    let colour = q
+        .props
+        .get("label")
+        .and_then(|l| domains.colours.get(&l.value))?;
+    Some(QubeIcon {
+        kind: q.kind(),
+        colour: colour.clone(),
+    })
+}
+
 /// The disk-space warning and the updates waiting, each a row with its list (none when there
 /// is nothing to say).
 fn alerts(domains: &Domains, can: Abilities) -> Vec<Entry> {
@@ -376,16 +388,7 @@ fn alerts(domains: &Domains, can: Abilities) -> Vec<Entry> {
     }
     let updates = with_updates(domains);
     if !updates.is_empty() {
-        let colour = |q: &QubeInfo| {
-            let colour = q
-                .props
-                .get("label")
-                .and_then(|l| domains.colours.get(&l.value))?;
-            Some(QubeIcon {
-                kind: q.kind(),
-                colour: colour.clone(),
-            })
-        };
+        let colour = |q: &QubeInfo| qube_icon(domains, q);
         let mut rows: Vec<Entry> = updates
             .iter()
             .map(|q| Entry::Item {
@@ -435,16 +438,7 @@ pub fn build(domains: &Domains, can: Abilities) -> Vec<Entry> {
             out.extend(alerts);
             out.push(Entry::Separator);
         }
-        let colour = |q: &QubeInfo| {
-            let colour = q
-                .props
-                .get("label")
-                .and_then(|l| domains.colours.get(&l.value))?;
-            Some(QubeIcon {
-                kind: q.kind(),
-                colour: colour.clone(),
-            })
-        };
+        let colour = |q: &QubeInfo| qube_icon(domains, q);
         // dom0 (no actions), then the other running qubes.
         let (admin, others): (Vec<&QubeInfo>, Vec<&QubeInfo>) =
             domains.running().partition(|q| q.class == "AdminVM");
