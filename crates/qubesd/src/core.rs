@@ -5,13 +5,15 @@
 //! order: each works on a copy of the current snapshot, and a successful one is committed —
 //! side files and `qubes.xml` written durably, the new snapshot swapped in, its events
 //! published — before the next begins. A failed or panicking write leaves memory and disk as
-//! they were. Nothing slow runs under the lock but the durable write of `qubes.xml`: calls
+//! they were. Nothing slow runs under the lock but the durable save (one journal record; see
+//! [`crate::store`]; the whole `qubes.xml` is written when the core goes idle): calls
 //! that wait for the hypervisor or copy data do so between transactions (see
 //! [`crate::ops::lifecycle`]).
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use parking_lot::FairMutex;
@@ -33,6 +35,64 @@ pub struct Core {
     policy: Mutex<PolicyState>,
     qube_locks: Mutex<HashMap<String, Arc<parking_lot::Mutex<()>>>>,
     memo: Memo,
+    idle: Arc<IdleSignal>,
+}
+
+/// How long the core waits after a journaled save, without another, before it checkpoints
+/// `qubes.xml` (see [`Core::checkpoint`]).
+pub const CHECKPOINT_IDLE: Duration = Duration::from_millis(250);
+
+/// Tells a checkpointing thread when the core has gone quiet after a save.
+#[derive(Default)]
+pub struct IdleSignal {
+    state: Mutex<IdleState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct IdleState {
+    /// When the last save that left the journal non-empty committed.
+    last_save: Option<Instant>,
+    closed: bool,
+}
+
+impl IdleSignal {
+    fn saved(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.last_save = Some(Instant::now());
+        self.wake.notify_all();
+    }
+
+    fn close(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.closed = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits until a save happened and then `idle` passed without another: `true`; `false`
+    /// once the core is gone.
+    pub fn wait_idle(&self, idle: Duration) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if s.closed {
+                return false;
+            }
+            s = match s.last_save {
+                None => self.wake.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(at) => {
+                    let now = Instant::now();
+                    if now >= at + idle {
+                        s.last_save = None;
+                        return true;
+                    }
+                    self.wake
+                        .wait_timeout(s, at + idle - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
 }
 
 /// Answers computed from one snapshot, kept until the state changes (the full
@@ -95,7 +155,23 @@ impl Core {
             }),
             qube_locks: Mutex::new(HashMap::new()),
             memo: Memo::default(),
+            idle: Arc::default(),
         }
+    }
+
+    /// What a checkpointing thread waits on (see [`IdleSignal::wait_idle`]).
+    pub fn idle_signal(&self) -> Arc<IdleSignal> {
+        self.idle.clone()
+    }
+
+    /// Writes `qubes.xml` whole if the journal holds changes it lacks, and empties the
+    /// journal; run when the core has gone idle.
+    pub fn checkpoint(&self) -> std::io::Result<()> {
+        let mut store = self.writer.lock();
+        if !store.dirty() {
+            return Ok(());
+        }
+        store.checkpoint(&self.snapshot_with_touches())
     }
 
     /// The current state; it never changes under the caller.
@@ -233,6 +309,9 @@ impl Core {
             ..
         } = parts;
         // An unchanged state keeps its snapshot (and the policy view built on it).
+        if store.dirty() {
+            self.idle.saved();
+        }
         let committed = if **base != st {
             let new = Arc::new(st);
             self.state.store(new.clone());
@@ -290,10 +369,10 @@ impl Core {
         locks.entry(vm.to_string()).or_default().clone()
     }
 
-    /// Writes the current state (at shutdown).
+    /// Writes the current state whole to `qubes.xml` (at shutdown).
     pub fn save(&self) -> std::io::Result<()> {
         let mut store = self.writer.lock();
-        store.save(&self.snapshot_with_touches())
+        store.checkpoint(&self.snapshot_with_touches())
     }
 
     /// The current state with the device classes calls looked at (for a save of its own).
@@ -307,11 +386,18 @@ impl Core {
     /// every later write fails to save.
     pub fn save_and_close(&self) -> std::io::Result<()> {
         let mut store = self.writer.lock();
-        let saved = store.save(&self.snapshot_with_touches());
+        let saved = store.checkpoint(&self.snapshot_with_touches());
         if saved.is_ok() {
             store.close();
         }
+        self.idle.close();
         saved
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.idle.close();
     }
 }
 

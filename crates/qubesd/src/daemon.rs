@@ -146,6 +146,7 @@ impl Daemon {
         crate::ops::lifecycle::reconcile(&shared.core);
         spawn_event_pump(shared.clone(), events);
         spawn_stats_sampler(shared.clone());
+        spawn_checkpointer(&shared);
         Ok(shared)
     }
 
@@ -160,6 +161,30 @@ impl Daemon {
         for s in &self.sockets {
             let _ = std::fs::remove_file(s);
         }
+    }
+}
+
+/// Writes `qubes.xml` whole when the core has gone idle after saves (which only appended
+/// to the journal). Holds the core weakly: it ends with it.
+fn spawn_checkpointer(shared: &Arc<Shared>) {
+    let signal = shared.core.idle_signal();
+    let weak = Arc::downgrade(shared);
+    let spawned = std::thread::Builder::new()
+        .name("qubesd-checkpoint".into())
+        .spawn(move || {
+            while signal.wait_idle(crate::core::CHECKPOINT_IDLE) {
+                let Some(shared) = weak.upgrade() else {
+                    break;
+                };
+                if let Err(e) = shared.core.checkpoint() {
+                    // The journal still holds every change: nothing is lost, and the next
+                    // idle moment tries again.
+                    tracing::error!("writing qubes.xml: {e}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the checkpoint thread: {e}");
     }
 }
 

@@ -13,7 +13,7 @@
 //! | API families | [`api`] | one module per family: decode the request, call operations, build the reply |
 //! | domain operations | [`ops`] | what a call changes, saves and fires, on a [`txn::Txn`] ([`ops::hooks`]: the reference's event handlers, in its order); multi-step operations (start, clone, host suspend) |
 //! | state owner | [`core`] | snapshots for readers, serialised transactions for writers, commit and rollback |
-//! | bottom | [`model`], [`props`], [`volumes`], [`store`], [`storelock`], [`storage`], [`hypervisor`], [`devices`], [`firewall`], [`policy`], [`qubesdb`], [`dirwatch`], [`events`], [`txn`], [`reply`], [`names`], [`xml`], [`pycompat`], [`durable`] | the qube model, `qubes.xml`, storage drivers, libvirt, QubesDB, events, Python-compatible helpers |
+//! | bottom | [`model`], [`props`], [`volumes`], [`store`], [`journal`], [`storelock`], [`storage`], [`hypervisor`], [`devices`], [`firewall`], [`policy`], [`qubesdb`], [`dirwatch`], [`events`], [`txn`], [`reply`], [`names`], [`xml`], [`pycompat`], [`durable`] | the qube model, `qubes.xml`, storage drivers, libvirt, QubesDB, events, Python-compatible helpers |
 //!
 //! Readers work on an immutable snapshot of the state and never wait for writers; writers are
 //! serialised and commit in arrival order; no lock is held across a hypervisor call or a data
@@ -31,6 +31,7 @@ pub mod embedded;
 pub mod events;
 pub mod firewall;
 pub mod hypervisor;
+pub mod journal;
 pub mod model;
 pub mod names;
 pub mod ops;

@@ -566,7 +566,7 @@ fn persistence_and_failed_calls() {
     d.with_basic_qubes();
     d.ok("admin.vm.feature.Set", "work", "f", b"v<&>");
     d.ok("admin.vm.property.Set", "work", "kernelopts", b"x\ny");
-    let xml = std::fs::read_to_string(d.store()).unwrap();
+    let xml = d.saved();
     assert!(xml.starts_with(
         "<qubes>\n  <labels>\n    <label id=\"label-1\" color=\"0xcc0000\">red</label>\n"
     ));
@@ -583,7 +583,7 @@ fn persistence_and_failed_calls() {
         d.call("admin.vm.Remove", "fedora", "", b"")
             .starts_with(b"2\0")
     );
-    assert_eq!(std::fs::read_to_string(d.store()).unwrap(), xml);
+    assert_eq!(d.saved(), xml);
     let before = d.ok("admin.vm.property.GetAll", "work", "", b"");
     let features = d.ok("admin.vm.feature.List", "work", "", b"");
     d.stop();
@@ -593,16 +593,12 @@ fn persistence_and_failed_calls() {
     assert_eq!(d.ok("admin.vm.feature.List", "work", "", b""), features);
     assert_eq!(d.ok("admin.vm.feature.Get", "work", "f", b""), "v<&>");
     d.ok("admin.vm.tag.Set", "work", "t", b"");
-    let xml2 = std::fs::read_to_string(d.store()).unwrap();
+    let xml2 = d.saved();
     d.stop();
     d.spawn().unwrap();
     d.ok("admin.vm.tag.Remove", "work", "t", b"");
     d.ok("admin.vm.tag.Set", "work", "t", b"");
-    assert_eq!(
-        std::fs::read_to_string(d.store()).unwrap(),
-        xml2,
-        "load -> save is stable"
-    );
+    assert_eq!(d.saved(), xml2, "load -> save is stable");
 }
 
 #[test]
@@ -764,7 +760,7 @@ fn reference_style_store_loads_and_round_trips() {
         .collect();
     d.ok("admin.vm.tag.Set", "work-dvm", "x", b"");
     d.ok("admin.vm.tag.Remove", "work-dvm", "x", b"");
-    let saved = std::fs::read_to_string(d.store()).unwrap();
+    let saved = d.saved();
     for kept in [
         "<pool name=\"lvm\" driver=\"lvm_thin\" volume_group=\"qubes_dom0\" thin_pool=\"vm-pool\" revisions_to_keep=\"2\" ephemeral_volatile=\"False\"/>",
         "<device backend-domain=\"dom0\" id=\"00_14.3\" mode=\"required\" identity=\"8086:a0f0::p028000\">\n          <option name=\"no-strict-reset\">True</option>\n        </device>",
@@ -789,9 +785,5 @@ fn reference_style_store_loads_and_round_trips() {
     assert_eq!(before, after);
     d.ok("admin.vm.tag.Set", "work-dvm", "x", b"");
     d.ok("admin.vm.tag.Remove", "work-dvm", "x", b"");
-    assert_eq!(
-        std::fs::read_to_string(d.store()).unwrap(),
-        saved,
-        "the second save is identical"
-    );
+    assert_eq!(d.saved(), saved, "the second save is identical");
 }

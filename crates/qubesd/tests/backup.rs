@@ -228,7 +228,7 @@ fn a_backup_to_dom0_reads_back_and_marks_the_qubes() {
     let other = d.ok("admin.vm.property.Get", "other", "backup_timestamp", b"");
     assert!(other.starts_with("default=True"), "{other}");
     // The live qubes.xml has none of the backup features.
-    let live = std::fs::read_to_string(d.store()).unwrap();
+    let live = d.saved();
     assert!(!live.contains("backup-content"));
 }
 

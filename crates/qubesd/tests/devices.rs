@@ -113,7 +113,7 @@ fn assignments_are_kept_listed_and_change_defaults() {
         b""
     );
     assert_eq!(d.ok("admin.vm.device.block.Assigned", "work", "", b""), "");
-    let xml = std::fs::read_to_string(d.store()).unwrap();
+    let xml = d.saved();
     assert!(
         xml.contains("      <devices class=\"pci\">\n        <device backend-domain=\"dom0\" id=\"00_14.3\" mode=\"required\" identity=\"*\">\n          <option name=\"no-strict-reset\">True</option>\n        </device>\n      </devices>\n"),
         "{xml}"
@@ -257,7 +257,7 @@ fn assignments_are_kept_listed_and_change_defaults() {
         d.ok("admin.vm.property.Get", "work", "virt_mode", b""),
         "default=True type=str pvh"
     );
-    let xml = std::fs::read_to_string(d.store()).unwrap();
+    let xml = d.saved();
     assert!(xml.contains("<devices class=\"pci\"/>"), "{xml}");
 }
 

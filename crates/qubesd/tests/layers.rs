@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
         "props",
         "volumes",
         "store",
+        "journal",
         "storelock",
         "storage",
         "hypervisor",

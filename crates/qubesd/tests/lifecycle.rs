@@ -236,10 +236,7 @@ fn disposable_starts_and_is_removed_after_stop() {
         "{seen:?}"
     );
     assert!(!d.ok("admin.vm.List", "dom0", "", b"").contains(&name));
-    assert!(
-        !std::fs::read_to_string(d.store()).unwrap().contains(&name),
-        "removal saved"
-    );
+    assert!(!d.saved().contains(&name), "removal saved");
 }
 
 #[test]
@@ -382,7 +379,7 @@ fn generated_domain_xml_validates() {
     d.ok("admin.vm.property.Set", "k", "kernelopts", b"nopat <&>");
     d.ok("admin.vm.property.Set", "k", "netvm", b"net");
     let host = qubesd::model::HostInfo::detect(&d.dir.path().to_string_lossy(), false);
-    let st = qubesd::store::parse(&std::fs::read(d.store()).unwrap(), host).unwrap();
+    let st = qubesd::store::parse(d.saved().as_bytes(), host).unwrap();
     for kind in ["kvm", "test", "xen"] {
         for vm in ["work", "k", "net"] {
             let xml =
@@ -456,7 +453,7 @@ fn a_netvm_loop_in_qubes_xml_does_not_hang_a_start() {
     let mut d = setup();
     d.ok("admin.vm.property.Set", "work", "provides_network", b"True");
     d.stop();
-    let xml = std::fs::read_to_string(d.store()).unwrap();
+    let xml = d.saved();
     // net's properties get netvm=work: work -> net -> work.
     let marker = "<property name=\"name\">net</property>";
     assert!(xml.contains(marker), "{xml}");

@@ -186,7 +186,7 @@ fn pool_calls() {
     );
     assert_eq!(ev.next_text(), " pool-add pool=extra");
     assert!(Path::new(&format!("{dir}/extra2/appvms")).is_dir());
-    let xml = std::fs::read_to_string(d.store()).unwrap();
+    let xml = d.saved();
     assert!(
         xml.contains(&format!(
             "<pool name=\"extra\" dir_path=\"{dir}/extra2\" driver=\"file\" revisions_to_keep=\"1\" ephemeral_volatile=\"False\"/>"
@@ -242,11 +242,7 @@ fn pool_calls() {
     );
     assert!(!Path::new(&format!("{dir}/extra2/appvms/box/private.img")).exists());
     d.ok("admin.pool.Remove", "dom0", "extra", b"");
-    assert!(
-        !std::fs::read_to_string(d.store())
-            .unwrap()
-            .contains("\"extra\"")
-    );
+    assert!(!d.saved().contains("\"extra\""));
 
     // file-reflink checks the filesystem unless told not to.
     if !reflinks_here(d.dir.path()) {

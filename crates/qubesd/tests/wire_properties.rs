@@ -434,7 +434,7 @@ fn autostart_drives_the_qubes_systemd_unit_through_sudo() {
 fn device_classes_looked_at_stay_in_qubes_xml() {
     let d = TestDaemon::start();
     d.with_basic_qubes();
-    let xml = || std::fs::read_to_string(d.store()).unwrap();
+    let xml = || d.saved();
     let element = |name: &str| {
         let text = xml();
         let anchor = if name == "dom0" {

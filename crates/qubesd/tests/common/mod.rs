@@ -120,6 +120,13 @@ impl TestDaemon {
         self.dir.path().join("qubes.xml")
     }
 
+    /// What the disk holds of the store: `qubes.xml` with the journal's records applied
+    /// (the daemon writes `qubes.xml` itself when it goes idle).
+    pub fn saved(&self) -> String {
+        let host = qubesd::model::HostInfo::detect(&self.dir.path().to_string_lossy(), false);
+        qubesd::store::durable_text(&self.store(), host).unwrap()
+    }
+
     /// Sends raw bytes to a socket and returns the raw answer.
     pub fn raw_on(&self, socket: &Path, req: &[u8]) -> Vec<u8> {
         qubes_api::client::call_raw(socket, req).expect("call")

@@ -1,0 +1,526 @@
+//! The write-ahead journal of `qubes.xml` (`qubes.xml.journal`): what makes a committed
+//! write durable in one small `fdatasync` instead of a rewrite of the whole store.
+//!
+//! A save appends one record — the `<domain>` elements that changed, the qubes removed, and
+//! the part of the file before `<domains>` when it changed — and syncs it; `qubes.xml`
+//! itself is rewritten later, at a checkpoint (when the daemon goes idle, when the journal is
+//! full, at shutdown). Loading reads `qubes.xml` and replays the journal's records on top of
+//! it, in order. A record replaces whole elements, so replaying one twice changes nothing:
+//! a crash between a checkpoint's rename and the journal's reset is harmless.
+//!
+//! The file is written with zeros to its full size when it is made, so an append rewrites
+//! blocks that already exist and its sync flushes data only (0.1 ms here, against 1.2 ms for
+//! the durable rewrite of a 1 MB `qubes.xml`).
+//!
+//! Layout: a header block, then records.
+//!
+//! - header (at 0, [`HEADER_SIZE`] bytes reserved): magic, generation, the identity of the
+//!   `qubes.xml` the records apply to (its length and CRC-32), the identity of the one a
+//!   checkpoint is writing (if any), and a CRC-32 of the header.
+//! - record: magic, generation, sequence number, payload length, CRC-32 of those and the
+//!   payload, payload. A record of another generation (left from before the last reset), a
+//!   torn one (bad CRC) or zeros end the journal.
+//!
+//! The journal is a file of ours, but a damaged disk must not crash the daemon: everything
+//! read from it is checked, and every length is bounded by the file's size.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes reserved for the header at the start of the file.
+pub const HEADER_SIZE: u64 = 4096;
+/// Size of a new journal: a few hundred saves of a 1000-qube system before a checkpoint.
+pub const DEFAULT_CAPACITY: u64 = 2 * 1024 * 1024;
+/// Largest journal we agree to read.
+pub const MAX_JOURNAL_SIZE: u64 = 256 * 1024 * 1024;
+
+const HEADER_MAGIC: &[u8; 8] = b"QXMLJRN1";
+const RECORD_MAGIC: &[u8; 4] = b"QJR1";
+/// magic, generation, sequence, payload length, CRC.
+const RECORD_HEAD: usize = 4 + 8 + 8 + 4 + 4;
+
+/// Which `qubes.xml` a journal applies to: its length and CRC-32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ident {
+    /// Length in bytes.
+    pub len: u64,
+    /// CRC-32 of the content.
+    pub crc: u32,
+}
+
+impl Ident {
+    /// The identity of `content`.
+    pub fn of(content: &[u8]) -> Ident {
+        Ident {
+            len: content.len() as u64,
+            crc: crc32fast::hash(content),
+        }
+    }
+}
+
+/// One change a record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The part of `qubes.xml` before the `<domains>` elements (labels, pools, global
+    /// properties), whole.
+    Head(String),
+    /// A qube's `<domain>` element, whole, by the qube's name.
+    Put(String, String),
+    /// A qube removed, by name.
+    Remove(String),
+}
+
+/// What a journal file holds.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The `qubes.xml` the records apply to.
+    pub base: Ident,
+    /// The `qubes.xml` a checkpoint was writing when the journal was last synced: it holds
+    /// every record, so they apply to it too.
+    pub pending: Option<Ident>,
+    /// The records, oldest first, each a list of changes.
+    pub records: Vec<Vec<Change>>,
+    /// The generation the header names (records of others are not the journal's).
+    pub generation: u64,
+    /// Where the records end.
+    pub end: u64,
+}
+
+impl Recorded {
+    /// Whether the records apply to a `qubes.xml` of identity `id`.
+    pub fn applies_to(&self, id: Ident) -> bool {
+        self.base == id || self.pending == Some(id)
+    }
+}
+
+/// An open journal, appended to by the store's single writer.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    capacity: u64,
+    generation: u64,
+    /// Where the next record goes.
+    end: u64,
+    /// Sequence number of the next record.
+    seq: u64,
+    base: Ident,
+    pending: Option<Ident>,
+}
+
+impl Journal {
+    /// Opens the journal at `path` afresh — empty, applying to a `qubes.xml` of identity
+    /// `base` — reusing the file when it has the right size, else writing a new one.
+    pub fn create(path: &Path, base: Ident, capacity: u64) -> io::Result<Journal> {
+        let capacity = capacity.max(HEADER_SIZE * 2);
+        let reuse = fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == capacity);
+        let file = if reuse {
+            OpenOptions::new().read(true).write(true).open(path)?
+        } else {
+            new_zeroed(path, capacity)?
+        };
+        let mut j = Journal {
+            path: path.to_path_buf(),
+            file,
+            capacity,
+            generation: 0,
+            end: HEADER_SIZE,
+            seq: 0,
+            base,
+            pending: None,
+        };
+        j.restart(base)?;
+        Ok(j)
+    }
+
+    /// Opens the journal at `path` as [`read`] found it (`rec`), its records kept, to
+    /// checkpoint them (after a crash).
+    pub fn resume(path: &Path, rec: &Recorded) -> io::Result<Journal> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let capacity = file.metadata()?.len();
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            capacity,
+            generation: rec.generation,
+            end: rec.end,
+            seq: rec.records.len() as u64,
+            base: rec.base,
+            pending: rec.pending,
+        })
+    }
+
+    /// Whether records were appended since the last reset.
+    pub fn is_empty(&self) -> bool {
+        self.end == HEADER_SIZE
+    }
+
+    /// Bytes of records appended since the last reset.
+    pub fn used(&self) -> u64 {
+        self.end - HEADER_SIZE
+    }
+
+    /// Appends one record of `changes` and syncs it. `Ok(false)` when it does not fit: the
+    /// caller checkpoints instead (which empties the journal).
+    pub fn append(&mut self, changes: &[Change]) -> io::Result<bool> {
+        let payload = encode(changes);
+        let total = (RECORD_HEAD + payload.len()) as u64;
+        if self.end + total > self.capacity {
+            return Ok(false);
+        }
+        let mut rec = Vec::with_capacity(total as usize);
+        rec.extend_from_slice(RECORD_MAGIC);
+        rec.extend_from_slice(&self.generation.to_le_bytes());
+        rec.extend_from_slice(&self.seq.to_le_bytes());
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        let crc = record_crc(self.generation, self.seq, &payload);
+        rec.extend_from_slice(&crc.to_le_bytes());
+        rec.extend_from_slice(&payload);
+        self.file.write_all_at(&rec, self.end)?;
+        self.file.sync_data()?;
+        self.end += total;
+        self.seq += 1;
+        Ok(true)
+    }
+
+    /// Notes, durably, that `qubes.xml` is about to be replaced by content of identity
+    /// `next`, which holds every record: a restart that finds it applies the records to it.
+    pub fn begin_checkpoint(&mut self, next: Ident) -> io::Result<()> {
+        self.pending = Some(next);
+        self.write_header()
+    }
+
+    /// `qubes.xml` now holds everything (identity `base`): the journal starts over, empty.
+    /// If the header cannot be written, the journal goes on as it was: its records stay
+    /// valid (they apply to the new `qubes.xml` too, as [`Journal::begin_checkpoint`] said).
+    pub fn restart(&mut self, base: Ident) -> io::Result<()> {
+        let generation = next_generation(self.generation);
+        let h = header_bytes(generation, base, None);
+        self.file.write_all_at(&h, 0)?;
+        self.file.sync_data()?;
+        self.generation = generation;
+        self.base = base;
+        self.pending = None;
+        self.end = HEADER_SIZE;
+        self.seq = 0;
+        Ok(())
+    }
+
+    /// Deletes the file (at a clean shutdown, after the last checkpoint).
+    pub fn remove(self) -> io::Result<()> {
+        fs::remove_file(&self.path)
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
+        let h = header_bytes(self.generation, self.base, self.pending);
+        self.file.write_all_at(&h, 0)?;
+        self.file.sync_data()
+    }
+}
+
+/// A new generation number, different from `old` and (with overwhelming odds) from any
+/// generation the file held before.
+fn next_generation(old: u64) -> u64 {
+    loop {
+        let g = rand::random::<u64>();
+        if g != old && g != 0 {
+            return g;
+        }
+    }
+}
+
+/// Makes `path` a file of `capacity` zero bytes, durably (through a temporary name, so a
+/// crash never leaves a short journal under the real one).
+fn new_zeroed(path: &Path, capacity: u64) -> io::Result<File> {
+    crate::durable::replace_with(path, 0o600, |f| {
+        let zeros = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        while at < capacity {
+            let n = zeros.len().min((capacity - at) as usize);
+            f.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    })?;
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+fn header_bytes(generation: u64, base: Ident, pending: Option<Ident>) -> Vec<u8> {
+    let mut h = Vec::with_capacity(64);
+    h.extend_from_slice(HEADER_MAGIC);
+    h.extend_from_slice(&generation.to_le_bytes());
+    h.extend_from_slice(&base.len.to_le_bytes());
+    h.extend_from_slice(&base.crc.to_le_bytes());
+    let p = pending.unwrap_or_default();
+    h.push(u8::from(pending.is_some()));
+    h.extend_from_slice(&p.len.to_le_bytes());
+    h.extend_from_slice(&p.crc.to_le_bytes());
+    let crc = crc32fast::hash(&h);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn record_crc(generation: u64, seq: u64, payload: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(&generation.to_le_bytes());
+    c.update(&seq.to_le_bytes());
+    c.update(&(payload.len() as u32).to_le_bytes());
+    c.update(payload);
+    c.finalize()
+}
+
+/// Reads the journal at `path`: `Ok(None)` when there is none or its header is damaged
+/// (it never held anything a checkpoint had not written then; see [`Journal::restart`]).
+pub fn read(path: &Path) -> io::Result<Option<Recorded>> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if meta.len() > MAX_JOURNAL_SIZE {
+        return Err(io::Error::other(format!(
+            "{} is larger than {MAX_JOURNAL_SIZE} bytes",
+            path.display()
+        )));
+    }
+    Ok(parse(&fs::read(path)?))
+}
+
+/// Parses a journal's bytes (see [`read`]).
+pub fn parse(data: &[u8]) -> Option<Recorded> {
+    let mut h = Reader::new(data);
+    if h.take(8)? != HEADER_MAGIC {
+        return None;
+    }
+    let generation = h.u64()?;
+    let base = Ident {
+        len: h.u64()?,
+        crc: h.u32()?,
+    };
+    let has_pending = h.take(1)?[0] == 1;
+    let pending = Ident {
+        len: h.u64()?,
+        crc: h.u32()?,
+    };
+    let covered = h.pos;
+    if h.u32()? != crc32fast::hash(&data[..covered]) {
+        return None;
+    }
+    let mut out = Recorded {
+        base,
+        pending: has_pending.then_some(pending),
+        records: Vec::new(),
+        generation,
+        end: HEADER_SIZE,
+    };
+    let mut r = Reader::new(data);
+    r.pos = HEADER_SIZE as usize;
+    let mut expect_seq = 0u64;
+    while let Some(changes) = next_record(&mut r, generation, expect_seq) {
+        out.records.push(changes);
+        out.end = r.pos as u64;
+        expect_seq += 1;
+    }
+    Some(out)
+}
+
+/// The record at the reader's position, if it is an intact record of `generation` with
+/// sequence number `seq`.
+fn next_record(r: &mut Reader, generation: u64, seq: u64) -> Option<Vec<Change>> {
+    if r.take(4)? != RECORD_MAGIC || r.u64()? != generation || r.u64()? != seq {
+        return None;
+    }
+    let len = r.u32()?;
+    let crc = r.u32()?;
+    let payload = r.take(len as usize)?;
+    if record_crc(generation, seq, payload) != crc {
+        return None;
+    }
+    decode(payload)
+}
+
+/// Payload: per change a tag byte (`H`, `P`, `R`), then length-prefixed strings.
+fn encode(changes: &[Change]) -> Vec<u8> {
+    let size: usize = changes
+        .iter()
+        .map(|c| match c {
+            Change::Head(t) | Change::Remove(t) => 5 + t.len(),
+            Change::Put(n, t) => 9 + n.len() + t.len(),
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    let put = |s: &str, out: &mut Vec<u8>| {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    for c in changes {
+        match c {
+            Change::Head(t) => {
+                out.push(b'H');
+                put(t, &mut out);
+            }
+            Change::Put(n, t) => {
+                out.push(b'P');
+                put(n, &mut out);
+                put(t, &mut out);
+            }
+            Change::Remove(n) => {
+                out.push(b'R');
+                put(n, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn decode(payload: &[u8]) -> Option<Vec<Change>> {
+    let mut r = Reader::new(payload);
+    let mut out = Vec::new();
+    while r.pos < payload.len() {
+        let tag = r.take(1)?[0];
+        out.push(match tag {
+            b'H' => Change::Head(r.string()?),
+            b'P' => Change::Put(r.string()?, r.string()?),
+            b'R' => Change::Remove(r.string()?),
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// Bounds-checked reading of little-endian fields.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.data.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+/// The journal of the store at `store_path`.
+pub fn path_for(store_path: &Path) -> PathBuf {
+    let mut name = store_path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(n: &str, t: &str) -> Change {
+        Change::Put(n.into(), t.into())
+    }
+
+    #[test]
+    fn records_survive_a_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let base = Ident::of(b"base");
+        let mut j = Journal::create(&path, base, 64 * 1024).unwrap();
+        assert!(j.is_empty());
+        assert!(j.append(&[put("a", "<a/>")]).unwrap());
+        assert!(
+            j.append(&[Change::Head("h".into()), Change::Remove("b".into())])
+                .unwrap()
+        );
+        let got = read(&path).unwrap().unwrap();
+        assert_eq!(got.base, base);
+        assert_eq!(got.pending, None);
+        assert_eq!(
+            got.records,
+            vec![
+                vec![put("a", "<a/>")],
+                vec![Change::Head("h".into()), Change::Remove("b".into())]
+            ]
+        );
+        assert_eq!(fs::metadata(&path).unwrap().len(), 64 * 1024);
+    }
+
+    #[test]
+    fn a_restart_forgets_the_records_and_a_checkpoint_is_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, Ident::of(b"old"), 64 * 1024).unwrap();
+        j.append(&[put("a", "1")]).unwrap();
+        j.begin_checkpoint(Ident::of(b"new")).unwrap();
+        let got = read(&path).unwrap().unwrap();
+        assert!(got.applies_to(Ident::of(b"old")) && got.applies_to(Ident::of(b"new")));
+        assert!(!got.applies_to(Ident::of(b"other")));
+        assert_eq!(got.records.len(), 1);
+        j.restart(Ident::of(b"new")).unwrap();
+        j.append(&[put("b", "2")]).unwrap();
+        // The older, longer record is still in the file, but of another generation.
+        let got = read(&path).unwrap().unwrap();
+        assert_eq!(got.records, vec![vec![put("b", "2")]]);
+        assert!(!got.applies_to(Ident::of(b"old")));
+    }
+
+    #[test]
+    fn a_torn_record_ends_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, Ident::default(), 64 * 1024).unwrap();
+        j.append(&[put("a", "1")]).unwrap();
+        let second = HEADER_SIZE + j.used();
+        j.append(&[put("b", "22222")]).unwrap();
+        j.append(&[put("c", "3")]).unwrap();
+        let mut data = fs::read(&path).unwrap();
+        data[second as usize + RECORD_HEAD + 10] ^= 0xff;
+        assert_eq!(parse(&data).unwrap().records, vec![vec![put("a", "1")]]);
+        // A damaged header: nothing is read from the journal at all.
+        data[9] ^= 0xff;
+        assert!(parse(&data).is_none());
+    }
+
+    #[test]
+    fn a_full_journal_refuses_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path, Ident::default(), 2 * HEADER_SIZE).unwrap();
+        let big = "x".repeat(HEADER_SIZE as usize);
+        assert!(!j.append(&[put("a", &big)]).unwrap());
+        assert!(j.is_empty());
+        assert!(j.append(&[put("a", "small")]).unwrap());
+    }
+
+    #[test]
+    fn garbage_is_no_journal() {
+        assert!(parse(b"").is_none());
+        assert!(parse(&[0u8; 8192]).is_none());
+        let mut h = header_bytes(7, Ident::default(), None);
+        h.resize(HEADER_SIZE as usize, 0);
+        // A record whose length points past the end of the file.
+        h.extend_from_slice(RECORD_MAGIC);
+        h.extend_from_slice(&7u64.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes());
+        h.extend_from_slice(&u32::MAX.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        assert!(parse(&h).unwrap().records.is_empty());
+    }
+}
