@@ -24,7 +24,7 @@ mod load;
 #[path = "../../../benches/support/measure.rs"]
 mod measure;
 use daemon::spawn;
-use measure::{percentile, rss_kib};
+use measure::{cpu_of, cpu_time, percentile, rss_kib};
 
 const QUBES: usize = 1000;
 /// dom0, 10 templates and sys-net make up the rest.
@@ -234,9 +234,29 @@ fn main() {
         2.0,
     );
     let mut mixed = load::mixed(&socket, APPS, 64, 30, 5.0);
+    // CPU per write of the daemon and of this process (the writer, and the subscribers'
+    // readers), to tell the cost of the fan-out from the cost of reading it.
+    let pid = child.id().to_string();
+    let cpu = || (cpu_of(&pid), cpu_time());
+    let per_write = |before: (Duration, Duration), rate: f64| {
+        let (d, b) = cpu();
+        let n = rate * 2.0;
+        (
+            (d - before.0).as_secs_f64() * 1e6 / n,
+            (b - before.1).as_secs_f64() * 1e6 / n,
+        )
+    };
+    let before = cpu();
     let writes_alone = load::feature_writes(&socket, "app20", 16, 2.0);
+    let cpu_alone = per_write(before, writes_alone);
     let subs = load::Subscribers::start(&socket, "app0", 50);
+    let before = cpu();
     let writes_50 = load::feature_writes(&socket, "app20", 16, 2.0);
+    let cpu_50 = per_write(before, writes_50);
+    subs.stop();
+    // The same fan-out to dom0 subscribers (no policy filter): what the filter itself costs.
+    let subs = load::Subscribers::start(&socket, "dom0", 50);
+    let writes_50_dom0 = load::feature_writes(&socket, "app20", 16, 2.0);
     subs.stop();
     let rss_after = rss_kib(&child.id().to_string());
     // A subscriber that never reads while 64 KiB feature values are written.
@@ -328,6 +348,14 @@ fn main() {
     println!(
         "| feature.Set calls/s, no subscriber / 50 non-dom0 subscribers | {writes_alone:.0} / {writes_50:.0} ({:.0} %) | >= 80 % |",
         writes_50 * 100.0 / writes_alone
+    );
+    println!(
+        "| feature.Set calls/s, 50 dom0 subscribers / 50 non-dom0 subscribers (the policy filter) | {writes_50_dom0:.0} / {writes_50:.0} ({:.0} %) | |",
+        writes_50 * 100.0 / writes_50_dom0
+    );
+    println!(
+        "| CPU per feature.Set, daemon / benchmark process: no subscriber, 50 subscribers | {:.0} / {:.0} µs, {:.0} / {:.0} µs | |",
+        cpu_alone.0, cpu_alone.1, cpu_50.0, cpu_50.1
     );
     println!(
         "| daemon RSS idle / after load | {} MiB / {} MiB | < 50 MB |",

@@ -59,8 +59,11 @@ struct IdleState {
 impl IdleSignal {
     fn saved(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.last_save = Some(Instant::now());
-        self.wake.notify_all();
+        // A waiter with a deadline wakes at it and sees the newer save itself: waking it
+        // for every save would cost a context switch per write.
+        if s.last_save.replace(Instant::now()).is_none() {
+            self.wake.notify_all();
+        }
     }
 
     fn close(&self) {

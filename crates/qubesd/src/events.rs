@@ -4,7 +4,7 @@
 //! client does), so a subscriber that stops reading costs at most its bound.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use qubes_api::Event;
 use tokio::sync::Notify;
@@ -24,6 +24,9 @@ pub struct Published {
     /// The state the event belongs to (the one its change committed), when known: events
     /// are filtered for management qubes by what the policy said of that state.
     pub state: Option<Arc<crate::model::State>>,
+    /// The policy view of that state, made by the first subscriber that filters and shared
+    /// by the events of one commit: fifty management-qube subscribers cost one lookup.
+    pub view: Arc<OnceLock<Arc<crate::policy::PolicyView>>>,
 }
 
 /// Fan-out of events to subscribers.
@@ -82,6 +85,36 @@ impl Subscription {
         }
     }
 
+    /// The events waiting, at least one (waits for it), oldest first, as many as fit in
+    /// `max_bytes` (always one); `false` once the subscriber was dropped for falling
+    /// behind. A stream writes them with one system call.
+    pub async fn recv_many(&mut self, out: &mut Vec<Arc<Published>>, max_bytes: usize) -> bool {
+        loop {
+            let notified = self.queue.ready.notified();
+            {
+                let mut q = lock(&self.queue.state);
+                if q.dropped {
+                    return false;
+                }
+                let mut taken = 0;
+                while let Some(ev) = q.events.front() {
+                    if !out.is_empty() && taken + ev.bytes.len() > max_bytes {
+                        break;
+                    }
+                    taken += ev.bytes.len();
+                    if let Some(ev) = q.events.pop_front() {
+                        out.push(ev);
+                    }
+                }
+                q.bytes -= taken;
+                if !out.is_empty() {
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// The next event if one is waiting (`Err(Dropped)` once dropped).
     pub fn try_recv(&mut self) -> Result<Option<Arc<Published>>, Dropped> {
         let mut q = lock(&self.queue.state);
@@ -118,6 +151,7 @@ impl EventHub {
         events: impl IntoIterator<Item = Event>,
         state: Option<Arc<crate::model::State>>,
     ) {
+        let view = Arc::new(OnceLock::new());
         let published: Vec<Arc<Published>> = events
             .into_iter()
             .map(|event| {
@@ -128,6 +162,7 @@ impl EventHub {
                     bytes,
                     global,
                     state: state.clone(),
+                    view: view.clone(),
                 })
             })
             .collect();
@@ -193,5 +228,27 @@ mod tests {
         assert_eq!(hub.subscribers(), 1);
         hub.publish([Event::new("a", "after")]);
         assert_eq!(reader.try_recv().unwrap().unwrap().event.name, "after");
+    }
+
+    #[tokio::test]
+    async fn recv_many_takes_what_waits_within_the_bound() {
+        let hub = EventHub::new();
+        let mut sub = hub.subscribe();
+        hub.publish([Event::new("a", "one"), Event::new("a", "two")]);
+        hub.publish([Event::new("a", "three")]);
+        let mut got = Vec::new();
+        assert!(sub.recv_many(&mut got, 1 << 20).await);
+        let names: Vec<&str> = got.iter().map(|e| e.event.name.as_str()).collect();
+        assert_eq!(names, ["one", "two", "three"]);
+        // A bound smaller than one event still takes one.
+        hub.publish([Event::new("a", "four"), Event::new("a", "five")]);
+        got.clear();
+        assert!(sub.recv_many(&mut got, 1).await);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].event.name, "four");
+        got.clear();
+        assert!(sub.recv_many(&mut got, 1).await);
+        assert_eq!(got[0].event.name, "five");
+        assert!(matches!(sub.try_recv(), Ok(None)));
     }
 }

@@ -66,7 +66,7 @@ pub struct Store {
     /// `<domain>` element keyed by the `Arc` it was made from. The cache keeps that `Arc`
     /// alive, so a qube changed through `Arc::make_mut` is always a new allocation and never
     /// matches a stale entry.
-    fragments: HashMap<String, (Arc<Domain>, String)>,
+    fragments: BTreeMap<String, (Arc<Domain>, String)>,
     /// The part of the file before the `<domain>` elements, as the disk has it.
     head: String,
     /// Modification time of qubes.xml as we last read or wrote it: a different one at save
@@ -96,7 +96,7 @@ impl Store {
             path: path.to_path_buf(),
             lock,
             journal: None,
-            fragments: HashMap::new(),
+            fragments: BTreeMap::new(),
             head: String::new(),
             mtime: None,
         };
@@ -287,23 +287,40 @@ impl Store {
         if head != self.head {
             changes.push(Change::Head(head));
         }
-        for name in self.fragments.keys() {
-            if !state.domains.contains_key(name) {
-                changes.push(Change::Remove(name.clone()));
-            }
-        }
+        // Both maps are sorted by name: walk them side by side. A qube that did not change
+        // shares its `Arc` with the cache, and costs one pointer comparison.
+        let mut cached = self.fragments.iter().peekable();
         for (name, arc) in &state.domains {
-            let same = self
-                .fragments
-                .get(name)
-                .is_some_and(|(cached, _)| Arc::ptr_eq(cached, arc));
-            if !same {
+            let mut unchanged = false;
+            while let Some((cname, (carc, _))) = cached.peek() {
+                if Arc::ptr_eq(carc, arc) {
+                    // The same qube (a state's keys are its qubes' names).
+                    unchanged = true;
+                    cached.next();
+                    break;
+                }
+                match cname.as_str().cmp(name.as_str()) {
+                    std::cmp::Ordering::Less => {
+                        changes.push(Change::Remove((*cname).clone()));
+                        cached.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        cached.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            if !unchanged {
                 let mut text = serialize::domain(arc);
                 // Kept until the qube changes: no slack (a thousand qubes, ~1 MB).
                 text.shrink_to_fit();
                 changes.push(Change::Put(name.clone(), text));
                 arcs.insert(name.clone(), arc.clone());
             }
+        }
+        for (cname, _) in cached {
+            changes.push(Change::Remove(cname.clone()));
         }
         Diff { changes, arcs }
     }
