@@ -42,7 +42,7 @@ pub fn prepare_n(dir: &std::path::Path, qubes: usize, running: usize) -> qubesd:
         if std::env::var_os("BENCH_NO_VOLUMES").is_none() {
             d.volumes = qubesd::volumes::default_volume_config(&st, &d, None, &[]).unwrap();
         }
-        st.domains.insert(name.clone(), Arc::new(d));
+        st.domains.insert(name.as_str().into(), Arc::new(d));
         if i < running {
             node.push_str(&format!(
                 "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>{name}</name>\

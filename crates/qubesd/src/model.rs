@@ -410,7 +410,7 @@ pub struct State {
     /// Explicitly set global properties.
     pub global: BTreeMap<String, String>,
     /// Qubes by name.
-    pub domains: BTreeMap<String, Arc<Domain>>,
+    pub domains: BTreeMap<Arc<str>, Arc<Domain>>,
     /// Host facts (not persisted).
     pub host: HostInfo,
     /// Device classes of qubes that calls looked at, not yet in the qubes' `devices`.
@@ -536,7 +536,7 @@ impl State {
         let pending = std::mem::take(&mut *self.touched.pending());
         let mut changed = false;
         for (name, class) in pending {
-            if let Some(d) = self.domains.get(&name)
+            if let Some(d) = self.domains.get(name.as_str())
                 && !d.devices.iter().any(|g| g.class == class)
                 && let Some(d) = self.domain_mut(&name)
             {

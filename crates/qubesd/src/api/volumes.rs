@@ -169,7 +169,7 @@ fn snapshots_resized(t: &mut Txn, vid: &str, size: u64) {
     let has = |c: &crate::model::VolumeConfig, k: &str, val: &str| {
         c.attrs.iter().any(|(a, x)| a == k && x == val)
     };
-    let names: Vec<String> = t.st.domains.keys().cloned().collect();
+    let names: Vec<String> = t.st.domains.keys().map(|k| k.to_string()).collect();
     for name in names {
         let Some(d) = t.st.domain(&name) else {
             continue;

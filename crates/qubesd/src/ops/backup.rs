@@ -232,7 +232,7 @@ fn snapshots_disabled(st: &State, d: &Domain) -> bool {
 /// ones also with `backup-path` and `backup-size`, preloaded disposables forgotten.
 fn backup_qubes_xml(st: &State, p: &Prepared) -> Vec<u8> {
     let mut copy = st.clone();
-    let names: Vec<String> = copy.domains.keys().cloned().collect();
+    let names: Vec<String> = copy.domains.keys().map(|k| k.to_string()).collect();
     for n in &names {
         if let Some(d) = copy.domain_mut(n) {
             d.set_feature("backup-content", "");

@@ -183,7 +183,7 @@ fn add_new(
         d.volumes = crate::volumes::default_volume_config(&t.st, &d, pool, pools)?;
     }
     let name = d.name.clone();
-    t.st.domains.insert(name.clone(), Arc::new(d));
+    t.st.domains.insert(name.as_str().into(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
     tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
     if t.st.domain(&name).is_some_and(|d| d.class.is_local_qube()) {
@@ -357,7 +357,7 @@ pub fn create_disposable(
     init_disposable(t, &mut d, &tpl)?;
     let uuid = d.uuid().to_string();
     d.volumes = crate::volumes::default_volume_config(&t.st, &d, None, &[])?;
-    t.st.domains.insert(name.clone(), Arc::new(d));
+    t.st.domains.insert(name.as_str().into(), Arc::new(d));
     t.fire("", "domain-add", &[("vm", &name)]);
     create_on_disk(t, &name)?;
     tags::add_created_by(t, &name, &format!("created-by-{src}"))?;
@@ -417,7 +417,7 @@ pub fn delete(t: &mut Txn, d: &Domain) -> Result<(), QubesError> {
     if d.class.is_local_qube() && props::vm_flag(&t.st, d, "autostart") {
         autostart::after_remove(t, &d.name);
     }
-    t.st.domains.remove(&d.name);
+    t.st.domains.remove(d.name.as_str());
     t.fire("", "domain-delete", &[("vm", &d.name)]);
     if let Some(h) = t.env.hv.clone() {
         let name = d.name.clone();

@@ -79,13 +79,13 @@ pub fn parse(text: &[u8], host: HostInfo) -> Result<State, String> {
     if let Some(ds) = root.child("domains") {
         for dn in ds.children("domain") {
             let d = parse_domain(dn, &st, &mut refs)?;
-            if st.domains.contains_key(&d.name) {
+            if st.domains.contains_key(d.name.as_str()) {
                 return Err(format!("duplicate qube name {:?}", d.name));
             }
             if st.domains.values().any(|o| o.qid == d.qid) {
                 return Err(format!("duplicate qid {}", d.qid));
             }
-            st.domains.insert(d.name.clone(), Arc::new(d));
+            st.domains.insert(d.name.as_str().into(), Arc::new(d));
         }
     }
     // dom0 is always there.
@@ -230,7 +230,8 @@ fn parse_domain(dn: &Node, st: &State, refs: &mut Vec<PendingRef>) -> Result<Dom
 /// Clears references that point nowhere, as the reference's load-time fixups do, so that a
 /// hand-edited file cannot leave dangling qube references behind.
 fn migrate_references(st: &mut State) {
-    let names: std::collections::BTreeSet<String> = st.domains.keys().cloned().collect();
+    let names: std::collections::BTreeSet<String> =
+        st.domains.keys().map(|k| k.to_string()).collect();
     for key in ["default_dispvm", "management_dispvm"] {
         if let Some(v) = st.global.get(key)
             && !v.is_empty()

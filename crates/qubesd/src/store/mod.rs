@@ -299,7 +299,7 @@ impl Store {
                     cached.next();
                     break;
                 }
-                match cname.as_str().cmp(name.as_str()) {
+                match cname.as_str().cmp(name) {
                     std::cmp::Ordering::Less => {
                         changes.push(Change::Remove((*cname).clone()));
                         cached.next();
@@ -315,8 +315,8 @@ impl Store {
                 let mut text = serialize::domain(arc);
                 // Kept until the qube changes: no slack (a thousand qubes, ~1 MB).
                 text.shrink_to_fit();
-                changes.push(Change::Put(name.clone(), text));
-                arcs.insert(name.clone(), arc.clone());
+                changes.push(Change::Put(name.to_string(), text));
+                arcs.insert(name.to_string(), arc.clone());
             }
         }
         for (cname, _) in cached {
@@ -398,7 +398,7 @@ fn replay(base: &State, rec: &Recorded) -> String {
     let mut domains: BTreeMap<String, String> = base
         .domains
         .iter()
-        .map(|(name, d)| (name.clone(), serialize::domain(d)))
+        .map(|(name, d)| (name.to_string(), serialize::domain(d)))
         .collect();
     for change in rec.records.iter().flatten() {
         match change {
