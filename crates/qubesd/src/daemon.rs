@@ -188,7 +188,8 @@ fn spawn_checkpointer(shared: &Arc<Shared>) {
     }
 }
 
-/// Applies hypervisor lifecycle events to the core as they arrive.
+/// Applies hypervisor lifecycle events to the core as they arrive; a qube busy starting
+/// holds up only its own (see [`crate::ops::event_pump`]).
 fn spawn_event_pump(
     shared: Arc<Shared>,
     events: std::sync::mpsc::Receiver<crate::hypervisor::LifecycleEvent>,
@@ -196,15 +197,24 @@ fn spawn_event_pump(
     let spawned = std::thread::Builder::new()
         .name("qubesd-lifecycle".into())
         .spawn(move || {
-            for ev in events {
+            let locks = {
+                let shared = shared.clone();
+                move |vm: &str| shared.core.qube_lock(vm)
+            };
+            let apply = move |ev: &crate::hypervisor::LifecycleEvent, locked: bool| {
                 // One event's failure must not stop every later one from being applied.
                 let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::ops::lifecycle::on_hypervisor_event(&shared.core, &ev)
+                    if locked {
+                        crate::ops::lifecycle::on_hypervisor_event_locked(&shared.core, ev)
+                    } else {
+                        crate::ops::lifecycle::on_hypervisor_event(&shared.core, ev)
+                    }
                 }));
                 if applied.is_err() {
                     tracing::error!("applying {ev:?} panicked");
                 }
-            }
+            };
+            crate::ops::event_pump::dispatch(events, locks, apply);
         });
     if let Err(e) = spawned {
         tracing::error!("lifecycle thread: {e}");

@@ -546,16 +546,25 @@ pub fn reconcile(core: &Core) {
 /// already applied by the call that made them (which held the qube's lock, as this does), so
 /// only differences act.
 pub fn on_hypervisor_event(core: &Core, ev: &LifecycleEvent) {
+    match crate::ops::event_pump::subject(ev) {
+        Some(vm) => {
+            let lock = core.qube_lock(vm);
+            let _serialised = lock.lock();
+            on_hypervisor_event_locked(core, ev);
+        }
+        None => on_hypervisor_event_locked(core, ev),
+    }
+}
+
+/// [`on_hypervisor_event`] with the lock of the event's qube already held by the caller
+/// (see [`crate::ops::event_pump`]).
+pub fn on_hypervisor_event_locked(core: &Core, ev: &LifecycleEvent) {
     let result = match ev {
         LifecycleEvent::Started(vm)
         | LifecycleEvent::Suspended(vm)
         | LifecycleEvent::PmSuspended(vm)
         | LifecycleEvent::Resumed(vm)
-        | LifecycleEvent::Stopped(vm) => {
-            let lock = core.qube_lock(vm);
-            let _serialised = lock.lock();
-            on_qube_event(core, ev, vm)
-        }
+        | LifecycleEvent::Stopped(vm) => on_qube_event(core, ev, vm),
         LifecycleEvent::ConnectionLost => core.write("hypervisor event", |t| {
             let names: Vec<String> =
                 t.st.domains

@@ -9,6 +9,7 @@ use qubes_api::{ExcKind, QubesError};
 pub mod autostart;
 pub mod backup;
 pub mod devices;
+pub mod event_pump;
 pub mod features;
 pub mod features_request;
 pub mod hooks;
