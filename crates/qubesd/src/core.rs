@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,18 @@ pub struct Core {
     qube_locks: Mutex<HashMap<String, Arc<parking_lot::Mutex<()>>>>,
     memo: Memo,
     idle: Arc<IdleSignal>,
+    /// Event subscribers whose events the policy filters (management qubes').
+    filtered_subscribers: AtomicUsize,
+}
+
+/// Counts a subscriber whose events the policy filters while it lives (see
+/// [`Core::filtered_subscriber`]).
+pub struct FilteredSubscriber<'a>(&'a AtomicUsize);
+
+impl Drop for FilteredSubscriber<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How long the core waits after a journaled save, without another, before it checkpoints
@@ -159,7 +172,15 @@ impl Core {
             qube_locks: Mutex::new(HashMap::new()),
             memo: Memo::default(),
             idle: Arc::default(),
+            filtered_subscribers: AtomicUsize::new(0),
         }
+    }
+
+    /// Registers an event subscriber whose events the policy filters: while one lives, each
+    /// commit makes the policy view of its state for them.
+    pub fn filtered_subscriber(&self) -> FilteredSubscriber<'_> {
+        self.filtered_subscribers.fetch_add(1, Ordering::Relaxed);
+        FilteredSubscriber(&self.filtered_subscribers)
     }
 
     /// What a checkpointing thread waits on (see [`IdleSignal::wait_idle`]).
@@ -322,7 +343,11 @@ impl Core {
         } else {
             base.clone()
         };
-        self.hub.publish_at(events, Some(committed));
+        // Management qubes' subscribers filter by the policy view of this state: made here,
+        // on the writer's thread, rather than by the first of them on the event loop.
+        let view = (self.filtered_subscribers.load(Ordering::Relaxed) > 0)
+            .then(|| self.policy_view_at(&committed));
+        self.hub.publish_with_view(events, Some(committed), view);
         Ok(on_commit)
     }
 

@@ -151,7 +151,18 @@ impl EventHub {
         events: impl IntoIterator<Item = Event>,
         state: Option<Arc<crate::model::State>>,
     ) {
-        let view = Arc::new(OnceLock::new());
+        self.publish_with_view(events, state, None);
+    }
+
+    /// [`EventHub::publish_at`] with the policy view of `state` made already (by a writer,
+    /// off the event loop), for the subscribers that filter.
+    pub fn publish_with_view(
+        &self,
+        events: impl IntoIterator<Item = Event>,
+        state: Option<Arc<crate::model::State>>,
+        view: Option<Arc<crate::policy::PolicyView>>,
+    ) {
+        let view = Arc::new(view.map(OnceLock::from).unwrap_or_default());
         let published: Vec<Arc<Published>> = events
             .into_iter()
             .map(|event| {

@@ -618,9 +618,50 @@ impl State {
 
     fn kernel_file_or(&self, kernel: &str, file: &str, fallback: &str) -> String {
         let path = self.host.kernels_dir.join(kernel).join(file);
-        match std::fs::read_to_string(path) {
-            Ok(s) => s.trim().to_string(),
-            Err(_) => fallback.into(),
+        kernel_files::read(&path).unwrap_or_else(|| fallback.into())
+    }
+}
+
+/// The kernels' default option files, read at most once per [`kernel_files::FRESH`]: a
+/// `property.GetAll` of every qube (what a Qube Manager does at start) must not read the
+/// disk a thousand times on the daemon's event loop.
+mod kernel_files {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// How long a file's content is used before it is read again (a kernel package
+    /// install changes it; nothing else does).
+    pub const FRESH: Duration = Duration::from_secs(2);
+
+    /// Files remembered at most (two per installed kernel).
+    const MAX: usize = 256;
+
+    type Cache = HashMap<PathBuf, (Instant, Option<String>)>;
+
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+    /// The trimmed content of `path`, or `None` when it cannot be read.
+    pub fn read(path: &Path) -> Option<String> {
+        let now = Instant::now();
+        {
+            let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, content)) = cache.as_ref().and_then(|c| c.get(path))
+                && now.duration_since(*at) < FRESH
+            {
+                return content.clone();
+            }
         }
+        let content = std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string());
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if cache.len() >= MAX {
+            cache.clear();
+        }
+        cache.insert(path.to_path_buf(), (now, content.clone()));
+        content
     }
 }

@@ -326,6 +326,7 @@ async fn stream_events<S: AsyncWriteExt + Unpin>(
         return;
     }
     let all = dest == "dom0";
+    let _filtered = (src != "dom0").then(|| shared.core.filtered_subscriber());
     let mut decisions = Decisions::default();
     let (mut batch, mut out) = (Vec::new(), Vec::new());
     while sub.recv_many(&mut batch, BATCH_BYTES).await {
@@ -335,7 +336,8 @@ async fn stream_events<S: AsyncWriteExt + Unpin>(
                 continue;
             }
             // Policy for non-dom0 callers: the event's qube, the `vm` of a global event,
-            // else dom0. The view is built once per state and shared by every subscriber.
+            // else dom0. The view is built once per state and shared by every subscriber
+            // (by the writer that committed it; here only for events published otherwise).
             if src != "dom0" {
                 let view = ev.view.get_or_init(|| match &ev.state {
                     Some(st) => shared.core.policy_view_at(st),
