@@ -24,7 +24,7 @@ use crate::events::EventHub;
 use crate::model::State;
 use crate::policy::{PolicyCache, PolicyView};
 use crate::store::Store;
-use crate::txn::{Env, Parts, Txn, is_pre_event};
+use crate::txn::{Effects, Env, Parts, Txn, is_pre_event};
 
 /// The daemon's state and how it changes.
 pub struct Core {
@@ -276,10 +276,11 @@ impl Core {
             Err(e) => {
                 // The reference delivers pre-events before the handler that vetoes them.
                 let kept: Vec<Event> = parts
+                    .effects
                     .events
                     .iter()
                     .enumerate()
-                    .filter(|(i, e)| is_pre_event(&e.name) || parts.sticky.contains(i))
+                    .filter(|(i, e)| is_pre_event(&e.name) || parts.effects.sticky.contains(i))
                     .map(|(_, e)| e.clone())
                     .collect();
                 drop_parts(parts);
@@ -297,7 +298,7 @@ impl Core {
         base: &Arc<State>,
         mut parts: Parts,
     ) -> Result<Vec<crate::txn::Deferred>, QubesError> {
-        for (path, data) in &parts.side_files {
+        for (path, data) in &parts.effects.side_files {
             let written = path
                 .parent()
                 .map(std::fs::create_dir_all)
@@ -328,8 +329,9 @@ impl Core {
         }
         let Parts {
             st,
-            events,
-            on_commit,
+            effects: Effects {
+                events, on_commit, ..
+            },
             ..
         } = parts;
         // An unchanged state keeps its snapshot (and the policy view built on it).
@@ -431,7 +433,7 @@ impl Drop for Core {
 
 /// Drops a transaction that is not committed: its undo actions run, newest first.
 fn drop_parts(parts: Parts) {
-    for undo in parts.on_rollback.into_iter().rev() {
+    for undo in parts.effects.on_rollback.into_iter().rev() {
         if catch_unwind(AssertUnwindSafe(undo)).is_err() {
             tracing::error!("an undo action panicked");
         }

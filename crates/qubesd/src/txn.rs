@@ -82,23 +82,16 @@ pub struct Txn {
     pub env: Env,
     /// Whether `qubes.xml` must be written.
     pub save: bool,
-    events: Vec<Event>,
-    /// Indexes into `events` of those delivered even when the call fails.
-    sticky: Vec<usize>,
-    side_files: Vec<(PathBuf, Vec<u8>)>,
-    on_commit: Vec<Deferred>,
-    on_rollback: Vec<Deferred>,
+    effects: Effects,
 }
 
-/// A transaction taken apart for committing or dropping it.
-pub struct Parts {
-    /// The working state.
-    pub st: State,
-    /// Whether `qubes.xml` must be written.
-    pub save: bool,
+/// What a transaction does besides changing the state, kept until it is committed (or
+/// dropped).
+#[derive(Default)]
+pub struct Effects {
     /// Events, in the order they were fired.
     pub events: Vec<Event>,
-    /// Indexes into `events` of the sticky ones.
+    /// Indexes into `events` of those delivered even when the call fails.
     pub sticky: Vec<usize>,
     /// Files to write (durably) once `qubes.xml` is saved.
     pub side_files: Vec<(PathBuf, Vec<u8>)>,
@@ -108,6 +101,16 @@ pub struct Parts {
     pub on_rollback: Vec<Deferred>,
 }
 
+/// A transaction taken apart for committing or dropping it.
+pub struct Parts {
+    /// The working state.
+    pub st: State,
+    /// Whether `qubes.xml` must be written.
+    pub save: bool,
+    /// Everything else it did.
+    pub effects: Effects,
+}
+
 impl Txn {
     /// A transaction over a working copy of the state.
     pub fn new(st: State, env: Env) -> Txn {
@@ -115,11 +118,7 @@ impl Txn {
             st,
             env,
             save: false,
-            events: Vec::new(),
-            sticky: Vec::new(),
-            side_files: Vec::new(),
-            on_commit: Vec::new(),
-            on_rollback: Vec::new(),
+            effects: Effects::default(),
         }
     }
 
@@ -129,29 +128,29 @@ impl Txn {
         for (k, v) in kwargs {
             e = e.kw(k, *v);
         }
-        self.events.push(e);
+        self.effects.events.push(e);
     }
 
     /// Records an event that is delivered even if the call then fails
     /// (`domain-start-failed` and the like; pre-events always are).
     pub fn fire_sticky(&mut self, subject: &str, name: impl Into<String>, kwargs: &[(&str, &str)]) {
-        self.sticky.push(self.events.len());
+        self.effects.sticky.push(self.effects.events.len());
         self.fire(subject, name, kwargs);
     }
 
     /// Writes `data` to `path` (durably, replacing it) once the call is committed.
     pub fn write_file(&mut self, path: PathBuf, data: Vec<u8>) {
-        self.side_files.push((path, data));
+        self.effects.side_files.push((path, data));
     }
 
     /// Runs `f` once the call is committed (removing a deleted qube's data, say).
     pub fn after_commit(&mut self, f: Deferred) {
-        self.on_commit.push(f);
+        self.effects.on_commit.push(f);
     }
 
     /// Runs `f` if the call is not committed, to undo a disk change made on the way.
     pub fn undo_on_failure(&mut self, f: Deferred) {
-        self.on_rollback.push(f);
+        self.effects.on_rollback.push(f);
     }
 
     /// Takes the transaction apart.
@@ -159,11 +158,7 @@ impl Txn {
         Parts {
             st: self.st,
             save: self.save,
-            events: self.events,
-            sticky: self.sticky,
-            side_files: self.side_files,
-            on_commit: self.on_commit,
-            on_rollback: self.on_rollback,
+            effects: self.effects,
         }
     }
 }
