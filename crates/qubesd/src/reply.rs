@@ -6,6 +6,9 @@ use qubes_api::QubesError;
 pub enum Reply {
     /// An OK message with this content.
     Ok(Vec<u8>),
+    /// An OK message whose content other answers share (one remembered for the state):
+    /// written without a copy.
+    Shared(std::sync::Arc<Vec<u8>>),
     /// Start an event stream (`admin.Events`) for this destination.
     Events {
         /// Destination qube (`dom0` = everything).
@@ -34,6 +37,10 @@ impl std::fmt::Debug for Reply {
                 .debug_tuple("Ok")
                 .field(&String::from_utf8_lossy(b))
                 .finish(),
+            Reply::Shared(b) => f
+                .debug_tuple("Shared")
+                .field(&String::from_utf8_lossy(b))
+                .finish(),
             Reply::Events { dest, src } => f
                 .debug_struct("Events")
                 .field("dest", dest)
@@ -53,6 +60,8 @@ impl PartialEq for Reply {
     fn eq(&self, other: &Reply) -> bool {
         match (self, other) {
             (Reply::Ok(a), Reply::Ok(b)) => a == b,
+            (Reply::Shared(a), Reply::Shared(b)) => a == b,
+            (Reply::Ok(a), Reply::Shared(b)) | (Reply::Shared(b), Reply::Ok(a)) => a == &**b,
             (Reply::Events { dest: a, src: b }, Reply::Events { dest: c, src: d }) => {
                 a == c && b == d
             }

@@ -156,6 +156,14 @@ where
             let _ = conn.write_all(&encode_ok(&content)).await;
             let _ = conn.shutdown().await;
         }
+        Ok(Reply::Shared(content)) => {
+            // The header, then the shared bytes as they are (a copy would cost more than
+            // the second write for anything but a short answer).
+            if conn.write_all(&encode_ok(b"")).await.is_ok() {
+                let _ = conn.write_all(&content).await;
+            }
+            let _ = conn.shutdown().await;
+        }
         Ok(Reply::Events { dest, src }) => {
             let sub = shared.core.hub().subscribe();
             stream_events(&mut conn, &shared, sub, &dest, &src).await;

@@ -131,6 +131,6 @@ fn a_panicking_handler_answers_an_exception() {
         .unwrap(),
     );
     assert!(
-        matches!(list, Ok(qubesd::reply::Reply::Ok(b)) if b.starts_with(b"dom0 class=AdminVM"))
+        matches!(list, Ok(qubesd::reply::Reply::Shared(b)) if b.starts_with(b"dom0 class=AdminVM"))
     );
 }

@@ -115,14 +115,19 @@ fn get_all(r: &Req, v: &View) -> Result<Reply, QubesError> {
     for def in prop_list(v.st, h) {
         out.push_str(def.name);
         out.push(' ');
+        // Backslashes and newlines escaped; the runs between them copied whole.
         let s = serialize_prop(v.st, h, def);
-        for ch in s.chars() {
-            match ch {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                ch => out.push(ch),
-            }
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find(['\\', '\n']) {
+            out.push_str(&rest[..i]);
+            out.push_str(if rest.as_bytes()[i] == b'\\' {
+                "\\\\"
+            } else {
+                "\\n"
+            });
+            rest = &rest[i + 1..];
         }
+        out.push_str(rest);
         out.push('\n');
     }
     ok(out)

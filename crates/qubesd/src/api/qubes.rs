@@ -118,7 +118,7 @@ fn vm_list(r: &Req, v: &View) -> Result<Reply, QubesError> {
             }
             out.into_bytes()
         });
-        return Ok(Reply::Ok(text.to_vec()));
+        return Ok(Reply::Shared(text));
     }
     let shown: Vec<&Domain> = if r.dest == "dom0" {
         v.st.domains_sorted().collect()
