@@ -9,6 +9,9 @@
 //! `BENCH_CALL_MS` for every call): when the rows appear, when the rows on screen are complete
 //! (properties and disk usage), when every qube is read, and how many calls that took.
 
+// Benchmarks may unwrap: a panic here is a failed run, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,9 @@
 //! monotonic clock), the first prompt after start and the following ones. Prints a table.
 //! Run: `xvfb-run -a cargo bench --bench policy_agent_bench`.
 
+// Benchmarks may unwrap: a panic here is a failed run, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
@@ -77,8 +80,9 @@ fn main() {
         std::io::Read::read_to_string(&mut conn, &mut answer).unwrap();
         assert_eq!(answer, "deny");
     }
+    let pid = libc::pid_t::try_from(agent.id()).expect("a process id fits in pid_t");
     // SAFETY: a signal to our own child.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = agent.wait();
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     let first = latencies[0];

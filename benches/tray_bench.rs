@@ -3,6 +3,9 @@
 //! start to a complete menu, how fast the menu is served (what a host does when it is
 //! clicked), CPU at idle and RSS of the tray process. `cargo bench --bench tray_bench`.
 
+// Benchmarks may unwrap: a panic here is a failed run, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -10,8 +10,12 @@ pub const DOMAIN: &str = "qubes-qube-manager";
 
 /// Sets the locale from the environment and binds the catalogue directory:
 /// `QUBES_MANAGER_LOCALEDIR` at run time, else the build-time directory, else the system one.
+///
+/// Call it at the start of `main`, before any thread is spawned: the locale is state of the
+/// whole process, which the C library reads without a lock.
 pub fn init() {
-    // SAFETY: called once at start-up before any other thread reads the locale.
+    // SAFETY: setlocale is only sound while no other thread uses the C library's locale; every
+    // program calls this at the start of main, before it spawns a thread (the contract above).
     unsafe {
         setlocale(LocaleCategory::LcAll, "");
     }

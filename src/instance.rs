@@ -46,6 +46,9 @@ pub fn hand_over_to_running(id: &str, open_settings: Option<&str>) -> bool {
     let Ok(bus) = gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE) else {
         return false;
     };
+    // A constant type string, valid GVariant syntax: it cannot be refused.
+    #[allow(clippy::expect_used)]
+    let reply = gtk::glib::VariantTy::new("(b)").expect("\"(b)\" is a valid GVariant type");
     let owned = bus
         .call_sync(
             Some("org.freedesktop.DBus"),
@@ -53,7 +56,7 @@ pub fn hand_over_to_running(id: &str, open_settings: Option<&str>) -> bool {
             "org.freedesktop.DBus",
             "NameHasOwner",
             Some(&(id,).to_variant()),
-            Some(gtk::glib::VariantTy::new("(b)").expect("a valid type")),
+            Some(reply),
             gio::DBusCallFlags::NONE,
             1000,
             gio::Cancellable::NONE,

@@ -224,11 +224,12 @@ fn read_again(client: &Client, what: Refetch) -> Option<Refetched> {
 
 /// Follows `admin.Events` on a thread of its own, forever, reconnecting one second after the
 /// stream ends (the new stream starts with `connection-established`). `deliver` gets each event,
-/// or the error when the stream cannot be opened, and returns `false` to stop.
+/// or the error when the stream cannot be opened, and returns `false` to stop. Fails when the
+/// thread cannot be started.
 pub fn follow_events(
     client: Client,
     deliver: impl Fn(Result<Event, CallError>) -> bool + Send + 'static,
-) {
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("qubes-events".into())
         .spawn(move || {
@@ -249,13 +250,17 @@ pub fn follow_events(
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
-        })
-        .expect("spawning the events thread");
+        })?;
+    Ok(())
 }
 
 /// Follows `admin.vm.Stats` on a thread of its own, forever, reconnecting after one second.
-/// `deliver` gets each [`Change::Stats`] as it arrives and returns `false` to stop.
-pub fn follow_stats_each(client: Client, mut deliver: impl FnMut(Change) -> bool + Send + 'static) {
+/// `deliver` gets each [`Change::Stats`] as it arrives and returns `false` to stop. Fails when
+/// the thread cannot be started.
+pub fn follow_stats_each(
+    client: Client,
+    mut deliver: impl FnMut(Change) -> bool + Send + 'static,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("qubes-stats".into())
         .spawn(move || {
@@ -271,14 +276,17 @@ pub fn follow_stats_each(client: Client, mut deliver: impl FnMut(Change) -> bool
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
-        })
-        .expect("spawning the stats thread");
+        })?;
+    Ok(())
 }
 
 /// As [`follow_stats_each`], one round at a time (every running qube once): a round is
 /// delivered when the next begins, with dom0 (lowest id) or, where policy hides dom0, with a
-/// qube seen before.
-pub fn follow_stats(client: Client, deliver: impl Fn(Vec<Change>) -> bool + Send + 'static) {
+/// qube seen before. Fails when the thread cannot be started.
+pub fn follow_stats(
+    client: Client,
+    deliver: impl Fn(Vec<Change>) -> bool + Send + 'static,
+) -> std::io::Result<()> {
     let mut round: Vec<Change> = Vec::new();
     follow_stats_each(client, move |change| {
         let Change::Stats { vm: subject, .. } = &change else {
@@ -293,7 +301,7 @@ pub fn follow_stats(client: Client, deliver: impl Fn(Vec<Change>) -> bool + Send
         }
         round.push(change);
         true
-    });
+    })
 }
 
 #[cfg(test)]

@@ -72,9 +72,10 @@ fn controls_and_cells_are_named() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let pid = libc::pid_t::try_from(app.id()).expect("a process id fits in pid_t");
     // SIGTERM ends it normally (its demo directory is removed).
     // SAFETY: kill with our child's pid and a signal number.
-    unsafe { libc::kill(app.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = app.wait();
     let lines: Vec<(&str, &str)> = tree.lines().filter_map(|l| l.split_once('\t')).collect();
     let has = |role: &str, name: &str| lines.iter().any(|(r, n)| *r == role && *n == name);

@@ -4,6 +4,9 @@
 //! `harness = false`: GTK must run on the main thread. Prints `N passed, N failed`.
 //! `BACKUP_UI_SHOTS=DIR` saves a picture of each window.
 
+// Tests may unwrap: a panic here is a failed test, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -909,6 +912,8 @@ fn windows_in_german() {
         named::<gtk::Button>(&r, "next").label().as_deref(),
         Some("Sicherung lesen")
     );
+    // SAFETY: as above: the tests run on this one thread; no other thread reads the environment
+    // now.
     unsafe { std::env::remove_var("LANGUAGE") };
 }
 

@@ -97,8 +97,9 @@ fn tray_item_without_a_tray_says_so() {
             Err(_) => break false,
         }
     };
+    let pid = libc::pid_t::try_from(child.id()).expect("a process id fits in pid_t");
     // SAFETY: kill with our child's pid and a signal number.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let ended = child.wait().unwrap();
     let _ = bus.kill();
     let _ = bus.wait();

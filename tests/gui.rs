@@ -1,6 +1,9 @@
 //! GUI tests under Xvfb, on the embedded demo core: a real window, real events.
 //! `harness = false`: GTK must run on the main thread. Prints `N passed, N failed`.
 
+// Tests may unwrap: a panic here is a failed test, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use qubes_api::Transport;
@@ -2467,6 +2470,8 @@ fn run_command_and_console_use_the_qube_tools() {
     assert!(spin_until(10, || std::fs::read_to_string(&log).is_ok_and(
         |l| l.contains("qvm-run --autostart --quiet work xterm -e top\n")
     )));
+    // SAFETY: as above: the GUI tests run one at a time on the main thread; no other thread
+    // reads PATH while it is put back.
     unsafe { std::env::set_var("PATH", old_path) };
     controller.widget().close();
 }

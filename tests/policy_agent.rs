@@ -4,6 +4,9 @@
 //! chosen target; Escape ends as a deny. The policy is the RPC policy document's seed file in
 //! the legacy directory, with work-tagged qubes. Run under `xvfb-run -a dbus-run-session --`.
 
+// Tests may unwrap: a panic here is a failed test, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -128,8 +131,9 @@ struct Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
+        let pid = libc::pid_t::try_from(self.agent.id()).expect("a process id fits in pid_t");
         // SAFETY: a signal to our own child.
-        unsafe { libc::kill(self.agent.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(pid, libc::SIGTERM) };
         let _ = self.agent.wait();
     }
 }
@@ -331,8 +335,9 @@ fn notifications_on_the_desktop() {
         ""
     );
     let got = wait_for(&shown, 2);
+    let pid = libc::pid_t::try_from(agent.id()).expect("a process id fits in pid_t");
     // SAFETY: a signal to our own child.
-    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = agent.wait();
     assert_eq!(
         got,

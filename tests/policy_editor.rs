@@ -5,6 +5,9 @@
 //! elsewhere meanwhile is reported instead of overwritten, and a legacy file shows its meaning
 //! in the current format. Run under `xvfb-run -a dbus-run-session --`.
 
+// Tests may unwrap: a panic here is a failed test, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -195,8 +198,9 @@ fn edits_are_saved_validated_and_guarded() {
         .arg(&file)
         .output()
         .unwrap();
+    let pid = libc::pid_t::try_from(editor.id()).expect("a process id fits in pid_t");
     // SAFETY: a signal to our own child.
-    unsafe { libc::kill(editor.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = editor.wait();
     let seen = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

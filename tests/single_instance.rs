@@ -13,8 +13,9 @@ struct Running(Child);
 impl Running {
     /// SIGTERM, and whether it ended by itself, successfully, within 10 s.
     fn terminate(&mut self) -> bool {
+        let pid = libc::pid_t::try_from(self.0.id()).expect("a process id fits in pid_t");
         // SAFETY: kill with our child's pid and a signal number.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(pid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.0.try_wait() {

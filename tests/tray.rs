@@ -5,6 +5,9 @@
 //!
 //! One test function: it owns the process's session bus address.
 
+// Tests may unwrap: a panic here is a failed test, not a crashed program.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -647,8 +650,9 @@ fn tray_shows_qubes_acts_and_notifies() {
         s.body == "personal wurde gestartet."
     });
     assert_eq!(started.summary, "Qube-Status: personal");
+    let pid = libc::pid_t::try_from(german.id()).expect("a process id fits in pid_t");
     // SIGTERM: it leaves the bus and exits cleanly.
     // SAFETY: kill with a child's pid and a signal number.
-    unsafe { libc::kill(german.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     assert!(german.wait().unwrap().success());
 }

@@ -72,9 +72,10 @@ const VOLUME_PARALLELISM: usize = 2;
 /// How often the disk usage of running qubes is read again.
 const DISK_REFRESH: Duration = Duration::from_secs(60);
 
-/// Sends [`Msg::DiskTick`] every [`DISK_REFRESH`].
+/// Sends [`Msg::DiskTick`] every [`DISK_REFRESH`] (without its thread, the disk usage is read
+/// at start and on changes only).
 pub(super) fn disk_timer(input: relm4::Sender<Msg>) {
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("qubes-disk-usage".into())
         .spawn(move || {
             loop {
@@ -83,27 +84,34 @@ pub(super) fn disk_timer(input: relm4::Sender<Msg>) {
                     return;
                 }
             }
-        })
-        .expect("spawning the disk usage timer");
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the disk usage timer: {e}");
+    }
 }
 
-/// Sends the table's changes from `admin.Events` to the window.
+/// Sends the table's changes from `admin.Events` to the window (without its thread, the table
+/// shows what was read at start).
 pub(super) fn follow_events(client: Client, input: relm4::Sender<Msg>) {
-    crate::loader::follow_events(client, move |event| match event {
+    let followed = crate::loader::follow_events(client, move |event| match event {
         Ok(ev) => {
             let change = change_for(&ev);
             change == Change::None || input.send(Msg::Change(change)).is_ok()
         }
         Err(e) => input.send(Msg::Error(crate::errors::describe(&e))).is_ok(),
     });
+    if let Err(e) = followed {
+        tracing::warn!("cannot start following the events: {e}");
+    }
 }
 
-/// Starts the refetch worker, whose results come to the window as messages.
+/// Starts the refetch worker, whose results come to the window as messages. Without its thread
+/// the queue leads nowhere: the table then misses what events ask to read again.
 pub(super) fn refetch_worker(
     client: Client,
     input: relm4::Sender<Msg>,
 ) -> std::sync::mpsc::Sender<Refetch> {
-    crate::loader::refetch_worker(client, move |r| {
+    let started = crate::loader::refetch_worker(client, move |r| {
         let msg = match r {
             Refetched::Listed(listed) => Msg::Listed(listed),
             // The window asks for the list, never for everything at once.
@@ -115,15 +123,22 @@ pub(super) fn refetch_worker(
             Refetched::State(vm, state) => Msg::Change(Change::State { vm, state }),
         };
         input.send(msg).is_ok()
+    });
+    started.unwrap_or_else(|e| {
+        tracing::warn!("cannot start the refetch worker: {e}");
+        std::sync::mpsc::channel().0
     })
-    .expect("starting the refetch thread")
 }
 
-/// Sends rounds of `admin.vm.Stats` to the window.
+/// Sends rounds of `admin.vm.Stats` to the window (without its thread, no CPU and memory
+/// figures).
 pub(super) fn follow_stats(client: Client, input: relm4::Sender<Msg>) {
-    crate::loader::follow_stats(client, move |round| {
+    let followed = crate::loader::follow_stats(client, move |round| {
         input.send(Msg::StatsRound(round)).is_ok()
     });
+    if let Err(e) = followed {
+        tracing::warn!("cannot start following the statistics: {e}");
+    }
 }
 
 /// Runs `work` on a thread; its message, if any, goes to the window.

@@ -13,6 +13,7 @@ use crate::graphs::{Series, graph};
 use crate::history::{History, KEEP_SECS, now};
 use crate::i18n::tr;
 use crate::model::Column;
+use crate::resources::ui_object;
 
 /// The open popover.
 pub struct Usage {
@@ -92,9 +93,8 @@ impl App {
         }
         let builder =
             gtk::Builder::from_resource(&format!("{}/ui/usage.ui", crate::resources::BASE));
-        let get = |id: &str| -> gtk::Widget { builder.object(id).expect("usage.ui") };
-        let popover: gtk::Popover = builder.object("usage").expect("usage.ui");
-        let title = get("title").downcast::<gtk::Label>().expect("label");
+        let popover: gtk::Popover = ui_object(&builder, "usage");
+        let title: gtk::Label = ui_object(&builder, "title");
         title.set_text(&tr("%s: CPU and memory use").replacen("%s", &vm, 1));
         let history = row.history();
         let mut graphs = Vec::new();
@@ -108,10 +108,7 @@ impl App {
                 Series::Memory => tr("Memory use over the last ten minutes"),
             };
             crate::a11y::set_name(&area, &name);
-            get(holder)
-                .downcast::<gtk::Box>()
-                .expect("box")
-                .append(&area);
+            ui_object::<gtk::Box>(&builder, holder).append(&area);
             graphs.push(area);
         }
         let view = self.table.view.clone();
@@ -135,8 +132,8 @@ impl App {
             vm,
             popover: popover.clone(),
             graphs: [graphs[0].clone(), graphs[1].clone()],
-            cpu_text: get("cpu_text").downcast().expect("label"),
-            mem_text: get("mem_text").downcast().expect("label"),
+            cpu_text: ui_object(&builder, "cpu_text"),
+            mem_text: ui_object(&builder, "mem_text"),
             history,
         };
         usage.refresh();

@@ -95,11 +95,13 @@ pub(super) fn summary_widget(text: &str) -> gtk::Widget {
         grid.attach(&l, col, row, 1, 1);
         l
     };
-    for (i, head) in [tr("Qube"), tr("Type"), tr("Size")].iter().enumerate() {
-        cell(head, i as i32, 0, Some("heading"));
+    for (col, head) in (0..).zip([tr("Qube"), tr("Type"), tr("Size")]) {
+        cell(&head, col, 0, Some("heading"));
     }
+    // Grid rows are `i32`, one per qube (row 0 is the heading): no backup comes near the limit.
+    let grid_row = |i: usize| i32::try_from(i).unwrap_or(i32::MAX - 1) + 1;
     for (r, row) in table.rows.iter().enumerate() {
-        let r = r as i32 + 1;
+        let r = grid_row(r);
         cell(&row.name, 0, r, None).set_widget_name(&format!("summary:{}", row.name));
         cell(&info::kind_text(&row.kind), 1, r, None);
         cell(&row.size, 2, r, None);
@@ -107,7 +109,7 @@ pub(super) fn summary_widget(text: &str) -> gtk::Widget {
             cell(&info::warning_text(w), 3, r, Some("warning"));
         }
     }
-    let last = table.rows.len() as i32 + 1;
+    let last = grid_row(table.rows.len());
     cell(&tr("Total"), 0, last, Some("heading"));
     cell(&table.total, 2, last, Some("heading")).set_widget_name("summary-total");
     let outer = gtk::Box::new(gtk::Orientation::Vertical, 12);

@@ -8,6 +8,7 @@ use relm4::gtk;
 
 use super::rule::{self, Proto, Rule};
 use crate::i18n::tr;
+use crate::resources::ui_object;
 
 /// The open rule window (public for tests: they fill it as a person would).
 #[derive(Clone)]
@@ -47,17 +48,16 @@ impl RuleDialog {
     ) -> RuleDialog {
         let builder =
             gtk::Builder::from_resource(&format!("{}/ui/firewall-rule.ui", crate::resources::BASE));
-        let get = |id: &str| -> gtk::glib::Object { builder.object(id).expect("firewall-rule.ui") };
         let d = RuleDialog {
-            window: get("window").downcast().expect("window"),
-            action: get("action").downcast().expect("combo"),
-            destination: get("destination").downcast().expect("combo"),
-            address: get("address").downcast().expect("entry"),
-            proto: get("proto").downcast().expect("combo"),
-            ports: get("ports").downcast().expect("entry"),
-            icmp: get("icmp").downcast().expect("entry"),
-            comment: get("comment").downcast().expect("entry"),
-            save: get("save").downcast().expect("button"),
+            window: ui_object(&builder, "window"),
+            action: ui_object(&builder, "action"),
+            destination: ui_object(&builder, "destination"),
+            address: ui_object(&builder, "address"),
+            proto: ui_object(&builder, "proto"),
+            ports: ui_object(&builder, "ports"),
+            icmp: ui_object(&builder, "icmp"),
+            comment: ui_object(&builder, "comment"),
+            save: ui_object(&builder, "save"),
             errors: Vec::new(),
         };
         let mut d = d;

@@ -162,8 +162,11 @@ impl FirewallEditor {
                 expire: Some(until),
                 ..
             }) => {
-                let time = gtk::glib::DateTime::from_unix_local(until as i64)
+                // The expiry comes from the qube's rules: a number too big for a date shows no
+                // time, as one GLib cannot convert does.
+                let time = i64::try_from(until)
                     .ok()
+                    .and_then(|t| gtk::glib::DateTime::from_unix_local(t).ok())
                     .and_then(|d| d.format("%H:%M").ok())
                     .map(|s| s.to_string())
                     .unwrap_or_default();
@@ -253,7 +256,8 @@ impl FirewallEditor {
         let list_row = gtk::ListBoxRow::new();
         list_row.set_child(Some(&row));
         list_row.set_activatable(false);
-        self.list.insert(&list_row, at as i32);
+        // GTK counts rows in `i32`; -1 is the end (no qube has that many rules).
+        self.list.insert(&list_row, i32::try_from(at).unwrap_or(-1));
         self.rows
             .borrow_mut()
             .insert(at, (line.to_string(), list_row.clone()));

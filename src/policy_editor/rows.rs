@@ -97,7 +97,7 @@ fn selected(ui: &Ui) -> Option<usize> {
 }
 
 fn select(ui: &Ui, i: usize) {
-    if let Some(row) = ui.rules.row_at_index(i as i32) {
+    if let Some(row) = i32::try_from(i).ok().and_then(|i| ui.rules.row_at_index(i)) {
         ui.rules.select_row(Some(&row));
         row.grab_focus();
     }
@@ -121,13 +121,14 @@ fn duplicate(ui: &Ui) {
 
 fn shift(ui: &Ui, by: isize) {
     let Some(i) = selected(ui) else { return };
-    let j = i as isize + by;
-    let len = ui.state.borrow().lines.len() as isize;
-    if j < 0 || j >= len {
+    let Some(j) = i.checked_add_signed(by) else {
+        return;
+    };
+    if j >= ui.state.borrow().lines.len() {
         return;
     }
-    ui.state.borrow_mut().lines.swap(i, j as usize);
-    changed(ui, Some(j as usize));
+    ui.state.borrow_mut().lines.swap(i, j);
+    changed(ui, Some(j));
 }
 
 fn delete(ui: &Ui) {
@@ -253,13 +254,15 @@ fn rule_row(ui: &Ui, i: usize, r: &RuleLine) -> gtk::Box {
 /// Marks the row of a line (from 1) the daemon refused, and selects it.
 pub(super) fn show_error(ui: &Ui, line: usize) {
     clear_error(ui);
-    if let Some(row) = ui.rules.row_at_index(line as i32 - 1) {
+    // GTK counts rows and lines from 0 in `i32`; a line past that is past the end.
+    let index = i32::try_from(line).map_or(i32::MAX, |l| l - 1);
+    if let Some(row) = ui.rules.row_at_index(index) {
         row.add_css_class("error");
         ui.rules.select_row(Some(&row));
     }
     if ui.pages.visible_child_name().as_deref() == Some("text") {
         let b = ui.text.buffer();
-        if let Some(start) = b.iter_at_line(line as i32 - 1) {
+        if let Some(start) = b.iter_at_line(index) {
             let mut end = start;
             end.forward_to_line_end();
             b.select_range(&start, &end);

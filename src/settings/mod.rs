@@ -24,6 +24,7 @@ use relm4::prelude::*;
 
 use crate::errors::describe;
 use crate::i18n::tr;
+use crate::resources::ui_object;
 
 pub use apply::{Change, Step, apply, plan};
 pub use fields::Kind;
@@ -262,6 +263,9 @@ fn editor(builder: &gtk::Builder, prop: &'static str, kind: Kind) -> Editor {
     let row: gtk::Widget = builder
         .object(prop)
         .unwrap_or_else(|| panic!("the settings .ui file has no row {prop}"));
+    // Every row of the settings layouts (compiled into the program, see [`ui_object`]) is on
+    // a page: the same on every run, and the GUI tests open every page.
+    #[allow(clippy::expect_used)]
     let page = row
         .ancestor(adw::PreferencesPage::static_type())
         .and_downcast::<adw::PreferencesPage>()
@@ -283,7 +287,7 @@ fn editor(builder: &gtk::Builder, prop: &'static str, kind: Kind) -> Editor {
     };
     let (widget, error) = match kind {
         Kind::Number => {
-            let spin: gtk::SpinButton = control(format!("{prop}-value")).downcast().expect("spin");
+            let spin: gtk::SpinButton = ui_object(builder, &format!("{prop}-value"));
             let (min, max) = crate::limits::number_range(prop).unwrap_or((0, i64::MAX));
             crate::widgets::number_editor(&spin, min, max, &title, &keep_text);
             (spin.upcast(), None)
@@ -360,7 +364,7 @@ impl Component for Settings {
             ]
         };
         for page in pages {
-            let page: adw::PreferencesPage = builder.object(*page).expect("a settings page");
+            let page: adw::PreferencesPage = ui_object(&builder, page);
             root.add(&page);
         }
         let apply_button = gtk::Button::with_label(&tr("Apply"));
@@ -406,7 +410,7 @@ impl Component for Settings {
                 ("services-group", services.root.clone()),
                 ("features-group", features.root.clone()),
             ] {
-                let group: adw::PreferencesGroup = builder.object(group).expect("a group");
+                let group: adw::PreferencesGroup = ui_object(&builder, group);
                 group.add(&page);
             }
         }

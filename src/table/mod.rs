@@ -134,7 +134,7 @@ impl Widths {
 
     fn fit(&self, col: Column, text: &str) {
         let size = if is_number(col) {
-            text.chars().count() as i32
+            i32::try_from(text.chars().count()).unwrap_or(i32::MAX)
         } else {
             self.layout.set_text(text);
             self.layout.pixel_size().0

@@ -38,7 +38,8 @@ pub fn qube_png(kind: QubeKind, rgb: [u8; 3]) -> Vec<u8> {
 /// The tray icon at `size` pixels: a blue rounded tile with a white cube outline. ARGB32 in
 /// network byte order, as StatusNotifierItem's `IconPixmap` wants.
 pub fn tray_pixmap(size: i32) -> ksni::Icon {
-    let n = size.max(8) as u32;
+    let side = size.max(8);
+    let n = side.unsigned_abs();
     let mut data = Vec::with_capacity((n * n * 4) as usize);
     let m = n / 8; // margin of the inner outline
     for y in 0..n {
@@ -58,8 +59,8 @@ pub fn tray_pixmap(size: i32) -> ksni::Icon {
         }
     }
     ksni::Icon {
-        width: n as i32,
-        height: n as i32,
+        width: side,
+        height: side,
         data,
     }
 }

@@ -238,18 +238,24 @@ impl Owner {
     fn run(mut self, rx: Receiver<TrayMsg>, handle: ksni::blocking::Handle<QubesTray>) {
         {
             let tx = self.tx.clone();
-            crate::loader::follow_events(self.client.clone(), move |e| {
+            let followed = crate::loader::follow_events(self.client.clone(), move |e| {
                 let msg = match e {
                     Ok(ev) => TrayMsg::Event(ev),
                     Err(e) => TrayMsg::Unreachable(crate::errors::describe(&e)),
                 };
                 tx.send(msg).is_ok()
             });
+            if let Err(e) = followed {
+                tracing::warn!("cannot start following the events: {e}");
+            }
             let tx = self.tx.clone();
             // Each figure as it comes: the burst gathering below makes one menu of a round.
-            crate::loader::follow_stats_each(self.client.clone(), move |change| {
+            let followed = crate::loader::follow_stats_each(self.client.clone(), move |change| {
                 tx.send(TrayMsg::Stats(vec![change])).is_ok()
             });
+            if let Err(e) = followed {
+                tracing::warn!("cannot start following the statistics: {e}");
+            }
         }
         self.publish(&handle);
         while let Ok(first) = rx.recv() {
