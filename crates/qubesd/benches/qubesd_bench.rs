@@ -319,7 +319,7 @@ fn main() {
     println!("| GetAll calls/s, 1 client | {tp1:.0} | >= 20000 read calls/s |");
     println!("| GetAll calls/s, 16 clients | {tp16:.0} | >= 20000 read calls/s |");
     println!(
-        "| property.Set incl. qubes.xml fsync, p50 / p99 | {} / {} | p50 < 2 ms |",
+        "| property.Set incl. its durable save, p50 / p99 | {} / {} | p50 < 1 ms |",
         ms(percentile(&mut set, 0.5)),
         ms(percentile(&mut set, 0.99))
     );

@@ -139,6 +139,12 @@ where
     let result = match resolved {
         Err(e) => Err(e),
         Ok((m, r)) if m.is_inline() => dispatch::run(&shared.core, m, &r),
+        Ok((m, r)) if multi_threaded() => {
+            // On this task's own thread, handed over by the runtime for the time it blocks:
+            // the answer is written as soon as the call returns, not after the tasks its
+            // events woke (fifty event subscribers would each run first).
+            tokio::task::block_in_place(|| dispatch::run(&shared.core, m, &r))
+        }
         Ok((m, r)) => {
             let sh = shared.clone();
             match tokio::task::spawn_blocking(move || dispatch::run(&sh.core, m, &r)).await {
@@ -261,6 +267,13 @@ async fn wait_halted(
                 .unwrap_or_else(|_| QubesError::silent("shutdown wait")))
         }
     }
+}
+
+/// Whether the runtime this task runs on lends threads to blocking calls (only a
+/// multi-threaded one does).
+fn multi_threaded() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// Writes one event to a stream; false when the subscriber is gone or does not read within
