@@ -176,21 +176,24 @@ impl Store {
         Ok(())
     }
 
-    /// Removes `qubes.xml~*` files a save interrupted by a crash left behind; we hold the lock,
-    /// so nobody else is writing them.
+    /// Removes the `qubes.xml~*` and `qubes.xml.journal~*` files a save or the making of a
+    /// journal, interrupted by a crash, left behind; we hold the lock, so nobody else is
+    /// writing them.
     fn remove_stale_temp_files(&self, dir: &Path) {
         let Some(name) = self
             .path
             .file_name()
-            .map(|n| format!("{}~", n.to_string_lossy()))
+            .map(|n| n.to_string_lossy().into_owned())
         else {
             return;
         };
+        let prefixes = [format!("{name}~"), format!("{name}.journal~")];
         let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&name) {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| file.starts_with(p.as_str())) {
                 tracing::info!("removing interrupted save {}", e.path().display());
                 let _ = fs::remove_file(e.path());
             }
@@ -613,6 +616,27 @@ mod tests {
         let (_store, loaded) = Store::open(&path, host()).unwrap();
         assert_eq!(loaded, st);
         assert!(!dir.path().join("qubes.xml.journal.unapplied").exists());
+    }
+
+    #[test]
+    fn interrupted_saves_are_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qubes.xml");
+        drop(Store::open(&path, host()).unwrap());
+        fs::write(dir.path().join("qubes.xml~0123456789abcdef"), b"half").unwrap();
+        fs::write(
+            dir.path().join("qubes.xml.journal~0123456789abcdef"),
+            b"half",
+        )
+        .unwrap();
+        let (mut store, _) = Store::open(&path, host()).unwrap();
+        store.close();
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["qubes.xml"]);
     }
 
     #[test]
