@@ -513,6 +513,16 @@ mod tests {
         }
     }
 
+    /// The names of the files in `dir`, sorted.
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn durable(path: &Path) -> String {
         durable_text(path, host()).unwrap()
     }
@@ -569,12 +579,7 @@ mod tests {
         assert!(!store.dirty());
         // A clean close leaves qubes.xml alone.
         store.close();
-        let mut names: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["qubes.xml"]);
+        assert_eq!(files_in(dir.path()), ["qubes.xml"]);
     }
 
     #[test]
@@ -631,12 +636,7 @@ mod tests {
         .unwrap();
         let (mut store, _) = Store::open(&path, host()).unwrap();
         store.close();
-        let mut names: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["qubes.xml"]);
+        assert_eq!(files_in(dir.path()), ["qubes.xml"]);
     }
 
     #[test]
