@@ -195,7 +195,7 @@ impl Core {
         if !store.dirty() {
             return Ok(());
         }
-        store.checkpoint(&self.snapshot_with_touches())
+        store.checkpoint(&self.absorb_touches())
     }
 
     /// The current state; it never changes under the caller.
@@ -233,14 +233,7 @@ impl Core {
         f: impl FnOnce(&mut Txn) -> Result<T, QubesError>,
     ) -> Result<T, QubesError> {
         let mut store = self.writer.lock();
-        let mut base = self.state.load_full();
-        if base.has_device_touches() {
-            let mut st = (*base).clone();
-            if st.apply_device_touches() {
-                base = Arc::new(st);
-                self.state.store(base.clone());
-            }
-        }
+        let base = self.absorb_touches();
         let mut txn = Txn::new((*base).clone(), self.env.clone());
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut txn)));
         let parts = txn.into_parts();
@@ -402,21 +395,30 @@ impl Core {
     /// Writes the current state whole to `qubes.xml` (at shutdown).
     pub fn save(&self) -> std::io::Result<()> {
         let mut store = self.writer.lock();
-        store.checkpoint(&self.snapshot_with_touches())
+        store.checkpoint(&self.absorb_touches())
     }
 
-    /// The current state with the device classes calls looked at (for a save of its own).
-    fn snapshot_with_touches(&self) -> State {
-        let mut st = (*self.snapshot()).clone();
-        st.apply_device_touches();
-        st
+    /// The current state, with the device classes calls looked at since the last write
+    /// made part of it (and of the snapshot readers see): what the next save writes. Call
+    /// with the writer lock held.
+    fn absorb_touches(&self) -> Arc<State> {
+        let base = self.state.load_full();
+        if base.has_device_touches() {
+            let mut st = (*base).clone();
+            if st.apply_device_touches() {
+                let st = Arc::new(st);
+                self.state.store(st.clone());
+                return st;
+            }
+        }
+        base
     }
 
     /// Writes the current state one last time and gives the store up (clean shutdown):
     /// every later write fails to save.
     pub fn save_and_close(&self) -> std::io::Result<()> {
         let mut store = self.writer.lock();
-        let saved = store.checkpoint(&self.snapshot_with_touches());
+        let saved = store.checkpoint(&self.absorb_touches());
         if saved.is_ok() {
             store.close();
         }

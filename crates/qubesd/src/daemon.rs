@@ -177,8 +177,8 @@ fn spawn_checkpointer(shared: &Arc<Shared>) {
                     break;
                 };
                 if let Err(e) = shared.core.checkpoint() {
-                    // The journal still holds every change: nothing is lost, and the next
-                    // idle moment tries again.
+                    // The journal still holds every change: nothing is lost, and the idle
+                    // moment after the next save tries again.
                     tracing::error!("writing qubes.xml: {e}");
                 }
             }

@@ -24,8 +24,9 @@ pub struct Published {
     /// The state the event belongs to (the one its change committed), when known: events
     /// are filtered for management qubes by what the policy said of that state.
     pub state: Option<Arc<crate::model::State>>,
-    /// The policy view of that state, made by the first subscriber that filters and shared
-    /// by the events of one commit: fifty management-qube subscribers cost one lookup.
+    /// The policy view of that state, shared by the events of one commit: made by the
+    /// writer that committed it when management qubes subscribe, else by the first of them
+    /// that needs it. Fifty management-qube subscribers cost one lookup.
     pub view: Arc<OnceLock<Arc<crate::policy::PolicyView>>>,
 }
 

@@ -4,21 +4,25 @@
 //! A save appends one record — the `<domain>` elements that changed, the qubes removed, and
 //! the part of the file before `<domains>` when it changed — and syncs it; `qubes.xml`
 //! itself is rewritten later, at a checkpoint (when the daemon goes idle, when the journal is
-//! full, at shutdown). Loading reads `qubes.xml` and replays the journal's records on top of
-//! it, in order. A record replaces whole elements, so replaying one twice changes nothing:
-//! a crash between a checkpoint's rename and the journal's reset is harmless.
+//! full, at shutdown). The header names the `qubes.xml` the records apply to (its *base*:
+//! length and CRC-32) and, while a checkpoint runs, the one it is writing (*pending*), which
+//! holds every record. Loading reads `qubes.xml`: if it is the base, the records are replayed
+//! on it in order; if it is the pending one, it is complete as it is; if it is neither, the
+//! journal belongs to another file and is set aside, never applied.
 //!
 //! The file is written with zeros to its full size when it is made, so an append rewrites
 //! blocks that already exist and its sync flushes data only (0.1 ms here, against 1.2 ms for
 //! the durable rewrite of a 1 MB `qubes.xml`).
 //!
-//! Layout: a header block, then records.
+//! Layout: two header slots, then records.
 //!
-//! - header (at 0, [`HEADER_SIZE`] bytes reserved): magic, generation, the identity of the
-//!   `qubes.xml` the records apply to (its length and CRC-32), the identity of the one a
-//!   checkpoint is writing (if any), and a CRC-32 of the header.
+//! - header slots (at 0 and [`SLOT_SIZE`]; [`HEADER_SIZE`] bytes reserved): magic, a counter,
+//!   the generation, the base, the pending identity if any, and a CRC-32 of the slot. Each
+//!   header write goes to the slot the last one did not use, with the next counter, so a
+//!   write torn by a crash leaves the previous header whole; the valid slot with the higher
+//!   counter is the header.
 //! - record: magic, generation, sequence number, payload length, CRC-32 of those and the
-//!   payload, payload. A record of another generation (left from before the last reset), a
+//!   payload, payload. A record of another generation (left from before the last restart), a
 //!   torn one (bad CRC) or zeros end the journal.
 //!
 //! The journal is a file of ours, but a damaged disk must not crash the daemon: everything
@@ -29,14 +33,17 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Bytes reserved for the header at the start of the file.
+/// Bytes reserved for the two header slots at the start of the file.
 pub const HEADER_SIZE: u64 = 4096;
+/// Bytes of one header slot (a disk sector: written whole or not at all on most disks, and
+/// the other slot covers the rest).
+pub const SLOT_SIZE: u64 = 512;
 /// Size of a new journal: a few hundred saves of a 1000-qube system before a checkpoint.
 pub const DEFAULT_CAPACITY: u64 = 2 * 1024 * 1024;
 /// Largest journal we agree to read.
 pub const MAX_JOURNAL_SIZE: u64 = 256 * 1024 * 1024;
 
-const HEADER_MAGIC: &[u8; 8] = b"QXMLJRN1";
+const HEADER_MAGIC: &[u8; 8] = b"QXMLJRN2";
 const RECORD_MAGIC: &[u8; 4] = b"QJR1";
 /// magic, generation, sequence, payload length, CRC.
 const RECORD_HEAD: usize = 4 + 8 + 8 + 4 + 4;
@@ -72,26 +79,53 @@ pub enum Change {
     Remove(String),
 }
 
+/// What a journal's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Header {
+    counter: u64,
+    generation: u64,
+    base: Ident,
+    pending: Option<Ident>,
+}
+
 /// What a journal file holds.
 #[derive(Debug, Default)]
 pub struct Recorded {
     /// The `qubes.xml` the records apply to.
     pub base: Ident,
-    /// The `qubes.xml` a checkpoint was writing when the journal was last synced: it holds
-    /// every record, so they apply to it too.
+    /// The `qubes.xml` a checkpoint was writing: it holds every record already.
     pub pending: Option<Ident>,
     /// The records, oldest first, each a list of changes.
     pub records: Vec<Vec<Change>>,
     /// The generation the header names (records of others are not the journal's).
     pub generation: u64,
+    /// The header's counter.
+    pub counter: u64,
     /// Where the records end.
     pub end: u64,
 }
 
+/// How a `qubes.xml` of some identity relates to a journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// It is the base: replay the records on it.
+    Base,
+    /// A checkpoint wrote it: it holds every record; use it as it is.
+    Checkpointed,
+    /// Another file: the journal does not belong to it.
+    Foreign,
+}
+
 impl Recorded {
-    /// Whether the records apply to a `qubes.xml` of identity `id`.
-    pub fn applies_to(&self, id: Ident) -> bool {
-        self.base == id || self.pending == Some(id)
+    /// How a `qubes.xml` of identity `id` relates to these records.
+    pub fn fit(&self, id: Ident) -> Fit {
+        if self.base == id {
+            Fit::Base
+        } else if self.pending == Some(id) {
+            Fit::Checkpointed
+        } else {
+            Fit::Foreign
+        }
     }
 }
 
@@ -101,42 +135,47 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     capacity: u64,
-    generation: u64,
+    header: Header,
     /// Where the next record goes.
     end: u64,
     /// Sequence number of the next record.
     seq: u64,
-    base: Ident,
-    pending: Option<Ident>,
 }
 
 impl Journal {
-    /// Opens the journal at `path` afresh — empty, applying to a `qubes.xml` of identity
-    /// `base` — reusing the file when it has the right size, else writing a new one.
+    /// Makes a new, empty journal at `path` (replacing any file there, atomically), applying
+    /// to a `qubes.xml` of identity `base`.
     pub fn create(path: &Path, base: Ident, capacity: u64) -> io::Result<Journal> {
         let capacity = capacity.max(HEADER_SIZE * 2);
-        let reuse = fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == capacity);
-        let file = if reuse {
-            OpenOptions::new().read(true).write(true).open(path)?
-        } else {
-            new_zeroed(path, capacity)?
-        };
-        let mut j = Journal {
-            path: path.to_path_buf(),
-            file,
-            capacity,
-            generation: 0,
-            end: HEADER_SIZE,
-            seq: 0,
+        let header = Header {
+            counter: 1,
+            generation: next_generation(0),
             base,
             pending: None,
         };
-        j.restart(base)?;
-        Ok(j)
+        crate::durable::replace_with(path, 0o600, |f| {
+            let zeros = vec![0u8; 64 * 1024];
+            let mut at = 0;
+            while at < capacity {
+                let n = zeros.len().min((capacity - at) as usize);
+                f.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            f.write_all_at(&header_bytes(&header), slot_offset(header.counter))
+        })?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            capacity,
+            header,
+            end: HEADER_SIZE,
+            seq: 0,
+        })
     }
 
-    /// Opens the journal at `path` as [`read`] found it (`rec`), its records kept, to
-    /// checkpoint them (after a crash).
+    /// Opens the journal at `path` as [`read`] found it (`rec`), its records kept: after a
+    /// crash, to go on appending to it (or to checkpoint them).
     pub fn resume(path: &Path, rec: &Recorded) -> io::Result<Journal> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let capacity = file.metadata()?.len();
@@ -144,38 +183,48 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             capacity,
-            generation: rec.generation,
+            header: Header {
+                counter: rec.counter,
+                generation: rec.generation,
+                base: rec.base,
+                pending: rec.pending,
+            },
             end: rec.end,
             seq: rec.records.len() as u64,
-            base: rec.base,
-            pending: rec.pending,
         })
     }
 
-    /// Whether records were appended since the last reset.
+    /// Whether records were appended since the last restart.
     pub fn is_empty(&self) -> bool {
         self.end == HEADER_SIZE
     }
 
-    /// Bytes of records appended since the last reset.
+    /// Bytes of records appended since the last restart.
     pub fn used(&self) -> u64 {
         self.end - HEADER_SIZE
     }
 
+    /// The `qubes.xml` the records apply to.
+    pub fn base(&self) -> Ident {
+        self.header.base
+    }
+
     /// Appends one record of `changes` and syncs it. `Ok(false)` when it does not fit: the
-    /// caller checkpoints instead (which empties the journal).
+    /// caller checkpoints instead (which empties the journal). After an error the record may
+    /// or may not be on the disk: [`Journal::withdraw`] it.
     pub fn append(&mut self, changes: &[Change]) -> io::Result<bool> {
         let payload = encode(changes);
         let total = (RECORD_HEAD + payload.len()) as u64;
         if self.end + total > self.capacity {
             return Ok(false);
         }
+        let generation = self.header.generation;
         let mut rec = Vec::with_capacity(total as usize);
         rec.extend_from_slice(RECORD_MAGIC);
-        rec.extend_from_slice(&self.generation.to_le_bytes());
+        rec.extend_from_slice(&generation.to_le_bytes());
         rec.extend_from_slice(&self.seq.to_le_bytes());
         rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        let crc = record_crc(self.generation, self.seq, &payload);
+        let crc = record_crc(generation, self.seq, &payload);
         rec.extend_from_slice(&crc.to_le_bytes());
         rec.extend_from_slice(&payload);
         self.file.write_all_at(&rec, self.end)?;
@@ -185,24 +234,41 @@ impl Journal {
         Ok(true)
     }
 
-    /// Notes, durably, that `qubes.xml` is about to be replaced by content of identity
-    /// `next`, which holds every record: a restart that finds it applies the records to it.
-    pub fn begin_checkpoint(&mut self, next: Ident) -> io::Result<()> {
-        self.pending = Some(next);
-        self.write_header()
+    /// Undoes a failed [`Journal::append`] as far as the disk lets us: zeros where its record
+    /// began, so a restart does not replay a call that was answered with a failure.
+    pub fn withdraw(&mut self) -> io::Result<()> {
+        self.file.write_all_at(&[0u8; 4], self.end)?;
+        self.file.sync_data()
     }
 
-    /// `qubes.xml` now holds everything (identity `base`): the journal starts over, empty.
-    /// If the header cannot be written, the journal goes on as it was: its records stay
-    /// valid (they apply to the new `qubes.xml` too, as [`Journal::begin_checkpoint`] said).
+    /// Notes, durably, that `qubes.xml` is about to be replaced by content of identity
+    /// `next`, which holds every record: a restart that finds it uses it as it is.
+    pub fn begin_checkpoint(&mut self, next: Ident) -> io::Result<()> {
+        self.write_header(Header {
+            pending: Some(next),
+            ..self.header
+        })
+    }
+
+    /// The checkpoint did not replace `qubes.xml`: the records go on applying to the base
+    /// alone (a later record must not be taken for part of the checkpoint).
+    pub fn cancel_checkpoint(&mut self) -> io::Result<()> {
+        self.write_header(Header {
+            pending: None,
+            ..self.header
+        })
+    }
+
+    /// `qubes.xml` now holds everything (identity `base`): the journal starts over, empty,
+    /// under a new generation. On an error the header on the disk may be the old one or the
+    /// new one: the caller must not append to this journal again (see the store).
     pub fn restart(&mut self, base: Ident) -> io::Result<()> {
-        let generation = next_generation(self.generation);
-        let h = header_bytes(generation, base, None);
-        self.file.write_all_at(&h, 0)?;
-        self.file.sync_data()?;
-        self.generation = generation;
-        self.base = base;
-        self.pending = None;
+        self.write_header(Header {
+            counter: self.header.counter,
+            generation: next_generation(self.header.generation),
+            base,
+            pending: None,
+        })?;
         self.end = HEADER_SIZE;
         self.seq = 0;
         Ok(())
@@ -213,11 +279,23 @@ impl Journal {
         fs::remove_file(&self.path)
     }
 
-    fn write_header(&mut self) -> io::Result<()> {
-        let h = header_bytes(self.generation, self.base, self.pending);
-        self.file.write_all_at(&h, 0)?;
-        self.file.sync_data()
+    /// Writes `h` to the slot the last header did not use, with the next counter, and syncs.
+    fn write_header(&mut self, h: Header) -> io::Result<()> {
+        let h = Header {
+            counter: self.header.counter + 1,
+            ..h
+        };
+        self.file
+            .write_all_at(&header_bytes(&h), slot_offset(h.counter))?;
+        self.file.sync_data()?;
+        self.header = h;
+        Ok(())
     }
+}
+
+/// Where the header with `counter` goes: the two slots in turn.
+fn slot_offset(counter: u64) -> u64 {
+    (counter % 2) * SLOT_SIZE
 }
 
 /// A new generation number, different from `old` and (with overwhelming odds) from any
@@ -231,35 +309,49 @@ fn next_generation(old: u64) -> u64 {
     }
 }
 
-/// Makes `path` a file of `capacity` zero bytes, durably (through a temporary name, so a
-/// crash never leaves a short journal under the real one).
-fn new_zeroed(path: &Path, capacity: u64) -> io::Result<File> {
-    crate::durable::replace_with(path, 0o600, |f| {
-        let zeros = vec![0u8; 64 * 1024];
-        let mut at = 0;
-        while at < capacity {
-            let n = zeros.len().min((capacity - at) as usize);
-            f.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-        Ok(())
-    })?;
-    OpenOptions::new().read(true).write(true).open(path)
+fn header_bytes(h: &Header) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(HEADER_MAGIC);
+    out.extend_from_slice(&h.counter.to_le_bytes());
+    out.extend_from_slice(&h.generation.to_le_bytes());
+    out.extend_from_slice(&h.base.len.to_le_bytes());
+    out.extend_from_slice(&h.base.crc.to_le_bytes());
+    let p = h.pending.unwrap_or_default();
+    out.push(u8::from(h.pending.is_some()));
+    out.extend_from_slice(&p.len.to_le_bytes());
+    out.extend_from_slice(&p.crc.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
-fn header_bytes(generation: u64, base: Ident, pending: Option<Ident>) -> Vec<u8> {
-    let mut h = Vec::with_capacity(64);
-    h.extend_from_slice(HEADER_MAGIC);
-    h.extend_from_slice(&generation.to_le_bytes());
-    h.extend_from_slice(&base.len.to_le_bytes());
-    h.extend_from_slice(&base.crc.to_le_bytes());
-    let p = pending.unwrap_or_default();
-    h.push(u8::from(pending.is_some()));
-    h.extend_from_slice(&p.len.to_le_bytes());
-    h.extend_from_slice(&p.crc.to_le_bytes());
-    let crc = crc32fast::hash(&h);
-    h.extend_from_slice(&crc.to_le_bytes());
-    h
+/// The header in one slot, if it is intact.
+fn parse_slot(slot: &[u8]) -> Option<Header> {
+    let mut h = Reader::new(slot);
+    if h.take(8)? != HEADER_MAGIC {
+        return None;
+    }
+    let counter = h.u64()?;
+    let generation = h.u64()?;
+    let base = Ident {
+        len: h.u64()?,
+        crc: h.u32()?,
+    };
+    let has_pending = h.take(1)?[0] == 1;
+    let pending = Ident {
+        len: h.u64()?,
+        crc: h.u32()?,
+    };
+    let covered = h.pos;
+    if h.u32()? != crc32fast::hash(slot.get(..covered)?) {
+        return None;
+    }
+    Some(Header {
+        counter,
+        generation,
+        base,
+        pending: has_pending.then_some(pending),
+    })
 }
 
 fn record_crc(generation: u64, seq: u64, payload: &[u8]) -> u32 {
@@ -271,8 +363,9 @@ fn record_crc(generation: u64, seq: u64, payload: &[u8]) -> u32 {
     c.finalize()
 }
 
-/// Reads the journal at `path`: `Ok(None)` when there is none or its header is damaged
-/// (it never held anything a checkpoint had not written then; see [`Journal::restart`]).
+/// Reads the journal at `path`: `Ok(None)` when there is none or neither header slot is
+/// intact (a header is written before anything that depends on it, and the other slot keeps
+/// the one before, so that takes a damaged disk).
 pub fn read(path: &Path) -> io::Result<Option<Recorded>> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
@@ -290,35 +383,32 @@ pub fn read(path: &Path) -> io::Result<Option<Recorded>> {
 
 /// Parses a journal's bytes (see [`read`]).
 pub fn parse(data: &[u8]) -> Option<Recorded> {
-    let mut h = Reader::new(data);
-    if h.take(8)? != HEADER_MAGIC {
-        return None;
-    }
-    let generation = h.u64()?;
-    let base = Ident {
-        len: h.u64()?,
-        crc: h.u32()?,
+    let slot = |i: u64| {
+        let at = (i * SLOT_SIZE) as usize;
+        data.get(at..at + SLOT_SIZE as usize).and_then(parse_slot)
     };
-    let has_pending = h.take(1)?[0] == 1;
-    let pending = Ident {
-        len: h.u64()?,
-        crc: h.u32()?,
+    let header = match (slot(0), slot(1)) {
+        (Some(a), Some(b)) => {
+            if a.counter > b.counter {
+                a
+            } else {
+                b
+            }
+        }
+        (a, b) => a.or(b)?,
     };
-    let covered = h.pos;
-    if h.u32()? != crc32fast::hash(&data[..covered]) {
-        return None;
-    }
     let mut out = Recorded {
-        base,
-        pending: has_pending.then_some(pending),
+        base: header.base,
+        pending: header.pending,
         records: Vec::new(),
-        generation,
+        generation: header.generation,
+        counter: header.counter,
         end: HEADER_SIZE,
     };
     let mut r = Reader::new(data);
     r.pos = HEADER_SIZE as usize;
     let mut expect_seq = 0u64;
-    while let Some(changes) = next_record(&mut r, generation, expect_seq) {
+    while let Some(changes) = next_record(&mut r, header.generation, expect_seq) {
         out.records.push(changes);
         out.end = r.pos as u64;
         expect_seq += 1;
@@ -460,29 +550,69 @@ mod tests {
             ]
         );
         assert_eq!(fs::metadata(&path).unwrap().len(), 64 * 1024);
+        // Resumed, it goes on after the last record.
+        let mut j = Journal::resume(&path, &got).unwrap();
+        j.append(&[put("c", "3")]).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().records.len(), 3);
     }
 
     #[test]
-    fn a_restart_forgets_the_records_and_a_checkpoint_is_announced() {
+    fn a_checkpoint_is_announced_cancelled_or_ends_in_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let mut j = Journal::create(&path, Ident::of(b"old"), 64 * 1024).unwrap();
+        let (old, new) = (Ident::of(b"old"), Ident::of(b"new"));
+        let mut j = Journal::create(&path, old, 64 * 1024).unwrap();
         j.append(&[put("a", "1")]).unwrap();
-        j.begin_checkpoint(Ident::of(b"new")).unwrap();
+        j.begin_checkpoint(new).unwrap();
         let got = read(&path).unwrap().unwrap();
-        assert!(got.applies_to(Ident::of(b"old")) && got.applies_to(Ident::of(b"new")));
-        assert!(!got.applies_to(Ident::of(b"other")));
+        assert_eq!(got.fit(old), Fit::Base);
+        assert_eq!(got.fit(new), Fit::Checkpointed);
+        assert_eq!(got.fit(Ident::of(b"other")), Fit::Foreign);
         assert_eq!(got.records.len(), 1);
-        j.restart(Ident::of(b"new")).unwrap();
+        // A checkpoint that did not replace the file: records go on applying to the base.
+        j.cancel_checkpoint().unwrap();
+        let got = read(&path).unwrap().unwrap();
+        assert_eq!(got.fit(new), Fit::Foreign);
+        j.append(&[put("a", "2")]).unwrap();
+        j.begin_checkpoint(new).unwrap();
+        j.restart(new).unwrap();
         j.append(&[put("b", "2")]).unwrap();
-        // The older, longer record is still in the file, but of another generation.
+        // The older, longer records are still in the file, but of another generation.
         let got = read(&path).unwrap().unwrap();
         assert_eq!(got.records, vec![vec![put("b", "2")]]);
-        assert!(!got.applies_to(Ident::of(b"old")));
+        assert_eq!(got.fit(new), Fit::Base);
+        assert_eq!(got.fit(old), Fit::Foreign);
     }
 
     #[test]
-    fn a_torn_record_ends_the_journal() {
+    fn a_torn_header_leaves_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (old, new) = (Ident::of(b"old"), Ident::of(b"new"));
+        let mut j = Journal::create(&path, old, 64 * 1024).unwrap();
+        j.append(&[put("a", "1")]).unwrap();
+        j.begin_checkpoint(new).unwrap();
+        let before_restart = fs::read(&path).unwrap();
+        j.restart(new).unwrap();
+        // The restart's header torn: the announcement before it still holds.
+        let mut data = fs::read(&path).unwrap();
+        let slot = slot_offset(j.header.counter) as usize;
+        data[slot + 20] ^= 0xff;
+        let got = parse(&data).unwrap();
+        assert_eq!(got.fit(new), Fit::Checkpointed);
+        assert_eq!(got.fit(old), Fit::Base);
+        assert_eq!(got.records.len(), 1);
+        // And the announcement torn: the header before it, records applying to the base.
+        let mut data = before_restart;
+        let slot = slot_offset(j.header.counter - 1) as usize;
+        data[slot + 20] ^= 0xff;
+        let got = parse(&data).unwrap();
+        assert_eq!(got.fit(old), Fit::Base);
+        assert_eq!(got.fit(new), Fit::Foreign);
+    }
+
+    #[test]
+    fn a_torn_record_ends_the_journal_and_a_withdrawn_one_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let mut j = Journal::create(&path, Ident::default(), 64 * 1024).unwrap();
@@ -493,9 +623,19 @@ mod tests {
         let mut data = fs::read(&path).unwrap();
         data[second as usize + RECORD_HEAD + 10] ^= 0xff;
         assert_eq!(parse(&data).unwrap().records, vec![vec![put("a", "1")]]);
-        // A damaged header: nothing is read from the journal at all.
+        // Both header slots damaged: nothing is read from the journal at all.
         data[9] ^= 0xff;
+        data[SLOT_SIZE as usize + 9] ^= 0xff;
         assert!(parse(&data).is_none());
+        // A record whose append failed, withdrawn.
+        let mut j = Journal::create(&path, Ident::default(), 64 * 1024).unwrap();
+        j.append(&[put("a", "1")]).unwrap();
+        let end = j.end;
+        j.append(&[put("b", "2")]).unwrap();
+        j.end = end;
+        j.seq -= 1;
+        j.withdraw().unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().records.len(), 1);
     }
 
     #[test]
@@ -513,7 +653,11 @@ mod tests {
     fn garbage_is_no_journal() {
         assert!(parse(b"").is_none());
         assert!(parse(&[0u8; 8192]).is_none());
-        let mut h = header_bytes(7, Ident::default(), None);
+        let mut h = header_bytes(&Header {
+            counter: 1,
+            generation: 7,
+            ..Header::default()
+        });
         h.resize(HEADER_SIZE as usize, 0);
         // A record whose length points past the end of the file.
         h.extend_from_slice(RECORD_MAGIC);

@@ -119,8 +119,9 @@ pub async fn read_request<R: AsyncReadExt + Unpin>(conn: &mut R) -> Option<Vec<u
     }
 }
 
-/// Serves one connection: reads the request, runs it (reads at once, everything that may
-/// block on a blocking thread), writes the answer or streams.
+/// Serves one connection: reads the request, runs it (reads of the snapshot at once,
+/// everything that may block on this task's thread, which the runtime replaces meanwhile; see
+/// `multi_threaded`), writes the answer or streams.
 pub async fn handle<S>(mut conn: S, socket: Socket, shared: Arc<Shared>)
 where
     S: AsyncReadExt + AsyncWriteExt + Unpin,
@@ -347,8 +348,9 @@ async fn stream_stats<S: AsyncWriteExt + Unpin>(
 }
 
 /// Bytes of waiting events a stream writes at once: a subscriber that fell behind catches
-/// up with few system calls (and wakes its reader less often).
-const BATCH_BYTES: usize = 256 * 1024;
+/// up with few system calls (and wakes its reader less often). Small enough that a reader
+/// taking 13 KB/s still takes a batch within [`STREAM_WRITE_TIMEOUT`].
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Forwards events to one `admin.Events` subscriber until it goes away or falls behind.
 async fn stream_events<S: AsyncWriteExt + Unpin>(

@@ -3,7 +3,9 @@
 //! A qube's events are applied under its lock (see [`crate::core::Core::qube_lock`]), which a start holds
 //! for as long as the qube takes to come up. An event for a qube whose lock is busy waits on a
 //! thread of its own, with every later event of that qube behind it in order; events of
-//! other qubes go on at once.
+//! other qubes go on at once. Events about no qube (the connection to the hypervisor lost or
+//! back) are not ordered against those waiting: their handlers read what the hypervisor says
+//! now rather than trust the order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc::Receiver};
@@ -53,12 +55,18 @@ where
         }
         queues.insert(vm.clone(), VecDeque::from([ev]));
         drop(queues);
-        let (waiting, apply) = (waiting.clone(), apply.clone());
-        let spawned = std::thread::Builder::new()
-            .name("qubesd-qube-events".into())
-            .spawn(move || drain(&vm, &lock, &waiting, &apply));
+        let spawned = {
+            let (vm, lock, waiting, apply) =
+                (vm.clone(), lock.clone(), waiting.clone(), apply.clone());
+            std::thread::Builder::new()
+                .name("qubesd-qube-events".into())
+                .spawn(move || drain(&vm, &lock, &waiting, &apply))
+        };
         if let Err(e) = spawned {
+            // No thread to wait on: wait here (every qube's events wait meanwhile, as they
+            // all did before this module).
             tracing::error!("cannot start a thread for a qube's events: {e}");
+            drain(&vm, &lock, &waiting, &apply);
         }
     }
 }

@@ -6,8 +6,13 @@
 //! fsyncs the directory, then empties the journal; the core runs one when it goes idle, the
 //! store when the journal is full, and the daemon at shutdown, which also deletes the
 //! journal, so a cleanly stopped daemon leaves `qubes.xml` alone, complete, as the reference
-//! does. Loading replays a journal left by a crash. A lock file keeps a second daemon from
-//! writing the same store.
+//! does. Loading replays a journal left by a crash.
+//!
+//! What the store remembers of the disk (each qube's element, the head) changes only once
+//! the disk holds it, so a failed checkpoint leaves the journal in charge. After a disk error
+//! on the journal itself, nothing more is appended to it: saves write `qubes.xml` whole,
+//! delete the old journal (it must never be replayed over a newer file) and start a fresh
+//! one. A lock file keeps a second daemon from writing the same store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -15,7 +20,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::journal::{self, Change, Ident, Journal, Recorded};
+use crate::journal::{self, Change, Fit, Ident, Journal, Recorded};
 use crate::model::{Domain, HostInfo, State};
 use crate::storelock::{LockError, StoreLock};
 
@@ -60,24 +65,30 @@ pub struct Store {
     /// Held for the daemon's lifetime: an exclusive `lockf` on `qubes.xml.lock`, given up by
     /// [`Store::close`] at a clean shutdown.
     lock: StoreLock,
-    /// Where saves go between checkpoints; `None` once closed.
+    /// Where saves go between checkpoints. `None` after a disk error made it untrustworthy
+    /// (or once closed): every save then writes `qubes.xml` whole, deletes the old journal
+    /// and tries to start a fresh one.
     journal: Option<Journal>,
+    closed: bool,
     /// The state as the disk has it (`qubes.xml` and the journal), serialised: each qube's
-    /// `<domain>` element keyed by the `Arc` it was made from. The cache keeps that `Arc`
-    /// alive, so a qube changed through `Arc::make_mut` is always a new allocation and never
-    /// matches a stale entry.
+    /// `<domain>` element keyed by the `Arc` it was made from. Changed only once the disk
+    /// holds what it says. The cache keeps that `Arc` alive, so a qube changed through
+    /// `Arc::make_mut` is always a new allocation and never matches a stale entry.
     fragments: BTreeMap<String, (Arc<Domain>, String)>,
     /// The part of the file before the `<domain>` elements, as the disk has it.
     head: String,
     /// Modification time of qubes.xml as we last read or wrote it: a different one at save
     /// time means someone else changed the file, and we refuse to overwrite their change.
     mtime: Option<std::time::SystemTime>,
+    /// Tests: the next whole writes of `qubes.xml` fail as a full disk makes them.
+    #[cfg(test)]
+    fail_writes: bool,
 }
 
 impl Store {
     /// Opens (locking) the store at `path`; returns the state loaded from it (with the
-    /// journal a crash left replayed, and checkpointed), or a fresh system (written out at
-    /// once) if the file does not exist.
+    /// journal a crash left replayed, and checkpointed if the disk lets us), or a fresh
+    /// system (written out at once) if the file does not exist.
     pub fn open(path: &Path, host: HostInfo) -> Result<(Store, State), LoadError> {
         let io_err = |source| LoadError::Io {
             path: path.to_path_buf(),
@@ -96,16 +107,22 @@ impl Store {
             path: path.to_path_buf(),
             lock,
             journal: None,
+            closed: false,
             fragments: BTreeMap::new(),
             head: String::new(),
             mtime: None,
+            #[cfg(test)]
+            fail_writes: false,
         };
         store.remove_stale_temp_files(dir);
         let journal_path = journal::path_for(path);
-        let recorded = journal::read(&journal_path).map_err(|source| LoadError::Io {
-            path: journal_path.clone(),
-            source,
-        })?;
+        let recorded = match journal::read(&journal_path) {
+            Ok(r) => r,
+            Err(e) => {
+                set_aside(&journal_path, &format!("it cannot be read ({e})"))?;
+                None
+            }
+        };
         let text = match fs::metadata(path) {
             Ok(meta) if meta.len() > MAX_STORE_SIZE => {
                 return Err(LoadError::Invalid {
@@ -122,10 +139,10 @@ impl Store {
         };
         let Some(text) = text else {
             if recorded.is_some_and(|r| !r.records.is_empty()) {
-                set_aside(&journal_path, "there is no qubes.xml it applies to");
+                set_aside(&journal_path, "there is no qubes.xml it applies to")?;
             }
             let state = new_system(host);
-            store.start_journal(Ident::default()).map_err(io_err)?;
+            store.start_journal(Ident::default());
             store.checkpoint(&state).map_err(io_err)?;
             return Ok((store, state));
         };
@@ -134,46 +151,61 @@ impl Store {
             msg,
         };
         let ident = Ident::of(&text);
-        match recorded {
-            Some(rec) if !rec.records.is_empty() && rec.applies_to(ident) => {
-                let base = parse(&text, host.clone()).map_err(invalid)?;
-                let replayed = replay(&base, &rec);
-                let state = parse(replayed.as_bytes(), host).map_err(|msg| LoadError::Invalid {
-                    path: journal_path.clone(),
-                    msg: format!("replaying the journal: {msg}"),
-                })?;
-                tracing::info!(
-                    "replayed {} unsaved change(s) from {}",
-                    rec.records.len(),
-                    journal_path.display()
+        let recorded = recorded.filter(|r| !r.records.is_empty());
+        let fit = recorded.as_ref().map(|r| r.fit(ident));
+        if let (Some(rec), Some(Fit::Base)) = (&recorded, fit) {
+            let base = parse(&text, host.clone()).map_err(invalid)?;
+            let replayed = replay(&base, rec);
+            let state = parse(replayed.as_bytes(), host).map_err(|msg| LoadError::Invalid {
+                path: journal_path.clone(),
+                msg: format!("replaying the journal: {msg}"),
+            })?;
+            tracing::info!(
+                "replayed {} unsaved change(s) from {}",
+                rec.records.len(),
+                journal_path.display()
+            );
+            // The disk holds the replayed state: qubes.xml and the records, which stay
+            // valid (and appended to) until a checkpoint writes them into qubes.xml.
+            store.journal =
+                Some(
+                    Journal::resume(&journal_path, rec).map_err(|source| LoadError::Io {
+                        path: journal_path.clone(),
+                        source,
+                    })?,
                 );
-                // The records stay valid until qubes.xml holds them.
-                store.journal =
-                    Some(
-                        Journal::resume(&journal_path, &rec).map_err(|source| LoadError::Io {
-                            path: journal_path.clone(),
-                            source,
-                        })?,
-                    );
-                store.checkpoint(&state).map_err(io_err)?;
-                Ok((store, state))
+            store.remember(&state);
+            if let Err(e) = store.checkpoint(&state) {
+                tracing::error!(
+                    "writing qubes.xml after the replay: {e}; going on with the journal"
+                );
             }
-            recorded => {
-                if recorded.is_some_and(|r| !r.records.is_empty()) {
-                    set_aside(&journal_path, "qubes.xml was replaced since it was written");
-                }
-                let state = parse(&text, host).map_err(invalid)?;
-                store.start_journal(ident).map_err(io_err)?;
-                store.remember(&state);
-                Ok((store, state))
-            }
+            return Ok((store, state));
         }
+        if fit == Some(Fit::Foreign) {
+            set_aside(&journal_path, "qubes.xml was replaced since it was written")?;
+        }
+        // No journal, an empty one, or one a checkpoint completed: qubes.xml is whole.
+        let state = parse(&text, host).map_err(invalid)?;
+        store.start_journal(ident);
+        store.remember(&state);
+        Ok((store, state))
     }
 
-    fn start_journal(&mut self, base: Ident) -> io::Result<()> {
+    /// Starts a fresh journal over a `qubes.xml` of identity `base`; without one (the disk
+    /// refused), saves write `qubes.xml` whole.
+    fn start_journal(&mut self, base: Ident) {
         let path = journal::path_for(&self.path);
-        self.journal = Some(Journal::create(&path, base, journal::DEFAULT_CAPACITY)?);
-        Ok(())
+        match Journal::create(&path, base, journal::DEFAULT_CAPACITY) {
+            Ok(j) => self.journal = Some(j),
+            Err(e) => {
+                tracing::error!(
+                    "cannot make {}: {e}; every save writes qubes.xml whole",
+                    path.display()
+                );
+                self.journal = None;
+            }
+        }
     }
 
     /// Removes the `qubes.xml~*` and `qubes.xml.journal~*` files a save or the making of a
@@ -211,22 +243,34 @@ impl Store {
     }
 
     /// Makes `state` durable: what changed since the last save goes to the journal, in one
-    /// record and one sync; when the journal is full, a checkpoint writes the whole file.
+    /// record and one sync; when the journal is full (or untrustworthy), `qubes.xml` is
+    /// written whole.
     pub fn save(&mut self, state: &State) -> io::Result<()> {
         self.check_writable()?;
         let diff = self.diff(state);
         if diff.changes.is_empty() {
             return Ok(());
         }
-        let journal = self
-            .journal
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the store is closed"))?;
-        if journal.append(&diff.changes)? {
-            self.apply(diff);
-            Ok(())
-        } else {
-            self.checkpoint(state)
+        let Some(journal) = self.journal.as_mut() else {
+            return self.write_without_journal(state);
+        };
+        match journal.append(&diff.changes) {
+            Ok(true) => {
+                self.apply(diff);
+                Ok(())
+            }
+            Ok(false) => self.checkpoint(state),
+            Err(e) => {
+                // The call fails; its record must not come back at the next start.
+                if let Err(w) = journal.withdraw() {
+                    tracing::error!("withdrawing a failed journal record: {w}");
+                }
+                tracing::error!(
+                    "appending to the journal: {e}; writing qubes.xml whole from now on"
+                );
+                self.journal = None;
+                Err(e)
+            }
         }
     }
 
@@ -235,48 +279,104 @@ impl Store {
     /// again.
     pub fn checkpoint(&mut self, state: &State) -> io::Result<()> {
         self.check_writable()?;
-        let diff = self.diff(state);
-        self.apply(diff);
-        let result = self.write_whole(state);
-        if result.is_err() {
-            // The cache describes what is on disk: after a failure, nothing is known.
-            self.fragments.clear();
-            self.head.clear();
+        let Some(mut journal) = self.journal.take() else {
+            return self.write_without_journal(state);
+        };
+        let (xml, diff) = self.render(state);
+        let ident = Ident::of(xml.as_bytes());
+        let base = journal.base();
+        // A failed announcement leaves the journal's header unknown: not appended to again.
+        journal.begin_checkpoint(ident)?;
+        let written = self.write_file(&xml);
+        let on_disk = || fs::read(&self.path).ok().map(|t| Ident::of(&t));
+        if let Err(e) = written {
+            // Only a failed directory sync leaves the new file in place; otherwise qubes.xml
+            // is still the base, and the records go on applying to it.
+            match on_disk() {
+                Some(id) if id == ident => {
+                    tracing::warn!("qubes.xml replaced, but: {e}");
+                }
+                Some(id) if id == base && journal.cancel_checkpoint().is_ok() => {
+                    self.journal = Some(journal);
+                    return Err(e);
+                }
+                _ => return Err(e),
+            }
         }
-        result
+        self.mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        self.apply(diff);
+        match journal.restart(ident) {
+            Ok(()) => self.journal = Some(journal),
+            // The save is done (qubes.xml holds it); the header is unknown, so this journal
+            // is not appended to again.
+            Err(e) => {
+                tracing::error!("restarting the journal: {e}; writing qubes.xml whole from now on")
+            }
+        }
+        Ok(())
     }
 
-    fn write_whole(&mut self, state: &State) -> io::Result<()> {
-        let journal = self
-            .journal
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the store is closed"))?;
+    /// A save without a journal to trust: `qubes.xml` whole, then the old journal deleted
+    /// (it must never be replayed over the new file) and a fresh one started.
+    fn write_without_journal(&mut self, state: &State) -> io::Result<()> {
+        let (xml, diff) = self.render(state);
+        self.write_file(&xml)?;
+        self.mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        self.apply(diff);
+        let journal_path = journal::path_for(&self.path);
+        match remove_durably(&journal_path) {
+            Ok(()) => self.start_journal(Ident::of(xml.as_bytes())),
+            Err(e) => tracing::warn!("removing {}: {e}", journal_path.display()),
+        }
+        Ok(())
+    }
+
+    /// Replaces `qubes.xml` with `xml`, durably.
+    fn write_file(&self, xml: &str) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_writes {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        write_atomic(&self.path, xml.as_bytes(), 0o660)
+    }
+
+    /// `state`'s whole `qubes.xml`, and what differs from the disk (not yet recorded as saved).
+    fn render(&self, state: &State) -> (String, Diff) {
+        let diff = self.diff(state);
+        let mut head = self.head.as_str();
+        let mut fresh: HashMap<&str, &str> = HashMap::new();
+        for c in &diff.changes {
+            match c {
+                Change::Head(h) => head = h,
+                Change::Put(name, text) => {
+                    fresh.insert(name, text);
+                }
+                Change::Remove(_) => {}
+            }
+        }
         let total: usize = self.fragments.values().map(|(_, t)| t.len()).sum();
-        let mut xml = String::with_capacity(self.head.len() + total + serialize::TAIL.len());
-        xml.push_str(&self.head);
+        let mut xml = String::with_capacity(head.len() + total + serialize::TAIL.len() + 4096);
+        xml.push_str(head);
         for d in state.domains_sorted() {
-            if let Some((_, text)) = self.fragments.get(&d.name) {
+            let text = fresh
+                .get(d.name.as_str())
+                .copied()
+                .or_else(|| self.fragments.get(&d.name).map(|(_, t)| t.as_str()));
+            if let Some(text) = text {
                 xml.push_str(text);
             }
         }
         xml.push_str(serialize::TAIL);
-        let ident = Ident::of(xml.as_bytes());
-        journal.begin_checkpoint(ident)?;
-        write_atomic(&self.path, xml.as_bytes(), 0o660)?;
-        self.mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        journal.restart(ident)
+        (xml, diff)
     }
 
     /// Refuses to write a closed store, or over a `qubes.xml` someone else changed.
     fn check_writable(&mut self) -> io::Result<()> {
-        if !self.lock.held() || self.journal.is_none() {
+        if self.closed || !self.lock.held() {
             return Err(io::Error::other("the store is closed"));
         }
         let current = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         if current.is_some() && self.mtime.is_some() && current != self.mtime {
-            // Drop the fragment cache: it no longer describes what is on disk either.
-            self.fragments.clear();
-            self.head.clear();
             return Err(io::Error::other(MODIFIED_ELSEWHERE));
         }
         Ok(())
@@ -357,6 +457,7 @@ impl Store {
     /// lock file, and refuses every later save, since another daemon may own the store from
     /// then on.
     pub fn close(&mut self) {
+        self.closed = true;
         if let Some(j) = self.journal.take() {
             if j.is_empty() {
                 if let Err(e) = j.remove() {
@@ -422,280 +523,69 @@ fn replay(base: &State, rec: &Recorded) -> String {
     out
 }
 
-/// Moves a journal that does not apply aside (`qubes.xml.journal.unapplied`), keeping what
-/// it holds for a human to look at.
-fn set_aside(journal_path: &Path, why: &str) {
+/// Deletes `path` (if there) so that a crash cannot bring it back: the directory is synced.
+fn remove_durably(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// Moves a journal that does not apply aside (`qubes.xml.journal.unapplied-<seconds>`),
+/// keeping what it holds for a human to look at; the daemon does not start if it cannot (a
+/// new journal would take the file's place).
+fn set_aside(journal_path: &Path, why: &str) -> Result<(), LoadError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut aside = journal_path.as_os_str().to_owned();
-    aside.push(".unapplied");
+    aside.push(format!(".unapplied-{secs}"));
+    let aside = PathBuf::from(aside);
     tracing::error!(
         "{} holds changes but {why}: moved to {}",
         journal_path.display(),
-        Path::new(&aside).display()
+        aside.display()
     );
-    if let Err(e) = fs::rename(journal_path, &aside) {
-        tracing::error!("moving {}: {e}", journal_path.display());
-    }
+    fs::rename(journal_path, &aside).map_err(|source| LoadError::Io {
+        path: journal_path.to_path_buf(),
+        source,
+    })
 }
 
 /// The store's content as the disk holds it: `qubes.xml` with the journal's records
-/// applied, as the next checkpoint will write it. For a reader beside a running daemon (tests, tools): the journal is read first,
-/// so a checkpoint between the two reads is seen whole.
+/// applied, as the next checkpoint will write it. For a reader beside a running daemon
+/// (tests, tools): the journal is read first, so a checkpoint between the two reads is
+/// seen whole; a moment when they do not fit together is read again.
 pub fn durable_text(path: &Path, host: HostInfo) -> io::Result<String> {
     let journal_path = journal::path_for(path);
-    // A checkpoint (or two) may complete between the reads; a few tries see a quiet moment.
-    for _ in 0..10 {
+    let mut tries = 0;
+    loop {
+        tries += 1;
         let recorded = journal::read(&journal_path)?;
         let text = fs::read(path)?;
-        let Some(rec) = recorded.filter(|r| !r.records.is_empty()) else {
-            return String::from_utf8(text).map_err(io::Error::other);
-        };
-        if rec.applies_to(Ident::of(&text)) {
-            let base = parse(&text, host.clone()).map_err(io::Error::other)?;
-            // In the file's own order, as the next checkpoint will write it.
-            let replayed = parse(replay(&base, &rec).as_bytes(), host.clone());
-            return Ok(serialize(&replayed.map_err(io::Error::other)?));
+        let fit = recorded
+            .as_ref()
+            .map(|r| (r.fit(Ident::of(&text)), r.records.is_empty()));
+        match (recorded, fit) {
+            (Some(rec), Some((Fit::Base, false))) => {
+                let base = parse(&text, host.clone()).map_err(io::Error::other)?;
+                // In the file's own order, as the next checkpoint will write it.
+                let replayed = parse(replay(&base, &rec).as_bytes(), host.clone());
+                return Ok(serialize(&replayed.map_err(io::Error::other)?));
+            }
+            (_, Some((Fit::Base | Fit::Checkpointed, _)) | Some((Fit::Foreign, true))) => {}
+            // No journal, or one read while it was rewritten: look again a few times.
+            _ if tries < 20 && journal_path.exists() => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            }
+            _ => {}
         }
+        return String::from_utf8(text).map_err(io::Error::other);
     }
-    Err(io::Error::other("qubes.xml keeps changing"))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Class;
-
-    fn host() -> HostInfo {
-        HostInfo::detect("/var/lib/qubes", false)
-    }
-
-    #[test]
-    fn fresh_system_serializes_like_reference() {
-        let st = State::new_system(host(), "file");
-        let xml = serialize(&st);
-        assert!(xml.starts_with(
-            "<qubes>\n  <labels>\n    <label id=\"label-1\" color=\"0xcc0000\">red</label>\n"
-        ));
-        assert!(xml.contains("    <pool name=\"varlibqubes\" dir_path=\"/var/lib/qubes\" driver=\"file\" revisions_to_keep=\"1\" ephemeral_volatile=\"False\"/>\n"));
-        assert!(xml.contains("  <properties>\n    <property name=\"default_pool_kernel\">linux-kernel</property>\n  </properties>\n"));
-        assert!(xml.ends_with("    <domain id=\"domain-0\" class=\"AdminVM\">\n      <properties>\n        <property name=\"label\">black</property>\n      </properties>\n      <features/>\n      <tags/>\n    </domain>\n  </domains>\n</qubes>\n"));
-    }
-
-    #[test]
-    fn round_trip_escapes() {
-        let mut st = State::new_system(host(), "file");
-        let mut d = Domain::new(Class::StandaloneVM, "sa", 3);
-        d.props.insert("name".into(), "sa".into());
-        d.props.insert("qid".into(), "3".into());
-        d.props.insert("label".into(), "red".into());
-        d.props
-            .insert("kernelopts".into(), "a&b<c>\"d'e\\nx\nline2".into());
-        d.set_feature("foo", "x<y");
-        d.tags.insert("t1".into());
-        st.domains.insert("sa".into(), Arc::new(d));
-        let xml = serialize(&st);
-        assert!(
-            xml.contains(
-                "<property name=\"kernelopts\">a&amp;b&lt;c&gt;\"d'e\\nx\nline2</property>"
-            )
-        );
-        let back = parse(xml.as_bytes(), host()).unwrap();
-        assert_eq!(back, st);
-        assert_eq!(serialize(&back), xml);
-    }
-
-    fn with_qubes(st: &mut State, names: &[&str]) {
-        for (i, name) in names.iter().enumerate() {
-            let qid = st.domains.len() as u32 + i as u32;
-            let mut d = Domain::new(Class::StandaloneVM, name, qid);
-            d.props.insert("name".into(), (*name).into());
-            d.props.insert("qid".into(), qid.to_string());
-            st.domains.insert((*name).into(), Arc::new(d));
-        }
-    }
-
-    /// The names of the files in `dir`, sorted.
-    fn files_in(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn durable(path: &Path) -> String {
-        durable_text(path, host()).unwrap()
-    }
-
-    #[test]
-    fn saves_journal_what_changed_and_checkpoints_write_it_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qubes.xml");
-        let (mut store, mut st) = Store::open(&path, host()).unwrap();
-        let fresh = fs::read_to_string(&path).unwrap();
-        assert_eq!(fresh, serialize(&st));
-        with_qubes(&mut st, &["a", "b", "c"]);
-        store.save(&st).unwrap();
-        assert!(store.dirty());
-        // qubes.xml waits for the checkpoint; what the disk holds is already the new state.
-        assert_eq!(fs::read_to_string(&path).unwrap(), fresh);
-        assert_eq!(durable(&path), serialize(&st));
-        // Changes made the way handlers make them: copy-on-write, with and without a
-        // snapshot holding the old version.
-        let snapshot = st.clone();
-        st.domain_mut("b").unwrap().tags.insert("t".into());
-        drop(snapshot);
-        store.save(&st).unwrap();
-        st.domain_mut("b").unwrap().set_feature("f", "1");
-        st.domain_mut("c")
-            .unwrap()
-            .props
-            .insert("label".into(), "red".into());
-        st.domains.remove("a");
-        st.global.insert("default_kernel".into(), "6.1".into());
-        store.save(&st).unwrap();
-        let rec = journal::read(&journal::path_for(&path)).unwrap().unwrap();
-        assert_eq!(rec.records.len(), 3);
-        // The last record holds only what it changed.
-        let last = &rec.records[2];
-        assert_eq!(last.len(), 4, "{last:?}");
-        assert!(last.contains(&Change::Remove("a".into())));
-        assert_eq!(durable(&path), serialize(&st));
-        store.checkpoint(&st).unwrap();
-        assert!(!store.dirty());
-        let on_disk = fs::read_to_string(&path).unwrap();
-        assert_eq!(on_disk, serialize(&st));
-        assert!(on_disk.contains("<feature name=\"f\">1</feature>"));
-        assert!(!on_disk.contains("<property name=\"name\">a</property>"));
-        assert!(
-            journal::read(&journal::path_for(&path))
-                .unwrap()
-                .unwrap()
-                .records
-                .is_empty()
-        );
-        // A save without a change writes nothing.
-        store.save(&st).unwrap();
-        assert!(!store.dirty());
-        // A clean close leaves qubes.xml alone.
-        store.close();
-        assert_eq!(files_in(dir.path()), ["qubes.xml"]);
-    }
-
-    #[test]
-    fn a_crash_keeps_every_save() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qubes.xml");
-        let (mut store, mut st) = Store::open(&path, host()).unwrap();
-        with_qubes(&mut st, &["a", "b"]);
-        store.save(&st).unwrap();
-        st.domain_mut("a").unwrap().set_feature("x", "1");
-        store.save(&st).unwrap();
-        drop(store); // a crash: no checkpoint, no close
-        let (store, loaded) = Store::open(&path, host()).unwrap();
-        assert_eq!(loaded, st);
-        // Loading checkpointed what it replayed.
-        assert!(!store.dirty());
-        assert_eq!(fs::read_to_string(&path).unwrap(), serialize(&st));
-    }
-
-    #[test]
-    fn a_crash_inside_a_checkpoint_keeps_every_save() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qubes.xml");
-        let jpath = journal::path_for(&path);
-        let (mut store, mut st) = Store::open(&path, host()).unwrap();
-        with_qubes(&mut st, &["a", "b"]);
-        store.save(&st).unwrap();
-        st.domain_mut("a").unwrap().set_feature("x", "1");
-        store.save(&st).unwrap();
-        drop(store);
-        // The checkpoint announced and qubes.xml replaced, the journal not yet restarted.
-        let rec = journal::read(&jpath).unwrap().unwrap();
-        let whole = serialize(&st);
-        Journal::resume(&jpath, &rec)
-            .unwrap()
-            .begin_checkpoint(Ident::of(whole.as_bytes()))
-            .unwrap();
-        write_atomic(&path, whole.as_bytes(), 0o660).unwrap();
-        let (_store, loaded) = Store::open(&path, host()).unwrap();
-        assert_eq!(loaded, st);
-        assert!(!dir.path().join("qubes.xml.journal.unapplied").exists());
-    }
-
-    #[test]
-    fn interrupted_saves_are_swept_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qubes.xml");
-        drop(Store::open(&path, host()).unwrap());
-        fs::write(dir.path().join("qubes.xml~0123456789abcdef"), b"half").unwrap();
-        fs::write(
-            dir.path().join("qubes.xml.journal~0123456789abcdef"),
-            b"half",
-        )
-        .unwrap();
-        let (mut store, _) = Store::open(&path, host()).unwrap();
-        store.close();
-        assert_eq!(files_in(dir.path()), ["qubes.xml"]);
-    }
-
-    #[test]
-    fn a_journal_for_another_qubes_xml_is_set_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qubes.xml");
-        let (mut store, mut st) = Store::open(&path, host()).unwrap();
-        let original = st.clone();
-        with_qubes(&mut st, &["a"]);
-        store.save(&st).unwrap();
-        drop(store);
-        // Someone puts another qubes.xml in place while the daemon is down.
-        let mut theirs = original;
-        with_qubes(&mut theirs, &["mine"]);
-        fs::write(&path, serialize(&theirs)).unwrap();
-        let (_store, loaded) = Store::open(&path, host()).unwrap();
-        assert_eq!(loaded, theirs);
-        let aside = journal::read(&dir.path().join("qubes.xml.journal.unapplied"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(aside.records.len(), 1);
-    }
-
-    #[test]
-    fn external_modification_is_not_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qubes.xml");
-        let (mut store, st) = Store::open(&path, host()).unwrap();
-        store.save(&st).unwrap();
-        let edited = serialize(&st).replace("red", "rouge");
-        fs::write(&path, &edited).unwrap();
-        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
-        let err = store.save(&st).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "Someone else modified qubes.xml in the meantime"
-        );
-        assert_eq!(fs::read_to_string(&path).unwrap(), edited);
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        assert!(parse(b"", host()).is_err());
-        assert!(parse(b"<qubes>", host()).is_err());
-        assert!(parse(b"<notqubes/>", host()).is_err());
-        let deep = "<a>".repeat(100);
-        assert!(parse(deep.as_bytes(), host()).is_err());
-        assert!(
-            parse(
-                b"<qubes><domains><domain class=\"AppVM\"><properties/></domain></domains></qubes>",
-                host()
-            )
-            .is_err()
-        );
-    }
-}
+mod tests;
