@@ -13,10 +13,18 @@ pub enum FramingError {
     /// More than [`MAX_REQUEST_SIZE`] bytes.
     #[error("request too long")]
     TooLong,
-    /// No NUL, fewer than four header fields, or a destination type other than `name` and
-    /// `keyword adminvm`.
-    #[error("framing error")]
-    Malformed,
+    /// No NUL after the header.
+    #[error("malformed request: no NUL after the header")]
+    NoNul,
+    /// Fewer than four header fields.
+    #[error("malformed request: fewer than four header fields")]
+    TooFewFields,
+    /// A destination type other than `name` and `keyword adminvm` (often an argument with a
+    /// space, which shifts the fields).
+    #[error(
+        "malformed request: the destination type is neither `name` nor `keyword adminvm` (an argument or name with a space?)"
+    )]
+    BadDestinationType,
 }
 
 /// One parsed request. Fields stay raw bytes: they are untrusted until the daemon decodes and
@@ -44,18 +52,18 @@ impl Request {
         let nul = untrusted
             .iter()
             .position(|&b| b == 0)
-            .ok_or(FramingError::Malformed)?;
+            .ok_or(FramingError::NoNul)?;
         let (header, payload) = (&untrusted[..nul], &untrusted[nul + 1..]);
         let mut fields = header.splitn(4, |&b| b == b' ');
         let (Some(method_arg), Some(src), Some(dest_type), Some(dest)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         else {
-            return Err(FramingError::Malformed);
+            return Err(FramingError::TooFewFields);
         };
         let dest = match dest_type {
             b"name" => dest.to_vec(),
             b"keyword" if dest == b"adminvm" => b"dom0".to_vec(),
-            _ => return Err(FramingError::Malformed),
+            _ => return Err(FramingError::BadDestinationType),
         };
         let (method, arg) = match method_arg.iter().position(|&b| b == b'+') {
             Some(i) => (&method_arg[..i], &method_arg[i + 1..]),
@@ -299,19 +307,19 @@ mod tests {
     fn framing_errors() {
         assert_eq!(
             Request::parse(b"admin.vm.List+ dom0 name dom0"),
-            Err(FramingError::Malformed)
+            Err(FramingError::NoNul)
         );
         assert_eq!(
             Request::parse(b"admin.vm.List+ dom0 name\0"),
-            Err(FramingError::Malformed)
+            Err(FramingError::TooFewFields)
         );
         assert_eq!(
             Request::parse(b"admin.vm.List+ dom0 keyword dom0\0"),
-            Err(FramingError::Malformed)
+            Err(FramingError::BadDestinationType)
         );
         assert_eq!(
-            Request::parse(b"admin.vm.List+ dom0 uuid x\0"),
-            Err(FramingError::Malformed)
+            Request::parse(b"admin.vm.feature.Set+bad key! dom0 name work\0"),
+            Err(FramingError::BadDestinationType)
         );
         let big = vec![b'a'; MAX_REQUEST_SIZE + 1];
         assert_eq!(Request::parse(&big), Err(FramingError::TooLong));
