@@ -272,7 +272,8 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
 
-    // Where a Set's time goes: serialising the store, and the durable write itself.
+    // What a checkpoint costs (off the write path since the journal): serialising the whole
+    // store, and its durable replacement.
     let host = HostInfo::detect(&path.to_string_lossy(), false);
     let state =
         qubesd::store::parse(&std::fs::read(path.join("qubes.xml")).unwrap(), host).unwrap();
@@ -324,11 +325,11 @@ fn main() {
         ms(percentile(&mut set, 0.99))
     );
     println!(
-        "| of which: serialise qubes.xml p50 | {} | |",
+        "| a checkpoint (after the journal): serialise qubes.xml whole, p50 | {} | |",
         ms(percentile(&mut ser, 0.5))
     );
     println!(
-        "| of which: atomic write (write, fsync, rename, dir fsync) p50 | {} | |",
+        "| a checkpoint: atomic write (write, fsync, rename, dir fsync), p50 | {} | |",
         ms(percentile(&mut write, 0.5))
     );
     println!("| events/s delivered to 50 subscribers ({ev_total} events) | {ev_rate:.0} | |");
