@@ -310,6 +310,7 @@ impl Core {
             && let Err(e) = store.save(&parts.st)
         {
             tracing::error!("saving {}: {e}", store.path().display());
+            store.recover(base);
             drop_parts(parts);
             let msg = e.to_string();
             return Err(QubesError::qubes(

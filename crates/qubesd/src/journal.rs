@@ -281,10 +281,12 @@ impl Journal {
 
     /// Writes `h` to the slot the last header did not use, with the next counter, and syncs.
     fn write_header(&mut self, h: Header) -> io::Result<()> {
-        let h = Header {
-            counter: self.header.counter + 1,
-            ..h
-        };
+        let counter = self
+            .header
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("the journal's header counter is exhausted"))?;
+        let h = Header { counter, ..h };
         self.file
             .write_all_at(&header_bytes(&h), slot_offset(h.counter))?;
         self.file.sync_data()?;
@@ -363,9 +365,10 @@ fn record_crc(generation: u64, seq: u64, payload: &[u8]) -> u32 {
     c.finalize()
 }
 
-/// Reads the journal at `path`: `Ok(None)` when there is none or neither header slot is
-/// intact (a header is written before anything that depends on it, and the other slot keeps
-/// the one before, so that takes a damaged disk).
+/// Reads the journal at `path`: `Ok(None)` when there is none (or it is empty). A file
+/// larger than [`MAX_JOURNAL_SIZE`] or with neither header slot intact (a header is written
+/// before anything that depends on it, and the other slot keeps the one before, so that takes
+/// a damaged disk or another program's file) is an [`io::ErrorKind::InvalidData`] error.
 pub fn read(path: &Path) -> io::Result<Option<Recorded>> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
@@ -373,12 +376,18 @@ pub fn read(path: &Path) -> io::Result<Option<Recorded>> {
         Err(e) => return Err(e),
     };
     if meta.len() > MAX_JOURNAL_SIZE {
-        return Err(io::Error::other(format!(
-            "{} is larger than {MAX_JOURNAL_SIZE} bytes",
-            path.display()
-        )));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_JOURNAL_SIZE} bytes"),
+        ));
     }
-    Ok(parse(&fs::read(path)?))
+    let data = fs::read(path)?;
+    if data.is_empty() {
+        return Ok(None);
+    }
+    parse(&data)
+        .map(Some)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no intact header"))
 }
 
 /// Parses a journal's bytes (see [`read`]).

@@ -83,6 +83,24 @@ pub struct Store {
     /// Tests: the next whole writes of `qubes.xml` fail as a full disk makes them.
     #[cfg(test)]
     fail_writes: bool,
+    /// Tests: the next directory syncs fail (after the rename), as a failing disk makes them.
+    #[cfg(test)]
+    fail_dir_syncs: bool,
+    /// Tests: a whole write without a journal stops (as a crash would) once the file is in
+    /// place.
+    #[cfg(test)]
+    crash_after_whole_write: bool,
+}
+
+/// How a replacement of `qubes.xml` went.
+enum Replaced {
+    /// The new file is in place, durably.
+    Durable,
+    /// `qubes.xml` is as it was.
+    Failed(io::Error),
+    /// The new file is in place, but its directory could not be synced: a crash may still
+    /// bring the old one back.
+    InPlace(io::Error),
 }
 
 impl Store {
@@ -113,14 +131,26 @@ impl Store {
             mtime: None,
             #[cfg(test)]
             fail_writes: false,
+            #[cfg(test)]
+            fail_dir_syncs: false,
+            #[cfg(test)]
+            crash_after_whole_write: false,
         };
         store.remove_stale_temp_files(dir);
         let journal_path = journal::path_for(path);
         let recorded = match journal::read(&journal_path) {
             Ok(r) => r,
-            Err(e) => {
-                set_aside(&journal_path, &format!("it cannot be read ({e})"))?;
+            // Not a journal this daemon can read (damaged, or another version's): kept aside.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                set_aside(&journal_path, &format!("it is not a journal ({e})"))?;
                 None
+            }
+            // It may hold saves qubes.xml lacks: starting without them would lose them.
+            Err(source) => {
+                return Err(LoadError::Io {
+                    path: journal_path.clone(),
+                    source,
+                });
             }
         };
         let text = match fs::metadata(path) {
@@ -167,13 +197,15 @@ impl Store {
             );
             // The disk holds the replayed state: qubes.xml and the records, which stay
             // valid (and appended to) until a checkpoint writes them into qubes.xml.
-            store.journal =
-                Some(
-                    Journal::resume(&journal_path, rec).map_err(|source| LoadError::Io {
-                        path: journal_path.clone(),
-                        source,
-                    })?,
-                );
+            match Journal::resume(&journal_path, rec) {
+                Ok(j) => store.journal = Some(j),
+                // A read-only disk, say: the first save writes qubes.xml whole (and only
+                // then deletes this journal).
+                Err(e) => tracing::error!(
+                    "cannot append to {}: {e}; every save writes qubes.xml whole",
+                    journal_path.display()
+                ),
+            }
             store.remember(&state);
             if let Err(e) = store.checkpoint(&state) {
                 tracing::error!(
@@ -287,23 +319,26 @@ impl Store {
         let base = journal.base();
         // A failed announcement leaves the journal's header unknown: not appended to again.
         journal.begin_checkpoint(ident)?;
-        let written = self.write_file(&xml);
-        let on_disk = || fs::read(&self.path).ok().map(|t| Ident::of(&t));
-        if let Err(e) = written {
-            // Only a failed directory sync leaves the new file in place; otherwise qubes.xml
-            // is still the base, and the records go on applying to it.
-            match on_disk() {
-                Some(id) if id == ident => {
-                    tracing::warn!("qubes.xml replaced, but: {e}");
-                }
-                Some(id) if id == base && journal.cancel_checkpoint().is_ok() => {
+        match self.replace_file(&xml) {
+            Replaced::Durable => {}
+            Replaced::Failed(e) => {
+                // qubes.xml is still the base: the records go on applying to it.
+                if self.file_ident() == Some(base) && journal.cancel_checkpoint().is_ok() {
                     self.journal = Some(journal);
-                    return Err(e);
                 }
-                _ => return Err(e),
+                return Err(e);
+            }
+            Replaced::InPlace(e) => {
+                // The new file is in place but a crash may still bring the base back: the
+                // header (base, and this file pending) is right for both, so it stays as it
+                // is, and nothing more is appended to it.
+                tracing::error!("qubes.xml replaced, but its directory is not synced: {e}");
+                self.mtime = self.file_mtime();
+                self.apply(diff);
+                return Ok(());
             }
         }
-        self.mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        self.mtime = self.file_mtime();
         self.apply(diff);
         match journal.restart(ident) {
             Ok(()) => self.journal = Some(journal),
@@ -316,19 +351,70 @@ impl Store {
         Ok(())
     }
 
+    /// After a failed save: if it cost the journal (a disk error), writes `state` (the one
+    /// before the failed call) whole, so that a record the failed call may have left is gone
+    /// from the disk as well.
+    pub fn recover(&mut self, state: &State) {
+        if self.journal.is_none()
+            && !self.closed
+            && let Err(e) = self.write_without_journal(state)
+        {
+            tracing::error!("writing qubes.xml after a failed save: {e}");
+        }
+    }
+
     /// A save without a journal to trust: `qubes.xml` whole, then the old journal deleted
     /// (it must never be replayed over the new file) and a fresh one started.
     fn write_without_journal(&mut self, state: &State) -> io::Result<()> {
         let (xml, diff) = self.render(state);
-        self.write_file(&xml)?;
-        self.mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        self.apply(diff);
+        let ident = Ident::of(xml.as_bytes());
         let journal_path = journal::path_for(&self.path);
+        // A journal whose base is this very text would replay its records over it after a
+        // crash: it goes first. (qubes.xml is then that base, or a checkpoint after which
+        // nothing was appended, or a file the journal does not belong to: none needs it.)
+        if let Ok(Some(rec)) = journal::read(&journal_path)
+            && !rec.records.is_empty()
+            && rec.base == ident
+        {
+            remove_durably(&journal_path)?;
+        }
+        match self.replace_file(&xml) {
+            Replaced::Durable => {}
+            Replaced::Failed(e) => return Err(e),
+            Replaced::InPlace(e) => {
+                // In place, but a crash may bring the old file back: the old journal stays.
+                tracing::error!("qubes.xml replaced, but its directory is not synced: {e}");
+                self.mtime = self.file_mtime();
+                self.apply(diff);
+                return Ok(());
+            }
+        }
+        #[cfg(test)]
+        if self.crash_after_whole_write {
+            return Ok(());
+        }
+        self.mtime = self.file_mtime();
+        self.apply(diff);
         match remove_durably(&journal_path) {
-            Ok(()) => self.start_journal(Ident::of(xml.as_bytes())),
+            Ok(()) => self.start_journal(ident),
             Err(e) => tracing::warn!("removing {}: {e}", journal_path.display()),
         }
         Ok(())
+    }
+
+    /// Replaces `qubes.xml` with `xml`, durably if the disk lets us (see [`Replaced`]).
+    fn replace_file(&self, xml: &str) -> Replaced {
+        let Err(e) = self.write_file(xml) else {
+            return Replaced::Durable;
+        };
+        // Only a failed directory sync leaves the new file in place: try it once more.
+        if self.file_ident() != Some(Ident::of(xml.as_bytes())) {
+            return Replaced::Failed(e);
+        }
+        match self.sync_dir() {
+            Ok(()) => Replaced::Durable,
+            Err(_) => Replaced::InPlace(e),
+        }
     }
 
     /// Replaces `qubes.xml` with `xml`, durably.
@@ -337,7 +423,30 @@ impl Store {
         if self.fail_writes {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
+        #[cfg(test)]
+        if self.fail_dir_syncs {
+            write_atomic(&self.path, xml.as_bytes(), 0o660)?;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         write_atomic(&self.path, xml.as_bytes(), 0o660)
+    }
+
+    /// Syncs the directory of `qubes.xml`.
+    fn sync_dir(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_dir_syncs {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        fs::File::open(self.path.parent().unwrap_or(Path::new(".")))?.sync_all()
+    }
+
+    /// The identity of `qubes.xml` as it is now, if it can be read.
+    fn file_ident(&self) -> Option<Ident> {
+        fs::read(&self.path).ok().map(|t| Ident::of(&t))
+    }
+
+    fn file_mtime(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(&self.path).and_then(|m| m.modified()).ok()
     }
 
     /// `state`'s whole `qubes.xml`, and what differs from the disk (not yet recorded as saved).
@@ -533,25 +642,38 @@ fn remove_durably(path: &Path) -> io::Result<()> {
     fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
-/// Moves a journal that does not apply aside (`qubes.xml.journal.unapplied-<seconds>`),
-/// keeping what it holds for a human to look at; the daemon does not start if it cannot (a
-/// new journal would take the file's place).
+/// Moves a journal that does not apply aside (`qubes.xml.journal.unapplied-<seconds>-<n>`,
+/// never over an earlier one), keeping what it holds for a human to look at; the daemon does
+/// not start if it cannot (a new journal would take the file's place).
 fn set_aside(journal_path: &Path, why: &str) -> Result<(), LoadError> {
+    let io_err = |source| LoadError::Io {
+        path: journal_path.to_path_buf(),
+        source,
+    };
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut aside = journal_path.as_os_str().to_owned();
-    aside.push(format!(".unapplied-{secs}"));
-    let aside = PathBuf::from(aside);
-    tracing::error!(
-        "{} holds changes but {why}: moved to {}",
-        journal_path.display(),
-        aside.display()
-    );
-    fs::rename(journal_path, &aside).map_err(|source| LoadError::Io {
-        path: journal_path.to_path_buf(),
-        source,
-    })
+    for n in 0..1000u32 {
+        let mut aside = journal_path.as_os_str().to_owned();
+        aside.push(format!(".unapplied-{secs}-{n}"));
+        let aside = PathBuf::from(aside);
+        // A second name for the file, then the first one removed: nothing is overwritten.
+        match fs::hard_link(journal_path, &aside) {
+            Ok(()) => {
+                tracing::error!(
+                    "{} holds changes but {why}: moved to {}",
+                    journal_path.display(),
+                    aside.display()
+                );
+                return remove_durably(journal_path).map_err(io_err);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Err(io_err(io::Error::other(
+        "no free name to set the journal aside",
+    )))
 }
 
 /// The store's content as the disk holds it: `qubes.xml` with the journal's records
@@ -563,7 +685,18 @@ pub fn durable_text(path: &Path, host: HostInfo) -> io::Result<String> {
     let mut tries = 0;
     loop {
         tries += 1;
-        let recorded = journal::read(&journal_path)?;
+        let recorded = match journal::read(&journal_path) {
+            Ok(r) => r,
+            // Read while its header was being rewritten (or not a journal at all).
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                if tries < 20 {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let text = fs::read(path)?;
         let fit = recorded
             .as_ref()

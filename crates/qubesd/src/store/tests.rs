@@ -317,3 +317,71 @@ fn rejects_garbage() {
         .is_err()
     );
 }
+
+#[test]
+fn a_checkpoint_whose_directory_sync_fails_is_right_whichever_file_a_crash_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qubes.xml");
+    let (mut store, mut st) = Store::open(&path, host()).unwrap();
+    with_qubes(&mut st, &["a"]);
+    store.save(&st).unwrap();
+    store.checkpoint(&st).unwrap();
+    let old_file = fs::read(&path).unwrap();
+    st.domain_mut("a").unwrap().set_feature("x", "1");
+    store.save(&st).unwrap();
+    store.fail_dir_syncs = true;
+    store.checkpoint(&st).unwrap();
+    assert!(store.journal.is_none(), "nothing more goes to that journal");
+    drop(store);
+    // The rename reached the disk: the checkpointed file, as it is.
+    let copy = tempfile::tempdir().unwrap();
+    for f in ["qubes.xml", "qubes.xml.journal"] {
+        fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
+    }
+    let (_s, loaded) = Store::open(&copy.path().join("qubes.xml"), host()).unwrap();
+    assert_eq!(loaded, st);
+    // It did not: the old file, and the journal's records replayed on it.
+    fs::write(&path, &old_file).unwrap();
+    let (_s, loaded) = Store::open(&path, host()).unwrap();
+    assert_eq!(loaded, st);
+}
+
+#[test]
+fn a_whole_write_equal_to_the_journals_base_deletes_the_journal_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qubes.xml");
+    let (mut store, mut st) = Store::open(&path, host()).unwrap();
+    let base = st.clone();
+    with_qubes(&mut st, &["x"]);
+    store.save(&st).unwrap();
+    // The journal lost to a disk error; then the qube is removed again: the whole file is
+    // the journal's base, byte for byte.
+    store.journal = None;
+    store.crash_after_whole_write = true;
+    store.save(&base).unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), serialize(&base));
+    drop(store); // the crash, before the old journal would have been deleted
+    let (_s, loaded) = Store::open(&path, host()).unwrap();
+    assert_eq!(
+        loaded, base,
+        "the journal's records came back over the file"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_journal_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qubes.xml");
+    let (mut store, st) = Store::open(&path, host()).unwrap();
+    store.close();
+    fs::write(journal::path_for(&path), b"QXMLJRN1 from another version").unwrap();
+    let (_s, loaded) = Store::open(&path, host()).unwrap();
+    assert_eq!(loaded, st);
+    let names = files_in(dir.path());
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("qubes.xml.journal.unapplied-")),
+        "{names:?}"
+    );
+}
