@@ -10,14 +10,7 @@ fn main() {
         Ok(base) => tempfile::tempdir_in(base).unwrap(),
         Err(_) => tempfile::tempdir().unwrap(),
     };
-    let cfg = qubesd::Config {
-        state_dir: dir.path().to_path_buf(),
-        socket_dir: dir.path().to_path_buf(),
-        libvirt_uri: "test:///default".into(),
-        debug: false,
-        policy_dirs: vec![dir.path().join("policy.d")],
-        ..Default::default()
-    };
+    let cfg = qubesd::Config::in_dir(dir.path());
     let shared = qubesd::Daemon::load(&cfg).unwrap();
     let core = &shared.core;
     let call = |raw: Vec<u8>| {

@@ -66,6 +66,18 @@ pub const DEFAULT_QUBESDB_DIR: &str = "/var/run/qubes";
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/qubes";
 
 impl Config {
+    /// A daemon whose state, sockets and policy live in `dir`, on libvirt's test driver (the
+    /// other paths are a real dom0's): what tests and benchmarks run in-process.
+    pub fn in_dir(dir: &std::path::Path) -> Config {
+        Config {
+            state_dir: dir.to_path_buf(),
+            socket_dir: dir.to_path_buf(),
+            libvirt_uri: "test:///default".into(),
+            policy_dirs: vec![dir.join("policy.d")],
+            ..Default::default()
+        }
+    }
+
     /// Path of `qubes.xml`.
     pub fn store_path(&self) -> PathBuf {
         self.state_dir.join("qubes.xml")

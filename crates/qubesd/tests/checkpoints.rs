@@ -6,14 +6,7 @@
 
 fn daemon() -> (tempfile::TempDir, std::sync::Arc<qubesd::server::Shared>) {
     let dir = tempfile::tempdir().unwrap();
-    let config = qubesd::Config {
-        state_dir: dir.path().to_path_buf(),
-        socket_dir: dir.path().to_path_buf(),
-        libvirt_uri: "test:///default".into(),
-        debug: false,
-        policy_dirs: vec![dir.path().join("policy.d")],
-        ..Default::default()
-    };
+    let config = qubesd::Config::in_dir(dir.path());
     let shared = qubesd::Daemon::load(&config).unwrap();
     (dir, shared)
 }

@@ -12,14 +12,7 @@ use qubesd::txn::Txn;
 
 fn daemon() -> (tempfile::TempDir, Arc<qubesd::server::Shared>) {
     let dir = tempfile::tempdir().unwrap();
-    let config = qubesd::Config {
-        state_dir: dir.path().to_path_buf(),
-        socket_dir: dir.path().to_path_buf(),
-        libvirt_uri: "test:///default".into(),
-        debug: false,
-        policy_dirs: vec![dir.path().join("policy.d")],
-        ..Default::default()
-    };
+    let config = qubesd::Config::in_dir(dir.path());
     let shared = qubesd::Daemon::load(&config).unwrap();
     (dir, shared)
 }

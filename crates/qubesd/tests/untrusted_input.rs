@@ -138,14 +138,7 @@ fn core() -> Arc<Shared> {
     static CORE: std::sync::OnceLock<(Arc<Shared>, tempfile::TempDir)> = std::sync::OnceLock::new();
     CORE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let config = qubesd::Config {
-            state_dir: dir.path().to_path_buf(),
-            socket_dir: dir.path().to_path_buf(),
-            libvirt_uri: "test:///default".into(),
-            debug: false,
-            policy_dirs: vec![dir.path().join("policy.d")],
-            ..Default::default()
-        };
+        let config = qubesd::Config::in_dir(dir.path());
         let shared = qubesd::Daemon::load(&config).unwrap();
         let r = call(
             &shared,
