@@ -11,11 +11,6 @@ use std::path::Path;
 /// `FICLONE` ioctl request (linux/fs.h: `_IOW(0x94, 9, int)`).
 const FICLONE: libc::c_ulong = 0x4004_9409;
 
-/// fsyncs a directory so that a rename or unlink inside it is durable.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("/"))
 }
@@ -133,7 +128,7 @@ pub fn reflink_supported(dir: &Path) -> bool {
 /// Renames durably (fsync of the destination directory).
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
-    fsync_dir(parent(to))
+    crate::durable::sync_dir(parent(to))
 }
 
 /// Removes a file; a missing file is fine.
@@ -251,7 +246,7 @@ pub fn hardlink(src: &Path, dst: &Path) -> io::Result<()> {
     ensure_parent(dst)?;
     remove(dst)?;
     fs::hard_link(src, dst)?;
-    fsync_dir(parent(dst))
+    crate::durable::sync_dir(parent(dst))
 }
 
 #[cfg(test)]

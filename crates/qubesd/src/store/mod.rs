@@ -27,6 +27,7 @@ use crate::storelock::{LockError, StoreLock};
 mod load;
 mod serialize;
 
+use crate::durable;
 pub use crate::durable::{replace_with, write_atomic};
 pub use load::parse;
 pub use serialize::serialize;
@@ -376,7 +377,7 @@ impl Store {
             && !rec.records.is_empty()
             && rec.base == ident
         {
-            remove_durably(&journal_path)?;
+            durable::remove(&journal_path)?;
         }
         match self.replace_file(&xml) {
             Replaced::Durable => {}
@@ -395,7 +396,7 @@ impl Store {
         }
         self.mtime = self.file_mtime();
         self.apply(diff);
-        match remove_durably(&journal_path) {
+        match durable::remove(&journal_path) {
             Ok(()) => self.start_journal(ident),
             Err(e) => tracing::warn!("removing {}: {e}", journal_path.display()),
         }
@@ -437,7 +438,7 @@ impl Store {
         if self.fail_dir_syncs {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        fs::File::open(self.path.parent().unwrap_or(Path::new(".")))?.sync_all()
+        durable::sync_dir(self.path.parent().unwrap_or(Path::new(".")))
     }
 
     /// The identity of `qubes.xml` as it is now, if it can be read.
@@ -632,16 +633,6 @@ fn replay(base: &State, rec: &Recorded) -> String {
     out
 }
 
-/// Deletes `path` (if there) so that a crash cannot bring it back: the directory is synced.
-fn remove_durably(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
 /// Moves a journal that does not apply aside (`qubes.xml.journal.unapplied-<seconds>-<n>`,
 /// never over an earlier one), keeping what it holds for a human to look at; the daemon does
 /// not start if it cannot (a new journal would take the file's place).
@@ -665,7 +656,7 @@ fn set_aside(journal_path: &Path, why: &str) -> Result<(), LoadError> {
                     journal_path.display(),
                     aside.display()
                 );
-                return remove_durably(journal_path).map_err(io_err);
+                return durable::remove(journal_path).map_err(io_err);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io_err(e)),
