@@ -285,14 +285,14 @@ impl Store {
             return Ok(());
         }
         let Some(journal) = self.journal.as_mut() else {
-            return self.write_without_journal(state);
+            return self.write_without_journal(state, diff);
         };
         match journal.append(&diff.changes) {
             Ok(true) => {
                 self.apply(diff);
                 Ok(())
             }
-            Ok(false) => self.checkpoint(state),
+            Ok(false) => self.checkpoint_diff(state, diff),
             Err(e) => {
                 // The call fails; its record must not come back at the next start.
                 if let Err(w) = journal.withdraw() {
@@ -312,10 +312,16 @@ impl Store {
     /// again.
     pub fn checkpoint(&mut self, state: &State) -> io::Result<()> {
         self.check_writable()?;
+        let diff = self.diff(state);
+        self.checkpoint_diff(state, diff)
+    }
+
+    /// [`Store::checkpoint`] of `state`, which differs from the disk by `diff`.
+    fn checkpoint_diff(&mut self, state: &State, diff: Diff) -> io::Result<()> {
         let Some(mut journal) = self.journal.take() else {
-            return self.write_without_journal(state);
+            return self.write_without_journal(state, diff);
         };
-        let (xml, diff) = self.render(state);
+        let xml = self.render(state, &diff);
         let ident = Ident::of(xml.as_bytes());
         let base = journal.base();
         // A failed announcement leaves the journal's header unknown: not appended to again.
@@ -334,13 +340,11 @@ impl Store {
                 // header (base, and this file pending) is right for both, so it stays as it
                 // is, and nothing more is appended to it.
                 tracing::error!("qubes.xml replaced, but its directory is not synced: {e}");
-                self.mtime = self.file_mtime();
-                self.apply(diff);
+                self.written(diff);
                 return Ok(());
             }
         }
-        self.mtime = self.file_mtime();
-        self.apply(diff);
+        self.written(diff);
         match journal.restart(ident) {
             Ok(()) => self.journal = Some(journal),
             // The save is done (qubes.xml holds it); the header is unknown, so this journal
@@ -358,7 +362,7 @@ impl Store {
     pub fn recover(&mut self, state: &State) {
         if self.journal.is_none()
             && !self.closed
-            && let Err(e) = self.write_without_journal(state)
+            && let Err(e) = self.write_without_journal(state, self.diff(state))
         {
             tracing::error!("writing qubes.xml after a failed save: {e}");
         }
@@ -366,8 +370,8 @@ impl Store {
 
     /// A save without a journal to trust: `qubes.xml` whole, then the old journal deleted
     /// (it must never be replayed over the new file) and a fresh one started.
-    fn write_without_journal(&mut self, state: &State) -> io::Result<()> {
-        let (xml, diff) = self.render(state);
+    fn write_without_journal(&mut self, state: &State, diff: Diff) -> io::Result<()> {
+        let xml = self.render(state, &diff);
         let ident = Ident::of(xml.as_bytes());
         let journal_path = journal::path_for(&self.path);
         // A journal whose base is this very text would replay its records over it after a
@@ -385,8 +389,7 @@ impl Store {
             Replaced::InPlace(e) => {
                 // In place, but a crash may bring the old file back: the old journal stays.
                 tracing::error!("qubes.xml replaced, but its directory is not synced: {e}");
-                self.mtime = self.file_mtime();
-                self.apply(diff);
+                self.written(diff);
                 return Ok(());
             }
         }
@@ -394,8 +397,7 @@ impl Store {
         if self.crash_after_whole_write {
             return Ok(());
         }
-        self.mtime = self.file_mtime();
-        self.apply(diff);
+        self.written(diff);
         match durable::remove(&journal_path) {
             Ok(()) => self.start_journal(ident),
             Err(e) => tracing::warn!("removing {}: {e}", journal_path.display()),
@@ -450,9 +452,8 @@ impl Store {
         fs::metadata(&self.path).and_then(|m| m.modified()).ok()
     }
 
-    /// `state`'s whole `qubes.xml`, and what differs from the disk (not yet recorded as saved).
-    fn render(&self, state: &State) -> (String, Diff) {
-        let diff = self.diff(state);
+    /// `state`'s whole `qubes.xml`, from what the disk has and `diff` (what differs).
+    fn render(&self, state: &State, diff: &Diff) -> String {
         let mut head = self.head.as_str();
         let mut fresh: HashMap<&str, &str> = HashMap::new();
         for c in &diff.changes {
@@ -477,7 +478,7 @@ impl Store {
             }
         }
         xml.push_str(serialize::TAIL);
-        (xml, diff)
+        xml
     }
 
     /// Refuses to write a closed store, or over a `qubes.xml` someone else changed.
@@ -485,7 +486,7 @@ impl Store {
         if self.closed || !self.lock.held() {
             return Err(io::Error::other("the store is closed"));
         }
-        let current = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let current = self.file_mtime();
         if current.is_some() && self.mtime.is_some() && current != self.mtime {
             return Err(io::Error::other(MODIFIED_ELSEWHERE));
         }
@@ -536,6 +537,12 @@ impl Store {
             changes.push(Change::Remove(cname.clone()));
         }
         Diff { changes, arcs }
+    }
+
+    /// Records that `qubes.xml` was just written and holds `diff`.
+    fn written(&mut self, diff: Diff) {
+        self.mtime = self.file_mtime();
+        self.apply(diff);
     }
 
     /// Records that the disk now holds `diff`.
