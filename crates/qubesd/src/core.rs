@@ -328,10 +328,10 @@ impl Core {
             },
             ..
         } = parts;
-        // An unchanged state keeps its snapshot (and the policy view built on it).
         if store.dirty() {
             self.idle.saved();
         }
+        // An unchanged state keeps its snapshot (and the policy view built on it).
         let committed = if **base != st {
             let new = Arc::new(st);
             self.state.store(new.clone());

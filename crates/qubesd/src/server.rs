@@ -310,7 +310,7 @@ async fn send<S: AsyncWriteExt + Unpin>(conn: &mut S, bytes: &[u8]) -> bool {
 async fn stream_stats<S: AsyncWriteExt + Unpin>(
     conn: &mut S,
     shared: &Arc<Shared>,
-    mut sub: Subscription,
+    sub: Subscription,
     dest: &str,
 ) {
     if !send(conn, &Event::new("", "connection-established").encode()).await {
@@ -333,11 +333,21 @@ async fn stream_stats<S: AsyncWriteExt + Unpin>(
         let _ = conn.shutdown().await;
         return;
     }
+    forward(conn, sub, |ev| all || ev.event.subject == dest).await;
+}
+
+/// Writes the events `keep` accepts to a stream, those waiting together in one write, until
+/// the subscriber goes away or falls behind.
+async fn forward<S: AsyncWriteExt + Unpin>(
+    conn: &mut S,
+    mut sub: Subscription,
+    mut keep: impl FnMut(&Published) -> bool,
+) {
     let (mut batch, mut out) = (Vec::new(), Vec::new());
     while sub.recv_many(&mut batch, BATCH_BYTES).await {
         out.clear();
         for ev in batch.drain(..) {
-            if all || ev.event.subject == dest {
+            if keep(&ev) {
                 out.extend_from_slice(&ev.bytes);
             }
         }
@@ -356,7 +366,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 async fn stream_events<S: AsyncWriteExt + Unpin>(
     conn: &mut S,
     shared: &Arc<Shared>,
-    mut sub: Subscription,
+    sub: Subscription,
     dest: &str,
     src: &str,
 ) {
@@ -366,31 +376,23 @@ async fn stream_events<S: AsyncWriteExt + Unpin>(
     let all = dest == "dom0";
     let _filtered = (src != "dom0").then(|| shared.core.filtered_subscriber());
     let mut decisions = Decisions::default();
-    let (mut batch, mut out) = (Vec::new(), Vec::new());
-    while sub.recv_many(&mut batch, BATCH_BYTES).await {
-        out.clear();
-        for ev in batch.drain(..) {
-            if !all && (ev.global || ev.event.subject != dest) {
-                continue;
-            }
-            // Policy for non-dom0 callers: the event's qube, the `vm` of a global event,
-            // else dom0. The view is built once per state and shared by every subscriber
-            // (by the writer that committed it; here only for events published otherwise).
-            if src != "dom0" {
-                let view = ev.view.get_or_init(|| match &ev.state {
-                    Some(st) => shared.core.policy_view_at(st),
-                    None => shared.core.policy_view(),
-                });
-                if !decisions.allows(view, src, &ev) {
-                    continue;
-                }
-            }
-            out.extend_from_slice(&ev.bytes);
+    forward(conn, sub, |ev| {
+        if !all && (ev.global || ev.event.subject != dest) {
+            return false;
         }
-        if !out.is_empty() && !send(conn, &out).await {
-            return;
+        // Policy for non-dom0 callers: the event's qube, the `vm` of a global event, else
+        // dom0. The view is built once per state and shared by every subscriber (by the
+        // writer that committed it; here only for events published otherwise).
+        if src == "dom0" {
+            return true;
         }
-    }
+        let view = ev.view.get_or_init(|| match &ev.state {
+            Some(st) => shared.core.policy_view_at(st),
+            None => shared.core.policy_view(),
+        });
+        decisions.allows(view, src, ev)
+    })
+    .await;
 }
 
 /// One subscriber's policy decisions for the view it last used: most events repeat a
