@@ -536,12 +536,19 @@ mod tests {
         Change::Put(n.into(), t.into())
     }
 
-    #[test]
-    fn records_survive_a_reopen_in_order() {
+    /// A new journal of `capacity` bytes over `base`, in a directory of its own (kept alive by
+    /// the returned guard), and its path.
+    fn new_journal(base: Ident, capacity: u64) -> (tempfile::TempDir, PathBuf, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
+        let j = Journal::create(&path, base, capacity).unwrap();
+        (dir, path, j)
+    }
+
+    #[test]
+    fn records_survive_a_reopen_in_order() {
         let base = Ident::of(b"base");
-        let mut j = Journal::create(&path, base, 64 * 1024).unwrap();
+        let (_dir, path, mut j) = new_journal(base, 64 * 1024);
         assert!(j.is_empty());
         assert!(j.append(&[put("a", "<a/>")]).unwrap());
         assert!(
@@ -567,10 +574,8 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_announced_cancelled_or_ends_in_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
         let (old, new) = (Ident::of(b"old"), Ident::of(b"new"));
-        let mut j = Journal::create(&path, old, 64 * 1024).unwrap();
+        let (_dir, path, mut j) = new_journal(old, 64 * 1024);
         j.append(&[put("a", "1")]).unwrap();
         j.begin_checkpoint(new).unwrap();
         let got = read(&path).unwrap().unwrap();
@@ -595,10 +600,8 @@ mod tests {
 
     #[test]
     fn a_torn_header_leaves_the_one_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
         let (old, new) = (Ident::of(b"old"), Ident::of(b"new"));
-        let mut j = Journal::create(&path, old, 64 * 1024).unwrap();
+        let (_dir, path, mut j) = new_journal(old, 64 * 1024);
         j.append(&[put("a", "1")]).unwrap();
         j.begin_checkpoint(new).unwrap();
         let before_restart = fs::read(&path).unwrap();
@@ -622,9 +625,7 @@ mod tests {
 
     #[test]
     fn a_torn_record_ends_the_journal_and_a_withdrawn_one_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let mut j = Journal::create(&path, Ident::default(), 64 * 1024).unwrap();
+        let (_dir, path, mut j) = new_journal(Ident::default(), 64 * 1024);
         j.append(&[put("a", "1")]).unwrap();
         let second = HEADER_SIZE + j.used();
         j.append(&[put("b", "22222")]).unwrap();
@@ -649,9 +650,7 @@ mod tests {
 
     #[test]
     fn a_full_journal_refuses_the_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let mut j = Journal::create(&path, Ident::default(), 2 * HEADER_SIZE).unwrap();
+        let (_dir, _path, mut j) = new_journal(Ident::default(), 2 * HEADER_SIZE);
         let big = "x".repeat(HEADER_SIZE as usize);
         assert!(!j.append(&[put("a", &big)]).unwrap());
         assert!(j.is_empty());
