@@ -4,6 +4,7 @@
 //! client does), so a subscriber that stops reading costs at most its bound.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use qubes_api::Event;
@@ -34,6 +35,8 @@ pub struct Published {
 #[derive(Debug, Clone, Default)]
 pub struct EventHub {
     subscribers: Arc<Mutex<Vec<Weak<Queue>>>>,
+    /// Live subscriptions, kept by the subscriptions themselves (read without the lock).
+    live: Arc<AtomicUsize>,
 }
 
 /// One subscriber's queue.
@@ -55,6 +58,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl Queue {
+    /// [`Subscription::take_waiting`].
+    fn take(&self, out: &mut Vec<Arc<Published>>, max_bytes: usize) -> bool {
+        let mut q = lock(&self.state);
+        if q.dropped {
+            return false;
+        }
+        let mut taken = 0;
+        while let Some(ev) = q.events.front() {
+            if !out.is_empty() && taken + ev.bytes.len() > max_bytes {
+                break;
+            }
+            taken += ev.bytes.len();
+            if let Some(ev) = q.events.pop_front() {
+                out.push(ev);
+            }
+        }
+        q.bytes -= taken;
+        true
+    }
+}
+
 /// A subscriber was dropped for falling behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped;
@@ -64,6 +89,13 @@ pub struct Dropped;
 #[derive(Debug)]
 pub struct Subscription {
     queue: Arc<Queue>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Subscription {
@@ -92,28 +124,31 @@ impl Subscription {
     pub async fn recv_many(&mut self, out: &mut Vec<Arc<Published>>, max_bytes: usize) -> bool {
         loop {
             let notified = self.queue.ready.notified();
-            {
-                let mut q = lock(&self.queue.state);
-                if q.dropped {
-                    return false;
-                }
-                let mut taken = 0;
-                while let Some(ev) = q.events.front() {
-                    if !out.is_empty() && taken + ev.bytes.len() > max_bytes {
-                        break;
-                    }
-                    taken += ev.bytes.len();
-                    if let Some(ev) = q.events.pop_front() {
-                        out.push(ev);
-                    }
-                }
-                q.bytes -= taken;
-                if !out.is_empty() {
-                    return true;
-                }
+            if !self.queue.take(out, max_bytes) {
+                return false;
+            }
+            if !out.is_empty() {
+                return true;
             }
             notified.await;
         }
+    }
+
+    /// Moves the events waiting into `out`, oldest first, while their bytes fit in
+    /// `max_bytes` (the first always does when `out` is empty); never waits. `false` once
+    /// the subscriber was dropped for falling behind.
+    pub fn take_waiting(&mut self, out: &mut Vec<Arc<Published>>, max_bytes: usize) -> bool {
+        self.queue.take(out, max_bytes)
+    }
+
+    /// Bytes of the events waiting.
+    pub fn waiting_bytes(&self) -> usize {
+        lock(&self.queue.state).bytes
+    }
+
+    /// How many subscriptions its hub has (this one included).
+    pub fn subscribers(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
     }
 
     /// The next event if one is waiting (`Err(Dropped)` once dropped).
@@ -138,7 +173,11 @@ impl EventHub {
         let mut subs = lock(&self.subscribers);
         subs.retain(|w| w.strong_count() > 0);
         subs.push(Arc::downgrade(&queue));
-        Subscription { queue }
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            queue,
+            live: self.live.clone(),
+        }
     }
 
     /// Publishes events in order.
@@ -209,10 +248,7 @@ impl EventHub {
 
     /// Number of live subscribers.
     pub fn subscribers(&self) -> usize {
-        lock(&self.subscribers)
-            .iter()
-            .filter(|w| w.strong_count() > 0)
-            .count()
+        self.live.load(Ordering::Relaxed)
     }
 }
 
@@ -236,8 +272,9 @@ mod tests {
         }
         assert_eq!(stuck.recv().await.map(|e| e.event.name.clone()), None);
         assert!(stuck.try_recv().is_err());
+        assert_eq!((hub.subscribers(), reader.subscribers()), (2, 2));
         drop(stuck);
-        assert_eq!(hub.subscribers(), 1);
+        assert_eq!((hub.subscribers(), reader.subscribers()), (1, 1));
         hub.publish([Event::new("a", "after")]);
         assert_eq!(reader.try_recv().unwrap().unwrap().event.name, "after");
     }
@@ -262,5 +299,21 @@ mod tests {
         assert!(sub.recv_many(&mut got, 1).await);
         assert_eq!(got[0].event.name, "five");
         assert!(matches!(sub.try_recv(), Ok(None)));
+        // Topping up a batch that holds events takes only what fits, and never waits.
+        hub.publish([Event::new("a", "six"), Event::new("a", "seven")]);
+        let six = Event::new("a", "six").encode().len();
+        assert!(sub.take_waiting(&mut got, six));
+        let names: Vec<&str> = got.iter().map(|e| e.event.name.as_str()).collect();
+        assert_eq!(names, ["five", "six"]);
+        assert!(sub.take_waiting(&mut got, 0));
+        assert_eq!(got.len(), 2, "nothing fits in 0 bytes");
+        got.clear();
+        assert!(sub.take_waiting(&mut got, 0));
+        assert_eq!(
+            got[0].event.name, "seven",
+            "an empty batch always takes one"
+        );
+        assert!(sub.take_waiting(&mut got, 1 << 20));
+        assert_eq!(got.len(), 1, "nothing waits");
     }
 }

@@ -191,16 +191,20 @@ const INFO_PROPS: [&str; 6] = [
 /// Whether going from `old` to `new` changes what [`system_info`] says: a qube added or
 /// removed, or a changed qube's tags, class, power state, uuid, `internal` feature or one of
 /// the properties it reads; any change of the global properties counts. Qubes that did not
-/// change share their `Arc`, so a commit that touches one qube costs one comparison.
+/// change share their `Arc` (and their name's), so a commit that touches one qube costs a
+/// walk of pointer comparisons.
 pub fn info_changed(old: &State, new: &State) -> bool {
+    use std::sync::Arc;
     if old.domains.len() != new.domains.len() || old.global != new.global {
         return true;
     }
-    for (name, n) in &new.domains {
-        let Some(o) = old.domains.get(name) else {
+    // Both maps are sorted and as long: with the same names they pair up in order, and a
+    // name added and another removed shows as a pair that differs.
+    for ((old_name, o), (new_name, n)) in old.domains.iter().zip(&new.domains) {
+        if !Arc::ptr_eq(old_name, new_name) && old_name != new_name {
             return true;
-        };
-        if std::sync::Arc::ptr_eq(o, n) {
+        }
+        if Arc::ptr_eq(o, n) {
             continue;
         }
         let internal = |d: &crate::model::Domain| d.feature("internal").map(str::to_string);
@@ -285,6 +289,16 @@ mod tests {
         }));
         assert!(changed(&|s| {
             s.domains.remove("work");
+        }));
+        // As many qubes as before, one of them another: a rename.
+        assert!(changed(&|s| {
+            let work = s.domains.remove("work").unwrap();
+            s.domains.insert("play".into(), work);
+        }));
+        // The same names in new allocations (a state read back from disk) are the same.
+        assert!(!changed(&|s| {
+            let work = s.domains.remove("work").unwrap();
+            s.domains.insert(String::from("work").into(), work);
         }));
     }
 }
