@@ -534,6 +534,75 @@ fn cancel_stops_the_backup() {
     assert_eq!(profile::load(&dir, profile::RUN_ID), Ok(None));
 }
 
+/// Runs a backup of `vault` to a new folder `name` with the window's "turn the computer off"
+/// switch on, and waits for the done page.
+fn backup_with_power_off(f: &Fixture, name: &str) -> adw::Window {
+    let dest = f.tmp.path().join(name);
+    std::fs::create_dir(&dest).unwrap();
+    let w = backup_window(f, &["vault"]);
+    let switch: gtk::Switch = named(&w, "power-off");
+    assert!(switch.is_mapped(), "offered in dom0");
+    assert!(!switch.is_active(), "off unless asked for");
+    switch.set_active(true);
+    set_text(&w, "destination-path", &dest.display().to_string());
+    set_text(&w, "passphrase", PASS);
+    set_text(&w, "passphrase-again", PASS);
+    click(&w, "next");
+    assert!(spin_until(20, || page(&w) == "summary"), "{}", page(&w));
+    click(&w, "next");
+    assert!(spin_until(60, || page(&w) == "done"));
+    let done: adw::StatusPage = named(&w, "done");
+    assert_eq!(done.title(), "Backup complete");
+    w
+}
+
+/// "Turn the computer off when done": only where the program can (dom0, not the demo nor a
+/// qube), after a minute's notice that counts down with the focus on Stay On; Stay On keeps
+/// the computer on, Turn Off Now runs the power-off command at once.
+fn backup_turns_the_computer_off_when_asked() {
+    let f = Fixture::start();
+    // The demo never offers to turn off the computer it runs on.
+    let w = backup_window(&f, &["vault"]);
+    let switch: gtk::Switch = named(&w, "power-off");
+    assert!(!switch.is_mapped());
+    w.close();
+    let marker = f.tmp.path().join("powered-off");
+    let mut env = f.env.clone();
+    env.power_off = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        format!("echo off >> '{}'", marker.display()),
+    ]);
+    env::set_current(env);
+
+    let w = backup_with_power_off(&f, "power-off-stay");
+    let line: gtk::Label = named(&w, "power-off-countdown");
+    assert_eq!(line.text(), "The computer turns off in 60 seconds.");
+    let stay: gtk::Button = named(&w, "power-off-cancel");
+    assert!(stay.has_focus(), "Enter keeps the computer on");
+    snapshot(&w, "backup-power-off-notice");
+    // It counts down.
+    assert!(spin_until(5, || line.text() == "The computer turns off in 59 seconds."));
+    click(&w, "power-off-cancel");
+    assert_eq!(line.text(), "The computer stays on.");
+    assert!(!stay.is_mapped() && !named::<gtk::Button>(&w, "power-off-now").is_mapped());
+    assert!(!marker.exists());
+    w.close();
+
+    let w = backup_with_power_off(&f, "power-off-now");
+    click(&w, "power-off-now");
+    assert!(spin_until(10, || marker.exists()));
+    let line: gtk::Label = named(&w, "power-off-countdown");
+    assert!(spin_until(5, || line.text() == "Turning the computer off…"));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "off\n",
+        "run once"
+    );
+    w.close();
+    env::set_current(f.env.clone());
+}
+
 const BACKUP_XML: &str = r#"<?xml version='1.0' encoding='UTF-8'?>
 <qubes version="3.0">
   <labels>
@@ -928,6 +997,10 @@ fn main() {
             backup_shows_progress_and_ends_with_a_summary,
         ),
         ("cancel_stops_the_backup", cancel_stops_the_backup),
+        (
+            "backup_turns_the_computer_off_when_asked",
+            backup_turns_the_computer_off_when_asked,
+        ),
         (
             "restore_lists_marks_and_restores",
             restore_lists_marks_and_restores,

@@ -324,6 +324,8 @@ fn finished(ui: &Ui, result: Result<(), CallError>, took: Duration) {
     ui.shell.next.set_label(&tr("Close"));
     let done = &ui.done;
     let choices = ui.state.borrow().choices.clone();
+    // What has the focus on the done page: Close, or Stay On when the computer is to turn off.
+    let mut focus: Option<gtk::Widget> = None;
     match result {
         Ok(()) => {
             ui.progress.set_fraction(1.0);
@@ -344,13 +346,21 @@ fn finished(ui: &Ui, result: Result<(), CallError>, took: Duration) {
                 "Keep the passphrase: the backup cannot be read without it.",
             ));
             done.set_description(Some(&super::plain(&text)));
+            let content = gtk::Box::new(gtk::Orientation::Vertical, 24);
+            let power_off = ui.state.borrow().env.power_off.clone();
+            if let Some(command) = power_off.filter(|_| ui.power_off.is_active()) {
+                let (notice, stay) = super::power_off::notice(command);
+                content.append(&notice);
+                focus = Some(stay.upcast());
+            }
             // The summary again, as it was when the backup started.
             if let Some(t) = ui.summary.last_child() {
                 ui.summary.remove(&t);
                 let clamp = adw::Clamp::new();
                 clamp.set_child(Some(&t));
-                done.set_child(Some(&clamp));
+                content.append(&clamp);
             }
+            done.set_child(Some(&content));
         }
         Err(CallError::Exception { kind, .. }) if kind == "BackupCancelledError" => {
             done.set_icon_name(Some("process-stop-symbolic"));
@@ -374,5 +384,7 @@ fn finished(ui: &Ui, result: Result<(), CallError>, took: Duration) {
         }
     }
     ui.shell.show("done");
-    ui.shell.next.grab_focus();
+    focus
+        .unwrap_or_else(|| ui.shell.next.clone().upcast())
+        .grab_focus();
 }

@@ -72,6 +72,8 @@ pub(super) struct Ui {
     pub save_pass: gtk::Switch,
     pub compression: adw::ComboRow,
     pub remember: gtk::Switch,
+    /// Turn the computer off when the backup succeeded (only where it can be).
+    pub power_off: gtk::Switch,
     /// In a qube: the profile text to save in dom0.
     pub profile_text: gtk::TextView,
     /// What went wrong on the first page (also said in a toast).
@@ -196,6 +198,13 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
     );
     remember.set_active(true);
     options.add(&remember_row);
+    let (power_off_row, power_off) = switch_row(
+        &tr("Turn the computer off when done"),
+        &tr("After a successful backup, with a minute to change your mind"),
+        "power-off",
+    );
+    power_off_row.set_visible(env.power_off.is_some());
+    options.add(&power_off_row);
     page.add(&options);
 
     // In a qube, the profile can only be written in dom0: its text is shown to copy there.
@@ -236,6 +245,7 @@ fn build(shell: Shell, client: Client, env: BackupEnv) -> Ui {
         save_pass,
         compression,
         remember,
+        power_off,
         profile_text,
         error,
         summary,

@@ -48,7 +48,14 @@ pub struct BackupEnv {
     pub qube_reader: Option<PathBuf>,
     /// Where a backup read from a qube is spooled, one chunk at a time.
     pub spool_dir: PathBuf,
+    /// The command that turns the computer off, offered when a backup is done; `None` where
+    /// this program cannot (a GUI qube would only turn itself off; the demo must not turn
+    /// off the computer it runs on).
+    pub power_off: Option<Vec<String>>,
 }
+
+/// How dom0 turns itself off, as the reference Qube Manager does.
+pub const POWER_OFF: [&str; 2] = ["systemctl", "poweroff"];
 
 /// The service program in dom0.
 pub const IMPORT_SERVICE: &str = "/etc/qubes-rpc/admin.vm.volume.ImportWithSize";
@@ -101,6 +108,7 @@ impl BackupEnv {
             import,
             qube_reader: crate::cli::in_path("qvm-run"),
             spool_dir: std::env::temp_dir(),
+            power_off: Some(POWER_OFF.map(String::from).to_vec()),
         }
     }
 
@@ -124,6 +132,7 @@ impl BackupEnv {
             },
             qube_reader: crate::cli::in_path("qvm-run"),
             spool_dir: std::env::temp_dir(),
+            power_off: None,
         }
     }
 
@@ -153,6 +162,7 @@ impl BackupEnv {
             },
             qube_reader: None,
             spool_dir: dir,
+            power_off: None,
         })
     }
 
@@ -207,6 +217,7 @@ mod tests {
         let env = BackupEnv::qube();
         assert_eq!(env.profile_dir, None);
         assert_eq!(env.dom0_home_dir, None);
+        assert_eq!(env.power_off, None, "a qube would turn only itself off");
         // What the restore engine runs: the program, its arguments, then the volume, with
         // the target qube in the environment.
         let out = std::process::Command::new(&env.import.program)
@@ -238,5 +249,9 @@ mod tests {
         )));
         let system = BackupEnv::dom0(Path::new(crate::cli::DOM0_SOCKET));
         assert!(system.import.env.is_empty());
+        assert_eq!(
+            system.power_off,
+            Some(vec!["systemctl".to_string(), "poweroff".to_string()])
+        );
     }
 }

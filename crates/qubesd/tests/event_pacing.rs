@@ -88,7 +88,12 @@ fn a_storm_reaches_every_subscriber_whole_in_paced_writes() {
         })
         .collect();
     for i in 0..SETS {
-        d.ok("admin.vm.feature.Set", "work", "f", i.to_string().as_bytes());
+        d.ok(
+            "admin.vm.feature.Set",
+            "work",
+            "f",
+            i.to_string().as_bytes(),
+        );
     }
     let want: Vec<String> = (0..SETS)
         .flat_map(|i| {
