@@ -6,7 +6,7 @@
 //!   ([`profile::SAVED_ID`]); then `admin.backup.Info`'s summary as a table, then
 //!   `admin.backup.Execute` with a progress bar fed by `backup-progress` events, Cancel
 //!   (`admin.backup.Cancel`) and a summary at the end; in dom0, optionally the computer is
-//!   turned off after a successful backup, with a minute's notice ([`power_off`]).
+//!   turned off after a successful backup, with a minute's notice (module `power_off`).
 //! - **Restore** ([`open_restore`]): a backup file (here, or in a qube), its passphrase; the
 //!   header is authenticated and the qubes of the backup listed with what conflicts with this
 //!   system and the options (rename or skip, exclude, ignore missing templates and net qubes,

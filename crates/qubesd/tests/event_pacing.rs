@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -70,16 +70,7 @@ fn a_storm_reaches_every_subscriber_whole_in_paced_writes() {
     let start = Instant::now();
     let readers: Vec<_> = (0..SUBSCRIBERS)
         .map(|_| {
-            let mut s = UnixStream::connect(d.socket()).unwrap();
-            s.write_all(&qubes_api::Request::encode(
-                "admin.Events",
-                "",
-                "dom0",
-                "dom0",
-                b"",
-            ))
-            .unwrap();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let s = d.stream("admin.Events", "dom0", "dom0");
             let last = last.clone();
             std::thread::spawn(move || {
                 let got = read_until(s, &last);

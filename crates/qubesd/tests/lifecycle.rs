@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::{Events, TestDaemon};
@@ -249,16 +247,7 @@ fn stats_stream() {
         b"1\0\0connection-established\0\0\x32\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'work'\0"
     );
     d.ok("admin.vm.Start", "work", "", b"");
-    let mut s = UnixStream::connect(d.socket()).unwrap();
-    s.write_all(&qubes_api::Request::encode(
-        "admin.vm.Stats",
-        "",
-        "dom0",
-        "dom0",
-        b"",
-    ))
-    .unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let s = d.stream("admin.vm.Stats", "dom0", "dom0");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = qubes_api::EventReader::new(Box::new(s));
     assert_eq!(

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use common::TestDaemon;
@@ -77,16 +75,7 @@ fn management_qube_sees_only_what_policy_allows() {
     );
 
     // Events: only those of qubes mgmt created.
-    let mut s = UnixStream::connect(d.socket()).unwrap();
-    s.write_all(&qubes_api::Request::encode(
-        "admin.Events",
-        "",
-        "mgmt",
-        "dom0",
-        b"",
-    ))
-    .unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let s = d.stream("admin.Events", "mgmt", "dom0");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut ev = qubes_api::EventReader::new(Box::new(s));
     assert_eq!(

@@ -154,6 +154,16 @@ impl TestDaemon {
         self.raw(&qubes_api::Request::encode(method, arg, src, dest, payload))
     }
 
+    /// A stream call (`admin.Events`, `admin.vm.Stats`) from `src` to `dest`, sent and
+    /// half-closed; its answer is read from the returned socket.
+    pub fn stream(&self, method: &str, src: &str, dest: &str) -> UnixStream {
+        let mut s = UnixStream::connect(self.socket()).unwrap();
+        s.write_all(&qubes_api::Request::encode(method, "", src, dest, b""))
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s
+    }
+
     /// Asserts an OK answer and returns its text.
     pub fn ok(&self, method: &str, dest: &str, arg: &str, payload: &[u8]) -> String {
         let r = self.call(method, dest, arg, payload);
@@ -214,17 +224,7 @@ pub struct Events {
 impl Events {
     /// Subscribes (from dom0 to `dest`) and reads `connection-established`.
     pub fn open(d: &TestDaemon, dest: &str) -> Events {
-        let mut stream = UnixStream::connect(d.socket()).unwrap();
-        stream
-            .write_all(&qubes_api::Request::encode(
-                "admin.Events",
-                "",
-                "dom0",
-                dest,
-                b"",
-            ))
-            .unwrap();
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let stream = d.stream("admin.Events", "dom0", dest);
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
