@@ -53,14 +53,6 @@ fn main() {
     );
     let t = Instant::now();
     for _ in 0..n {
-        core.save().unwrap();
-    }
-    println!(
-        "save, nothing changed: {:.3} ms",
-        t.elapsed().as_secs_f64() * 1000.0 / n as f64
-    );
-    let t = Instant::now();
-    for _ in 0..n {
         std::hint::black_box(qubesd::store::serialize(&core.snapshot()));
     }
     println!(

@@ -393,12 +393,6 @@ impl Core {
         locks.entry(vm.to_string()).or_default().clone()
     }
 
-    /// Writes the current state whole to `qubes.xml` (at shutdown).
-    pub fn save(&self) -> std::io::Result<()> {
-        let mut store = self.writer.lock();
-        store.checkpoint(&self.absorb_touches())
-    }
-
     /// The current state, with the device classes calls looked at since the last write
     /// made part of it (and of the snapshot readers see): what the next save writes. Call
     /// with the writer lock held.
