@@ -515,6 +515,33 @@ fn cancel_stops_the_backup() {
     let hold = Hold::new(&f.image("vault", "private"));
     click(&w, "next");
     assert!(spin_until(30, || hold.opened()));
+    // Closing the window while it runs asks first; "Continue the backup" keeps both.
+    w.close();
+    let mut asked = None;
+    assert!(spin_until(5, || {
+        asked = gtk::Window::list_toplevels()
+            .into_iter()
+            .filter_map(|t| t.downcast::<adw::MessageDialog>().ok())
+            .find(|d| d.is_visible() && d.heading().as_deref() == Some("Stop the backup?"));
+        asked.is_some()
+    }));
+    let asked = asked.unwrap();
+    assert_eq!(
+        (
+            asked.response_label("continue"),
+            asked.response_label("stop")
+        ),
+        ("Continue the backup".into(), "Stop the backup".into())
+    );
+    let keep = find_where(asked.upcast_ref(), &|x| {
+        x.downcast_ref::<gtk::Button>()
+            .is_some_and(|b| b.label().as_deref() == Some("Continue the backup"))
+    })
+    .and_downcast::<gtk::Button>()
+    .expect("the dialog's button");
+    keep.emit_clicked();
+    assert!(spin_until(5, || !asked.is_visible()));
+    assert!(w.is_visible() && page(&w) == "progress");
     click(&w, "cancel");
     // The daemon took the cancel.
     let label: gtk::Label = named(&w, "progress-label");

@@ -167,27 +167,22 @@ pub(super) fn close_request(ui: &Ui) -> gtk::glib::Propagation {
         remove_run_profile(ui);
         return gtk::glib::Propagation::Proceed;
     }
-    let dialog = adw::MessageDialog::new(
-        Some(&ui.shell.window),
-        Some(&tr("Stop the backup?")),
-        Some(&tr(
-            "The backup is not finished. Stopping it leaves no partial backup behind.",
-        )),
-    );
-    dialog.add_response("continue", &tr("Continue the backup"));
-    dialog.add_response("stop", &tr("Stop the backup"));
-    dialog.set_response_appearance("stop", adw::ResponseAppearance::Destructive);
-    dialog.set_default_response(Some("continue"));
-    dialog.set_close_response("continue");
-    let ui = ui.clone();
-    dialog.connect_response(None, move |_, response| {
-        if response == "stop" {
+    let stop = {
+        let ui = ui.clone();
+        move || {
             cancel(&ui);
             ui.state.borrow_mut().running = false;
-            ui.shell.window.close();
         }
-    });
-    dialog.present();
+    };
+    ui.shell.ask_to_stop(
+        [
+            tr("Stop the backup?"),
+            tr("The backup is not finished. Stopping it leaves no partial backup behind."),
+            tr("Continue the backup"),
+            tr("Stop the backup"),
+        ],
+        stop,
+    );
     gtk::glib::Propagation::Stop
 }
 

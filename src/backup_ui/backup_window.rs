@@ -648,42 +648,21 @@ fn update_profile_text(ui: &Ui) {
 
 fn choose_folder(ui: &Ui) {
     let dest = combo_text(&ui.dest).unwrap_or_else(|| "dom0".into());
-    if dest != "dom0" {
+    let in_qube = if dest == "dom0" {
+        None
+    } else {
         let Some(reader) = ui.state.borrow().env.qube_reader.clone() else {
             return;
         };
-        let ui = ui.clone();
-        background(
-            move || super::pick::pick_in_qube(&reader, &dest, "qubes.SelectDirectory"),
-            move |picked| match picked {
-                Ok(Some(p)) => ui.path.set_text(&p),
-                Ok(None) => {}
-                Err(e) => ui.shell.toast(&e),
-            },
-        );
-        return;
-    }
-    let chooser = gtk::FileChooserNative::new(
-        Some(&tr("Choose the backup folder")),
-        Some(&ui.shell.window),
+        Some((reader, dest))
+    };
+    ui.shell.choose_path(
+        &ui.path,
+        in_qube,
+        "qubes.SelectDirectory",
+        &tr("Choose the backup folder"),
         gtk::FileChooserAction::SelectFolder,
-        Some(&tr("Choose")),
-        Some(&tr("Cancel")),
     );
-    chooser.set_modal(true);
-    let path = ui.path.clone();
-    let keep = Rc::new(RefCell::new(None));
-    let kept = keep.clone();
-    chooser.connect_response(move |c, response| {
-        if response == gtk::ResponseType::Accept
-            && let Some(p) = c.file().and_then(|f| f.path())
-        {
-            path.set_text(&p.display().to_string());
-        }
-        kept.borrow_mut().take();
-    });
-    chooser.show();
-    *keep.borrow_mut() = Some(chooser);
 }
 
 /// Next on the first page: checks, saves the profiles and asks for the summary (on a worker).

@@ -143,6 +143,73 @@ impl Shell {
     fn page(&self) -> Option<String> {
         self.pages.visible_child_name().map(|s| s.to_string())
     }
+
+    /// Closing while a run goes on: asks whether to stop it (`texts`: heading, body, the
+    /// answer that keeps it going, the one that stops it). Stopping calls `stop`, then
+    /// closes the window.
+    fn ask_to_stop(&self, texts: [String; 4], stop: impl Fn() + 'static) {
+        let [heading, body, keep, end] = texts;
+        let dialog = adw::MessageDialog::new(Some(&self.window), Some(&heading), Some(&body));
+        dialog.add_response("continue", &keep);
+        dialog.add_response("stop", &end);
+        dialog.set_response_appearance("stop", adw::ResponseAppearance::Destructive);
+        dialog.set_default_response(Some("continue"));
+        dialog.set_close_response("continue");
+        let window = self.window.clone();
+        dialog.connect_response(None, move |_, response| {
+            if response == "stop" {
+                stop();
+                window.close();
+            }
+        });
+        dialog.present();
+    }
+
+    /// Lets the user pick a path into `entry`: in the qube `in_qube` names (read through
+    /// its `qvm-run` program and `service`), else here with a file chooser doing `action`.
+    fn choose_path(
+        &self,
+        entry: &impl IsA<gtk::Editable>,
+        in_qube: Option<(std::path::PathBuf, String)>,
+        service: &'static str,
+        title: &str,
+        action: gtk::FileChooserAction,
+    ) {
+        let entry: gtk::Editable = entry.clone().upcast();
+        if let Some((reader, vm)) = in_qube {
+            let shell = self.clone();
+            background(
+                move || pick::pick_in_qube(&reader, &vm, service),
+                move |picked| match picked {
+                    Ok(Some(p)) => entry.set_text(&p),
+                    Ok(None) => {}
+                    Err(e) => shell.toast(&e),
+                },
+            );
+            return;
+        }
+        let chooser = gtk::FileChooserNative::new(
+            Some(title),
+            Some(&self.window),
+            action,
+            Some(&crate::i18n::tr("Choose")),
+            Some(&crate::i18n::tr("Cancel")),
+        );
+        chooser.set_modal(true);
+        // The chooser lives until it answers.
+        let keep = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let kept = keep.clone();
+        chooser.connect_response(move |c, response| {
+            if response == gtk::ResponseType::Accept
+                && let Some(p) = c.file().and_then(|f| f.path())
+            {
+                entry.set_text(&p.display().to_string());
+            }
+            kept.borrow_mut().take();
+        });
+        chooser.show();
+        *keep.borrow_mut() = Some(chooser);
+    }
 }
 
 /// `text` for widgets that read Pango markup (toasts, status page descriptions), shown as it

@@ -139,27 +139,22 @@ pub(super) fn close_request(ui: &Ui) -> gtk::glib::Propagation {
     if !ui.state.borrow().running {
         return gtk::glib::Propagation::Proceed;
     }
-    let dialog = adw::MessageDialog::new(
-        Some(&ui.shell.window),
-        Some(&tr("Stop the restore?")),
-        Some(&tr(
-            "The restore is not finished. Stopping it removes the qubes it has created so far.",
-        )),
-    );
-    dialog.add_response("continue", &tr("Continue the restore"));
-    dialog.add_response("stop", &tr("Stop the restore"));
-    dialog.set_response_appearance("stop", adw::ResponseAppearance::Destructive);
-    dialog.set_default_response(Some("continue"));
-    dialog.set_close_response("continue");
-    let ui = ui.clone();
-    dialog.connect_response(None, move |_, response| {
-        if response == "stop" {
+    let stop = {
+        let ui = ui.clone();
+        move || {
             cancel(&ui);
             ui.state.borrow_mut().running = false;
-            ui.shell.window.close();
         }
-    });
-    dialog.present();
+    };
+    ui.shell.ask_to_stop(
+        [
+            tr("Stop the restore?"),
+            tr("The restore is not finished. Stopping it removes the qubes it has created so far."),
+            tr("Continue the restore"),
+            tr("Stop the restore"),
+        ],
+        stop,
+    );
     gtk::glib::Propagation::Stop
 }
 

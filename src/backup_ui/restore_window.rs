@@ -293,40 +293,20 @@ fn choose_file(ui: &Ui) {
         let st = ui.state.borrow();
         (local_name(&st.env), st.env.qube_reader.clone())
     };
-    if let Some(vm) = combo_text(&ui.location).filter(|l| *l != local) {
-        let Some(reader) = reader else { return };
-        let ui = ui.clone();
-        background(
-            move || super::pick::pick_in_qube(&reader, &vm, "qubes.SelectFile"),
-            move |picked| match picked {
-                Ok(Some(p)) => ui.file.set_text(&p),
-                Ok(None) => {}
-                Err(e) => ui.shell.toast(&e),
-            },
-        );
-        return;
-    }
-    let chooser = gtk::FileChooserNative::new(
-        Some(&tr("Choose the backup file")),
-        Some(&ui.shell.window),
-        gtk::FileChooserAction::Open,
-        Some(&tr("Choose")),
-        Some(&tr("Cancel")),
-    );
-    chooser.set_modal(true);
-    let file = ui.file.clone();
-    let keep = Rc::new(RefCell::new(None));
-    let kept = keep.clone();
-    chooser.connect_response(move |c, response| {
-        if response == gtk::ResponseType::Accept
-            && let Some(p) = c.file().and_then(|f| f.path())
-        {
-            file.set_text(&p.display().to_string());
+    let in_qube = match combo_text(&ui.location).filter(|l| *l != local) {
+        Some(vm) => {
+            let Some(reader) = reader else { return };
+            Some((reader, vm))
         }
-        kept.borrow_mut().take();
-    });
-    chooser.show();
-    *keep.borrow_mut() = Some(chooser);
+        None => None,
+    };
+    ui.shell.choose_path(
+        &ui.file,
+        in_qube,
+        "qubes.SelectFile",
+        &tr("Choose the backup file"),
+        gtk::FileChooserAction::Open,
+    );
 }
 
 fn show_error(ui: &Ui, text: Option<&str>) {
