@@ -5,7 +5,6 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use relm4::gtk;
 use relm4::gtk::prelude::*;
@@ -50,7 +49,10 @@ pub(super) fn notice(command: Vec<String>) -> (gtk::Box, gtk::Button) {
             if over.replace(true) {
                 return;
             }
+            // The buttons go, and with them the focus: the line that says what happens
+            // takes it, so it is read out.
             buttons.set_visible(false);
+            line.grab_focus();
             if !turn_off {
                 line.set_text(&tr("The computer stays on."));
                 return;
@@ -80,7 +82,7 @@ pub(super) fn notice(command: Vec<String>) -> (gtk::Box, gtk::Button) {
         move |_| finish(true)
     });
     let weak = area.downgrade();
-    gtk::glib::timeout_add_local(Duration::from_secs(1), move || {
+    gtk::glib::timeout_add_seconds_local(1, move || {
         let Some(area) = weak.upgrade() else {
             return gtk::glib::ControlFlow::Break;
         };

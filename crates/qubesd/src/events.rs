@@ -13,6 +13,12 @@ use tokio::sync::Notify;
 /// How many bytes of events a subscriber may have waiting before it is dropped.
 pub const SUBSCRIBER_BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
+/// Bytes of waiting events a stream writes at once: a subscriber that fell behind catches
+/// up with few system calls (and wakes its reader less often). Small enough that a reader
+/// taking 13 KB/s still takes a batch within the streams' write timeout (5 s). A queue that
+/// reaches it wakes a stream that waits for its pace ([`Subscription::batch_ready`]).
+pub const BATCH_BYTES: usize = 64 * 1024;
+
 /// An event as published: the parsed form (for filtering) and its wire bytes.
 #[derive(Debug)]
 pub struct Published {
@@ -43,7 +49,10 @@ pub struct EventHub {
 #[derive(Debug, Default)]
 struct Queue {
     state: Mutex<QueueState>,
+    /// An event arrived (or the subscriber was dropped).
     ready: Notify,
+    /// A batch's worth of bytes is waiting (or the subscriber was dropped).
+    full: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +155,21 @@ impl Subscription {
         lock(&self.queue.state).bytes
     }
 
+    /// Returns once a batch's worth of events ([`BATCH_BYTES`]) waits, or the subscriber
+    /// was dropped; not woken by each event.
+    pub async fn batch_ready(&self) {
+        loop {
+            let full = self.queue.full.notified();
+            {
+                let q = lock(&self.queue.state);
+                if q.dropped || q.bytes >= BATCH_BYTES {
+                    return;
+                }
+            }
+            full.await;
+        }
+    }
+
     /// How many subscriptions its hub has (this one included).
     pub fn subscribers(&self) -> usize {
         self.live.load(Ordering::Relaxed)
@@ -227,6 +251,7 @@ impl EventHub {
             if q.dropped {
                 continue;
             }
+            let before = q.bytes;
             for ev in &published {
                 if q.bytes + ev.bytes.len() > SUBSCRIBER_BACKLOG_BYTES {
                     tracing::warn!(
@@ -241,8 +266,12 @@ impl EventHub {
                 q.bytes += ev.bytes.len();
                 q.events.push_back(ev.clone());
             }
+            let full = q.dropped || (before < BATCH_BYTES && q.bytes >= BATCH_BYTES);
             drop(q);
             queue.ready.notify_one();
+            if full {
+                queue.full.notify_one();
+            }
         }
     }
 

@@ -8,17 +8,18 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qubes_api::framing::{encode_exception, encode_ok};
 use qubes_api::{Event, MAX_REQUEST_SIZE, QubesError, Request, exc::ExcBase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
+use tokio::time::Instant;
 
 use crate::api::Socket;
 use crate::core::Core;
 use crate::dispatch;
-use crate::events::{Published, Subscription};
+use crate::events::{BATCH_BYTES, Published, Subscription};
 use crate::model::PowerState;
 use crate::reply::Reply;
 
@@ -348,13 +349,14 @@ async fn forward<S: AsyncWriteExt + Unpin>(
     let mut pace = Pace::new(Instant::now());
     loop {
         // A stream out of credit sleeps before it looks for events: what arrives meanwhile
-        // wakes nobody and goes out together. A full batch never waits, so pacing never
-        // makes a backlog grow past one batch.
+        // wakes nobody and goes out together. A batch's worth of events ends the sleep, so
+        // pacing never lets a backlog grow past one batch.
         pace.share(sub.subscribers());
-        if let Some(due) = pace.wait_until(Instant::now())
-            && sub.waiting_bytes() < BATCH_BYTES
-        {
-            tokio::time::sleep_until(due.into()).await;
+        if let Some(due) = pace.wait_until(Instant::now()) {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = sub.batch_ready() => {}
+            }
         }
         if !sub.recv_many(&mut batch, BATCH_BYTES).await {
             return;
@@ -374,15 +376,10 @@ async fn forward<S: AsyncWriteExt + Unpin>(
     }
 }
 
-/// Bytes of waiting events a stream writes at once: a subscriber that fell behind catches
-/// up with few system calls (and wakes its reader less often). Small enough that a reader
-/// taking 13 KB/s still takes a batch within [`STREAM_WRITE_TIMEOUT`].
-const BATCH_BYTES: usize = 64 * 1024;
-
 /// Pacing of one stream's writes, a token bucket: up to [`Pace::BURST`] writes go out as
 /// their events come, after that the stream gets its share of [`Pace::WRITES_PER_SEC`]
-/// (split evenly between the hub's subscribers), each write carrying every event that
-/// arrived meanwhile. A lone event, the few of one action, or a client waiting for each
+/// (split evenly between the hub's subscribers, at least one write per
+/// [`Pace::MAX_INTERVAL`]), each write carrying every event that arrived meanwhile. A lone event, the few of one action, or a client waiting for each
 /// event in turn with few subscribers around, are not delayed. A storm of writes (a script
 /// setting features on every qube) with fifty subscribers costs each of them a system call
 /// and a wakeup of its reader every 5 ms instead of one per event: that fan-out runs on the
@@ -402,6 +399,10 @@ impl Pace {
     /// Stream writes per second, all subscribers of a hub together, once their bursts are
     /// spent: a tenth of a CPU here, at about 10 µs per write and its reader's wakeup.
     const WRITES_PER_SEC: u32 = 10_000;
+    /// The longest a stream waits for its pace, however many subscribers share the budget
+    /// (many, or streams whose clients are gone but that never write, must not hold up the
+    /// GUI's events for longer).
+    const MAX_INTERVAL: Duration = Duration::from_millis(10);
 
     fn new(now: Instant) -> Pace {
         Pace {
@@ -414,8 +415,8 @@ impl Pace {
     /// Sets the stream's share of the budget for `streams` subscribers.
     fn share(&mut self, streams: usize) {
         let streams = u32::try_from(streams.max(1)).unwrap_or(u32::MAX);
-        self.interval =
-            Duration::from_secs(1) / Self::WRITES_PER_SEC.min(u32::MAX / streams) * streams;
+        let share = Duration::from_secs(1) / Self::WRITES_PER_SEC.min(u32::MAX / streams) * streams;
+        self.interval = share.min(Self::MAX_INTERVAL);
     }
 
     /// Credit earned up to `now`.
@@ -578,6 +579,116 @@ mod tests {
         assert!(pace.wait_until(t3).is_some());
     }
 
+    /// A stream's writes, each with its time.
+    type Writes = Vec<(Instant, Vec<u8>)>;
+
+    /// What a stream wrote, and when (on the test's paused clock).
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<std::sync::Mutex<Writes>>);
+
+    impl Recorder {
+        fn writes(&self) -> Writes {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Recorder {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.0.lock().unwrap().push((Instant::now(), buf.to_vec()));
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A stream among fifty subscribers, on a clock the test moves: a storm of events goes
+    /// out whole and in order in paced writes; a batch's worth waiting ends the wait for
+    /// the pace; after a quiet spell an event goes out at once.
+    #[tokio::test(start_paused = true)]
+    async fn forward_paces_a_storm_and_not_a_lone_event() {
+        let hub = crate::events::EventHub::new();
+        let _others: Vec<Subscription> = (0..49).map(|_| hub.subscribe()).collect();
+        let recorder = Recorder::default();
+        let mut out = recorder.clone();
+        let sub = hub.subscribe();
+        let stream = tokio::spawn(async move { forward(&mut out, sub, |_| true).await });
+        let start = Instant::now();
+        let mut want = Vec::new();
+        for i in 0..300 {
+            let ev = Event::new("q", "e").kw("i", i.to_string());
+            want.extend_from_slice(&ev.encode());
+            hub.publish([ev]);
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let writes = recorder.writes();
+        assert_eq!(writes.concat_bytes(), want, "every event, once, in order");
+        let elapsed = writes.last().unwrap().0 - start;
+        let bound = Pace::BURST as usize + (elapsed.as_micros() / 5_000) as usize + 1;
+        assert!(
+            writes.len() <= bound && writes.len() < 150,
+            "{} writes in {elapsed:?} (bound {bound})",
+            writes.len()
+        );
+        // Out of credit again: a batch's worth arriving ends the wait for the pace.
+        for i in 0..40 {
+            hub.publish([Event::new("q", "e").kw("i", i.to_string())]);
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        let big = Event::new("q", "big").kw("value", "x".repeat(BATCH_BYTES));
+        let big_bytes = big.encode();
+        let at = Instant::now();
+        hub.publish([big]);
+        // The clock stands still while the test yields: what is written now did not wait.
+        settle().await;
+        let writes = recorder.writes();
+        assert!(
+            writes.concat_bytes().ends_with(&big_bytes),
+            "no wait for the pace"
+        );
+        assert_eq!(writes.last().unwrap().0, at);
+        // Quiet for a second: a lone event goes out at once.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let at = Instant::now();
+        hub.publish([Event::new("q", "lone")]);
+        settle().await;
+        let (when, bytes) = recorder.writes().last().unwrap().clone();
+        assert_eq!((when, bytes), (at, Event::new("q", "lone").encode()));
+        stream.abort();
+    }
+
+    /// Lets every other task run as far as it can without the clock moving.
+    async fn settle() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// All the bytes of a stream's writes.
+    trait ConcatBytes {
+        fn concat_bytes(&self) -> Vec<u8>;
+    }
+
+    impl ConcatBytes for Writes {
+        fn concat_bytes(&self) -> Vec<u8> {
+            self.iter().flat_map(|(_, b)| b.iter().copied()).collect()
+        }
+    }
+
     /// A lone subscriber's share is the whole budget: a client that waits for each event
     /// in turn (5,000 a second, faster than libvirt's test driver answers) never waits
     /// for its pace.
@@ -597,7 +708,12 @@ mod tests {
         pace.share(0);
         assert_eq!(pace.interval, Duration::from_micros(100));
         pace.share(usize::MAX);
-        assert!(pace.interval >= Duration::from_secs(1));
+        assert_eq!(pace.interval, Pace::MAX_INTERVAL);
+        // A hundred subscribers share the budget; more wait no longer than that.
+        pace.share(100);
+        assert_eq!(pace.interval, Duration::from_millis(10));
+        pace.share(10_000);
+        assert_eq!(pace.interval, Pace::MAX_INTERVAL);
     }
 
     /// The timeout branch of `Shutdown+wait`: no `domain-shutdown` arrives in time.

@@ -1,6 +1,7 @@
 //! Event streams under a storm of writes with many subscribers: every subscriber gets every
 //! event, in order, and the daemon writes to each at most its share of the write budget
-//! (a burst, then one write per interval: 5 ms each with 50 subscribers).
+//! (a burst, then one write per interval: 5 ms each with 50 subscribers). The pacing itself
+//! is tested on a paused clock in `server.rs`; this is the real daemon over real sockets.
 
 // Tests may unwrap: a panic there is a failed test, not a crashed daemon.
 #![allow(clippy::unwrap_used)]
@@ -9,6 +10,7 @@ mod common;
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::TestDaemon;
@@ -26,8 +28,9 @@ struct Received {
     reads: u64,
 }
 
-/// Reads events (after `connection-established`) until `feature-set:f` with value `last`.
-fn read_until(mut s: UnixStream, last: &str) -> Received {
+/// Reads events until `feature-set:f` with value `last`; `subscribed` is waited on once
+/// `connection-established` came (the subscription exists from then on).
+fn read_until(mut s: UnixStream, last: &str, subscribed: &Barrier) -> Received {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 1 << 16];
@@ -50,6 +53,7 @@ fn read_until(mut s: UnixStream, last: &str) -> Received {
             buf.drain(..used + 2);
             if ev.name == "connection-established" {
                 established = true;
+                subscribed.wait();
                 continue;
             }
             let value = ev.get("value").unwrap_or_default().to_string();
@@ -68,16 +72,19 @@ fn a_storm_reaches_every_subscriber_whole_in_paced_writes() {
     d.with_basic_qubes();
     let last = format!("{}", SETS - 1);
     let start = Instant::now();
+    // The storm starts once every subscription exists.
+    let subscribed = Arc::new(Barrier::new(SUBSCRIBERS + 1));
     let readers: Vec<_> = (0..SUBSCRIBERS)
         .map(|_| {
             let s = d.stream("admin.Events", "dom0", "dom0");
-            let last = last.clone();
+            let (last, subscribed) = (last.clone(), subscribed.clone());
             std::thread::spawn(move || {
-                let got = read_until(s, &last);
+                let got = read_until(s, &last, &subscribed);
                 (got, start.elapsed())
             })
         })
         .collect();
+    subscribed.wait();
     for i in 0..SETS {
         d.ok(
             "admin.vm.feature.Set",
