@@ -133,10 +133,16 @@ impl Daemon {
     /// [`crate::hypervisor::libvirt::Libvirt::start`] (off inside GTK programs).
     pub fn load_with(config: &Config, watch_events: bool) -> Result<Arc<Shared>, StartError> {
         let base = config.state_dir.to_string_lossy().into_owned();
-        let host = HostInfo::detect(&base, config.libvirt_uri.starts_with("xen"));
-        let (store, state) = Store::open(&config.store_path(), host)?;
         let (hv, events) =
             crate::hypervisor::libvirt::Libvirt::start(&config.libvirt_uri, watch_events);
+        let mut host = HostInfo::detect(&base, config.libvirt_uri.starts_with("xen"));
+        // The host's size as the hypervisor sees it, as the reference reads it: on Xen,
+        // dom0's own /proc/meminfo and CPU count are dom0's share, not the machine's.
+        match crate::hypervisor::Hypervisor::node_info(&*hv) {
+            Ok(node) => host.set_node(node.memory_kib, node.cpus),
+            Err(e) => tracing::warn!("host size from libvirt: {e}; using this system's"),
+        }
+        let (store, state) = Store::open(&config.store_path(), host)?;
         let env = Env {
             hv: Some(hv),
             state_dir: config.state_dir.clone(),

@@ -398,6 +398,14 @@ impl HostInfo {
             base_dir: base_dir.to_string(),
         }
     }
+
+    /// Takes the host's memory and processors from the hypervisor (what `maxmem`,
+    /// `no_cpus` and qubes' default `maxmem` are computed from). Memory counts whole MiB,
+    /// as the reference's libvirt binding gives it.
+    pub fn set_node(&mut self, memory_kib: u64, cpus: u64) {
+        self.memory_mib = memory_kib >> 10;
+        self.cpus = cpus;
+    }
 }
 
 /// The whole persistent state of the daemon.

@@ -497,3 +497,20 @@ fn device_classes_looked_at_stay_in_qubes_xml() {
         element("other")
     );
 }
+
+/// The host's size comes from libvirt, as the reference reads it (`getInfo`): on Xen,
+/// dom0's own memory and processors are only its share. libvirt's test driver describes a
+/// host of 3 GiB and 16 processors, whatever machine the test runs on.
+#[test]
+fn host_size_is_what_libvirt_says() {
+    let d = TestDaemon::start();
+    d.with_basic_qubes();
+    assert_eq!(
+        d.ok("admin.property.Get", "dom0", "maxmem", b""),
+        "default=True type=int 3072"
+    );
+    assert_eq!(
+        d.ok("admin.property.Get", "dom0", "no_cpus", b""),
+        "default=True type=int 16"
+    );
+}

@@ -257,6 +257,16 @@ impl Hypervisor for Libvirt {
         self.kind
     }
 
+    fn node_info(&self) -> Result<super::NodeInfo, HvError> {
+        self.run(|c| {
+            let info = c.node_info().map_err(err)?;
+            Ok(super::NodeInfo {
+                memory_kib: info.memory,
+                cpus: u64::from(info.cpus),
+            })
+        })
+    }
+
     fn pci_node_devices(&self) -> Result<Vec<String>, HvError> {
         self.run(|c| {
             let devs = c.list_all_node_devices(0).map_err(err)?;

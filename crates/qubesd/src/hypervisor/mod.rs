@@ -43,6 +43,15 @@ pub enum LifecycleEvent {
     Reconnected,
 }
 
+/// The host as the hypervisor describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Memory in KiB.
+    pub memory_kib: u64,
+    /// Logical processors.
+    pub cpus: u64,
+}
+
 /// Why a hypervisor operation failed; the message is shown to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -76,6 +85,9 @@ pub trait Hypervisor: Send + Sync {
     fn block_resize(&self, name: &str, path: &str, bytes: u64) -> Result<(), HvError>;
     /// XML descriptions of the host's PCI devices (node devices with the `pci` capability).
     fn pci_node_devices(&self) -> Result<Vec<String>, HvError>;
+    /// The host's memory and processors, as libvirt counts them (on Xen, the whole
+    /// machine's, not dom0's).
+    fn node_info(&self) -> Result<NodeInfo, HvError>;
     /// The live XML of a defined domain.
     fn live_xml(&self, name: &str) -> Result<String, HvError>;
     /// Hot-plugs a device (libvirt device XML) into a running domain.
