@@ -42,24 +42,30 @@ fn start_pause_shutdown_kill_and_event_order() {
     let mut ev = Events::open(&d, "dom0");
     assert_eq!(d.ok("admin.vm.Start", "work", "", b""), "");
     // The network qube starts first, inside work's start.
-    let want = [
-        "work domain-pre-start start_guid=True mem_required=None",
-        "net domain-pre-start start_guid=True mem_required=None",
-        "net domain-pre-spawn start_guid=True",
-        "net domain-spawn start_guid=True",
-        "net domain-pre-unpaused",
-        "net domain-unpaused",
-        "net property-reset:xid name=xid",
-        "net property-reset:start_time name=start_time",
-        "net domain-start start_guid=True",
-        "work domain-pre-spawn start_guid=True",
-        "work domain-spawn start_guid=True",
-        "work domain-pre-unpaused",
-        "work domain-unpaused",
-        "work property-reset:xid name=xid",
-        "work property-reset:start_time name=start_time",
-        "work domain-start start_guid=True",
+    // The reference's order (compared with its daemon): the checks, the files, the net
+    // qube's whole start, then the domain's ids, spawn, QubesDB and unpause.
+    let spawned = |vm: &str| {
+        [
+            "domain-pre-spawn start_guid=True",
+            "property-reset:xid name=xid",
+            "property-reset:stubdom_xid name=stubdom_xid",
+            "property-reset:start_time name=start_time",
+            "domain-spawn start_guid=True",
+            "domain-qdb-create",
+            "domain-pre-unpaused",
+            "domain-unpaused",
+            "domain-start start_guid=True",
+        ]
+        .map(|e| format!("{vm} {e}"))
+    };
+    let mut want = vec![
+        "work domain-pre-start start_guid=True mem_required=None".to_string(),
+        "work domain-verify-files".into(),
+        "net domain-pre-start start_guid=True mem_required=None".into(),
+        "net domain-verify-files".into(),
     ];
+    want.extend(spawned("net"));
+    want.extend(spawned("work"));
     for w in want {
         assert_eq!(ev.next_text(), w);
     }
@@ -93,6 +99,10 @@ fn start_pause_shutdown_kill_and_event_order() {
     );
     assert_eq!(ev.next_text(), "net domain-pre-shutdown force=False");
     assert_eq!(
+        ev.next_text(),
+        "net domain-shutdown-failed reason=There are other VMs connected to this VM: work"
+    );
+    assert_eq!(
         d.call("admin.vm.Shutdown", "work", "bogus", b""),
         b"2\0ProtocolError\0\0Argument must match: force, wait\0"
     );
@@ -110,6 +120,10 @@ fn start_pause_shutdown_kill_and_event_order() {
         b"2\0QubesVMNotRunningError\0\0Domain not running (either powered off or paused): 'work'\0"
     );
     assert_eq!(ev.next_text(), "work domain-pre-shutdown force=False");
+    assert_eq!(
+        ev.next_text(),
+        "work domain-shutdown-failed reason=Domain not running (either powered off or paused): 'work'"
+    );
     d.ok("admin.vm.Unpause", "work", "", b"");
     assert_eq!(ev.next_text(), "work domain-pre-unpaused");
     assert_eq!(ev.next_text(), "work domain-unpaused");
@@ -122,10 +136,10 @@ fn start_pause_shutdown_kill_and_event_order() {
     assert_eq!(state(&d, "work"), "Halted");
     for w in [
         "work domain-pre-shutdown force=False",
+        "work domain-stopped",
         "work property-reset:xid name=xid",
         "work property-reset:stubdom_xid name=stubdom_xid",
         "work property-reset:start_time name=start_time",
-        "work domain-stopped",
         "work domain-shutdown",
     ] {
         assert_eq!(ev.next_text(), w);
@@ -195,6 +209,7 @@ fn prohibited_and_failing_starts() {
         ev.next_text(),
         "test domain-pre-start start_guid=True mem_required=None"
     );
+    assert_eq!(ev.next_text(), "test domain-verify-files");
     assert_eq!(ev.next_text(), "test domain-pre-spawn start_guid=True");
     assert!(
         ev.next_text()

@@ -150,6 +150,12 @@ fn spawn(
     let st = core.snapshot();
     let d = domain(&st, vm)?;
     let hostdevs = required_devices(&st, &d, hv)?;
+    // The storage's check of the qube's files (the reference's `storage.verify()`, after
+    // the `domain-pre-start` handlers, among them the one for required devices).
+    core.write("start", |t| {
+        t.fire(vm, "domain-verify-files", &[]);
+        Ok(())
+    })?;
     if let Some(net) = props::vm_ref(&st, &d, "netvm").map(|n| n.name.clone())
         && chain.len() < MAX_NETVM_CHAIN
         && net != vm
@@ -183,13 +189,16 @@ fn spawn(
         if let Some(d) = t.st.domain_mut(vm) {
             d.start_time = Some(now_secs());
         }
+        // The reference's order: the new domain's ids and start time, the spawn, its
+        // QubesDB, then the unpause of a domain started paused.
+        for p in ["xid", "stubdom_xid", "start_time"] {
+            t.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
+        }
         t.fire(vm, "domain-spawn", &[("start_guid", "True")]);
+        t.fire(vm, "domain-qdb-create", &[]);
         t.fire(vm, "domain-pre-unpaused", &[]);
         t.fire(vm, "domain-unpaused", &[]);
         set_power(t, vm, PowerState::Running, None);
-        for p in ["xid", "start_time"] {
-            t.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
-        }
         t.fire(vm, "domain-start", &[("start_guid", "True")]);
         Ok(())
     })
@@ -240,15 +249,15 @@ fn begin_start(t: &mut Txn, vm: &str) -> Result<Option<Started>, QubesError> {
     Ok(Some((hv, d.power)))
 }
 
-/// What a stop leaves to do: the power state, property resets, `domain-stopped`,
-/// `domain-shutdown`, and the removal of a disposable with `auto_cleanup`. The volumes were
+/// What a stop leaves to do: the power state, `domain-stopped`, the property resets,
+/// `domain-shutdown` (the reference's order), and the removal of a disposable with `auto_cleanup`. The volumes were
 /// stopped before (see [`stopped`]).
 fn mark_stopped(t: &mut Txn, vm: &str) {
     set_power(t, vm, PowerState::Halted, None);
+    t.fire(vm, "domain-stopped", &[]);
     for p in ["xid", "stubdom_xid", "start_time"] {
         t.fire(vm, format!("property-reset:{p}"), &[("name", p)]);
     }
-    t.fire(vm, "domain-stopped", &[]);
     t.fire(vm, "domain-shutdown", &[]);
     let cleanup =
         t.st.domain(vm)
@@ -350,8 +359,14 @@ fn begin_shutdown(
         "domain-pre-shutdown",
         &[("force", crate::pycompat::bool_word(force))],
     );
+    // A refusal after `domain-pre-shutdown` is told with `domain-shutdown-failed`, as the
+    // reference does for every failure of the shutdown it began.
+    let refused = |t: &mut Txn, e: QubesError| {
+        t.fire_sticky(vm, "domain-shutdown-failed", &[("reason", &reason(&e))]);
+        e
+    };
     if d.power == PowerState::Paused && !force {
-        return Err(not_running(vm));
+        return Err(refused(t, not_running(vm)));
     }
     if props::vm_flag(&t.st, &d, "provides_network") && !force {
         let connected: Vec<String> =
@@ -366,13 +381,14 @@ fn begin_shutdown(
                 .map(|o| o.name.clone())
                 .collect();
         if !connected.is_empty() {
-            return Err(QubesError::new(
+            let e = QubesError::new(
                 ExcKind::QubesVMInUseError,
                 format!(
                     "There are other VMs connected to this VM: {}",
                     connected.join(", ")
                 ),
-            ));
+            );
+            return Err(refused(t, e));
         }
     }
     Ok((t.env.hv()?, d.power == PowerState::Paused))
