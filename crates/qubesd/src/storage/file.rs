@@ -125,6 +125,11 @@ impl Driver for FileDriver {
             ));
         }
         if !v.snap_on_start {
+            // A volume of its own needs a size: a kernel volume put in a file pool has none
+            // (the reference fails the same check with an assertion and no answer).
+            if v.size == 0 {
+                return Err(pool_err("Volume size must be > 0"));
+            }
             let p = path(v);
             if p.exists() {
                 return Err(pool_err(format!("Volume {} already exists", p.display())));

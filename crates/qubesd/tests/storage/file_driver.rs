@@ -211,3 +211,61 @@ pub(crate) fn other_calls_go_on_while_a_clone_copies() {
     assert_eq!(read_at(&dst, 4, size - 4), [0xa5; 4]);
     assert_eq!(info(&d, "dst", "private")["size"], size.to_string());
 }
+
+/// A kernel volume in a `file` pool (default_pool_kernel reset to the default pool) has no
+/// size: the file driver refuses it (the reference fails its creation with an assertion
+/// and no answer), the qube is not created, and no file is left to break the next one.
+#[test]
+fn a_kernel_volume_in_a_file_pool_is_refused_and_leaves_nothing() {
+    let d = TestDaemon::start();
+    d.ok(
+        "admin.vm.Create.TemplateVM",
+        "dom0",
+        "",
+        b"name=fedora label=black",
+    );
+    d.ok("admin.property.Reset", "dom0", "default_pool_kernel", b"");
+    let files_before = files_under(d.dir.path());
+    for name in ["k1", "k2"] {
+        assert_eq!(
+            d.call(
+                "admin.vm.Create.AppVM",
+                "dom0",
+                "fedora",
+                format!("name={name} label=red").as_bytes()
+            ),
+            b"2\0StoragePoolException\0\0Volume size must be > 0\0".to_vec(),
+            "{name}"
+        );
+        assert_eq!(
+            d.call("admin.vm.property.Get", name, "label", b""),
+            format!("2\0QubesVMNotFoundError\0\0No such domain: '{name}'\0").into_bytes()
+        );
+    }
+    assert_eq!(
+        files_under(d.dir.path()),
+        files_before,
+        "nothing left on disk"
+    );
+}
+
+/// Every file below `dir` but the store's own (`qubes.xml`, its journal).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("qubes.xml"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
