@@ -491,3 +491,41 @@ fn a_netvm_loop_in_qubes_xml_does_not_hang_a_start() {
     d.ok("admin.vm.Kill", "work", "", b"");
     d.ok("admin.vm.Kill", "net", "", b"");
 }
+
+/// A running qube keeps its template; as in the reference (a `property-pre-set:template`
+/// handler) the refusal comes after that event went out.
+#[test]
+fn a_running_qube_keeps_its_template_after_the_pre_set_event() {
+    let d = TestDaemon::start();
+    for tpl in ["tpl", "tpl2"] {
+        d.ok(
+            "admin.vm.Create.TemplateVM",
+            "dom0",
+            "",
+            format!("name={tpl} label=black").as_bytes(),
+        );
+    }
+    d.ok(
+        "admin.vm.Create.AppVM",
+        "dom0",
+        "tpl",
+        b"name=app label=red",
+    );
+    d.ok("admin.vm.Start", "app", "", b"");
+    let mut ev = Events::open(&d, "app");
+    assert_eq!(
+        d.call("admin.vm.property.Set", "app", "template", b"tpl2"),
+        b"2\0QubesVMNotHaltedError\0\0Cannot change template while qube is running\0"
+    );
+    assert_eq!(
+        ev.next_text(),
+        "app property-pre-set:template name=template newvalue=tpl2 oldvalue=tpl"
+    );
+    assert_eq!(
+        d.ok("admin.vm.property.Get", "app", "template", b""),
+        "default=False type=vm tpl"
+    );
+    // Halted, it changes.
+    d.ok("admin.vm.Kill", "app", "", b"");
+    d.ok("admin.vm.property.Set", "app", "template", b"tpl2");
+}

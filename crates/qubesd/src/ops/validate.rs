@@ -337,12 +337,7 @@ pub fn validate_vm_prop(
                 Ok(v)
             }
             "template" => {
-                if d.power != crate::model::PowerState::Halted {
-                    return Err(QubesError::new(
-                        ExcKind::QubesVMNotHaltedError,
-                        "Cannot change template while qube is running",
-                    ));
-                }
+                // A running qube is refused after `property-pre-set` ([`template_veto`]).
                 if d.class == Class::DispVM
                     && !st
                         .domain(&v)
@@ -465,6 +460,18 @@ pub fn check_netvm(st: &State, vm: &str, net: &str) -> Result<(), QubesError> {
     }
     if connected_to(st, vm, net) {
         return Err(QubesError::value("Loops in network are unsupported"));
+    }
+    Ok(())
+}
+
+/// The reference's `property-pre-set:template` handler: a qube that is not halted keeps
+/// its template (refused after that event went out).
+pub fn template_veto(d: &Domain) -> Result<(), QubesError> {
+    if d.power != crate::model::PowerState::Halted {
+        return Err(QubesError::new(
+            ExcKind::QubesVMNotHaltedError,
+            "Cannot change template while qube is running",
+        ));
     }
     Ok(())
 }
