@@ -211,6 +211,7 @@ pub(super) static CATALOGUE: &[Known] = known! {
     "StoragePoolException", "Can not import into save_on_stop=False volume {}" => noop_tr("Data cannot be imported into {0}: it is not kept when the qube stops.");
     "StoragePoolException", "Can not import snapshot volume {} in to pool {} " => noop_tr("The snapshot volume {0} cannot be imported into pool {1}.");
     "StoragePoolException", "Can not resize readonly volume {}" => noop_tr("The read-only volume {0} cannot be resized.");
+    "StoragePoolException", "Volume size must be > 0" => noop_tr("The volume has no size. A kernel volume cannot be kept in a file pool: set the default kernel pool to a kernel pool.");
     "StoragePoolException", "Cannot import data to dirty volume {}, stop the qube first" => noop_tr("Data cannot be imported into {0} while it is in use: stop the qube first.");
     "StoragePoolException", "Cannot import to dirty volume {} - start and stop a qube to cleanup" => noop_tr("Data cannot be imported into {0}: start and stop the qube to tidy it up first.");
     "StoragePoolException", "Cannot resize volume based on a template - resizethe template instead" => noop_tr("This storage belongs to the template: resize the template's.");
