@@ -12,6 +12,8 @@ use relm4::gtk;
 
 mod a11y;
 mod backup;
+#[path = "../shared/gtk_tests.rs"]
+mod gtk_tests;
 mod restore;
 mod support;
 
@@ -63,28 +65,6 @@ fn main() {
     qubes_qube_manager::i18n::init();
     gtk::init().expect("GTK");
     adw::init().expect("libadwaita");
-    let words: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests
-        .iter()
-        .filter(|(name, _)| words.is_empty() || words.iter().any(|w| name.contains(w.as_str())))
-    {
-        match std::panic::catch_unwind(*test) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    // `cargo test --test NAME -- WORD...` runs the tests whose names contain one of the words.
+    gtk_tests::run(tests);
 }

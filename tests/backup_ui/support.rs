@@ -1,6 +1,7 @@
 //! What the backup window tests share: the main loop, the Qube Manager on a demo core with the
 //! backup environment (`Fixture`), and finding and working the windows' widgets.
 
+pub(crate) use crate::gtk_tests::{find_where, label_texts, spin_until};
 pub(crate) use qubes_api::Transport;
 pub(crate) use qubes_backup::container::KdfParams;
 pub(crate) use qubes_backup::write::{
@@ -18,40 +19,6 @@ pub(crate) use std::os::unix::fs::MetadataExt;
 pub(crate) use std::path::{Path, PathBuf};
 pub(crate) use std::time::{Duration, Instant};
 
-/// Runs the GTK main loop until `done` holds or `secs` pass.
-pub(crate) fn spin_until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let ctx = gtk::glib::MainContext::default();
-    while Instant::now() < deadline {
-        while ctx.pending() {
-            ctx.iteration(false);
-        }
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    done()
-}
-
-/// The first descendant of `w` (itself included) that `pred` accepts.
-pub(crate) fn find_where(
-    w: &gtk::Widget,
-    pred: &dyn Fn(&gtk::Widget) -> bool,
-) -> Option<gtk::Widget> {
-    if pred(w) {
-        return Some(w.clone());
-    }
-    let mut child = w.first_child();
-    while let Some(c) = child {
-        if let Some(found) = find_where(&c, pred) {
-            return Some(found);
-        }
-        child = c.next_sibling();
-    }
-    None
-}
-
 /// The widget named `name` under `w`, as a `T`.
 pub(crate) fn named<T: IsA<gtk::Widget>>(w: &impl IsA<gtk::Widget>, name: &str) -> T {
     try_named(w, name).unwrap_or_else(|| panic!("no {name} here"))
@@ -59,20 +26,6 @@ pub(crate) fn named<T: IsA<gtk::Widget>>(w: &impl IsA<gtk::Widget>, name: &str) 
 
 pub(crate) fn try_named<T: IsA<gtk::Widget>>(w: &impl IsA<gtk::Widget>, name: &str) -> Option<T> {
     find_where(w.upcast_ref(), &|x| x.widget_name() == name).and_then(|x| x.downcast().ok())
-}
-
-/// Texts of every label under `w`.
-pub(crate) fn label_texts(w: &gtk::Widget) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(l) = w.downcast_ref::<gtk::Label>() {
-        out.push(l.label().to_string());
-    }
-    let mut child = w.first_child();
-    while let Some(c) = child {
-        out.extend(label_texts(&c));
-        child = c.next_sibling();
-    }
-    out
 }
 
 pub(crate) fn shows(w: &impl IsA<gtk::Widget>, text: &str) -> bool {

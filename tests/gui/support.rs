@@ -1,8 +1,9 @@
 //! What every GUI test uses: the main loop, the window on a demo core (`Fixture`), finding
 //! widgets, and the settings dialog and confirmation helpers several tests share.
 
-pub(crate) use std::time::{Duration, Instant};
+pub(crate) use std::time::Duration;
 
+pub(crate) use crate::gtk_tests::{find_where, label_texts, spin_until};
 pub(crate) use qubes_api::Transport;
 pub(crate) use qubes_qube_manager::app::{self, Action, App, Msg};
 pub(crate) use qubes_qube_manager::model::Column;
@@ -10,42 +11,12 @@ pub(crate) use relm4::adw::prelude::*;
 pub(crate) use relm4::gtk;
 pub(crate) use relm4::{ComponentController, Controller};
 
-/// Runs the GTK main loop until `done` holds or `secs` pass.
-pub(crate) fn spin_until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let ctx = gtk::glib::MainContext::default();
-    while Instant::now() < deadline {
-        while ctx.pending() {
-            ctx.iteration(false);
-        }
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    done()
-}
-
 /// Runs the main loop until it has nothing left to do (every message sent so far handled).
 pub(crate) fn idle() {
     let ctx = gtk::glib::MainContext::default();
     while ctx.pending() {
         ctx.iteration(false);
     }
-}
-
-/// Texts of every label currently in the widget tree under `w`.
-pub(crate) fn label_texts(w: &gtk::Widget) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(l) = w.downcast_ref::<gtk::Label>() {
-        out.push(l.label().to_string());
-    }
-    let mut child = w.first_child();
-    while let Some(c) = child {
-        out.extend(label_texts(&c));
-        child = c.next_sibling();
-    }
-    out
 }
 
 pub(crate) struct Fixture {
@@ -332,24 +303,6 @@ pub(crate) fn visible_names(f: &Fixture) -> Vec<String> {
 /// The first descendant of `w` of type `T`, depth first.
 pub(crate) fn find_widget<T: IsA<gtk::Widget>>(w: &gtk::Widget) -> Option<T> {
     find_where(w, &|w| w.is::<T>()).and_then(|w| w.downcast::<T>().ok())
-}
-
-/// The first descendant of `w` (itself included, depth first) that `pred` accepts.
-pub(crate) fn find_where(
-    w: &gtk::Widget,
-    pred: &dyn Fn(&gtk::Widget) -> bool,
-) -> Option<gtk::Widget> {
-    if pred(w) {
-        return Some(w.clone());
-    }
-    let mut child = w.first_child();
-    while let Some(c) = child {
-        if let Some(found) = find_where(&c, pred) {
-            return Some(found);
-        }
-        child = c.next_sibling();
-    }
-    None
 }
 
 /// Every descendant of `w` (depth first) whose widget name is `name`.
