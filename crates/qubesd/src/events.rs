@@ -67,28 +67,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Queue {
-    /// [`Subscription::take_waiting`].
-    fn take(&self, out: &mut Vec<Arc<Published>>, max_bytes: usize) -> bool {
-        let mut q = lock(&self.state);
-        if q.dropped {
-            return false;
-        }
-        let mut taken = 0;
-        while let Some(ev) = q.events.front() {
-            if !out.is_empty() && taken + ev.bytes.len() > max_bytes {
-                break;
-            }
-            taken += ev.bytes.len();
-            if let Some(ev) = q.events.pop_front() {
-                out.push(ev);
-            }
-        }
-        q.bytes -= taken;
-        true
-    }
-}
-
 /// A subscriber was dropped for falling behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped;
@@ -133,26 +111,28 @@ impl Subscription {
     pub async fn recv_many(&mut self, out: &mut Vec<Arc<Published>>, max_bytes: usize) -> bool {
         loop {
             let notified = self.queue.ready.notified();
-            if !self.queue.take(out, max_bytes) {
-                return false;
-            }
-            if !out.is_empty() {
-                return true;
+            {
+                let mut q = lock(&self.queue.state);
+                if q.dropped {
+                    return false;
+                }
+                let mut taken = 0;
+                while let Some(ev) = q.events.front() {
+                    if !out.is_empty() && taken + ev.bytes.len() > max_bytes {
+                        break;
+                    }
+                    taken += ev.bytes.len();
+                    if let Some(ev) = q.events.pop_front() {
+                        out.push(ev);
+                    }
+                }
+                q.bytes -= taken;
+                if !out.is_empty() {
+                    return true;
+                }
             }
             notified.await;
         }
-    }
-
-    /// Moves the events waiting into `out`, oldest first, while their bytes fit in
-    /// `max_bytes` (the first always does when `out` is empty); never waits. `false` once
-    /// the subscriber was dropped for falling behind.
-    pub fn take_waiting(&mut self, out: &mut Vec<Arc<Published>>, max_bytes: usize) -> bool {
-        self.queue.take(out, max_bytes)
-    }
-
-    /// Bytes of the events waiting.
-    pub fn waiting_bytes(&self) -> usize {
-        lock(&self.queue.state).bytes
     }
 
     /// Returns once a batch's worth of events ([`BATCH_BYTES`]) waits, or the subscriber
@@ -328,21 +308,5 @@ mod tests {
         assert!(sub.recv_many(&mut got, 1).await);
         assert_eq!(got[0].event.name, "five");
         assert!(matches!(sub.try_recv(), Ok(None)));
-        // Topping up a batch that holds events takes only what fits, and never waits.
-        hub.publish([Event::new("a", "six"), Event::new("a", "seven")]);
-        let six = Event::new("a", "six").encode().len();
-        assert!(sub.take_waiting(&mut got, six));
-        let names: Vec<&str> = got.iter().map(|e| e.event.name.as_str()).collect();
-        assert_eq!(names, ["five", "six"]);
-        assert!(sub.take_waiting(&mut got, 0));
-        assert_eq!(got.len(), 2, "nothing fits in 0 bytes");
-        got.clear();
-        assert!(sub.take_waiting(&mut got, 0));
-        assert_eq!(
-            got[0].event.name, "seven",
-            "an empty batch always takes one"
-        );
-        assert!(sub.take_waiting(&mut got, 1 << 20));
-        assert_eq!(got.len(), 1, "nothing waits");
     }
 }

@@ -379,8 +379,9 @@ async fn forward<S: AsyncWriteExt + Unpin>(
 /// Pacing of one stream's writes, a token bucket: up to [`Pace::BURST`] writes go out as
 /// their events come, after that the stream gets its share of [`Pace::WRITES_PER_SEC`]
 /// (split evenly between the hub's subscribers, at least one write per
-/// [`Pace::MAX_INTERVAL`]), each write carrying every event that arrived meanwhile. A lone event, the few of one action, or a client waiting for each
-/// event in turn with few subscribers around, are not delayed. A storm of writes (a script
+/// [`Pace::MAX_INTERVAL`]), each write carrying every event that arrived meanwhile. A lone
+/// event, the few of one action, or a client waiting for each event in turn with few
+/// subscribers around, are not delayed. A storm of writes (a script
 /// setting features on every qube) with fifty subscribers costs each of them a system call
 /// and a wakeup of its reader every 5 ms instead of one per event: that fan-out runs on the
 /// same CPUs as the writers, and took two thirds of their throughput.
