@@ -123,6 +123,11 @@ fn on_qube(t: &mut Txn, vm: &str, kind: &str, prop: &str, v: &Vals) -> Result<()
         ("property-pre-reset", "template") => {
             return Err(validate::cannot_unset_template(&t.st, class));
         }
+        ("property-pre-set", "template") => {
+            if let Some(d) = t.st.domain(vm) {
+                validate::template_veto(d)?;
+            }
+        }
         ("property-set", "template") if class.has_template() => {
             snapshots_follow_template(t, vm)?;
             if class == Class::AppVM {

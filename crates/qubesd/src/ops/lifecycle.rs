@@ -250,8 +250,8 @@ fn begin_start(t: &mut Txn, vm: &str) -> Result<Option<Started>, QubesError> {
 }
 
 /// What a stop leaves to do: the power state, `domain-stopped`, the property resets,
-/// `domain-shutdown` (the reference's order), and the removal of a disposable with `auto_cleanup`. The volumes were
-/// stopped before (see [`stopped`]).
+/// `domain-shutdown` (the reference's order), and the removal of a disposable with
+/// `auto_cleanup`. The volumes were stopped before (see [`stopped`]).
 fn mark_stopped(t: &mut Txn, vm: &str) {
     set_power(t, vm, PowerState::Halted, None);
     t.fire(vm, "domain-stopped", &[]);

@@ -36,9 +36,6 @@ pub fn set_vm(t: &mut Txn, vm: &str, prop: &str, untrusted: &[u8]) -> Result<(),
         def.name,
         &vals,
     )?;
-    if def.name == "template" {
-        validate::template_veto(&d)?;
-    }
     t.st.domain_mut(vm)
         .ok_or_else(|| QubesError::no_such_vm(vm))?
         .props

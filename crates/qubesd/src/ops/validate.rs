@@ -337,7 +337,8 @@ pub fn validate_vm_prop(
                 Ok(v)
             }
             "template" => {
-                // A running qube is refused after `property-pre-set` ([`template_veto`]).
+                // A running qube is refused after `property-pre-set` (a hook, as in the
+                // reference: [`template_veto`]).
                 if d.class == Class::DispVM
                     && !st
                         .domain(&v)
